@@ -1,0 +1,43 @@
+"""The shared core: the data model and the file formats every package uses."""
+
+from corpora.endpoints import endpoint_of, path_template
+from corpora.errors import CorpusError, CorpusNotFound, CorpusTruncated, NotACorpus, UnsupportedFormat
+from corpora.files import CORPUS_FORMAT, RESULTS_FORMAT, CorpusReader, CorpusWriter, ResultsReader, ResultsWriter
+from corpora.model import (
+    Attempt,
+    Divergence,
+    Exchange,
+    Headers,
+    ReplayRecord,
+    Request,
+    Response,
+    UpstreamCall,
+    header_value,
+)
+from corpora.samples import sample_path
+
+__all__ = [
+    "CORPUS_FORMAT",
+    "RESULTS_FORMAT",
+    "Attempt",
+    "CorpusError",
+    "CorpusNotFound",
+    "CorpusReader",
+    "CorpusTruncated",
+    "CorpusWriter",
+    "Divergence",
+    "Exchange",
+    "Headers",
+    "NotACorpus",
+    "ReplayRecord",
+    "Request",
+    "Response",
+    "ResultsReader",
+    "ResultsWriter",
+    "UnsupportedFormat",
+    "UpstreamCall",
+    "endpoint_of",
+    "header_value",
+    "path_template",
+    "sample_path",
+]

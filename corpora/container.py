@@ -1,0 +1,182 @@
+"""The on-disk container: JSON Lines in independent zstd frames.
+
+Why independent frames: a recorder killed with SIGKILL leaves every frame it
+completed readable, so it loses at most the last flush interval; and the file
+stays readable by standard tools (`zstd -dc FILE | jq`). Line 1 is a header
+naming the format; a clean close appends an `{"end": ...}` line, so a reader
+can tell a complete file from one whose writer died.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import zstandard
+
+from corpora.errors import CorpusError, CorpusNotFound, CorpusTruncated, NotACorpus, UnsupportedFormat
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+FLUSH_INTERVAL_S = 1.0
+_READ_CHUNK = 1 << 16
+
+
+class ContainerWriter:
+    """Appends JSON records, compressing a frame at least every `flush_interval` seconds and on close.
+
+    Not thread-safe: one writer belongs to one event loop or thread.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        header: dict[str, Any],
+        *,
+        flush_interval: float = FLUSH_INTERVAL_S,
+    ) -> None:
+        self.path = Path(path)
+        self.flush_interval = flush_interval
+        self.count = 0
+        self._pending: list[bytes] = []
+        self._compressor = zstandard.ZstdCompressor(level=6, write_checksum=True)
+        try:
+            self._file: BinaryIO | None = open(self.path, "wb")
+        except OSError as exc:
+            raise CorpusError(path, f"cannot write: {exc.strerror}") from exc
+        self._last_flush = time.monotonic()
+        header = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **header}
+        self._pending.append(_line(header))
+        self.flush()
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            raise CorpusError(self.path, "write after close")
+        self._pending.append(_line(record))
+        self.count += 1
+        self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        """Called on every write and by a periodic timer, so quiet periods still reach disk."""
+        if self._pending and time.monotonic() - self._last_flush >= self.flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._file is None or not self._pending:
+            return
+        self._file.write(self._compressor.compress(b"".join(self._pending)))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._pending.clear()
+        self._last_flush = time.monotonic()
+
+    def close(self, **summary: Any) -> None:
+        if self._file is None:
+            return
+        self._pending.append(_line({"end": {"records": self.count, **summary}}))
+        self.flush()
+        self._file.close()
+        self._file = None
+
+    @property
+    def closed(self) -> bool:
+        return self._file is None
+
+    def __enter__(self) -> ContainerWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+class ContainerReader:
+    """Streams records in constant memory.
+
+    A truncated or corrupt tail stops iteration with a `CorpusTruncated`
+    warning; every complete record before it is yielded. After iteration,
+    `complete` tells whether the writer closed the file cleanly.
+    """
+
+    def __init__(self, path: Path | str, *, expected_format: str) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise CorpusNotFound(path)
+        if self.path.is_dir():
+            raise NotACorpus(path, "is a directory, not a replaydiff file")
+        with open(self.path, "rb") as probe:
+            magic = probe.read(4)
+        if magic != ZSTD_MAGIC:
+            raise NotACorpus(path, "not a zstd-compressed replaydiff file")
+        self.header = self._read_header(expected_format)
+        self.complete = False
+        self.end: dict[str, Any] = {}
+        self._damage: str | None = None
+
+    def _read_header(self, expected_format: str) -> dict[str, Any]:
+        for raw in self._raw_lines():
+            try:
+                header = json.loads(raw)
+            except ValueError:
+                break
+            fmt = header.get("format") if isinstance(header, dict) else None
+            if fmt == expected_format:
+                return header
+            if isinstance(fmt, str) and fmt.startswith("replaydiff-"):
+                raise UnsupportedFormat(self.path, f"is a {fmt} file, expected {expected_format}")
+            break
+        raise NotACorpus(self.path, f"has no {expected_format} header")
+
+    def _raw_lines(self) -> Iterator[bytes]:
+        """Complete lines only; a partial last line or undecodable frame ends the stream."""
+        with open(self.path, "rb") as handle:
+            reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
+            buffered = b""
+            try:
+                while chunk := reader.read(_READ_CHUNK):
+                    buffered += chunk
+                    *lines, buffered = buffered.split(b"\n")
+                    yield from lines
+            except zstandard.ZstdError:
+                self._damage = "corrupt data"
+                return
+            if buffered:
+                self._damage = "an incomplete last record"
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        lines = self._raw_lines()
+        next(lines, None)  # header, already parsed
+        kept = 0
+        for raw in lines:
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                self._damage = "an undecodable record"
+                break
+            if "end" in record:
+                self.complete = True
+                self.end = record["end"]
+                return
+            kept += 1
+            yield record
+        what = self._damage or "no end marker (its writer was killed or is still writing)"
+        warnings.warn(
+            CorpusTruncated(f"{self.path}: {what} at the end; kept the {kept} complete records before it"),
+            stacklevel=2,
+        )
+
+
+def decompressed_bytes(path: Path | str) -> bytes:
+    """The whole decompressed content: for tests and tools that grep raw bytes."""
+    with open(path, "rb") as handle:
+        reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
+        return io.BufferedReader(reader).read()

@@ -1,0 +1,105 @@
+"""Typed files over the container: corpora of exchanges and results of replays."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+from corpora.container import FLUSH_INTERVAL_S, ContainerReader, ContainerWriter
+from corpora.errors import NotACorpus
+from corpora.model import Exchange, ReplayRecord
+
+CORPUS_FORMAT = "replaydiff-corpus/1"
+RESULTS_FORMAT = "replaydiff-results/1"
+
+
+class _Serializable(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+RecordT = TypeVar("RecordT", bound=_Serializable)
+
+
+class _TypedWriter(Generic[RecordT]):
+    format: str
+
+    def __init__(self, path: Path | str, *, flush_interval: float = FLUSH_INTERVAL_S, **header: Any) -> None:
+        self._container = ContainerWriter(path, {"format": self.format, **header}, flush_interval=flush_interval)
+
+    @property
+    def path(self) -> Path:
+        return self._container.path
+
+    @property
+    def count(self) -> int:
+        return self._container.count
+
+    def write(self, record: RecordT) -> None:
+        self._container.write(record.to_json())
+
+    def flush_if_due(self) -> None:
+        self._container.flush_if_due()
+
+    def close(self, **summary: Any) -> None:
+        self._container.close(**summary)
+
+    def __enter__(self: _W) -> _W:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+_W = TypeVar("_W", bound=_TypedWriter[Any])
+
+
+class _TypedReader(Generic[RecordT]):
+    format: str
+    _decode: Callable[[dict[str, Any]], RecordT]
+
+    def __init__(self, path: Path | str) -> None:
+        self._container = ContainerReader(path, expected_format=self.format)
+
+    @property
+    def path(self) -> Path:
+        return self._container.path
+
+    @property
+    def header(self) -> dict[str, Any]:
+        return self._container.header
+
+    @property
+    def complete(self) -> bool:
+        """True once iteration reached the end marker of a cleanly closed file."""
+        return self._container.complete
+
+    def __iter__(self) -> Iterator[RecordT]:
+        decode = type(self)._decode
+        for number, data in enumerate(self._container, start=2):
+            try:
+                yield decode(data)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise NotACorpus(self.path, f"record on line {number} is malformed ({exc!r})") from exc
+
+
+class CorpusWriter(_TypedWriter[Exchange]):
+    """Header fields: `source` (how it was captured) and `sanitizer` (policy digest, rule counts)."""
+
+    format = CORPUS_FORMAT
+
+
+class CorpusReader(_TypedReader[Exchange]):
+    format = CORPUS_FORMAT
+    _decode = Exchange.from_json
+
+
+class ResultsWriter(_TypedWriter[ReplayRecord]):
+    """Header fields: `corpus`, `targets` (name → URL), `mode`."""
+
+    format = RESULTS_FORMAT
+
+
+class ResultsReader(_TypedReader[ReplayRecord]):
+    format = RESULTS_FORMAT
+    _decode = ReplayRecord.from_json

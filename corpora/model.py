@@ -1,0 +1,304 @@
+"""The data model every package shares: one definition per concept.
+
+Each type converts to and from plain JSON-able dicts (`to_json` / `from_json`)
+so the corpus container stays ignorant of what it stores. Bodies are bytes in
+memory and `{"text": ...}` or `{"b64": ...}` on disk, so binary payloads
+survive a round trip and text payloads stay readable with `zstd -dc | jq`.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Headers = list[tuple[str, str]]
+"""Ordered (name, value) pairs; duplicates are kept because order and repetition are observable."""
+
+
+def encode_body(body: bytes) -> dict[str, str]:
+    try:
+        return {"text": body.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(body).decode("ascii")}
+
+
+def decode_body(data: dict[str, str] | None) -> bytes:
+    if not data:
+        return b""
+    if "text" in data:
+        return data["text"].encode("utf-8")
+    return base64.b64decode(data["b64"])
+
+
+def _headers_from_json(pairs: list[list[str]]) -> Headers:
+    return [(str(name), str(value)) for name, value in pairs]
+
+
+def header_value(headers: Headers, name: str) -> str | None:
+    """First value of a header, matched case-insensitively as HTTP requires."""
+    wanted = name.lower()
+    for key, value in headers:
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+    query: str = ""
+    http_version: str = "HTTP/1.1"
+    headers: Headers = field(default_factory=list)
+    body: bytes = b""
+
+    @property
+    def target(self) -> str:
+        """Path plus raw query, as it appears on the request line."""
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "scheme": self.scheme,
+            "host": self.host,
+            "port": self.port,
+            "path": self.path,
+            "query": self.query,
+            "http_version": self.http_version,
+            "headers": [list(pair) for pair in self.headers],
+            "body": encode_body(self.body),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Request:
+        return cls(
+            method=data["method"],
+            scheme=data["scheme"],
+            host=data["host"],
+            port=int(data["port"]),
+            path=data["path"],
+            query=data.get("query", ""),
+            http_version=data.get("http_version", "HTTP/1.1"),
+            headers=_headers_from_json(data.get("headers", [])),
+            body=decode_body(data.get("body")),
+        )
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    reason: str = ""
+    http_version: str = "HTTP/1.1"
+    headers: Headers = field(default_factory=list)
+    body: bytes = b""
+    original_encoding: str | None = None
+    """Content-Encoding the body had on the wire; bodies are stored decoded."""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "status": self.status,
+            "reason": self.reason,
+            "http_version": self.http_version,
+            "headers": [list(pair) for pair in self.headers],
+            "body": encode_body(self.body),
+        }
+        if self.original_encoding:
+            data["original_encoding"] = self.original_encoding
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Response:
+        return cls(
+            status=int(data["status"]),
+            reason=data.get("reason", ""),
+            http_version=data.get("http_version", "HTTP/1.1"),
+            headers=_headers_from_json(data.get("headers", [])),
+            body=decode_body(data.get("body")),
+            original_encoding=data.get("original_encoding"),
+        )
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    """A call the service under test made to one of its dependencies."""
+
+    dependency: str
+    method: str
+    path: str
+    status: int | None
+    error: str | None = None
+    start_us: int = 0
+    duration_us: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dependency": self.dependency,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "error": self.error,
+            "start_us": self.start_us,
+            "duration_us": self.duration_us,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UpstreamCall:
+        return cls(**data)
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One recorded request and what production answered."""
+
+    id: str
+    session: str
+    start_us: int
+    """Offset from the corpus start, so a corpus replays the same whenever it was recorded."""
+    request: Request
+    response: Response | None
+    duration_us: int = 0
+    tags: dict[str, str] = field(default_factory=dict)
+    upstream: list[UpstreamCall] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "session": self.session,
+            "start_us": self.start_us,
+            "duration_us": self.duration_us,
+            "request": self.request.to_json(),
+            "response": self.response.to_json() if self.response else None,
+        }
+        if self.tags:
+            data["tags"] = dict(self.tags)
+        if self.upstream:
+            data["upstream"] = [call.to_json() for call in self.upstream]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Exchange:
+        response = data.get("response")
+        return cls(
+            id=str(data["id"]),
+            session=str(data["session"]),
+            start_us=int(data["start_us"]),
+            duration_us=int(data.get("duration_us", 0)),
+            request=Request.from_json(data["request"]),
+            response=Response.from_json(response) if response else None,
+            tags=dict(data.get("tags", {})),
+            upstream=[UpstreamCall.from_json(call) for call in data.get("upstream", [])],
+        )
+
+
+ErrorKind = Literal["timeout", "reset", "refused", "protocol", "other"]
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try at one target: when it left, when bytes came back, and how it ended."""
+
+    sent_us: int
+    """Offset from the replay start."""
+    ttfb_us: int | None
+    duration_us: int
+    status: int | None
+    error: ErrorKind | None = None
+    error_detail: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sent_us": self.sent_us,
+            "ttfb_us": self.ttfb_us,
+            "duration_us": self.duration_us,
+            "status": self.status,
+            "error": self.error,
+            "error_detail": self.error_detail,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Attempt:
+        return cls(**data)
+
+
+TargetName = str
+"""`baseline`, `baseline2` or `candidate`."""
+
+
+@dataclass(slots=True)
+class ReplayRecord:
+    """What one target did with one replayed exchange."""
+
+    exchange_id: str
+    target: TargetName
+    endpoint: str
+    """Endpoint template (`GET /items/{id}`), carried so results diff without the corpus."""
+    attempts: list[Attempt]
+    response: Response | None
+    upstream: list[UpstreamCall] = field(default_factory=list)
+    schedule_lag_us: int = 0
+    """How late the request left compared with its plan: tells whether the replayer kept up."""
+
+    @property
+    def final(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "exchange_id": self.exchange_id,
+            "target": self.target,
+            "endpoint": self.endpoint,
+            "attempts": [a.to_json() for a in self.attempts],
+            "response": self.response.to_json() if self.response else None,
+            "upstream": [call.to_json() for call in self.upstream],
+            "schedule_lag_us": self.schedule_lag_us,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReplayRecord:
+        response = data.get("response")
+        return cls(
+            exchange_id=str(data["exchange_id"]),
+            target=data["target"],
+            endpoint=data["endpoint"],
+            attempts=[Attempt.from_json(a) for a in data.get("attempts", [])],
+            response=Response.from_json(response) if response else None,
+            upstream=[UpstreamCall.from_json(c) for c in data.get("upstream", [])],
+            schedule_lag_us=int(data.get("schedule_lag_us", 0)),
+        )
+
+
+DivergenceKind = Literal["status", "header", "body", "latency", "retry", "upstream", "error"]
+
+
+@dataclass(slots=True)
+class Divergence:
+    """A difference between baseline and candidate that survived noise filtering."""
+
+    exchange_id: str
+    endpoint: str
+    kind: DivergenceKind
+    location: str
+    """JSON path (`$.items[*].price`), header name, or empty for the whole status/body."""
+    baseline: Any
+    candidate: Any
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable across runs, so a team can track or accept a divergence."""
+        return f"{self.endpoint}|{self.kind}|{self.location}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "exchange_id": self.exchange_id,
+            "endpoint": self.endpoint,
+            "kind": self.kind,
+            "location": self.location,
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "fingerprint": self.fingerprint,
+        }

@@ -1,0 +1,1 @@
+"""Verdict: compare what the targets answered, filter noise, report divergences."""

@@ -1,0 +1,1 @@
+"""Capture: turn live or recorded HTTP traffic into sanitized corpora."""

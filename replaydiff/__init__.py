@@ -1,0 +1,1 @@
+"""The application: the command line and the workflows that compose recorder, replayer and diff."""

@@ -1,0 +1,9 @@
+"""Errors the command line reports as one line with exit code 2."""
+
+EXIT_SAME = 0
+EXIT_DIVERGENT = 1
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """Bad input from the user: the message says what was wrong and what to do."""

@@ -1,0 +1,1 @@
+"""Replay: drive a corpus through baseline, second baseline and candidate at once."""
