@@ -74,6 +74,11 @@ class _TypedReader(Generic[RecordT]):
         """True once iteration reached the end marker of a cleanly closed file."""
         return self._container.complete
 
+    @property
+    def end(self) -> dict[str, Any]:
+        """The summary its writer left on close (counts, sanitizer rules fired); empty if not closed cleanly."""
+        return self._container.end
+
     def __iter__(self) -> Iterator[RecordT]:
         decode = type(self)._decode
         for number, data in enumerate(self._container, start=2):

@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 from corpora import CorpusError
-from replaydiff.commands import corpus, demo, diffing, record, replay
+from replaydiff.commands import corpus, demo, diffing, har, record, replay
+from replayer.targets import ReplayError
 from replaydiff.errors import EXIT_USAGE, UserError
 
 
@@ -23,7 +24,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (CorpusError, UserError) as exc:
+        except (CorpusError, ReplayError, UserError) as exc:
             click.echo(f"replaydiff: error: {exc}", err=True)
             ctx.exit(EXIT_USAGE)
 
@@ -42,8 +43,8 @@ def main() -> None:
 for command in (
     record.record,
     corpus.inspect,
-    corpus.import_har,
-    corpus.export_har,
+    har.import_har,
+    har.export_har,
     replay.replay,
     diffing.diff,
     replay.run,

@@ -1,0 +1,175 @@
+"""The replayer against real servers: fan-out, ordering, failures as outcomes, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
+from tests.servers import serve
+
+NAME = web.AppKey("name", str)
+
+REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
+
+
+def _exchange(i: int, session: str, method: str = "GET", path: str = "/echo", body: bytes = b"") -> Exchange:
+    return Exchange(
+        id=f"x{i}",
+        session=session,
+        start_us=i * 1000,
+        request=Request(
+            method,
+            "http",
+            "shop.internal",
+            80,
+            path,
+            query=f"i={i}&tag=a&tag=b",
+            headers=[("Host", "shop.internal"), ("X-Dup", "1"), ("X-Dup", "2"), ("X-Session", session)],
+            body=body,
+        ),
+        response=Response(200, body=b"{}"),
+    )
+
+
+def _corpus(path: Path, exchanges: list[Exchange]) -> Path:
+    with CorpusWriter(path, source="test") as writer:
+        for exchange in exchanges:
+            writer.write(exchange)
+    return path
+
+
+def _recording_app(seen: list[tuple[str, dict]]) -> web.Application:
+    """Echoes what it received and remembers it, per target name."""
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        seen.append(
+            (
+                request.app[NAME],
+                {
+                    "method": request.method,
+                    "path": request.path_qs,
+                    "host": request.headers.get("Host"),
+                    "dup": request.headers.getall("X-Dup", []),
+                    "session": request.headers.get("X-Session"),
+                    "routing": request.headers.get("baggage"),
+                    "body": body,
+                },
+            )
+        )
+        return web.json_response({"path": request.path_qs})
+
+    async def reset(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        request.transport.abort()
+        await asyncio.sleep(0.1)
+        return web.Response()
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(2)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_route("*", "/echo", echo)
+    app.router.add_get("/reset", reset)
+    app.router.add_get("/slow", slow)
+    return app
+
+
+def _run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*REPLAYDIFF, *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_every_target_gets_the_same_request_and_sessions_keep_order(tmp_path: Path) -> None:
+    exchanges = [_exchange(i, f"s{i % 5}", "POST" if i % 3 else "GET", body=b'{"n": %d}' % i) for i in range(40)]
+    corpus = _corpus(tmp_path / "c.jsonl.zst", exchanges)
+    seen: list[tuple[str, dict]] = []
+    base_app, cand_app = _recording_app(seen), _recording_app(seen)
+    base_app[NAME], cand_app[NAME] = "base", "cand"
+    with serve(base_app) as base, serve(cand_app) as cand:
+        result = _run("replay", corpus, "--baseline", base, "--candidate", cand, "--speed", "50",
+                      "--candidate-header", "baggage: sd-routing-key=abc", "-o", tmp_path / "r.jsonl.zst",
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    base_seen = [r for name, r in seen if name == "base"]
+    cand_seen = [r for name, r in seen if name == "cand"]
+    assert len(base_seen) == 80 and len(cand_seen) == 40  # baseline and baseline2 share the URL
+    for request in base_seen + cand_seen:
+        assert request["host"] == "shop.internal"
+        assert request["dup"] == ["1", "2"]
+    assert all(r["routing"] == "sd-routing-key=abc" for r in cand_seen)
+    assert not any(r["routing"] for r in base_seen)
+    original = {f"/echo?i={i}&tag=a&tag=b": e for i, e in enumerate(exchanges)}
+    for request in cand_seen:
+        assert request["body"] == original[request["path"]].request.body
+        assert request["method"] == original[request["path"]].request.method
+    for session in {e.session for e in exchanges}:
+        order = [int(r["path"].split("i=")[1].split("&")[0]) for r in cand_seen if r["session"] == session]
+        assert order == sorted(order)
+    records = list(ResultsReader(tmp_path / "r.jsonl.zst"))
+    assert len(records) == 120
+    assert {r.target for r in records} == {"baseline", "baseline2", "candidate"}
+    assert all(r.response and r.response.status == 200 for r in records)
+    assert all(r.endpoint in ("GET /echo", "POST /echo") for r in records)
+
+
+def test_target_failures_are_outcomes_not_crashes(tmp_path: Path) -> None:
+    exchanges = [_exchange(0, "a", path="/reset"), _exchange(1, "b", path="/slow"), _exchange(2, "c")]
+    corpus = _corpus(tmp_path / "c.jsonl.zst", exchanges)
+    seen: list[tuple[str, dict]] = []
+    app = _recording_app(seen)
+    app[NAME] = "any"
+    with serve(app) as url:
+        result = _run("replay", corpus, "--baseline", url, "--candidate", url, "--timeout", "0.5",
+                      "--concurrency", "3", "-o", tmp_path / "r.jsonl.zst", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    by_path: dict[str, set[str | None]] = {}
+    for record in ResultsReader(tmp_path / "r.jsonl.zst"):
+        final = record.final
+        assert final is not None
+        by_path.setdefault(record.exchange_id, set()).add(final.error)
+    assert by_path == {"x0": {"reset"}, "x1": {"timeout"}, "x2": {None}}
+
+
+def test_unreachable_target_is_one_line_exit_2(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path / "c.jsonl.zst", [_exchange(0, "a")])
+    seen: list[tuple[str, dict]] = []
+    app = _recording_app(seen)
+    app[NAME] = "base"
+    with serve(app) as url:
+        result = _run("replay", corpus, "--baseline", url, "--candidate", "http://127.0.0.1:9", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "candidate http://127.0.0.1:9 is unreachable" in result.stderr
+    assert not seen  # nothing was sent anywhere
+
+
+def test_writes_to_a_non_allowed_host_are_refused_before_sending(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path / "c.jsonl.zst", [_exchange(0, "a", "POST")])
+    result = _run("replay", corpus, "--baseline", "http://127.0.0.1:9", "--candidate",
+                  "http://sandbox.example.invalid", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--allow-host sandbox.example.invalid" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.jsonl.zst"], "no such file"),
+        (["notes.txt"], "not a zstd-compressed replaydiff file"),
+    ],
+)
+def test_bad_corpus_is_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    result = _run("replay", *args, "--baseline", "http://127.0.0.1:9", "--candidate", "http://127.0.0.1:9",
+                  cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
