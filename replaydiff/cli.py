@@ -15,7 +15,8 @@ import click
 from corpora import CorpusError
 from replaydiff.commands import corpus, demo, diffing, har, record, replay
 from replayer.targets import ReplayError
-from replaydiff.errors import EXIT_USAGE, UserError
+from replaydiff.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
+from replaydiff.replaying import ReplayInterrupted
 
 
 class _Group(click.Group):
@@ -27,6 +28,9 @@ class _Group(click.Group):
         except (CorpusError, ReplayError, UserError) as exc:
             click.echo(f"replaydiff: error: {exc}", err=True)
             ctx.exit(EXIT_USAGE)
+        except ReplayInterrupted as exc:
+            click.echo(f"replaydiff: {exc}", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:

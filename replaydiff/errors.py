@@ -3,6 +3,7 @@
 EXIT_SAME = 0
 EXIT_DIVERGENT = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 
 
 class UserError(Exception):

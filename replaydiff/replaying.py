@@ -21,6 +21,10 @@ from replayer.plan import Schedule, plan
 from replayer.targets import MUTATING_METHODS, Target, check_reachable, check_write_safety
 
 
+class ReplayInterrupted(Exception):
+    """Ctrl-C: not an error of the user's input, but the run did not finish."""
+
+
 @dataclass(frozen=True, slots=True)
 class ReplayJob:
     corpus: Path
@@ -37,7 +41,12 @@ def replay_corpus(job: ReplayJob, *, console: Console) -> ReplaySummary:
     schedule = plan(exchanges, speed=job.speed, limit=job.limit)
     mutates = any(p.exchange.request.method.upper() in MUTATING_METHODS for s in schedule.sessions for p in s.requests)
     check_write_safety(job.targets, set(job.allowed_hosts), corpus_mutates=mutates)
-    return asyncio.run(_replay(job, schedule, console))
+    try:
+        return asyncio.run(_replay(job, schedule, console))
+    except KeyboardInterrupt:
+        raise ReplayInterrupted(
+            f"interrupted; the exchanges completed so far are in {job.output} (diff it as usual)"
+        ) from None
 
 
 async def _replay(job: ReplayJob, schedule: Schedule, console: Console) -> ReplaySummary:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -173,3 +175,27 @@ def test_bad_corpus_is_one_line_exit_2(tmp_path: Path, args: list[str], message:
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_leaves_a_valid_results_file(tmp_path: Path) -> None:
+    exchanges = [_exchange(i, f"s{i % 4}") for i in range(400)]
+    for i, exchange in enumerate(exchanges):
+        exchange.start_us = i * 20_000  # 8 s of traffic at speed 1
+    corpus = _corpus(tmp_path / "c.jsonl.zst", exchanges)
+    seen: list[tuple[str, dict]] = []
+    app = _recording_app(seen)
+    app[NAME] = "any"
+    with serve(app) as url:
+        proc = subprocess.Popen(
+            [*REPLAYDIFF, "replay", str(corpus), "--baseline", url, "--candidate", url, "-o", "r.jsonl.zst"],
+            cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+        )
+        time.sleep(2.5)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    reader = ResultsReader(tmp_path / "r.jsonl.zst")
+    records = list(reader)
+    assert reader.complete and reader.end["interrupted"] is True
+    assert 30 <= len(records) < 1200
