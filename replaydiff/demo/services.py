@@ -1,0 +1,479 @@
+"""The demo system: an `inventory` service, a `shop` baseline and a `shop` candidate with planted bugs.
+
+All three are aiohttp apps in one process on one event loop, each on its own
+ephemeral 127.0.0.1 port. The shop calls inventory over real HTTP, so a replay
+exercises a real dependency and the W3C `traceparent` the replayer sets can be
+followed into it.
+
+Every answer is a pure function of the request, apart from the volatile fields
+(`generated_at`, `request_id`, `order_id`, the `X-Request-Id` header): the
+replayer sends each request to baseline, baseline again and candidate, so any
+server-side state would show up as a difference that no code change caused.
+
+The candidate is the same code with `candidate=True`, which plants exactly
+three divergences (search for `PLANTED`): a price that turns into a string, a
+search that is 30 ms slower, and a 500 for the coupon `SPRING-XL`.
+
+`python -m replaydiff.demo.services` prints one JSON line with the three URLs
+and serves until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import signal
+import sys
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+JSON = dict[str, Any]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# --- the catalog: deterministic data derived from product ids -------------------------------
+
+CATEGORIES: dict[str, list[str]] = {
+    "books": "atlas cookbook novel journal notebook almanac anthology guidebook poetry sketchbook".split(),
+    "coffee": "espresso grinder kettle dripper mug filter beans tamper scale thermos".split(),
+    "garden": "trowel hose planter seeds rake shears gloves lantern birdhouse compost".split(),
+    "kitchen": "skillet whisk knife colander ladle apron teapot grater saucepan sieve".split(),
+    "outdoor": "tent backpack hammock compass headlamp canteen stove tarp bivvy carabiner".split(),
+    "toys": "kite puzzle yo-yo robot marbles blocks top dominoes train rocket".split(),
+}
+CATEGORY_NAMES = tuple(CATEGORIES)
+ADJECTIVES = ("classic", "compact", "deluxe", "rustic", "nordic", "vintage", "sturdy")
+PRODUCT_IDS = range(1, 1 + sum(len(nouns) for nouns in CATEGORIES.values()))
+PAGE_SIZE = 6
+CURRENCY = "EUR"
+REVIEWERS = ("ana", "bo", "chidi", "dana", "emil", "fatima", "goran", "hana")
+REVIEW_TITLES = ("Does the job", "Better than expected", "Broke after a week", "Great value", "Would buy again")
+WAREHOUSES = ("ams-1", "fra-2", "dub-1")
+FREE_SHIPPING_FROM_CENTS = 5000
+SHIPPING_CENTS = 490
+VAT_PERCENT = 21
+COUPON_PERCENT_OFF = {"SPRING10": 10, "SPRING-XL": 20}
+COUPON_AMOUNT_OFF_CENTS = {"WELCOME5": 500}
+FREE_SHIPPING_COUPONS = frozenset({"FREESHIP"})
+
+
+def category_of(product_id: int) -> str:
+    return CATEGORY_NAMES[(product_id - 1) % len(CATEGORY_NAMES)]
+
+
+def product_name(product_id: int) -> str:
+    noun = CATEGORIES[category_of(product_id)][(product_id - 1) // len(CATEGORY_NAMES)]
+    return f"{ADJECTIVES[product_id % len(ADJECTIVES)]} {noun}"
+
+
+def price_cents(product_id: int) -> int:
+    """Multiples of ten cents, so a price rendered as a string ("16.30") visibly differs from 16.3."""
+    return 490 + (product_id * 1373) % 9000 // 10 * 10
+
+
+def stock_available(product_id: int) -> int:
+    """A few products (every 23rd) are out of stock, so quotes and checkouts see both cases."""
+    return (product_id * 37) % 23
+
+
+def product_summary(product_id: int) -> JSON:
+    return {
+        "id": product_id,
+        "name": product_name(product_id),
+        "category": category_of(product_id),
+        "price": price_cents(product_id) / 100,
+        "currency": CURRENCY,
+    }
+
+
+def reviews_of(product_id: int) -> list[JSON]:
+    return [
+        {
+            "author": REVIEWERS[(product_id + i) % len(REVIEWERS)],
+            "rating": 1 + (product_id * 3 + i * 5) % 5,
+            "title": REVIEW_TITLES[(product_id + 2 * i) % len(REVIEW_TITLES)],
+        }
+        for i in range(product_id % 4)
+    ]
+
+
+def average_rating(product_id: int) -> float | None:
+    ratings = [review["rating"] for review in reviews_of(product_id)]
+    return round(sum(ratings) / len(ratings), 2) if ratings else None
+
+
+def search(query: str) -> list[int]:
+    words = query.lower().split()
+    return [
+        product_id
+        for product_id in PRODUCT_IDS
+        if all(word in product_name(product_id) or word == category_of(product_id) for word in words)
+    ]
+
+
+def recommendations_for(product_id: int) -> list[int]:
+    """The next four products of the same category, wrapping around."""
+    same = [other for other in PRODUCT_IDS if category_of(other) == category_of(product_id)]
+    start = same.index(product_id)
+    return [same[(start + step) % len(same)] for step in range(1, 5)]
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    product_id: int
+    quantity: int
+
+
+def quote(lines: list[Line], available: dict[int, int], coupon: str | None) -> JSON:
+    """Totals in integer cents, rendered as euros only at the end so the arithmetic is exact."""
+    subtotal = sum(price_cents(line.product_id) * line.quantity for line in lines)
+    code = (coupon or "").upper()
+    discount = subtotal * COUPON_PERCENT_OFF.get(code, 0) // 100 + min(subtotal, COUPON_AMOUNT_OFF_CENTS.get(code, 0))
+    free_shipping = code in FREE_SHIPPING_COUPONS or subtotal >= FREE_SHIPPING_FROM_CENTS
+    shipping = 0 if free_shipping else SHIPPING_CENTS
+    total = subtotal - discount + shipping
+    return {
+        "lines": [
+            {
+                **product_summary(line.product_id),
+                "quantity": line.quantity,
+                "line_total": price_cents(line.product_id) * line.quantity / 100,
+                "in_stock": available.get(line.product_id, 0) >= line.quantity,
+            }
+            for line in lines
+        ],
+        "coupon": {"code": code, "applied": discount > 0 or code in FREE_SHIPPING_COUPONS} if code else None,
+        "subtotal": subtotal / 100,
+        "discount": discount / 100,
+        "shipping": shipping / 100,
+        "vat_included": total * VAT_PERCENT // (100 + VAT_PERCENT) / 100,
+        "total": total / 100,
+        "currency": CURRENCY,
+    }
+
+
+def items_json(lines: list[Line]) -> JSON:
+    """The cart as the shop sends it to inventory, in the shape `cart_lines` parses."""
+    return {"items": [asdict(line) for line in lines]}
+
+
+def reservation_id(lines: list[Line]) -> str:
+    """Derived from the items, not counted up: the same checkout must get the same answer every time."""
+    digest = hashlib.sha256(json.dumps(items_json(lines)).encode()).hexdigest()
+    return f"rsv-{digest[:16]}"
+
+
+# --- request parsing shared by both services -----------------------------------------------
+
+
+class ApiError(Exception):
+    """Turned into a JSON error answer by the shop's middleware (and plain JSON by inventory's)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def known_product(raw: str | None) -> int:
+    try:
+        product_id = int(raw or "")
+    except ValueError:
+        raise ApiError(400, f"product id must be a number, got {raw!r}") from None
+    if product_id not in PRODUCT_IDS:
+        raise ApiError(404, f"no product {product_id}")
+    return product_id
+
+
+def positive_int(raw: str | None, name: str, default: int) -> int:
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        raise ApiError(400, f"{name} must be a number, got {raw!r}") from None
+    if value < 1:
+        raise ApiError(400, f"{name} must be at least 1")
+    return value
+
+
+async def json_body(request: web.Request) -> JSON:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "body must be a JSON object")
+    return body
+
+
+def cart_lines(body: JSON) -> list[Line]:
+    items = body.get("items")
+    if not isinstance(items, list) or not items:
+        raise ApiError(400, "items must be a non-empty list")
+    lines = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("quantity"), int) or not 1 <= item["quantity"] <= 20:
+            raise ApiError(400, "each item needs a product_id and a quantity from 1 to 20")
+        lines.append(Line(known_product(str(item.get("product_id"))), item["quantity"]))
+    return lines
+
+
+# --- inventory -----------------------------------------------------------------------------
+
+RECEIVED_TRACEPARENTS: web.AppKey[deque[str]] = web.AppKey("received_traceparents")
+
+
+@web.middleware
+async def inventory_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Remembers each `traceparent` received (a test hook: shows over HTTP that the shop propagated it); JSON errors."""
+    if traceparent := request.headers.get("traceparent"):
+        request.app[RECEIVED_TRACEPARENTS].append(traceparent)
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return web.json_response({"error": str(error)}, status=error.status)
+
+
+async def stock(request: web.Request) -> web.Response:
+    product_id = known_product(request.match_info["id"])
+    level = {"available": stock_available(product_id), "warehouse": WAREHOUSES[product_id % len(WAREHOUSES)]}
+    return web.json_response({"product_id": product_id, **level})
+
+
+async def stock_check(request: web.Request) -> web.Response:
+    lines = cart_lines(await json_body(request))
+    return web.json_response({"available": {str(line.product_id): stock_available(line.product_id) for line in lines}})
+
+
+async def reserve(request: web.Request) -> web.Response:
+    lines = cart_lines(await json_body(request))
+    complete = all(stock_available(line.product_id) >= line.quantity for line in lines)
+    return web.json_response({"reservation_id": reservation_id(lines), "complete": complete, "expires_in_s": 900})
+
+
+async def received_traceparents(request: web.Request) -> web.Response:
+    received = request.app[RECEIVED_TRACEPARENTS]
+    return web.json_response({"received": list(received)})
+
+
+def inventory_app() -> web.Application:
+    app = web.Application(middlewares=[inventory_requests])
+    app[RECEIVED_TRACEPARENTS] = deque(maxlen=256)
+    app.router.add_get("/stock/{id}", stock)
+    app.router.add_post("/stock/check", stock_check)
+    app.router.add_post("/reservations", reserve)
+    app.router.add_get("/debug/traceparents", received_traceparents)
+    return app
+
+
+# --- shop ----------------------------------------------------------------------------------
+
+INVENTORY_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+
+
+class InventoryClient:
+    """The shop's one pooled connection to inventory; forwards the caller's `traceparent` unchanged."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.session = aiohttp.ClientSession(timeout=INVENTORY_TIMEOUT)
+
+    async def call(self, incoming: web.Request, method: str, path: str, body: JSON | None = None) -> JSON:
+        headers = {"traceparent": tp} if (tp := incoming.headers.get("traceparent")) else {}
+        try:
+            async with self.session.request(method, self.base_url + path, json=body, headers=headers) as response:
+                if response.status != 200:
+                    raise ApiError(503, f"inventory answered {response.status}")
+                answer: JSON = await response.json()
+                return answer
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise ApiError(503, f"inventory unavailable ({type(exc).__name__})") from None
+
+
+INVENTORY = web.AppKey("inventory", InventoryClient)
+CANDIDATE = web.AppKey("candidate", bool)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors are answers like any other: JSON, with the same volatile fields."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return reply({"error": str(error)}, status=error.status)
+    except web.HTTPException as error:
+        return reply({"error": error.reason.lower()}, status=error.status)
+
+
+def reply(payload: JSON, *, status: int = 200) -> web.Response:
+    """Every shop answer carries a timestamp and an id that differ on every call, as real services' do."""
+    request_id = str(uuid.uuid4())
+    generated_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    body = {**payload, "generated_at": generated_at, "request_id": request_id}
+    return web.json_response(body, status=status, headers={"X-Request-Id": request_id})
+
+
+async def health(request: web.Request) -> web.Response:
+    return reply({"status": "ok"})
+
+
+async def categories(request: web.Request) -> web.Response:
+    counts = {name: sum(1 for pid in PRODUCT_IDS if category_of(pid) == name) for name in CATEGORY_NAMES}
+    return reply({"categories": [{"slug": name, "product_count": n} for name, n in counts.items()]})
+
+
+async def products(request: web.Request) -> web.Response:
+    category = request.query.get("category") or None
+    if category is not None and category not in CATEGORIES:
+        raise ApiError(404, f"no category {category!r}")
+    page = positive_int(request.query.get("page"), "page", 1)
+    matching = [pid for pid in PRODUCT_IDS if category in (None, category_of(pid))]
+    shown = matching[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    pages = -(-len(matching) // PAGE_SIZE)
+    listing = [product_summary(p) for p in shown]
+    return reply({"page": page, "pages": pages, "total": len(matching), "products": listing})
+
+
+async def product(request: web.Request) -> web.Response:
+    product_id = known_product(request.match_info["id"])
+    level = await request.app[INVENTORY].call(request, "GET", f"/stock/{product_id}")
+    detail = {
+        **product_summary(product_id),
+        "rating": average_rating(product_id),
+        "review_count": len(reviews_of(product_id)),
+        "stock": {"available": level["available"], "warehouse": level["warehouse"]},
+    }
+    if request.app[CANDIDATE]:
+        detail["price"] = f"{price_cents(product_id) / 100:.2f}"  # PLANTED: the price becomes a string
+    return reply(detail)
+
+
+async def reviews(request: web.Request) -> web.Response:
+    product_id = known_product(request.match_info["id"])
+    return reply({"product_id": product_id, "reviews": reviews_of(product_id)})
+
+
+async def search_products(request: web.Request) -> web.Response:
+    query = request.query.get("q", "").strip()
+    if not query:
+        raise ApiError(400, "query parameter q is required")
+    if request.app[CANDIDATE]:
+        await asyncio.sleep(0.030)  # PLANTED: search got 30 ms slower
+    found = search(query)
+    return reply({"query": query, "total": len(found), "results": [product_summary(p) for p in found[:20]]})
+
+
+async def recommendations(request: web.Request) -> web.Response:
+    product_id = known_product(request.query.get("for"))
+    return reply({"for": product_id, "products": [product_summary(p) for p in recommendations_for(product_id)]})
+
+
+async def priced_cart(request: web.Request, body: JSON) -> tuple[list[Line], JSON]:
+    lines = cart_lines(body)
+    coupon = body.get("coupon")
+    if coupon is not None and not isinstance(coupon, str):
+        raise ApiError(400, "coupon must be a string or null")
+    stock_levels = await request.app[INVENTORY].call(request, "POST", "/stock/check", items_json(lines))
+    available = {int(pid): n for pid, n in stock_levels["available"].items()}
+    return lines, quote(lines, available, coupon)
+
+
+async def cart_quote(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    if request.app[CANDIDATE] and str(body.get("coupon", "")).upper() == "SPRING-XL":
+        raise ApiError(500, "internal server error")  # PLANTED: the candidate fails on one coupon
+    _, totals = await priced_cart(request, body)
+    return reply(totals)
+
+
+async def checkout(request: web.Request) -> web.Response:
+    lines, totals = await priced_cart(request, await json_body(request))
+    reservation = await request.app[INVENTORY].call(request, "POST", "/reservations", items_json(lines))
+    order = {
+        "order_id": str(uuid.uuid4()),
+        "status": "confirmed" if reservation["complete"] else "backordered",
+        "reservation_id": reservation["reservation_id"],
+        **totals,
+    }
+    return reply(order, status=201)
+
+
+def shop_app(inventory_url: str, *, candidate: bool) -> web.Application:
+    app = web.Application(middlewares=[json_errors])
+    app[CANDIDATE] = candidate
+
+    async def inventory_client(app: web.Application) -> AsyncIterator[None]:
+        app[INVENTORY] = InventoryClient(inventory_url)
+        yield
+        await app[INVENTORY].session.close()
+
+    app.cleanup_ctx.append(inventory_client)
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/api/categories", categories)
+    app.router.add_get("/api/products", products)
+    app.router.add_get("/api/products/{id}", product)
+    app.router.add_get("/api/products/{id}/reviews", reviews)
+    app.router.add_get("/api/search", search_products)
+    app.router.add_get("/api/recommendations", recommendations)
+    app.router.add_post("/api/cart/quote", cart_quote)
+    app.router.add_post("/api/checkout", checkout)
+    return app
+
+
+# --- running them --------------------------------------------------------------------------
+
+SHUTDOWN_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class DemoUrls:
+    inventory: str
+    baseline: str
+    candidate: str
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serves `app` on an ephemeral 127.0.0.1 port and yields its base URL."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def demo_services() -> AsyncIterator[DemoUrls]:
+    """All three services on the current event loop, for in-process use."""
+    async with serving(inventory_app()) as inventory:
+        async with serving(shop_app(inventory, candidate=False)) as baseline:
+            async with serving(shop_app(inventory, candidate=True)) as candidate:
+                yield DemoUrls(inventory=inventory, baseline=baseline, candidate=candidate)
+
+
+async def serve_until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with demo_services() as urls:
+        print(json.dumps(asdict(urls)), flush=True)
+        await stop.wait()
+
+
+def main() -> int:
+    asyncio.run(serve_until_signalled())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
