@@ -1,0 +1,160 @@
+"""The terminal report: a verdict a person reads in ten seconds, then the evidence.
+
+Order: verdict and counts, latency per endpoint, one block per divergence
+with an example side by side, then what was suppressed as noise (so a
+reader can tell "no divergence" from "everything filtered"). Values from
+the replay are printed as `Text`, never as markup, so a body like `[b]`
+prints as itself. Rich turns colour off when the output is not a terminal.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from rich import box
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from diff.findings import DiffReport, DivergenceGroup, EndpointStats
+from diff.latency import Percentiles
+
+_SHOWN_SUPPRESSED = 5
+
+
+def render_text(report: DiffReport, console: Console) -> None:
+    console.print(_summary(report))
+    if report.endpoints:
+        console.print()
+        console.print(_latency_table(report.endpoints))
+    for number, group in enumerate(report.divergences, start=1):
+        console.print()
+        console.print(_divergence(number, group))
+    if report.suppressed:
+        console.print()
+        console.print(_suppressed(report))
+
+
+def _summary(report: DiffReport) -> Group:
+    totals = report.totals
+    endpoints: dict[str, list[str]] = {}
+    for group in report.divergences:
+        kinds = endpoints.setdefault(group.endpoint, [])
+        if group.kind not in kinds:
+            kinds.append(group.kind)
+    if report.divergences:
+        verdict = Text("DIVERGENT", style="bold red")
+        divergences, endpoint_count = (
+            _count(len(report.divergences), "divergence"),
+            _count(len(report.endpoints), "endpoint"),
+        )
+        found = f"{divergences} on {len(endpoints)} of {endpoint_count}"
+    else:
+        verdict = Text("SAME", style="bold green")
+        found = f"no divergences on {_count(len(report.endpoints), 'endpoint')}"
+    headline = Text.assemble(verdict, f"  {found} · {_count(totals.compared, 'exchange')} compared")
+    lines = [headline]
+    if report.targets:
+        lines.append(Text("  " + " · ".join(f"{name} {url}" for name, url in report.targets.items()), style="dim"))
+    if report.divergences:
+        lines.append(Text("  by kind: ") + _kind_counts(report))
+        lines += [
+            Text(f"  {endpoint}  ", style="bold") + Text(", ".join(kinds), style="red")
+            for endpoint, kinds in endpoints.items()
+        ]
+    lines += [Text(f"  {line}", style="yellow") for line in _warnings(report)]
+    return Group(*lines)
+
+
+def _kind_counts(report: DiffReport) -> Text:
+    exchanges: defaultdict[str, int] = defaultdict(int)
+    for stats in report.endpoints:
+        for kind, count in stats.divergent_by_kind.items():
+            exchanges[kind] += count
+    parts = [f"{kind} {_count(count, 'exchange')}" for kind, count in exchanges.items()]
+    if regressions := sum(1 for stats in report.endpoints if stats.paired.regression):
+        parts.append(f"latency {_count(regressions, 'endpoint')}")
+    return Text(" · ".join(parts))
+
+
+def _warnings(report: DiffReport) -> list[str]:
+    """What limits the verdict's meaning: unlearned noise, exchanges not compared, failed requests."""
+    lines = []
+    if not report.noise_learned:
+        lines.append("no baseline2 records: noise was not learned, so timestamps and ids show up as divergences")
+    if report.totals.incomplete:
+        lines.append(
+            f"{_count(report.totals.incomplete, 'exchange')} without a baseline or candidate record, not compared"
+        )
+    for target, kinds in report.errors.items():
+        failures = ", ".join(f"{kind} {count:,}" for kind, count in kinds.items())
+        lines.append(f"{target} failed: {failures}")
+    return lines
+
+
+def _latency_table(endpoints: list[EndpointStats]) -> Table:
+    table = Table(title="Latency (ms)", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("endpoint", overflow="fold")  # the numbers keep their width; a long endpoint wraps
+    for heading in ("n", "baseline\np50/p95/p99", "candidate\np50/p95/p99", "p50\n×", "paired\nΔ"):
+        table.add_column(heading, justify="right", no_wrap=True)
+    for stats in endpoints:
+        baseline, candidate = stats.latency.get("baseline"), stats.latency.get("candidate")
+        delta = stats.paired.median_delta_ms
+        table.add_row(
+            stats.endpoint,
+            f"{stats.exchanges:,}",
+            _percentiles(baseline),
+            _percentiles(candidate),
+            f"{candidate.p50 / baseline.p50:.2f}" if baseline and candidate and baseline.p50 else "–",
+            "–" if delta is None else f"{delta:+.1f}",
+            style="bold red" if stats.paired.regression else None,
+        )
+    return table
+
+
+def _percentiles(stats: Percentiles | None) -> str:
+    return "–" if stats is None else f"{stats.p50:.1f}/{stats.p95:.1f}/{stats.p99:.1f}"
+
+
+def _divergence(number: int, group: DivergenceGroup) -> Group:
+    share = group.count / group.total if group.total else 0.0
+    heading = Text.assemble(
+        (f"{number}. ", "bold"),
+        (group.endpoint, "bold"),
+        "  ",
+        (group.kind, "red"),
+        "  ",
+        (f"{group.location}  " if group.location else "", "cyan"),
+        f"{group.count:,}/{group.total:,} ({share:.0%})",
+    )
+    example = group.examples[0]
+    table = Table(box=box.SIMPLE, show_edge=False, padding=(0, 1))
+    table.add_column("baseline", overflow="fold", ratio=1)
+    table.add_column("candidate", overflow="fold", ratio=1)
+    table.add_row(_value(example.baseline), _value(example.candidate))
+    notes = [group.detail] if group.detail else []
+    if example.exchange_id:
+        notes.append(f"e.g. exchange {example.exchange_id}")
+    notes.append(f"fingerprint {group.fingerprint}")
+    return Group(heading, table, *(Text(f"   {note}", style="dim") for note in notes))
+
+
+def _value(value: object) -> Text:
+    return Text("(absent)", style="dim italic") if value is None else Text(str(value))
+
+
+def _suppressed(report: DiffReport) -> Text:
+    """Grouped by location across endpoints: `$.generated_at` on 9 endpoints reads better than nine lines."""
+    endpoints: defaultdict[str, set[str]] = defaultdict(set)
+    for location in report.suppressed:
+        where = f"{location.location} ({location.kind})" if location.location else location.kind
+        endpoints[where].add(location.endpoint)
+    ranked = sorted(endpoints.items(), key=lambda item: (-len(item[1]), item[0]))
+    shown = [f"{where} on {_count(len(names), 'endpoint')}" for where, names in ranked[:_SHOWN_SUPPRESSED]]
+    if len(ranked) > _SHOWN_SUPPRESSED:
+        shown.append(f"and {len(ranked) - _SHOWN_SUPPRESSED} more")
+    return Text(f"Suppressed as noise: {_count(len(ranked), 'location')} — " + "; ".join(shown), style="dim")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"

@@ -1,0 +1,79 @@
+"""`replaydiff demo`: the whole pipeline on the bundled shop, checked against what was planted.
+
+The demo is also a self-test: it exits 0 only when the report shows exactly
+the planted divergences (or nothing, with `--aa`), so a regression in any
+stage of replaydiff shows up as a failing demo.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from corpora import sample_path
+from replayer.engine import ReplayOptions
+from replayer.targets import Target
+from replaydiff.commands.diffing import report_results
+from replaydiff.demo.system import DemoSystem, DemoSystemError
+from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, UserError
+from replaydiff.replaying import ReplayJob, replay_corpus
+
+PLANTED = frozenset(
+    {
+        "GET /api/products/{id}|body|$.price",  # a number became a string
+        "GET /api/search|latency|p50",  # +30 ms
+        "POST /api/cart/quote|status|",  # 500 for coupon SPRING-XL
+    }
+)
+
+
+@click.command()
+@click.option("--aa", is_flag=True, help="Use the baseline as the candidate too: an A/A run must report nothing.")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Replay speed relative to the recorded timing.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Keep the results file here [default: a temporary file].")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the report as JSON.")
+def demo(aa: bool, speed: float, output: Path | None, json_out: Path | None) -> None:
+    """Start the demo shop, replay its bundled corpus through baseline, baseline#2 and candidate, and diff."""
+    progress = Console(stderr=True)
+    with tempfile.TemporaryDirectory(prefix="replaydiff-demo-") as scratch:
+        results = output or Path(scratch) / "demo-shop.results.jsonl.zst"
+        try:
+            with DemoSystem() as system:
+                progress.print(
+                    f"demo system: inventory {system.inventory}, shop {system.baseline}, "
+                    f"shop candidate {system.candidate}{' (A/A: candidate = baseline)' if aa else ''}",
+                    soft_wrap=True,
+                )
+                candidate = system.baseline if aa else system.candidate
+                job = ReplayJob(
+                    corpus=sample_path("demo-shop"),
+                    targets=[
+                        Target.parse("baseline", system.baseline),
+                        Target.parse("baseline2", system.baseline),
+                        Target.parse("candidate", candidate),
+                    ],
+                    output=results,
+                    speed=speed,
+                    options=ReplayOptions(),
+                )
+                replay_corpus(job, console=progress)
+        except DemoSystemError as exc:
+            raise UserError(f"the demo system did not start: {exc}") from exc
+        report = report_results(results, json_out=json_out, console=Console())
+    expected = frozenset() if aa else PLANTED
+    found = frozenset(group.fingerprint for group in report.divergences)
+    if found == expected:
+        what = "no divergence, as an A/A run must" if aa else f"exactly the {len(PLANTED)} planted divergences"
+        progress.print(f"[green]demo: the report shows {what}[/]")
+        raise SystemExit(EXIT_SAME)
+    for fingerprint in sorted(expected - found):
+        progress.print(f"[red]demo: missed planted divergence {fingerprint}[/]")
+    for fingerprint in sorted(found - expected):
+        progress.print(f"[red]demo: false positive {fingerprint}[/]")
+    raise SystemExit(EXIT_DIVERGENT)
