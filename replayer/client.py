@@ -18,8 +18,7 @@ from replayer.targets import Target
 
 # Headers that describe one hop's connection or are recomputed by the client for the body it sends.
 _NOT_FORWARDED = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "content-length",
-     "content-encoding"}  # bodies are stored decoded
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "content-length"}
 )
 
 

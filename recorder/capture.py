@@ -1,0 +1,94 @@
+"""Convert a finished mitmproxy flow into an `Exchange` (unsanitized: the recorder sanitizes before writing).
+
+What is kept as on the wire and what is normalised:
+- headers: ordered pairs with duplicates, exactly as the upstream saw them
+  (in reverse mode that includes the rewritten Host);
+- request bodies: raw bytes, because a replay must send the same bytes under
+  the same Content-Encoding and `Request` has no field to note a decoding;
+- response bodies: decoded (gzip, br, deflate, zstd) with `original_encoding`
+  noted, so diffs compare content rather than compressor output; a body that
+  fails to decode is kept raw and `original_encoding` stays empty.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from corpora import Exchange, Request, Response
+
+
+def exchange_from_flow(flow: http.HTTPFlow, *, epoch: float) -> Exchange:
+    """`epoch` is the wall-clock start of the first flow the recorder saw; `start_us` counts from it."""
+    started = flow.request.timestamp_start
+    ended = _end_timestamp(flow)
+    tags = {"error": flow.error.msg} if flow.error else {}
+    return Exchange(
+        id=short_id(flow.id),
+        session=short_id(flow.client_conn.id),
+        start_us=max(0, round((started - epoch) * 1_000_000)),
+        duration_us=max(0, round((ended - started) * 1_000_000)) if ended else 0,
+        request=_request(flow.request),
+        response=_response(flow.response) if flow.response else None,
+        tags=tags,
+    )
+
+
+def short_id(uuid: str) -> str:
+    """mitmproxy ids are uuid4: 12 hex digits are unique enough within one corpus and easier to read."""
+    return uuid.replace("-", "")[:12]
+
+
+def _end_timestamp(flow: http.HTTPFlow) -> float | None:
+    if flow.response and flow.response.timestamp_end:
+        return flow.response.timestamp_end
+    return flow.error.timestamp if flow.error else None
+
+
+def _request(request: http.Request) -> Request:
+    path, _, query = _text(request.data.path).partition("?")
+    return Request(
+        method=request.method,
+        scheme=request.scheme,
+        host=request.host,
+        port=request.port,
+        path=path,
+        query=query,
+        http_version=request.http_version,
+        headers=_headers(request.headers),
+        body=request.raw_content or b"",
+    )
+
+
+def _response(response: http.Response) -> Response:
+    body, original_encoding = _decoded_body(response)
+    return Response(
+        status=response.status_code,
+        reason=response.reason,
+        http_version=response.http_version,
+        headers=_headers(response.headers),
+        body=body,
+        original_encoding=original_encoding,
+    )
+
+
+def _decoded_body(response: http.Response) -> tuple[bytes, str | None]:
+    raw = response.raw_content or b""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if not raw or encoding in ("", "identity"):
+        return raw, None
+    try:
+        return response.get_content(strict=True) or b"", encoding
+    except ValueError:
+        return raw, None
+
+
+def _headers(headers: http.Headers) -> list[tuple[str, str]]:
+    return [(_text(name), _text(value)) for name, value in headers.fields]
+
+
+def _text(raw: bytes) -> str:
+    """Header bytes are ASCII in practice; UTF-8 next, and Latin-1 so that any byte survives as a character."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
