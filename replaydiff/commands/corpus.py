@@ -72,11 +72,11 @@ def inspect(corpus: Path, as_json: bool) -> None:
         return
     console = Console()
     header = stats.header
-    console.print(f"[bold]{corpus}[/]  ({header.get('format')}, created {header.get('created', '?')})")
-    console.print(f"source     {header.get('source', '?')}")
+    console.print(f"[bold]{corpus}[/]  ({header.get('format')}, created {header.get('created', '?')})", soft_wrap=True)
+    console.print(f"source     {header.get('source', '?')}", soft_wrap=True)
     if sanitizer := header.get("sanitizer"):
         console.print(f"sanitizer  {sanitizer.get('policy', '?')} (digest {str(sanitizer.get('digest', '?'))[:12]})")
-    if fired := stats.end.get("sanitizer_fired") or stats.end.get("fired"):
+    if fired := stats.end.get("sanitizer", {}).get("fired"):
         console.print("sanitized  " + ", ".join(f"{rule} ×{count}" for rule, count in sorted(fired.items())))
     console.print(f"exchanges  {stats.exchanges}")
     console.print(f"time span  {stats.span_s:.1f} s")
