@@ -79,6 +79,9 @@ class _TypedReader(Generic[RecordT]):
         """The summary its writer left on close (counts, sanitizer rules fired); empty if not closed cleanly."""
         return self._container.end
 
+    def count(self) -> int:
+        return self._container.count()
+
     def __iter__(self) -> Iterator[RecordT]:
         decode = type(self)._decode
         for number, data in enumerate(self._container, start=2):

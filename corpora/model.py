@@ -209,6 +209,8 @@ class Attempt:
     status: int | None
     error: ErrorKind | None = None
     error_detail: str | None = None
+    span_id: str = ""
+    """The W3C span id this attempt carried in its `traceparent`."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -218,6 +220,7 @@ class Attempt:
             "status": self.status,
             "error": self.error,
             "error_detail": self.error_detail,
+            "span_id": self.span_id,
         }
 
     @classmethod
@@ -242,6 +245,8 @@ class ReplayRecord:
     upstream: list[UpstreamCall] = field(default_factory=list)
     schedule_lag_us: int = 0
     """How late the request left compared with its plan: tells whether the replayer kept up."""
+    trace_id: str = ""
+    """The W3C trace id sent to this target, to find the request in the target's own logs and traces."""
 
     @property
     def final(self) -> Attempt | None:
@@ -256,6 +261,7 @@ class ReplayRecord:
             "response": self.response.to_json() if self.response else None,
             "upstream": [call.to_json() for call in self.upstream],
             "schedule_lag_us": self.schedule_lag_us,
+            "trace_id": self.trace_id,
         }
 
     @classmethod
@@ -269,6 +275,7 @@ class ReplayRecord:
             response=Response.from_json(response) if response else None,
             upstream=[UpstreamCall.from_json(c) for c in data.get("upstream", [])],
             schedule_lag_us=int(data.get("schedule_lag_us", 0)),
+            trace_id=data.get("trace_id", ""),
         )
 
 

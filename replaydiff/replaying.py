@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from corpora import CorpusReader, ResultsWriter
 from replayer.engine import Replayer, ReplayOptions, ReplaySummary
-from replayer.plan import Schedule, plan
-from replayer.targets import MUTATING_METHODS, Target, check_reachable, check_write_safety
+from replayer.plan import Pacing, PlannedRequest, Selection, plan
+from replayer.targets import MUTATING_METHODS, Target, check_reachable, check_write_safety, is_loopback
 
 
 class ReplayInterrupted(Exception):
@@ -30,60 +31,89 @@ class ReplayJob:
     corpus: Path
     targets: list[Target]
     output: Path
-    speed: float = 1.0
-    limit: int | None = None
+    pacing: Pacing = field(default_factory=Pacing)
+    selection: Selection = field(default_factory=Selection)
     options: ReplayOptions = field(default_factory=ReplayOptions)
     allowed_hosts: frozenset[str] = frozenset()
 
+    def planned(self) -> Iterator[PlannedRequest]:
+        """Streams the plan, reading the corpus afresh for every loop."""
+        return plan(
+            (CorpusReader(self.corpus) for _ in itertools.count()), pacing=self.pacing, selection=self.selection
+        )
+
+    def describe_mode(self) -> str:
+        if self.options.concurrency:
+            return f"closed loop, concurrency {self.options.concurrency}"
+        if self.pacing.rate:
+            return f"fixed rate {self.pacing.rate:g}/s"
+        return f"recorded timing at speed {self.pacing.speed:g}x"
+
 
 def replay_corpus(job: ReplayJob, *, console: Console) -> ReplaySummary:
-    exchanges = list(CorpusReader(job.corpus))
-    schedule = plan(exchanges, speed=job.speed, limit=job.limit)
-    mutates = any(p.exchange.request.method.upper() in MUTATING_METHODS for s in schedule.sessions for p in s.requests)
-    check_write_safety(job.targets, set(job.allowed_hosts), corpus_mutates=mutates)
+    reader = CorpusReader(job.corpus)  # fails fast, before any target is touched, on a bad corpus
+    if not all(is_loopback(t.host) or t.host in job.allowed_hosts for t in job.targets):
+        mutates = any(p.exchange.request.method.upper() in MUTATING_METHODS for p in job.planned())
+        check_write_safety(job.targets, set(job.allowed_hosts), corpus_mutates=mutates)
+    total = _planned_total(job, reader)
     try:
-        return asyncio.run(_replay(job, schedule, console))
+        return asyncio.run(_replay(job, total, console))
     except KeyboardInterrupt:
         raise ReplayInterrupted(
             f"interrupted; the exchanges completed so far are in {job.output} (diff it as usual)"
         ) from None
 
 
-async def _replay(job: ReplayJob, schedule: Schedule, console: Console) -> ReplaySummary:
+def _planned_total(job: ReplayJob, reader: CorpusReader) -> int | None:
+    """For the progress bar; unknown when filters or a duration decide it."""
+    if job.selection.filters or job.selection.duration_s is not None:
+        return job.selection.limit
+    total = reader.count() * job.selection.loops
+    return min(total, job.selection.limit) if job.selection.limit else total
+
+
+async def _replay(job: ReplayJob, total: int | None, console: Console) -> ReplaySummary:
     await asyncio.gather(*(check_reachable(target) for target in job.targets))
-    mode = f"closed loop, concurrency {job.options.concurrency}" if job.options.concurrency else f"speed {job.speed:g}x"
     console.print(
-        f"replaying {schedule.total} exchanges in {len(schedule.sessions)} sessions ({mode}) → "
-        + ", ".join(f"{t.name} {t.base_url}" for t in job.targets),
+        f"replaying {total if total is not None else 'the selected'} exchanges of {job.corpus} "
+        f"({job.describe_mode()}) → " + ", ".join(f"{t.name} {t.base_url}" for t in job.targets),
         soft_wrap=True,
     )
     writer = ResultsWriter(
         job.output,
         corpus=str(job.corpus),
         targets={t.name: t.base_url for t in job.targets},
-        mode=mode,
+        mode=job.describe_mode(),
     )
-    summary = ReplaySummary(planned=schedule.total)
-    interrupted = True
-    try:
-        with _progress(console, schedule.total) as advance:
+    with _progress(console, total) as advance:
+        replayer = Replayer(job.targets, sink=writer.write, options=job.options, on_progress=advance)
+        interrupted = True
+        try:
             async with _flushing(writer):
-                replayer = Replayer(job.targets, sink=writer.write, options=job.options, on_progress=advance)
-                summary = await replayer.run(schedule)
-        interrupted = False
-    finally:
-        writer.close(interrupted=interrupted, **summary.to_json())
+                await replayer.run(job.planned())
+            interrupted = False
+        finally:
+            writer.close(interrupted=interrupted, **replayer.summary.to_json())
+    summary = replayer.summary
     console.print(
-        f"replayed {summary.completed}/{summary.planned} in {summary.elapsed_s:.1f} s; "
+        f"replayed {summary.completed} exchanges in {summary.elapsed_s:.1f} s; "
         f"schedule lag p50 {summary.lag_percentile_ms(0.5):.1f} ms, p99 {summary.lag_percentile_ms(0.99):.1f} ms; "
-        f"results: {job.output}",
+        + _outcomes_line(summary)
+        + f"; results: {job.output}",
         soft_wrap=True,
     )
     return summary
 
 
+def _outcomes_line(summary: ReplaySummary) -> str:
+    return "; ".join(
+        f"{target} " + ", ".join(f"{kind} ×{count}" for kind, count in sorted(counts.items()))
+        for target, counts in summary.outcomes.items()
+    )
+
+
 @contextlib.contextmanager
-def _progress(console: Console, total: int) -> Iterator[Callable[[], None]]:
+def _progress(console: Console, total: int | None) -> Iterator[Callable[[], None]]:
     columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("replay", total=total)

@@ -1,37 +1,58 @@
-"""The asyncio engine: drives a schedule through every target at once.
+"""The asyncio engine: drives a stream of planned requests through every target at once.
 
 Each planned request is sent to all targets in the same event-loop tick, so
 time-dependent behaviour (clocks, caches, load) hits them alike and the
 baseline-vs-baseline#2 difference measures exactly the noise the candidate
 comparison also contains.
+
+The plan streams in: a dispatcher reads ahead at most `max_backlog` requests
+and hands each to its session's queue; one task per active session sends the
+session's requests in order. Open loop (recorded timing or a fixed rate) waits
+for each request's due time; closed loop sends as soon as one of
+`concurrency` slots is free.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import Callable
+from array import array
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from corpora import ReplayRecord
-from replayer.client import TargetClient, Timeouts
-from replayer.plan import PlannedRequest, Schedule, Session
+from corpora import Attempt, ReplayRecord, Response
+from replayer.client import TargetClient, Timeouts, TLSOptions
+from replayer.correlate import SessionCorrelator
+from replayer.plan import PlannedRequest
+from replayer.retry import RetryPolicy
 from replayer.targets import Target
+from replayer.tracing import new_span_id, new_trace_id, traceparent
+
+_KEPT_SESSIONS = 100_000
+"""Idle sessions whose state (last completion, learned values) is kept for their next request."""
 
 
 @dataclass(frozen=True, slots=True)
 class ReplayOptions:
     concurrency: int | None = None
-    """Closed loop with this many sessions in flight; None replays on the recorded (scaled) timing."""
+    """Closed loop with this many requests in flight; None paces by the plan's due times."""
     timeouts: Timeouts = field(default_factory=Timeouts)
+    tls: TLSOptions = field(default_factory=TLSOptions)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    correlate: bool = True
+    max_backlog: int = 10_000
 
 
 @dataclass(slots=True)
 class ReplaySummary:
-    planned: int
+    planned: int | None = None
     completed: int = 0
-    lags_us: list[int] = field(default_factory=list)
+    lags_us: array[int] = field(default_factory=lambda: array("q"))
     elapsed_s: float = 0.0
+    outcomes: dict[str, Counter[str]] = field(default_factory=dict)
+    """Per target: how many final outcomes were each status class or error kind."""
 
     def lag_percentile_ms(self, q: float) -> float:
         if not self.lags_us:
@@ -39,16 +60,28 @@ class ReplaySummary:
         ordered = sorted(self.lags_us)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000
 
+    def count(self, target: str, attempt: Attempt) -> None:
+        outcome = attempt.error or f"{attempt.status // 100}xx"
+        self.outcomes.setdefault(target, Counter())[outcome] += 1
+
     def to_json(self) -> dict[str, object]:
         return {
-            "planned": self.planned,
             "completed": self.completed,
             "elapsed_s": round(self.elapsed_s, 3),
             "schedule_lag_ms": {"p50": self.lag_percentile_ms(0.5), "p99": self.lag_percentile_ms(0.99)},
+            "outcomes": {target: dict(counts) for target, counts in self.outcomes.items()},
         }
 
 
 RecordSink = Callable[[ReplayRecord], None]
+
+
+@dataclass(slots=True)
+class _Session:
+    queue: deque[PlannedRequest] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
+    last_done_s: float | None = None
+    correlator: SessionCorrelator = field(default_factory=SessionCorrelator)
 
 
 class Replayer:
@@ -62,72 +95,117 @@ class Replayer:
     ) -> None:
         self.targets = targets
         self.options = options
+        self.summary = ReplaySummary()
         self._sink = sink
         self._on_progress = on_progress
+        self._rng = random.Random()
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._clients: list[TargetClient] = []
+        self._epoch_ns = 0
+        self._backlog = asyncio.Semaphore(options.max_backlog)
+        self._slots = asyncio.Semaphore(options.concurrency or options.max_backlog)
 
-    async def run(self, schedule: Schedule) -> ReplaySummary:
-        summary = ReplaySummary(planned=schedule.total)
-        clients = [TargetClient(t, timeouts=self.options.timeouts) for t in self.targets]
-        epoch_ns = time.perf_counter_ns()
+    async def run(self, planned: Iterable[PlannedRequest]) -> ReplaySummary:
+        self._clients = [
+            TargetClient(t, timeouts=self.options.timeouts, tls=self.options.tls) for t in self.targets
+        ]
+        self._epoch_ns = time.perf_counter_ns()
         try:
-            if self.options.concurrency:
-                await self._closed_loop(schedule, clients, epoch_ns, summary)
-            else:
-                await asyncio.gather(
-                    *(self._open_loop_session(s, clients, epoch_ns, summary) for s in schedule.sessions)
-                )
+            for number, request in enumerate(planned):
+                await self._backlog.acquire()
+                self._dispatch(request)
+                if number % 64 == 0:
+                    await asyncio.sleep(0)  # reading the corpus must not starve the senders
+            await asyncio.gather(*(s.task for s in self._sessions.values() if s.task))
         finally:
-            summary.elapsed_s = (time.perf_counter_ns() - epoch_ns) / 1e9
-            await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
-        return summary
+            for session in self._sessions.values():
+                if session.task:
+                    session.task.cancel()
+            self.summary.elapsed_s = self._now_s()
+            await asyncio.gather(*(client.aclose() for client in self._clients), return_exceptions=True)
+        return self.summary
 
-    async def _open_loop_session(
-        self, session: Session, clients: list[TargetClient], epoch_ns: int, summary: ReplaySummary
-    ) -> None:
-        for planned in session.requests:
-            delay_s = planned.due_s - (time.perf_counter_ns() - epoch_ns) / 1e9
-            if delay_s > 0:
-                await asyncio.sleep(delay_s)
-            lag_us = max(0, (time.perf_counter_ns() - epoch_ns) // 1000 - int(planned.due_s * 1e6))
-            await self._fan_out(planned, clients, epoch_ns, lag_us, summary)
+    def _now_s(self) -> float:
+        return (time.perf_counter_ns() - self._epoch_ns) / 1e9
 
-    async def _closed_loop(
-        self, schedule: Schedule, clients: list[TargetClient], epoch_ns: int, summary: ReplaySummary
-    ) -> None:
-        queue: asyncio.Queue[Session] = asyncio.Queue()
-        for session in schedule.sessions:
-            queue.put_nowait(session)
+    def _dispatch(self, request: PlannedRequest) -> None:
+        key = request.exchange.session
+        session = self._sessions.get(key)
+        if session is None:
+            session = self._sessions[key] = _Session()
+            self._forget_idle_sessions()
+        else:
+            self._sessions.move_to_end(key)
+        session.queue.append(request)
+        if session.task is None:
+            session.task = asyncio.create_task(self._drain(session))
 
-        async def worker() -> None:
-            while not queue.empty():
-                session = queue.get_nowait()
-                for planned in session.requests:
-                    await self._fan_out(planned, clients, epoch_ns, 0, summary)
+    def _forget_idle_sessions(self) -> None:
+        while len(self._sessions) > _KEPT_SESSIONS:
+            oldest_key, oldest = next(iter(self._sessions.items()))
+            if oldest.task is not None:
+                return
+            del self._sessions[oldest_key]
 
-        assert self.options.concurrency
-        await asyncio.gather(*(worker() for _ in range(self.options.concurrency)))
+    async def _drain(self, session: _Session) -> None:
+        while session.queue:
+            planned = session.queue.popleft()
+            due_s = planned.due_s
+            if self.options.concurrency is None:
+                if session.last_done_s is not None:
+                    due_s = max(due_s, session.last_done_s + planned.think_s)
+                delay_s = due_s - self._now_s()
+                if delay_s > 0:
+                    await asyncio.sleep(delay_s)
+            async with self._slots:
+                lag_us = max(0, int((self._now_s() - due_s) * 1e6)) if self.options.concurrency is None else 0
+                await self._fan_out(planned, session, lag_us)
+            session.last_done_s = self._now_s()
+            self._backlog.release()
+        session.task = None
 
-    async def _fan_out(
-        self,
-        planned: PlannedRequest,
-        clients: list[TargetClient],
-        epoch_ns: int,
-        lag_us: int,
-        summary: ReplaySummary,
-    ) -> None:
-        request = planned.exchange.request
-        outcomes = await asyncio.gather(*(client.send(request, epoch_ns=epoch_ns) for client in clients))
-        for client, (attempt, response) in zip(clients, outcomes):
+    async def _fan_out(self, planned: PlannedRequest, session: _Session, lag_us: int) -> None:
+        outcomes = await asyncio.gather(*(self._attempts(planned, client, session) for client in self._clients))
+        live: dict[str, Response | None] = {}
+        for client, (trace_id, attempts, response) in zip(self._clients, outcomes):
+            name = client.target.name
+            live[name] = response
+            self.summary.count(name, attempts[-1])
             self._sink(
                 ReplayRecord(
                     exchange_id=planned.exchange.id,
-                    target=client.target.name,
+                    target=name,
                     endpoint=planned.endpoint,
-                    attempts=[attempt],
+                    attempts=attempts,
                     response=response,
                     schedule_lag_us=lag_us,
+                    trace_id=trace_id,
                 )
             )
-        summary.completed += 1
-        summary.lags_us.append(lag_us)
+        if self.options.correlate:
+            session.correlator.observe(planned.exchange, live)
+        self.summary.completed += 1
+        self.summary.lags_us.append(lag_us)
         self._on_progress()
+
+    async def _attempts(
+        self, planned: PlannedRequest, client: TargetClient, session: _Session
+    ) -> tuple[str, list[Attempt], Response | None]:
+        """Every attempt at one target under the retry policy; the last one's response is final."""
+        request = planned.exchange.request
+        if self.options.correlate:
+            request = session.correlator.rewrite(request, client.target.name)
+        trace_id = new_trace_id()
+        attempts: list[Attempt] = []
+        while True:
+            span_id = new_span_id()
+            attempt, response = await client.send(
+                request,
+                epoch_ns=self._epoch_ns,
+                extra_headers=[("traceparent", traceparent(trace_id, span_id))],
+                span_id=span_id,
+            )
+            attempts.append(attempt)
+            if not self.options.retry.should_retry(attempt, len(attempts)):
+                return trace_id, attempts, response
+            await asyncio.sleep(self.options.retry.backoff(len(attempts), self._rng))

@@ -1,15 +1,24 @@
-"""Corpus → schedule: which request goes when, and which must wait for which.
+"""Corpus → schedule: which request goes when, and after which.
 
+Planning streams: a corpus of a million exchanges is never held in memory.
 Requests of one session stay in recorded order (a later request may depend on
-an earlier one's effect); sessions are independent and run concurrently.
+an earlier one's effect) and keep their recorded think time; sessions are
+independent and overlap as recorded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import fnmatch
+import heapq
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 
 from corpora import Exchange, endpoint_of
+
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+
+REORDER_WINDOW = 4096
+"""Recorders write exchanges as they complete, not as they start; this many are re-sorted by start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,42 +26,123 @@ class PlannedRequest:
     exchange: Exchange
     endpoint: str
     due_s: float
-    """When to send, in seconds after the replay starts (open-loop modes); ignored in closed loop."""
-
-
-@dataclass(slots=True)
-class Session:
-    key: str
-    requests: list[PlannedRequest] = field(default_factory=list)
+    """When to send, in seconds after the replay starts (open-loop modes)."""
+    think_s: float = 0.0
+    """Recorded pause between the session's previous response and this request, scaled."""
 
 
 @dataclass(frozen=True, slots=True)
-class Schedule:
-    sessions: list[Session]
+class Pacing:
+    """How planned times are derived: recorded timing scaled, or a fixed rate; None for closed loop."""
 
-    @property
-    def total(self) -> int:
-        return sum(len(session.requests) for session in self.sessions)
+    speed: float = 1.0
+    rate: float | None = None
+    """Requests per second in recorded order; think times are then ignored."""
 
-    @property
-    def span_s(self) -> float:
-        return max((s.requests[-1].due_s for s in self.sessions if s.requests), default=0.0)
+    def __post_init__(self) -> None:
+        if self.speed <= 0 or (self.rate is not None and self.rate <= 0):
+            raise ValueError("speed and rate must be positive")
 
 
-def plan(exchanges: Iterable[Exchange], *, speed: float = 1.0, limit: int | None = None) -> Schedule:
-    """Group by session in order of first appearance; `speed` 2 replays twice as fast as recorded."""
-    if speed <= 0:
-        raise ValueError("speed must be positive")
-    sessions: dict[str, Session] = {}
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which exchanges to replay and how often."""
+
+    filters: tuple[str, ...] = ()
+    """Each is a method (`POST`), a path glob (`/api/*`) or an endpoint glob (`GET /api/products/{id}`)."""
+    limit: int | None = None
+    loops: int = 1
+    duration_s: float | None = None
+    """Repeat the corpus until this much replay time is planned (overrides `loops`)."""
+
+    def matches(self, exchange: Exchange, endpoint: str) -> bool:
+        return not self.filters or any(_matches(f, exchange, endpoint) for f in self.filters)
+
+
+def _matches(pattern: str, exchange: Exchange, endpoint: str) -> bool:
+    if pattern.upper() in HTTP_METHODS:
+        return exchange.request.method.upper() == pattern.upper()
+    if pattern.startswith("/"):
+        return fnmatch.fnmatchcase(exchange.request.path, pattern)
+    method, _, path = pattern.partition(" ")
+    return exchange.request.method.upper() == method.upper() and (
+        fnmatch.fnmatchcase(endpoint.partition(" ")[2], path) or fnmatch.fnmatchcase(exchange.request.path, path)
+    )
+
+
+def in_start_order(exchanges: Iterable[Exchange], window: int = REORDER_WINDOW) -> Iterator[Exchange]:
+    """Sort a nearly sorted stream in bounded memory."""
+    heap: list[tuple[int, int, Exchange]] = []
+    for ordinal, exchange in enumerate(exchanges):
+        heapq.heappush(heap, (exchange.start_us, ordinal, exchange))
+        if len(heap) > window:
+            yield heapq.heappop(heap)[2]
+    while heap:
+        yield heapq.heappop(heap)[2]
+
+
+@dataclass(slots=True)
+class _Clock:
+    """Per-pass timing state: the offset of this pass and each session's last recorded end."""
+
+    pacing: Pacing
+    offset_s: float = 0.0
     first_us: int | None = None
-    for count, exchange in enumerate(sorted(exchanges, key=lambda e: e.start_us)):
-        if limit is not None and count >= limit:
-            break
-        if first_us is None:
-            first_us = exchange.start_us
-        session = sessions.setdefault(exchange.session, Session(exchange.session))
-        due_s = (exchange.start_us - first_us) / 1e6 / speed
-        session.requests.append(
-            PlannedRequest(exchange, endpoint_of(exchange.request.method, exchange.request.path), due_s)
-        )
-    return Schedule(list(sessions.values()))
+    last_end_us: dict[str, int] = field(default_factory=dict)
+    count: int = 0
+
+    def place(self, exchange: Exchange) -> tuple[float, float]:
+        if self.first_us is None:
+            self.first_us = exchange.start_us
+        previous_end = self.last_end_us.get(exchange.session)
+        self.last_end_us[exchange.session] = exchange.start_us + exchange.duration_us
+        self.count += 1
+        if self.pacing.rate is not None:
+            return self.offset_s + (self.count - 1) / self.pacing.rate, 0.0
+        think_us = 0 if previous_end is None else max(0, exchange.start_us - previous_end)
+        due = self.offset_s + (exchange.start_us - self.first_us) / 1e6 / self.pacing.speed
+        return due, think_us / 1e6 / self.pacing.speed
+
+
+def plan(
+    passes: Iterable[Iterable[Exchange]],
+    *,
+    pacing: Pacing = Pacing(),
+    selection: Selection = Selection(),
+) -> Iterator[PlannedRequest]:
+    """Planned requests in due order, streaming.
+
+    `passes` yields one fresh iterable of the corpus per loop (a file is read
+    again rather than kept). Exchange ids and session keys of repeat passes
+    get a `~N` suffix so every result stays distinct.
+    """
+    produced = 0
+    next_offset = 0.0
+    for number, exchanges in enumerate(passes):
+        if selection.duration_s is None and number >= selection.loops:
+            return
+        if selection.duration_s is not None and number and next_offset >= selection.duration_s:
+            return
+        clock = _Clock(pacing, offset_s=next_offset)
+        last_due = next_offset
+        emitted_in_pass = 0
+        for exchange in in_start_order(exchanges):
+            endpoint = endpoint_of(exchange.request.method, exchange.request.path)
+            if not selection.matches(exchange, endpoint):
+                continue
+            if selection.limit is not None and produced >= selection.limit:
+                return
+            if number:
+                exchange = replace(exchange, id=f"{exchange.id}~{number}", session=f"{exchange.session}~{number}")
+            due, think = clock.place(exchange)
+            if selection.duration_s is not None and due > selection.duration_s:
+                return
+            last_due = due
+            produced += 1
+            emitted_in_pass += 1
+            yield PlannedRequest(exchange, endpoint, due, think)
+        if not emitted_in_pass:
+            return
+        gap = 1 / pacing.rate if pacing.rate else 0.001
+        next_offset = last_due + gap
+

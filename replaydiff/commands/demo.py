@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 
 from corpora import sample_path
-from replayer.engine import ReplayOptions
+from replayer.plan import Pacing
 from replayer.targets import Target
 from replaydiff.commands.diffing import report_results
 from replaydiff.demo.system import DemoSystem, DemoSystemError
@@ -59,8 +59,7 @@ def demo(aa: bool, speed: float, output: Path | None, json_out: Path | None) -> 
                         Target.parse("candidate", candidate),
                     ],
                     output=results,
-                    speed=speed,
-                    options=ReplayOptions(),
+                    pacing=Pacing(speed=speed),
                 )
                 replay_corpus(job, console=progress)
         except DemoSystemError as exc:

@@ -9,8 +9,10 @@ from typing import Any
 import click
 from rich.console import Console
 
-from replayer.client import Timeouts
+from replayer.client import Timeouts, TLSOptions
 from replayer.engine import ReplayOptions
+from replayer.plan import Pacing, Selection
+from replayer.retry import DEFAULT_RETRY_ON, RetryPolicy
 from replayer.targets import Target
 from replaydiff.replaying import ReplayJob, replay_corpus
 
@@ -37,14 +39,38 @@ def replay_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "-o", "--output", type=click.Path(path_type=Path), help="Results file [default: CORPUS-NAME.results.jsonl.zst]."
         ),
         click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-                     help="Recorded timing scaled: 2 replays twice as fast."),
+                     help="Open loop on the recorded timing, scaled: 2 replays twice as fast."),
+        click.option("--rate", type=click.FloatRange(min=0, min_open=True), metavar="R",
+                     help="Open loop at R requests per second, in recorded order."),
         click.option("--concurrency", type=click.IntRange(min=1), metavar="N",
-                     help="Closed loop: N sessions in flight, each request as soon as the last one answered."),
-        click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Replay only the first N exchanges."),
+                     help="Closed loop: N requests in flight, each sent as soon as a slot is free."),
+        click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Replay at most N exchanges."),
+        click.option("--filter", "filters", multiple=True, metavar="PATTERN",
+                     help="Replay only matching exchanges: a method (POST), a path glob ('/api/*') or an "
+                          "endpoint ('GET /api/products/{id}'); repeatable, any match selects."),
+        click.option("--loop", "loops", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+                     help="Replay the corpus N times."),
+        click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+                     help="Repeat the corpus until this much replay time is planned."),
         click.option("--baseline-header", "baseline_headers", multiple=True, metavar="'NAME: VALUE'",
                      help="Extra header for both baselines (repeatable)."),
         click.option("--candidate-header", "candidate_headers", multiple=True, metavar="'NAME: VALUE'",
                      help="Extra header for the candidate, e.g. a sandbox routing key (repeatable)."),
+        click.option("--routing-key", metavar="KEY",
+                     help="Route the candidate's requests to a request-isolated sandbox: sets the OpenTelemetry "
+                          "'baggage' and 'tracestate' headers to sd-routing-key=KEY."),
+        click.option("--host-header", metavar="HOST",
+                     help="Send this Host header to every target instead of the recorded one."),
+        click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+                     help="Trust this CA bundle for https targets."),
+        click.option("--insecure", is_flag=True, help="Do not verify https certificates of the targets."),
+        click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Client retries per request (every attempt is recorded)."),
+        click.option("--retry-on", default=",".join(sorted(DEFAULT_RETRY_ON)), show_default=True,
+                     help="Statuses and error kinds (timeout, reset, refused, protocol) that are retried."),
+        click.option("--no-correlate", is_flag=True,
+                     help="Send recorded ids as they are, instead of the ids each target returned earlier "
+                          "in the session."),
         click.option("--allow-host", "allowed_hosts", multiple=True, metavar="HOST",
                      help="A non-loopback host that may receive POST/PUT/PATCH/DELETE (repeatable)."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
@@ -58,24 +84,45 @@ def replay_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _job(corpus: Path, baseline: str, candidate: str, baseline2: str | None, output: Path | None, speed: float,
-         concurrency: int | None, limit: int | None, baseline_headers: tuple[str, ...],
-         candidate_headers: tuple[str, ...], allowed_hosts: tuple[str, ...], timeout: float,
+         rate: float | None, concurrency: int | None, limit: int | None, filters: tuple[str, ...], loops: int,
+         duration: float | None, baseline_headers: tuple[str, ...], candidate_headers: tuple[str, ...],
+         routing_key: str | None, host_header: str | None, ca_cert: str | None, insecure: bool, retries: int,
+         retry_on: str, no_correlate: bool, allowed_hosts: tuple[str, ...], timeout: float,
          connect_timeout: float) -> ReplayJob:
-    base_headers = [_header(h) for h in baseline_headers]
+    if rate is not None and concurrency is not None:
+        raise click.UsageError("--rate (open loop) and --concurrency (closed loop) exclude each other")
+    common = [("Host", host_header)] if host_header else []
+    base_headers = common + [_header(h) for h in baseline_headers]
+    cand_headers = common + [_header(h) for h in candidate_headers] + (routing_headers(routing_key) if routing_key else [])
     targets = [
         Target.parse("baseline", baseline, base_headers),
         Target.parse("baseline2", baseline2 or baseline, base_headers),
-        Target.parse("candidate", candidate, [_header(h) for h in candidate_headers]),
+        Target.parse("candidate", candidate, cand_headers),
     ]
+    try:
+        retry = RetryPolicy(retries=retries, retry_on=RetryPolicy.parse_retry_on(retry_on))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--retry-on") from exc
     return ReplayJob(
         corpus=corpus,
         targets=targets,
         output=output or Path(corpus.name.removesuffix(".zst").removesuffix(".jsonl") + ".results.jsonl.zst"),
-        speed=speed,
-        limit=limit,
-        options=ReplayOptions(concurrency=concurrency, timeouts=Timeouts(connect_s=connect_timeout, read_s=timeout)),
+        pacing=Pacing(speed=speed, rate=rate),
+        selection=Selection(filters=filters, limit=limit, loops=loops, duration_s=duration),
+        options=ReplayOptions(
+            concurrency=concurrency,
+            timeouts=Timeouts(connect_s=connect_timeout, read_s=timeout),
+            tls=TLSOptions(ca_file=ca_cert, insecure=insecure),
+            retry=retry,
+            correlate=not no_correlate,
+        ),
         allowed_hosts=frozenset(allowed_hosts),
     )
+
+
+def routing_headers(key: str) -> list[tuple[str, str]]:
+    """What request-isolated sandboxes (e.g. Signadot) route on, propagated by OpenTelemetry."""
+    return [("baggage", f"sd-routing-key={key}"), ("tracestate", f"sd-routing-key={key}")]
 
 
 @click.command()

@@ -1,0 +1,152 @@
+"""Stateful sessions: carry the values a target returned into the session's later requests.
+
+A recorded session creates an order (`POST` answers id `A`) and then reads it
+(`GET /orders/A`). Replayed, the target answers a new id `B`, and the recorded
+`GET /orders/A` would miss. The mapping is learned from the corpus itself, with
+no configuration: a value in a recorded response is compared with the value
+at the same place in each target's live response; where they differ, later
+requests of the session have the recorded value replaced by that target's
+value. Values that are equal need no mapping, so only the dynamic ones (ids,
+tokens, cookies) are ever rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import quote, unquote
+
+from corpora import Exchange, Headers, Request, Response
+
+Scalar = str | int
+Location = tuple[str | int, ...]
+"""("json", "items", 0, "id"), ("location", 3) for a path segment of Location, ("cookie", name)."""
+
+_MIN_TEXT = 4
+_MIN_HEADER_TEXT = 8
+
+
+def _id_like(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return abs(value) >= 10
+    return isinstance(value, str) and _MIN_TEXT <= len(value) <= 512 and " " not in value
+
+
+def _json(body: bytes) -> Any:
+    if not body or body[:1] not in b"{[":
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _leaves(document: Any, prefix: Location = ("json",)) -> Iterator[tuple[Location, Any]]:
+    if isinstance(document, dict):
+        for key, value in document.items():
+            yield from _leaves(value, (*prefix, key))
+    elif isinstance(document, list):
+        for index, value in enumerate(document):
+            yield from _leaves(value, (*prefix, index))
+    else:
+        yield prefix, document
+
+
+def harvest(response: Response) -> dict[Location, Scalar]:
+    """Every id-like value of a response, by where it sits."""
+    found: dict[Location, Scalar] = {}
+    for location, value in _leaves(_json(response.body)):
+        if _id_like(value):
+            found[location] = value
+    for name, value in response.headers:
+        lowered = name.lower()
+        if lowered == "location":
+            for index, segment in enumerate(value.split("?")[0].split("/")):
+                if _id_like(segment):
+                    found[("location", index)] = unquote(segment)
+        elif lowered == "set-cookie":
+            for morsel in SimpleCookie(value).values():
+                if _id_like(morsel.value):
+                    found[("cookie", morsel.key)] = morsel.value
+    return found
+
+
+class SessionCorrelator:
+    """One session's mapping from recorded values to each target's live values."""
+
+    def __init__(self) -> None:
+        self._mapping: dict[str, dict[Scalar, Scalar]] = {}
+
+    def observe(self, recorded: Exchange, live: Mapping[str, Response | None]) -> None:
+        if recorded.response is None:
+            return
+        recorded_values = harvest(recorded.response)
+        if not recorded_values:
+            return
+        for target, response in live.items():
+            if response is None:
+                continue
+            live_values = harvest(response)
+            for location, value in recorded_values.items():
+                answer = live_values.get(location)
+                if answer is not None and answer != value and type(answer) is type(value):
+                    self._mapping.setdefault(target, {}).setdefault(value, answer)
+
+    def rewrite(self, request: Request, target: str) -> Request:
+        mapping = self._mapping.get(target)
+        if not mapping:
+            return request
+        path = "/".join(_segment(segment, mapping) for segment in request.path.split("/"))
+        query = "&".join(_query_item(item, mapping) for item in request.query.split("&")) if request.query else ""
+        headers: Headers = [(name, _in_text(value, mapping)) for name, value in request.headers]
+        body = _body(request.body, mapping)
+        if (path, query, headers, body) == (request.path, request.query, request.headers, request.body):
+            return request
+        return replace(request, path=path, query=query, headers=headers, body=body)
+
+
+def _segment(segment: str, mapping: dict[Scalar, Scalar]) -> str:
+    decoded = unquote(segment)
+    for key in (decoded, int(decoded) if decoded.isdigit() else None):
+        if key is not None and key in mapping:
+            return quote(str(mapping[key]), safe="")
+    return segment
+
+
+def _query_item(item: str, mapping: dict[Scalar, Scalar]) -> str:
+    name, sep, value = item.partition("=")
+    return f"{name}{sep}{_segment(value, mapping)}" if sep else item
+
+
+def _in_text(text: str, mapping: dict[Scalar, Scalar]) -> str:
+    """Tokens inside header values (cookies, bearer tokens): long values only, so nothing is hit by chance."""
+    for recorded, live in mapping.items():
+        if isinstance(recorded, str) and len(recorded) >= _MIN_HEADER_TEXT and recorded in text:
+            text = text.replace(recorded, str(live))
+    return text
+
+
+def _body(body: bytes, mapping: dict[Scalar, Scalar]) -> bytes:
+    document = _json(body)
+    if document is None:
+        return body
+    changed = False
+
+    def swap(node: Any) -> Any:
+        nonlocal changed
+        if isinstance(node, dict):
+            return {key: swap(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [swap(value) for value in node]
+        if _id_like(node) and node in mapping:
+            changed = True
+            return mapping[node]
+        return node
+
+    rewritten = swap(document)
+    return json.dumps(rewritten, ensure_ascii=False).encode("utf-8") if changed else body

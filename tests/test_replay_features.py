@@ -1,0 +1,209 @@
+"""Replay modes, tracing, sandboxes, retries and stateful sessions, against real local servers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from aiohttp import web
+
+from corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
+from tests.servers import serve
+
+REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
+SEEN = web.AppKey("seen", list)
+
+
+def _exchange(i: int, session: str, path: str, *, method: str = "GET", start_us: int | None = None,
+              duration_us: int = 1000, body: bytes = b"", response: Response | None = None) -> Exchange:
+    return Exchange(
+        id=f"x{i}", session=session, start_us=i * 1000 if start_us is None else start_us, duration_us=duration_us,
+        request=Request(method, "http", "svc", 80, path.split("?")[0], query=path.partition("?")[2],
+                        headers=[("Host", "svc"), ("Content-Type", "application/json")], body=body),
+        response=response or Response(200, body=b"{}"),
+    )
+
+
+def _corpus(tmp_path: Path, exchanges: list[Exchange]) -> Path:
+    path = tmp_path / "c.jsonl.zst"
+    with CorpusWriter(path, source="test") as writer:
+        for exchange in exchanges:
+            writer.write(exchange)
+    return path
+
+
+def _replay(tmp_path: Path, corpus: Path, base: str, cand: str, *args: str) -> list:
+    result = subprocess.run(
+        [*REPLAYDIFF, "replay", str(corpus), "--baseline", base, "--candidate", cand,
+         "-o", str(tmp_path / "r.jsonl.zst"), *args],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return list(ResultsReader(tmp_path / "r.jsonl.zst"))
+
+
+def _app() -> web.Application:
+    """Records every request; /flaky fails its first call per trace; /things is a tiny stateful store."""
+    seen: list[dict] = []
+    things: dict[str, dict] = {}
+    calls: Counter[str] = Counter()
+
+    async def record(request: web.Request) -> None:
+        seen.append({"path": request.path_qs, "method": request.method, "headers": dict(request.headers),
+                     "at": time.monotonic()})
+
+    async def any_path(request: web.Request) -> web.Response:
+        await record(request)
+        return web.json_response({"ok": True})
+
+    async def flaky(request: web.Request) -> web.Response:
+        await record(request)
+        trace = request.headers["traceparent"].split("-")[1]
+        calls[trace] += 1
+        return web.json_response({"try": calls[trace]}, status=503 if calls[trace] == 1 else 200)
+
+    async def create(request: web.Request) -> web.Response:
+        await record(request)
+        thing_id = f"t-{uuid.uuid4().hex[:12]}"
+        things[thing_id] = await request.json()
+        return web.json_response({"id": thing_id}, status=201, headers={"Location": f"/things/{thing_id}"})
+
+    async def read(request: web.Request) -> web.Response:
+        await record(request)
+        thing = things.get(request.match_info["id"])
+        return web.json_response(thing, status=200) if thing else web.json_response({"error": "no"}, status=404)
+
+    app = web.Application()
+    app[SEEN] = seen
+    app.router.add_post("/things", create)
+    app.router.add_get("/things/{id}", read)
+    app.router.add_get("/flaky", flaky)
+    app.router.add_route("*", "/{tail:.*}", any_path)
+    return app
+
+
+def test_rate_filter_and_loop_select_and_repeat(tmp_path: Path) -> None:
+    exchanges = [_exchange(i, f"s{i % 3}", f"/a/{i}" if i % 2 else f"/b/{i}") for i in range(20)]
+    corpus = _corpus(tmp_path, exchanges)
+    app = _app()
+    with serve(app) as url:
+        records = _replay(tmp_path, corpus, url, url, "--rate", "200", "--filter", "/a/*", "--loop", "3")
+    ids = {r.exchange_id for r in records}
+    assert len(ids) == 30  # 10 matching × 3 loops, each pass with distinct ids
+    assert {i.split("~")[0] for i in ids} == {f"x{i}" for i in range(1, 20, 2)}
+    assert all(r.endpoint == "GET /a/{id}" for r in records)
+
+
+def test_think_time_is_kept_within_a_session(tmp_path: Path) -> None:
+    # recorded: request 1 ends at 10 ms; the user thought 400 ms before request 2
+    exchanges = [
+        _exchange(0, "s", "/one", start_us=0, duration_us=10_000),
+        _exchange(1, "s", "/two", start_us=410_000),
+    ]
+    app = _app()
+    with serve(app) as url:
+        _replay(tmp_path, _corpus(tmp_path, exchanges), url, url)
+    times = {r["path"]: r["at"] for r in app[SEEN]}
+    assert times["/two"] - times["/one"] >= 0.38
+
+
+def test_each_target_gets_its_own_traceparent_and_the_candidate_the_routing_key(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path, [_exchange(i, "s", f"/p/{i}") for i in range(5)])
+    base_app, cand_app = _app(), _app()
+    with serve(base_app) as base, serve(cand_app) as cand:
+        records = _replay(tmp_path, corpus, base, cand, "--routing-key", "sbx-42", "--host-header", "api.test")
+    trace_ids = [r.trace_id for r in records]
+    assert len(set(trace_ids)) == 15 and all(len(t) == 32 for t in trace_ids)
+    sent = [s["headers"]["traceparent"].split("-")[1] for s in base_app[SEEN] + cand_app[SEEN]]
+    assert sorted(sent) == sorted(trace_ids)
+    assert all(s["headers"]["baggage"] == "sd-routing-key=sbx-42" for s in cand_app[SEEN])
+    assert all(s["headers"]["tracestate"] == "sd-routing-key=sbx-42" for s in cand_app[SEEN])
+    assert not any("baggage" in s["headers"] for s in base_app[SEEN])
+    assert all(s["headers"]["Host"] == "api.test" for s in base_app[SEEN] + cand_app[SEEN])
+
+
+def test_retries_record_every_attempt(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path, [_exchange(0, "s", "/flaky")])
+    app = _app()
+    with serve(app) as url:
+        records = _replay(tmp_path, corpus, url, url, "--retries", "2", "--retry-on", "503")
+    for record in records:
+        assert [a.status for a in record.attempts] == [503, 200]
+        assert record.response is not None and record.response.status == 200
+        assert len({a.span_id for a in record.attempts}) == 2
+    with serve(_app()) as url:
+        records = _replay(tmp_path, corpus, url, url)
+    assert all([a.status for a in r.attempts] == [503] for r in records)
+
+
+def test_ids_returned_by_each_target_replace_recorded_ones(tmp_path: Path) -> None:
+    recorded_id = "t-0123456789ab"
+    exchanges = [
+        _exchange(0, "s", "/things", method="POST", body=b'{"name": "lamp"}',
+                  response=Response(201, headers=[("Location", f"/things/{recorded_id}")],
+                                    body=json.dumps({"id": recorded_id}).encode())),
+        _exchange(1, "s", f"/things/{recorded_id}", start_us=5000,
+                  response=Response(200, body=b'{"name": "lamp"}')),
+    ]
+    corpus = _corpus(tmp_path, exchanges)
+    with serve(_app()) as base, serve(_app()) as cand:
+        correlated = _replay(tmp_path, corpus, base, cand)
+        plain = _replay(tmp_path, corpus, base, cand, "--no-correlate")
+    reads = [r for r in correlated if r.exchange_id == "x1"]
+    assert [r.response.status for r in reads if r.response] == [200, 200, 200]
+    assert all(json.loads(r.response.body) == {"name": "lamp"} for r in reads if r.response)
+    assert [r.response.status for r in plain if r.exchange_id == "x1" and r.response] == [404, 404, 404]
+
+
+@contextmanager
+def _raw_server(answer: bytes) -> Iterator[str]:
+    """A TCP server that answers every connection with fixed bytes, HTTP or not."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer_one(conn: socket.socket) -> None:
+        with conn:
+            try:
+                if conn.recv(65536):  # the replayer's reachability probe sends nothing
+                    conn.sendall(answer)
+            except OSError:
+                pass  # the client hung up early, as it may
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=answer_one, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_garbage_and_huge_answers_are_outcomes(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path, [_exchange(0, "s", "/x")])
+    huge = b"HTTP/1.1 200 OK\r\nContent-Length: 12000000\r\n\r\n" + b"a" * 12_000_000
+    with _raw_server(b"SSH-2.0-OpenSSH_9.0\r\n\r\n") as garbage, _raw_server(huge) as big:
+        records = _replay(tmp_path, corpus, garbage, big)
+    by_target = {r.target: r for r in records}
+    assert by_target["baseline"].attempts[0].error == "protocol"
+    candidate = by_target["candidate"]
+    assert candidate.response is not None and len(candidate.response.body) == 10 * 1024 * 1024
+    assert "truncated" in (candidate.attempts[0].error_detail or "")
