@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
+from replayer.tracing import exchange_key
 from tests.servers import serve
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
@@ -125,6 +126,11 @@ def test_each_target_gets_its_own_traceparent_and_the_candidate_the_routing_key(
     assert len(set(trace_ids)) == 15 and all(len(t) == 32 for t in trace_ids)
     sent = [s["headers"]["traceparent"].split("-")[1] for s in base_app[SEEN] + cand_app[SEEN]]
     assert sorted(sent) == sorted(trace_ids)
+    by_exchange: dict[str, set[str]] = {}
+    for record in records:
+        by_exchange.setdefault(record.exchange_id, set()).add(exchange_key(record.trace_id))
+    assert all(len(keys) == 1 for keys in by_exchange.values())  # one exchange, one key, whatever the target
+    assert len({keys.pop() for keys in by_exchange.values()}) == 5
     assert all(s["headers"]["baggage"] == "sd-routing-key=sbx-42" for s in cand_app[SEEN])
     assert all(s["headers"]["tracestate"] == "sd-routing-key=sbx-42" for s in cand_app[SEEN])
     assert not any("baggage" in s["headers"] for s in base_app[SEEN])
