@@ -2,7 +2,17 @@
 
 from corpora.endpoints import endpoint_of, path_template
 from corpora.errors import CorpusError, CorpusNotFound, CorpusTruncated, NotACorpus, UnsupportedFormat
-from corpora.files import CORPUS_FORMAT, RESULTS_FORMAT, CorpusReader, CorpusWriter, ResultsReader, ResultsWriter
+from corpora.files import (
+    CORPUS_FORMAT,
+    RESULTS_FORMAT,
+    UPSTREAM_FORMAT,
+    CorpusReader,
+    CorpusWriter,
+    ResultsReader,
+    ResultsWriter,
+    UpstreamLogReader,
+    UpstreamLogWriter,
+)
 from corpora.model import (
     Attempt,
     Divergence,
@@ -19,6 +29,7 @@ from corpora.samples import sample_path
 __all__ = [
     "CORPUS_FORMAT",
     "RESULTS_FORMAT",
+    "UPSTREAM_FORMAT",
     "Attempt",
     "CorpusError",
     "CorpusNotFound",
@@ -36,6 +47,8 @@ __all__ = [
     "ResultsWriter",
     "UnsupportedFormat",
     "UpstreamCall",
+    "UpstreamLogReader",
+    "UpstreamLogWriter",
     "endpoint_of",
     "header_value",
     "path_template",

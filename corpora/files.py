@@ -8,10 +8,11 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from corpora.container import FLUSH_INTERVAL_S, ContainerReader, ContainerWriter
 from corpora.errors import NotACorpus
-from corpora.model import Exchange, ReplayRecord
+from corpora.model import Exchange, ReplayRecord, UpstreamCall
 
 CORPUS_FORMAT = "replaydiff-corpus/1"
 RESULTS_FORMAT = "replaydiff-results/1"
+UPSTREAM_FORMAT = "replaydiff-upstream/1"
 
 
 class _Serializable(Protocol):
@@ -111,3 +112,14 @@ class ResultsWriter(_TypedWriter[ReplayRecord]):
 class ResultsReader(_TypedReader[ReplayRecord]):
     format = RESULTS_FORMAT
     _decode = ReplayRecord.from_json
+
+
+class UpstreamLogWriter(_TypedWriter[UpstreamCall]):
+    """The tap's log of the calls services made to their dependencies. Header: `routes`, `faults`."""
+
+    format = UPSTREAM_FORMAT
+
+
+class UpstreamLogReader(_TypedReader[UpstreamCall]):
+    format = UPSTREAM_FORMAT
+    _decode = UpstreamCall.from_json

@@ -134,9 +134,15 @@ class UpstreamCall:
     error: str | None = None
     start_us: int = 0
     duration_us: int = 0
+    trace_id: str = ""
+    """From the `traceparent` the service propagated: names the replayed request that caused the call."""
+    fault: str | None = None
+    """The fault the tap injected into this call, if any."""
+    approximate: bool = False
+    """Attributed by time window because the service did not propagate `traceparent`."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "dependency": self.dependency,
             "method": self.method,
             "path": self.path,
@@ -144,7 +150,13 @@ class UpstreamCall:
             "error": self.error,
             "start_us": self.start_us,
             "duration_us": self.duration_us,
+            "trace_id": self.trace_id,
         }
+        if self.fault:
+            data["fault"] = self.fault
+        if self.approximate:
+            data["approximate"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UpstreamCall:

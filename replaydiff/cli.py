@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from corpora import CorpusError
-from replaydiff.commands import corpus, demo, diffing, har, record, replay
+from replaydiff.commands import corpus, demo, diffing, har, record, replay, tap
 from replayer.targets import ReplayError
 from replaydiff.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
 from replaydiff.replaying import ReplayInterrupted
@@ -53,6 +53,7 @@ for command in (
     diffing.diff,
     replay.run,
     demo.demo,
+    tap.tap,
 ):
     main.add_command(command)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from corpora import CorpusReader, ResultsWriter
 from replayer.engine import Replayer, ReplayOptions, ReplaySummary
+from replayer.upstream import attach_upstream
 from replayer.plan import Pacing, PlannedRequest, Selection, plan
 from replayer.targets import MUTATING_METHODS, Target, check_reachable, check_write_safety, is_loopback
 
@@ -35,6 +37,8 @@ class ReplayJob:
     selection: Selection = field(default_factory=Selection)
     options: ReplayOptions = field(default_factory=ReplayOptions)
     allowed_hosts: frozenset[str] = frozenset()
+    upstream_log: Path | None = None
+    """A tap's log, joined into the results after the replay."""
 
     def planned(self) -> Iterator[PlannedRequest]:
         """Streams the plan, reading the corpus afresh for every loop."""
@@ -57,11 +61,15 @@ def replay_corpus(job: ReplayJob, *, console: Console) -> ReplaySummary:
         check_write_safety(job.targets, set(job.allowed_hosts), corpus_mutates=mutates)
     total = _planned_total(job, reader)
     try:
-        return asyncio.run(_replay(job, total, console))
+        summary = asyncio.run(_replay(job, total, console))
     except KeyboardInterrupt:
         raise ReplayInterrupted(
             f"interrupted; the exchanges completed so far are in {job.output} (diff it as usual)"
         ) from None
+    if job.upstream_log is not None:
+        attached = attach_upstream(job.output, job.upstream_log)
+        console.print(f"attached {attached} upstream calls from {job.upstream_log}", soft_wrap=True)
+    return summary
 
 
 def _planned_total(job: ReplayJob, reader: CorpusReader) -> int | None:
@@ -84,6 +92,7 @@ async def _replay(job: ReplayJob, total: int | None, console: Console) -> Replay
         corpus=str(job.corpus),
         targets={t.name: t.base_url for t in job.targets},
         mode=job.describe_mode(),
+        started_unix_us=time.time_ns() // 1000,
     )
     with _progress(console, total) as advance:
         replayer = Replayer(job.targets, sink=writer.write, options=job.options, on_progress=advance)

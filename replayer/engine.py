@@ -28,7 +28,7 @@ from replayer.correlate import SessionCorrelator
 from replayer.plan import PlannedRequest
 from replayer.retry import RetryPolicy
 from replayer.targets import Target
-from replayer.tracing import new_run_salt, new_span_id, trace_id_for, traceparent
+from replayer.tracing import new_span_id, trace_id_for, traceparent
 
 _KEPT_SESSIONS = 100_000
 """Idle sessions whose state (last completion, learned values) is kept for their next request."""
@@ -43,8 +43,9 @@ class ReplayOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     correlate: bool = True
     max_backlog: int = 10_000
-    trace_salt: str | None = None
-    """Fixed, the trace ids of a rerun repeat, so seeded upstream faults repeat too; None draws one per run."""
+    trace_salt: str = ""
+    """Part of every trace id. The same salt gives a rerun the same trace ids, so a tap's seeded faults
+    repeat too; a new salt (e.g. the date) makes a run's ids unique in the targets' logs."""
 
 
 @dataclass(slots=True)
@@ -101,7 +102,6 @@ class Replayer:
         self._sink = sink
         self._on_progress = on_progress
         self._rng = random.Random()
-        self._trace_salt = options.trace_salt if options.trace_salt is not None else new_run_salt()
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._clients: list[TargetClient] = []
         self._epoch_ns = 0
@@ -198,7 +198,7 @@ class Replayer:
         request = planned.exchange.request
         if self.options.correlate:
             request = session.correlator.rewrite(request, client.target.name)
-        trace_id = trace_id_for(self._trace_salt, planned.exchange.id, client.target.name)
+        trace_id = trace_id_for(self.options.trace_salt, planned.exchange.id, client.target.name)
         attempts: list[Attempt] = []
         while True:
             span_id = new_span_id()

@@ -26,10 +26,6 @@ def exchange_key(trace_id: str) -> str:
     return trace_id[:EXCHANGE_DIGITS]
 
 
-def new_run_salt() -> str:
-    return secrets.token_hex(8)
-
-
 def new_span_id() -> str:
     return secrets.token_hex(8)
 

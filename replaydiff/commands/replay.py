@@ -68,6 +68,12 @@ def replay_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Client retries per request (every attempt is recorded)."),
         click.option("--retry-on", default=",".join(sorted(DEFAULT_RETRY_ON)), show_default=True,
                      help="Statuses and error kinds (timeout, reset, refused, protocol) that are retried."),
+        click.option("--upstream-log", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+                     help="The log of a running `replaydiff tap`: its calls are attached to the results by "
+                          "traceparent."),
+        click.option("--trace-salt", default="", metavar="TEXT",
+                     help="Mixed into every trace id: the same salt repeats a run's trace ids (and a tap's seeded "
+                          "faults); a new one, e.g. the date, makes them unique in the targets' logs."),
         click.option("--no-correlate", is_flag=True,
                      help="Send recorded ids as they are, instead of the ids each target returned earlier "
                           "in the session."),
@@ -87,8 +93,8 @@ def _job(corpus: Path, baseline: str, candidate: str, baseline2: str | None, out
          rate: float | None, concurrency: int | None, limit: int | None, filters: tuple[str, ...], loops: int,
          duration: float | None, baseline_headers: tuple[str, ...], candidate_headers: tuple[str, ...],
          routing_key: str | None, host_header: str | None, ca_cert: str | None, insecure: bool, retries: int,
-         retry_on: str, no_correlate: bool, allowed_hosts: tuple[str, ...], timeout: float,
-         connect_timeout: float) -> ReplayJob:
+         retry_on: str, upstream_log: Path | None, trace_salt: str, no_correlate: bool,
+         allowed_hosts: tuple[str, ...], timeout: float, connect_timeout: float) -> ReplayJob:
     if rate is not None and concurrency is not None:
         raise click.UsageError("--rate (open loop) and --concurrency (closed loop) exclude each other")
     common = [("Host", host_header)] if host_header else []
@@ -115,8 +121,10 @@ def _job(corpus: Path, baseline: str, candidate: str, baseline2: str | None, out
             tls=TLSOptions(ca_file=ca_cert, insecure=insecure),
             retry=retry,
             correlate=not no_correlate,
+            trace_salt=trace_salt,
         ),
         allowed_hosts=frozenset(allowed_hosts),
+        upstream_log=upstream_log,
     )
 
 

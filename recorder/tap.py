@@ -1,0 +1,178 @@
+"""The tap: an egress proxy between a service under test and its dependencies.
+
+It records every upstream call with the `traceparent` the service propagated,
+which names the replayed request (and target) that caused it, and it injects
+seeded faults identically for baseline and candidate. Run it as the service's
+reverse proxy per dependency (`--route inventory=http://127.0.0.1:5001`, one
+listening port each) or as its HTTP proxy (forward mode; the dependency is
+then the request's host).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.addonmanager import Loader
+from mitmproxy.proxy.mode_specs import ReverseMode
+
+from corpora import UpstreamCall, UpstreamLogWriter
+from recorder.faults import Fault, FaultPlan, FaultRulesError, load_fault_plan
+
+EXCHANGE_DIGITS = 24
+"""The replayer's trace ids: 24 hex digits name the exchange, 8 the target (see replayer/tracing.py)."""
+
+_METADATA = "replaydiff_tap"
+
+
+@dataclass(slots=True)
+class _Pending:
+    dependency: str
+    trace_id: str
+    fault: Fault | None
+    started: float
+
+
+_KEPT_ORDINALS = 100_000
+
+
+def _trace(flow: http.HTTPFlow) -> tuple[str, str]:
+    """(trace id, parent span id) of the propagated `traceparent`; empty strings when there is none."""
+    parts = flow.request.headers.get("traceparent", "").strip().split("-")
+    return (parts[1], parts[2]) if len(parts) == 4 and len(parts[1]) == 32 else ("", "")
+
+
+class Tap:
+    def __init__(self) -> None:
+        self.writer: UpstreamLogWriter | None = None
+        self.plan = FaultPlan()
+        self.calls = 0
+        self._routes: dict[str, str] = {}
+        self._ordinals: OrderedDict[tuple[str, str, str], int] = OrderedDict()
+        self._ticker: asyncio.Task[None] | None = None
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option("tap_output", str, "", "Where the tap writes the upstream calls it saw (.jsonl.zst).")
+        loader.add_option(
+            "tap_routes",
+            str,
+            "",
+            "Dependency names by reverse-mode upstream, as 'inventory=http://127.0.0.1:5001,...'; in forward mode "
+            "a dependency is named by its host:port unless listed here.",
+        )
+        loader.add_option("tap_faults", str, "", "A TOML file of seeded fault rules ([[fault]] tables).")
+        loader.add_option(
+            "tap_seed",
+            Optional[int],
+            None,
+            "Seed of the fault decisions (default: the faults file's, else 0); the same seed repeats the same faults.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "tap_routes" in updated:
+            self._routes = {}
+            for item in filter(None, (part.strip() for part in ctx.options.tap_routes.split(","))):
+                name, sep, url = item.partition("=")
+                if not sep or not name or not url:
+                    raise exceptions.OptionsError(f"tap_routes: {item!r} is not NAME=URL")
+                self._routes[url.rstrip("/")] = name
+        if "tap_faults" in updated or "tap_seed" in updated:
+            try:
+                self.plan = (
+                    load_fault_plan(Path(ctx.options.tap_faults), seed=ctx.options.tap_seed)
+                    if ctx.options.tap_faults
+                    else FaultPlan(seed=ctx.options.tap_seed or 0)
+                )
+            except FaultRulesError as exc:
+                raise exceptions.OptionsError(str(exc)) from None
+
+    def running(self) -> None:
+        if not ctx.options.tap_output:
+            raise exceptions.OptionsError("tap_output is required: where to write the upstream calls")
+        self.writer = UpstreamLogWriter(
+            ctx.options.tap_output, routes=self._routes, seed=self.plan.seed, faults=len(self.plan.rules)
+        )
+        self._ticker = asyncio.get_running_loop().create_task(self._flush_every_half_second())
+
+    async def _flush_every_half_second(self) -> None:
+        while self.writer is not None:
+            await asyncio.sleep(0.5)
+            if self.writer is not None:
+                self.writer.flush_if_due()
+
+    def _dependency(self, flow: http.HTTPFlow) -> str:
+        mode = flow.client_conn.proxy_mode
+        if isinstance(mode, ReverseMode):
+            upstream = mode.data.rstrip("/")
+            return self._routes.get(upstream, upstream)
+        address = f"{flow.request.scheme}://{flow.request.host}:{flow.request.port}"
+        return self._routes.get(address, f"{flow.request.host}:{flow.request.port}")
+
+    def _next_ordinal(self, key: tuple[str, str, str]) -> int:
+        """Counted per attempt (trace and span), so a rerun with the same trace ids starts again at 0."""
+        ordinal = self._ordinals.pop(key, 0)
+        self._ordinals[key] = ordinal + 1
+        while len(self._ordinals) > _KEPT_ORDINALS:
+            self._ordinals.popitem(last=False)
+        return ordinal
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        dependency = self._dependency(flow)
+        trace_id, span_id = _trace(flow)
+        ordinal = self._next_ordinal((trace_id, span_id, dependency))
+        exchange_key = trace_id[:EXCHANGE_DIGITS] if trace_id else "untraced"
+        fault = self.plan.decide(exchange_key, dependency, flow.request.method, flow.request.path, ordinal)
+        flow.metadata[_METADATA] = _Pending(dependency, trace_id, fault, time.time())
+        if fault is None:
+            return
+        if fault.delay_ms:
+            await asyncio.sleep(fault.delay_ms / 1000)
+        if fault.reset:
+            flow.kill()
+        elif fault.status is not None:
+            flow.response = http.Response.make(
+                fault.status, b'{"error": "fault injected by replaydiff tap"}', {"Content-Type": "application/json"}
+            )
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._write(flow, status=flow.response.status_code if flow.response else None, error=None)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        pending: _Pending | None = flow.metadata.get(_METADATA)
+        killed = pending is not None and pending.fault is not None and pending.fault.reset
+        self._write(flow, status=None, error="reset" if killed else (flow.error.msg if flow.error else "error"))
+
+    def _write(self, flow: http.HTTPFlow, *, status: int | None, error: str | None) -> None:
+        pending: _Pending | None = flow.metadata.pop(_METADATA, None)
+        if pending is None or self.writer is None:
+            return
+        ended = time.time()
+        self.writer.write(
+            UpstreamCall(
+                dependency=pending.dependency,
+                method=flow.request.method,
+                path=flow.request.path,
+                status=status,
+                error=error,
+                start_us=int(pending.started * 1e6),  # wall clock, to line up with the replay's own
+                duration_us=int((ended - pending.started) * 1e6),
+                trace_id=pending.trace_id,
+                fault=pending.fault.describe() if pending.fault else None,
+            )
+        )
+        self.calls += 1
+
+    def done(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self.writer is not None:
+            self.writer.close(calls=self.calls)
+            self.writer = None
+
+
+addons = [Tap()]

@@ -1,0 +1,105 @@
+"""Run the tap in-process: one reverse-proxy listener per dependency, or one forward proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions
+from mitmproxy.options import Options
+from mitmproxy.tools.dump import DumpMaster
+
+from recorder.proxy import DEFAULT_CONFDIR, ProxyError, check_listen_address, parse_upstream
+from recorder.tap import Tap
+
+
+@dataclass(frozen=True, slots=True)
+class TapSettings:
+    output: Path
+    routes: dict[str, str] = field(default_factory=dict)
+    """Dependency name → upstream URL (reverse mode); empty for a forward proxy."""
+    ports: dict[str, int] = field(default_factory=dict)
+    """Dependency name → listening port; missing or 0 picks a free one."""
+    listen_host: str = "127.0.0.1"
+    forward_port: int = 0
+    faults: Path | None = None
+    seed: int | None = None
+    """None: the faults file's seed (else 0)."""
+    confdir: Path = DEFAULT_CONFDIR
+
+    def modes(self) -> list[str]:
+        """mitmproxy cannot give several listeners port 0, so free ports are picked here."""
+        if not self.routes:
+            return [f"regular@{self.forward_port or _free_port(self.listen_host)}"]
+        return [
+            f"reverse:{url}@{self.ports.get(name) or _free_port(self.listen_host)}" for name, url in self.routes.items()
+        ]
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def parse_route(text: str) -> tuple[str, str, int]:
+    """`NAME=URL[@PORT]` → (name, normalised URL, port or 0)."""
+    name, sep, rest = text.partition("=")
+    if not sep or not name.strip():
+        raise ProxyError(f"--route {text!r} must be NAME=URL[@PORT], e.g. inventory=http://127.0.0.1:5001@9001")
+    url, at, port = rest.rpartition("@") if "@" in rest else (rest, "", "0")
+    if at and not port.isdigit():
+        raise ProxyError(f"--route {text!r}: {port!r} after @ is not a port")
+    return name.strip(), parse_upstream(url), int(port)
+
+
+def run_tap(settings: TapSettings, *, on_listening: Callable[[dict[str, str]], None]) -> Tap:
+    """Serves until SIGINT or SIGTERM; the upstream log is closed by then."""
+    for port in [*settings.ports.values(), settings.forward_port]:
+        if port:
+            check_listen_address(settings.listen_host, port)
+    settings.confdir.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(_serve(settings, on_listening))
+
+
+async def _serve(settings: TapSettings, on_listening: Callable[[dict[str, str]], None]) -> Tap:
+    master = DumpMaster(Options(), with_termlog=False, with_dumper=False)
+    master.addons.get("errorcheck").repeat_errors_on_stderr = True
+    tap = Tap()
+    master.addons.add(tap, _Announcer(settings, on_listening))
+    try:
+        master.options.update(
+            confdir=str(settings.confdir),
+            mode=settings.modes(),
+            listen_host=settings.listen_host,
+            connection_strategy="lazy",
+            tap_output=str(settings.output),
+            tap_routes=",".join(f"{name}={url}" for name, url in settings.routes.items()),
+            tap_faults=str(settings.faults) if settings.faults else "",
+            tap_seed=settings.seed,
+        )
+    except exceptions.OptionsError as exc:
+        raise ProxyError(str(exc)) from None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, master.shutdown)
+    await master.run()
+    return tap
+
+
+class _Announcer:
+    """Reports each dependency's real listening address once the servers are up (ports may have been 0)."""
+
+    def __init__(self, settings: TapSettings, on_listening: Callable[[dict[str, str]], None]) -> None:
+        self._names = list(settings.routes) or ["forward proxy"]
+        self._on_listening = on_listening
+
+    def running(self) -> None:
+        addresses = ctx.master.addons.get("proxyserver").listen_addrs()
+        self._on_listening(
+            {name: f"http://{host}:{port}" for name, (host, port, *_) in zip(self._names, addresses)}
+        )

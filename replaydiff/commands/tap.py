@@ -1,0 +1,56 @@
+"""`replaydiff tap`: an egress proxy between the service under test and its dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from recorder.faults import FaultRulesError
+from recorder.proxy import DEFAULT_CONFDIR, ProxyError
+from recorder.tap_proxy import TapSettings, parse_route, run_tap
+from replaydiff.errors import UserError
+
+
+@click.command("tap")
+@click.option("--route", "routes", multiple=True, metavar="NAME=URL[@PORT]",
+              help="A dependency and where it really is; the tap listens for it on PORT (default: a free one). "
+                   "Repeatable. Without any, the tap is a forward proxy (set the service's HTTP_PROXY to it).")
+@click.option("--listen-host", default="127.0.0.1", show_default=True, help="Address the tap listens on.")
+@click.option("--port", "forward_port", type=click.IntRange(0, 65535), default=0,
+              help="Forward-proxy port (without --route); 0 picks a free one.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Where to write the upstream calls (.jsonl.zst); pass it to `replaydiff replay --upstream-log`.")
+@click.option("--faults", type=click.Path(path_type=Path, dir_okay=False),
+              help="Seeded fault rules (TOML): status, delay or reset for a fraction of calls.")
+@click.option("--seed", type=int, help="Seed of the fault decisions [default: the faults file's, else 0].")
+@click.option("--confdir", type=click.Path(path_type=Path), default=DEFAULT_CONFDIR, show_default=True,
+              help="mitmproxy's own directory; never the user's ~/.mitmproxy.")
+def tap(routes: tuple[str, ...], listen_host: str, forward_port: int, output: Path, faults: Path | None,
+        seed: int | None, confdir: Path) -> None:
+    """Record (and fault) the calls a service makes to its dependencies, attributed by `traceparent`."""
+    try:
+        parsed = [parse_route(route) for route in routes]
+        settings = TapSettings(
+            output=output,
+            routes={name: url for name, url, _ in parsed},
+            ports={name: port for name, _, port in parsed if port},
+            listen_host=listen_host,
+            forward_port=forward_port,
+            faults=faults,
+            seed=seed,
+            confdir=confdir,
+        )
+        result = run_tap(settings, on_listening=_announce(output))
+    except (ProxyError, FaultRulesError) as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"replaydiff: tap wrote {result.calls} upstream calls to {output}", err=True)
+
+
+def _announce(output: Path) -> Callable[[dict[str, str]], None]:
+    def announce(addresses: dict[str, str]) -> None:
+        listing = ", ".join(f"{name} {address}" for name, address in addresses.items())
+        click.echo(f"replaydiff: tap listening: {listing}; writing {output} (Ctrl-C to stop)", err=True)
+
+    return announce
