@@ -1,0 +1,70 @@
+"""Compare how two targets behaved, not just what they answered: attempts, upstream calls, retries.
+
+A retry or timeout policy that misbehaves two hops away shows here: the
+candidate calls its dependency four times where the baseline called it twice,
+or gives up sooner. The locations are per dependency, so the noise rule
+(baseline vs baseline2) applies to them exactly as to response fields.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from corpora import ReplayRecord, UpstreamCall
+from diff.compare import Difference
+
+
+def compare_behaviour(left: ReplayRecord, right: ReplayRecord) -> list[Difference]:
+    differences: list[Difference] = []
+    if len(left.attempts) != len(right.attempts):
+        differences.append(
+            Difference("retry", "client attempts", _attempts(left), _attempts(right))
+        )
+    left_calls, right_calls = _by_dependency(left.upstream), _by_dependency(right.upstream)
+    for dependency in sorted(left_calls.keys() | right_calls.keys()):
+        mine, theirs = left_calls.get(dependency, []), right_calls.get(dependency, [])
+        if _retries(mine) != _retries(theirs):
+            differences.append(Difference("retry", dependency, call_sequence(mine), call_sequence(theirs)))
+        elif len(mine) != len(theirs) or [_outcome(c) for c in mine] != [_outcome(c) for c in theirs]:
+            differences.append(Difference("upstream", dependency, call_sequence(mine), call_sequence(theirs)))
+    return differences
+
+
+def _by_dependency(calls: list[UpstreamCall]) -> dict[str, list[UpstreamCall]]:
+    grouped: dict[str, list[UpstreamCall]] = defaultdict(list)
+    for call in sorted(calls, key=lambda c: c.start_us):
+        grouped[call.dependency].append(call)
+    return grouped
+
+
+def _outcome(call: UpstreamCall) -> str:
+    return call.error or str(call.status)
+
+
+def _failed(call: UpstreamCall) -> bool:
+    return call.error is not None or (call.status is not None and call.status >= 500)
+
+
+def _retries(calls: list[UpstreamCall]) -> int:
+    """Calls that repeat the previous call to the same method and path after it failed."""
+    return sum(
+        1
+        for previous, current in zip(calls, calls[1:])
+        if _failed(previous) and (previous.method, previous.path) == (current.method, current.path)
+    )
+
+
+def call_sequence(calls: list[UpstreamCall]) -> str | None:
+    """`GET /stock/7 → 503 (fault), +12 ms GET /stock/7 → 200`: what happened, in order, with the gaps."""
+    if not calls:
+        return None
+    parts = []
+    for index, call in enumerate(calls):
+        gap = "" if index == 0 else f"+{(call.start_us - calls[index - 1].start_us) / 1000:.0f} ms "
+        fault = " (fault)" if call.fault else ""
+        parts.append(f"{gap}{call.method} {call.path} → {_outcome(call)}{fault}")
+    return ", ".join(parts)
+
+
+def _attempts(record: ReplayRecord) -> str:
+    return ", ".join(a.error or str(a.status) for a in record.attempts) or "none"
