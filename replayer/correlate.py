@@ -77,9 +77,15 @@ def harvest(response: Response) -> dict[Location, Scalar]:
 
 
 class SessionCorrelator:
-    """One session's mapping from recorded values to each target's live values."""
+    """One session's mapping from recorded values to each target's live values.
 
-    def __init__(self) -> None:
+    Only a value that the reference targets (the baselines) changed is dynamic:
+    a candidate answering something else where the baseline answered as
+    recorded is a divergence to report, not an id to carry forward.
+    """
+
+    def __init__(self, references: frozenset[str] = frozenset({"baseline", "baseline2"})) -> None:
+        self._references = references
         self._mapping: dict[str, dict[Scalar, Scalar]] = {}
 
     def observe(self, recorded: Exchange, live: Mapping[str, Response | None]) -> None:
@@ -88,14 +94,20 @@ class SessionCorrelator:
         recorded_values = harvest(recorded.response)
         if not recorded_values:
             return
-        for target, response in live.items():
-            if response is None:
-                continue
-            live_values = harvest(response)
-            for location, value in recorded_values.items():
-                answer = live_values.get(location)
-                if answer is not None and answer != value and type(answer) is type(value):
-                    self._mapping.setdefault(target, {}).setdefault(value, answer)
+        answers = {target: harvest(response) for target, response in live.items() if response is not None}
+        references = [answers.get(name, {}) for name in self._references if name in live]
+        if not references:
+            return
+        dynamic = {
+            location: value
+            for location, value in recorded_values.items()
+            if all(_changed(value, reference.get(location)) for reference in references)
+        }
+        for target, values in answers.items():
+            for location, value in dynamic.items():
+                answer = values.get(location)
+                if _changed(value, answer):
+                    self._mapping.setdefault(target, {}).setdefault(value, answer)  # type: ignore[arg-type]
 
     def rewrite(self, request: Request, target: str) -> Request:
         mapping = self._mapping.get(target)
@@ -108,6 +120,10 @@ class SessionCorrelator:
         if (path, query, headers, body) == (request.path, request.query, request.headers, request.body):
             return request
         return replace(request, path=path, query=query, headers=headers, body=body)
+
+
+def _changed(recorded: Scalar, live: Scalar | None) -> bool:
+    return live is not None and live != recorded and type(live) is type(recorded)
 
 
 def _segment(segment: str, mapping: dict[Scalar, Scalar]) -> str:
