@@ -89,12 +89,13 @@ def replay_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _job(corpus: Path, baseline: str, candidate: str, baseline2: str | None, output: Path | None, speed: float,
+def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None, output: Path | None, speed: float,
          rate: float | None, concurrency: int | None, limit: int | None, filters: tuple[str, ...], loops: int,
          duration: float | None, baseline_headers: tuple[str, ...], candidate_headers: tuple[str, ...],
          routing_key: str | None, host_header: str | None, ca_cert: str | None, insecure: bool, retries: int,
          retry_on: str, upstream_log: Path | None, trace_salt: str, no_correlate: bool,
          allowed_hosts: tuple[str, ...], timeout: float, connect_timeout: float) -> ReplayJob:
+    """The job the `replay` options describe; nightly suites build theirs from the same options."""
     if rate is not None and concurrency is not None:
         raise click.UsageError("--rate (open loop) and --concurrency (closed loop) exclude each other")
     common = [("Host", host_header)] if host_header else []
@@ -137,7 +138,7 @@ def routing_headers(key: str) -> list[tuple[str, str]]:
 @replay_options
 def replay(**params: Any) -> None:
     """Send every request of CORPUS to the baseline, a second baseline and the candidate at once."""
-    replay_corpus(_job(**params), console=Console(stderr=True))
+    replay_corpus(build_job(**params), console=Console(stderr=True))
 
 
 @click.command()
@@ -147,6 +148,6 @@ def run(json_out: Path | None, **params: Any) -> None:
     """Replay CORPUS, then diff the results: exit 0 same, 1 divergent."""
     from replaydiff.commands.diffing import diff_results  # the differ loads only when a diff runs
 
-    job = _job(**params)
+    job = build_job(**params)
     replay_corpus(job, console=Console(stderr=True))
     raise SystemExit(diff_results(job.output, json_out=json_out, console=Console()))
