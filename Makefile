@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean corpus
+.PHONY: demo test venv clean corpus chromium bench
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed: $(PYTHON) not found" >&2; exit 2; }
@@ -24,6 +24,17 @@ test: $(STAMP)
 # Re-record the bundled sample corpus through the recorder (see replaydiff/demo/traffic.py).
 corpus: $(STAMP)
 	$(BIN)/python -m replaydiff.demo.traffic -o corpora/samples/demo-shop.jsonl.zst
+
+# The HTML report's rendering test needs a headless browser; it skips with a reason when this is missing.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+
+# Replay benchmarks (bench/README.md): ratios against locust and wrk on one local server; wrk is a Debian package.
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
+	$(BIN)/python bench/replay_throughput.py
+	$(BIN)/python bench/replay_fidelity.py
+	$(BIN)/python bench/replay_memory.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,28 +1,53 @@
 """From replay records to a `DiffReport`: group by exchange, compare, count, filter noise, test latency.
 
-Records of one exchange may be far apart in a results file (targets answer
-at different speeds), so records wait in `pending` until their exchange has
-every expected target, are compared at once, and only counts, a few
-examples and latencies are kept: memory grows with endpoints, locations and
-exchanges' latencies, never with bodies.
+The replayer writes the records of one exchange next to each other, so an
+exchange waits in `pending` only until its last expected target arrives;
+a window of `MAX_PENDING` exchanges tolerates interleaving from merged or
+hand-made files, and an exchange pushed out of it is compared with what it
+has. Only counts, a few examples and a bounded sample of latencies are kept,
+so memory depends on endpoints and locations, never on the file's size.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from corpora import Divergence, ReplayRecord
+from corpora import Divergence, ReplayRecord, Response
 from diff.compare import Difference, Key, compare, outcome
-from diff.findings import DiffOptions, DiffReport, DivergenceGroup, EndpointStats, SuppressedLocation, Totals
-from diff.latency import PairedLatency, Percentiles, assess, percentiles
+from diff.excerpt import response_text
+from diff.findings import (
+    LATE_MS,
+    DiffOptions,
+    DiffReport,
+    DivergenceGroup,
+    EndpointStats,
+    Example,
+    SuppressedLocation,
+    Totals,
+)
+from diff.latency import (
+    PairedLatency,
+    Percentiles,
+    Reservoir,
+    TailLatency,
+    assess,
+    assess_tail,
+    histogram,
+    log_edges,
+    percentiles,
+)
 from diff.noise import split_signal
 
-ROLES = frozenset({"baseline", "baseline2", "candidate"})
+ROLES = ("baseline", "baseline2", "candidate")
+"""Also the column order of latency samples."""
+_BASELINE, _BASELINE2, _CANDIDATE = range(3)
 _COMPARED = frozenset({"baseline", "candidate"})
 _KIND_ORDER = ("error", "status", "latency", "header", "body")
 """Report order within an endpoint: the most drastic first."""
+MAX_PENDING = 10_000
+"""Exchanges waiting for a missing target's record: bounds memory on files whose records are not adjacent."""
 
 
 def analyze(
@@ -30,41 +55,43 @@ def analyze(
     *,
     options: DiffOptions = DiffOptions(),
     targets: Mapping[str, str] | None = None,
+    max_pending: int = MAX_PENDING,
 ) -> DiffReport:
     """`targets` (name → URL, from the results header) tells which records complete an exchange.
 
     Without it all three roles are expected; either way an exchange still
     missing a record at the end is compared with what it has.
     """
-    expected = _COMPARED | (ROLES & targets.keys()) if targets else ROLES
-    tally = _Tally(options.max_examples)
+    expected = _COMPARED | (set(ROLES) & targets.keys()) if targets else set(ROLES)
+    tally = _Tally(options)
     pending: dict[str, dict[str, ReplayRecord]] = {}
     for record in records:
         group = pending.setdefault(record.exchange_id, {})
         group[record.target] = record
         if expected <= group.keys():
             tally.add(pending.pop(record.exchange_id))
+        elif len(pending) > max_pending:
+            tally.add(pending.pop(next(iter(pending))))  # the oldest: its missing record is not coming
     for group in pending.values():
         tally.add(group)
-    return tally.report(options, dict(targets or {}))
+    return tally.report(dict(targets or {}))
 
 
-def _latency_ms(record: ReplayRecord) -> float | None:
+def _latency_ms(record: ReplayRecord | None) -> float | None:
     """The final attempt's duration, for answered requests only: a timeout measures the client, not the server."""
-    final = record.final
-    return final.duration_us / 1000 if record.response is not None and final is not None else None
+    if record is None or record.response is None or (final := record.final) is None:
+        return None
+    return final.duration_us / 1000
 
 
 @dataclass
 class _EndpointTally:
+    latency: Reservoir
     exchanges: int = 0
     difference_sets: Counter[frozenset[Key]] = field(default_factory=Counter)
     """Exchanges per set of locations where baseline and candidate differed: few distinct sets in practice."""
     noise: Counter[Key] = field(default_factory=Counter)
-    examples: dict[Key, list[Divergence]] = field(default_factory=dict)
-    latency_ms: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    deltas_ms: list[float] = field(default_factory=list)
-    noise_deltas_ms: list[float] = field(default_factory=list)
+    examples: dict[Key, list[Example]] = field(default_factory=dict)
 
     def raw(self) -> Counter[Key]:
         counts: Counter[Key] = Counter()
@@ -83,13 +110,21 @@ class _EndpointTally:
 
 
 class _Tally:
-    def __init__(self, max_examples: int) -> None:
-        self.max_examples = max_examples
+    def __init__(self, options: DiffOptions) -> None:
+        self.options = options
         self.endpoints: dict[str, _EndpointTally] = {}
         self.errors: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.exchanges = 0
         self.incomplete = 0
         self.noise_pairs = 0
+        self.late = 0
+        self._templates: dict[str, str] = {}
+
+    def _endpoint(self, stamped: str) -> str:
+        """The replayer's endpoint, re-templated once per distinct string when the user gave patterns."""
+        if (endpoint := self._templates.get(stamped)) is None:
+            endpoint = self._templates[stamped] = self.options.rules.patterns.retemplate(stamped)
+        return endpoint
 
     def add(self, group: dict[str, ReplayRecord]) -> None:
         self.exchanges += 1
@@ -100,44 +135,46 @@ class _Tally:
         if baseline is None or candidate is None:
             self.incomplete += 1
             return
-        endpoint = self.endpoints.setdefault(baseline.endpoint, _EndpointTally())
+        name = self._endpoint(baseline.endpoint)
+        rules = self.options.rules.for_endpoint(name)
+        if (endpoint := self.endpoints.get(name)) is None:
+            endpoint = self.endpoints[name] = _EndpointTally(Reservoir(self.options.latency_samples))
         endpoint.exchanges += 1
-        for target, record in group.items():
-            if (ms := _latency_ms(record)) is not None:
-                endpoint.latency_ms[target].append(ms)
-        differences = compare(baseline, candidate)
+        self.late += baseline.schedule_lag_us > LATE_MS * 1000
+        baseline2 = group.get("baseline2")
+        endpoint.latency.add((_latency_ms(baseline), _latency_ms(baseline2), _latency_ms(candidate)))
+        differences = compare(baseline, candidate, rules)
         if differences:
             endpoint.difference_sets[frozenset(d.key for d in differences)] += 1
             for difference in differences:
-                self._keep_example(endpoint, baseline, difference)
-        _append_delta(endpoint.deltas_ms, baseline, candidate)
-        if (baseline2 := group.get("baseline2")) is not None:
+                self._keep_example(endpoint, name, baseline, candidate, difference)
+        if baseline2 is not None:
             self.noise_pairs += 1
-            endpoint.noise.update(d.key for d in compare(baseline, baseline2))
-            _append_delta(endpoint.noise_deltas_ms, baseline, baseline2)
+            endpoint.noise.update(d.key for d in compare(baseline, baseline2, rules))
 
-    def _keep_example(self, endpoint: _EndpointTally, baseline: ReplayRecord, difference: Difference) -> None:
+    def _keep_example(
+        self,
+        endpoint: _EndpointTally,
+        name: str,
+        baseline: ReplayRecord,
+        candidate: ReplayRecord,
+        difference: Difference,
+    ) -> None:
         examples = endpoint.examples.setdefault(difference.key, [])
-        if len(examples) < self.max_examples:
-            examples.append(
-                Divergence(
-                    baseline.exchange_id,
-                    baseline.endpoint,
-                    difference.kind,
-                    difference.location,
-                    difference.left,
-                    difference.right,
-                )
+        if len(examples) < self.options.max_examples:
+            found = Divergence(
+                baseline.exchange_id, name, difference.kind, difference.location, difference.left, difference.right
             )
+            examples.append(Example(found, _body(baseline.response), _body(candidate.response)))
 
-    def report(self, options: DiffOptions, targets: dict[str, str]) -> DiffReport:
+    def report(self, targets: dict[str, str]) -> DiffReport:
         stats: list[EndpointStats] = []
         groups: list[DivergenceGroup] = []
         suppressed: list[SuppressedLocation] = []
         divergent_exchanges = 0
         for name, endpoint in sorted(self.endpoints.items()):
             raw = endpoint.raw()
-            reported, quiet = split_signal(raw, endpoint.noise, endpoint.exchanges, options.noise)
+            reported, quiet = split_signal(raw, endpoint.noise, endpoint.exchanges, self.options.noise)
             found = [
                 DivergenceGroup(
                     name, kind, location, raw[kind, location], endpoint.exchanges, endpoint.examples[kind, location]
@@ -148,17 +185,12 @@ class _Tally:
                 SuppressedLocation(name, kind, location, raw[kind, location], endpoint.noise[kind, location])
                 for kind, location in quiet
             ]
-            latency = {
-                target: p for target, samples in sorted(endpoint.latency_ms.items()) if (p := percentiles(samples))
-            }
-            baseline_p50 = latency["baseline"].p50 if "baseline" in latency else 0.0
-            paired = assess(endpoint.deltas_ms, endpoint.noise_deltas_ms, baseline_p50, options.latency)
-            if paired.regression:
-                found.append(_latency_group(name, latency, paired, endpoint.deltas_ms))
+            latency_stats = self._latency(name, endpoint)
+            found += _latency_groups(latency_stats)
             groups += sorted(found, key=lambda g: (_KIND_ORDER.index(g.kind), -g.count, g.location))
             signal = set(reported)
             by_kind = {kind: n for kind in _KIND_ORDER if (n := endpoint.divergent(signal, {kind}))}
-            stats.append(EndpointStats(name, endpoint.exchanges, by_kind, latency, paired))
+            stats.append(replace(latency_stats, divergent_by_kind=by_kind))
             divergent_exchanges += endpoint.divergent(signal)
         totals = Totals(
             exchanges=self.exchanges,
@@ -166,28 +198,73 @@ class _Tally:
             incomplete=self.incomplete,
             divergent_exchanges=divergent_exchanges,
             noise_pairs=self.noise_pairs,
+            late=self.late,
         )
         errors = {target: dict(counts) for target, counts in sorted(self.errors.items())}
-        return DiffReport(targets, options, totals, stats, groups, suppressed, errors)
+        return DiffReport(targets, self.options, totals, stats, groups, suppressed, errors)
+
+    def _latency(self, name: str, endpoint: _EndpointTally) -> EndpointStats:
+        """Percentiles, the paired median test, the tail test and plot data, from the endpoint's latency sample."""
+        sample = endpoint.latency
+        columns = {role: sample.column(index) for index, role in enumerate(ROLES)}
+        latency = {role: p for role, samples in columns.items() if (p := percentiles(samples))}
+        baseline_p50 = latency["baseline"].p50 if "baseline" in latency else 0.0
+        thresholds = self.options.latency
+        deltas = [c - b for b, c in sample.paired(_BASELINE, _CANDIDATE)]
+        noise = [b2 - b for b, b2 in sample.paired(_BASELINE, _BASELINE2)]
+        paired = assess(deltas, noise, baseline_p50, thresholds)
+        control = _BASELINE2 if noise else _BASELINE
+        aligned = [
+            (b, x, c)
+            for s in sample.samples
+            if (b := s[_BASELINE]) is not None and (x := s[control]) is not None and (c := s[_CANDIDATE]) is not None
+        ]
+        tail = assess_tail(aligned, thresholds)
+        every = [value for samples in columns.values() for value in samples]
+        edges = log_edges(every) if every else []
+        histograms = {role: histogram(samples, edges) for role, samples in columns.items() if samples and edges}
+        return EndpointStats(name, endpoint.exchanges, {}, latency, paired, tail, histograms, edges)
 
 
-def _append_delta(deltas: list[float], reference: ReplayRecord, other: ReplayRecord) -> None:
-    reference_ms, other_ms = _latency_ms(reference), _latency_ms(other)
-    if reference_ms is not None and other_ms is not None:
-        deltas.append(other_ms - reference_ms)
+def _body(response: Response | None) -> str:
+    if response is None:
+        return "(no response)"
+    return response_text(response.status, response.reason, response.headers, response.body)
 
 
-def _latency_group(
-    endpoint: str, latency: dict[str, Percentiles], paired: PairedLatency, deltas: list[float]
-) -> DivergenceGroup:
-    """A latency regression as a divergence: the p50s as the values, the paired test as the detail."""
+def _latency_groups(stats: EndpointStats) -> list[DivergenceGroup]:
+    """A median shift, or else a regression at the tail only: one latency divergence per endpoint at most."""
+    if stats.paired.regression:
+        return [_median_group(stats.endpoint, stats.latency, stats.paired)]
+    if stats.tail is not None and stats.tail.regression:
+        return [_tail_group(stats.endpoint, stats.tail)]
+    return []
+
+
+def _latency_example(endpoint: str, location: str, baseline_ms: float, candidate_ms: float) -> list[Example]:
+    """No exchange and no bodies: a latency divergence is a property of the endpoint's distribution."""
+    values = f"{baseline_ms:.1f} ms", f"{candidate_ms:.1f} ms"
+    return [Example(Divergence("", endpoint, "latency", location, *values), "", "")]
+
+
+def _median_group(endpoint: str, latency: dict[str, Percentiles], paired: PairedLatency) -> DivergenceGroup:
+    """The p50s as the values, the paired test as the detail."""
     assert paired.median_delta_ms is not None and paired.p_value is not None, "a regression has pairs"
-    example = Divergence(
-        "", endpoint, "latency", "p50", f"{latency['baseline'].p50:.1f} ms", f"{latency['candidate'].p50:.1f} ms"
-    )
     noise = "no baseline2" if paired.median_noise_ms is None else f"A/A {paired.median_noise_ms:+.1f} ms"
     detail = f"median {paired.median_delta_ms:+.1f} ms per request ({noise}), {_p(paired.p_value)}"
-    return DivergenceGroup(endpoint, "latency", "p50", sum(1 for d in deltas if d > 0), paired.pairs, [example], detail)
+    example = _latency_example(endpoint, "p50", latency["baseline"].p50, latency["candidate"].p50)
+    return DivergenceGroup(endpoint, "latency", "p50", paired.slower, paired.pairs, example, detail)
+
+
+def _tail_group(endpoint: str, tail: TailLatency) -> DivergenceGroup:
+    """The quantiles as the values; the count is the requests only the candidate made slow."""
+    detail = (
+        f"only the candidate above the baseline's {tail.label} ({tail.baseline_ms:.1f} ms) on {tail.candidate_only} "
+        f"requests, by {tail.excess_ms:+.1f} ms (median); only baseline2 on {tail.control_only}; {_p(tail.p_value)}"
+    )
+    example = _latency_example(endpoint, tail.label, tail.baseline_ms, tail.candidate_ms)
+    pairs = tail.candidate_only + tail.control_only
+    return DivergenceGroup(endpoint, "latency", tail.label, tail.candidate_only, pairs, example, detail)
 
 
 def _p(p_value: float) -> str:

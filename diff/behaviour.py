@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from corpora import ReplayRecord, UpstreamCall
-from diff.compare import Difference
+from diff.difference import Difference
 
 
 def compare_behaviour(left: ReplayRecord, right: ReplayRecord) -> list[Difference]:

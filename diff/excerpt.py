@@ -13,6 +13,8 @@ import json
 from typing import Any
 
 MAX_CHARS = 120
+BODY_CHARS = 4000
+"""A whole body as the HTML report shows it beside the other: a screenful, not a payload."""
 _CONTEXT_BEFORE = 30
 """Characters shown before the first difference of two text bodies, so the reader sees where it is."""
 
@@ -53,3 +55,24 @@ def _excerpt(body: bytes, start: int) -> str:
     # `start` counts bytes; re-decoding the tail keeps a multi-byte character whole.
     window = body[start:].decode("utf-8", errors="ignore") if start else text
     return clip(("…" if start else "") + window)
+
+
+def response_text(status: int, reason: str, headers: list[tuple[str, str]], body: bytes) -> str:
+    """A whole answer for reading, as on the wire: status line, headers, blank line, body."""
+    head = "\n".join([f"{status} {reason}".rstrip(), *(f"{name}: {value}" for name, value in headers)])
+    return f"{head}\n\n{body_text(body)}"
+
+
+def body_text(body: bytes, limit: int = BODY_CHARS) -> str:
+    """A body for reading: JSON indented (keys in their order), other text as is, binary summarized."""
+    if not body:
+        return "<empty>"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _excerpt(body, 0)
+    try:
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        pass  # not JSON: shown as sent
+    return clip(text, limit)

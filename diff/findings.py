@@ -6,27 +6,38 @@ versioned (`schema`) because CI jobs and dashboards parse it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from corpora import Divergence
 from corpora.model import DivergenceKind
-from diff.latency import LatencyThresholds, PairedLatency, Percentiles
+from diff.latency import LatencyThresholds, PairedLatency, Percentiles, TailLatency
 from diff.noise import NoiseThresholds
+from diff.rules import Rules
 
-SCHEMA = "replaydiff-diff/1"
+LATE_MS = 50
+"""A request sent this much after its planned time means the replaying machine could not keep up."""
+LATE_SHARE = 0.05
+"""Above this share of late requests, the machine's own load is in every latency measured."""
+
+SCHEMA = "replaydiff-diff/2"
+"""Bumped when a field changes meaning or goes away; new fields may appear within a version (docs/report-schema.md)."""
 
 
 @dataclass(frozen=True)
 class DiffOptions:
     noise: NoiseThresholds = NoiseThresholds()
     latency: LatencyThresholds = LatencyThresholds()
+    rules: Rules = field(default_factory=Rules)
     max_examples: int = 3
     """Examples kept per divergence: enough to see a pattern, few enough to keep memory flat."""
+    latency_samples: int = 50_000
+    """Exchanges per endpoint whose latencies are kept (a uniform sample beyond): bounds memory, not accuracy."""
 
     def __post_init__(self) -> None:
-        if self.max_examples < 1:
-            raise ValueError(f"max_examples={self.max_examples} must be at least 1")
+        if self.max_examples < 1 or self.latency_samples < 1:
+            raise ValueError(f"max_examples={self.max_examples}, latency_samples={self.latency_samples} must be ≥ 1")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -36,7 +47,22 @@ class DiffOptions:
             "latency_rel": self.latency.relative,
             "latency_min_pairs": self.latency.min_pairs,
             "latency_alpha": self.latency.alpha,
+            "latency_tail_quantile": self.latency.tail_quantile,
+            "rules": len(self.rules),
+            "endpoint_patterns": len(self.rules.patterns),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One diverging exchange: the located values, and both bodies for a reader to see them in context."""
+
+    divergence: Divergence
+    baseline_body: str
+    candidate_body: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.divergence.to_json(), "baseline_body": self.baseline_body, "candidate_body": self.candidate_body}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +76,13 @@ class DivergenceGroup:
     """Exchanges that diverged there (for latency: pairs where the candidate was slower)."""
     total: int
     """Exchanges of the endpoint that were compared (for latency: pairs)."""
-    examples: list[Divergence]
+    examples: list[Example]
     """At least one."""
     detail: str = ""
 
     @property
     def fingerprint(self) -> str:
-        return self.examples[0].fingerprint
+        return self.examples[0].divergence.fingerprint
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -101,6 +127,20 @@ class EndpointStats:
     latency: dict[str, Percentiles]
     """Per target, over its successful answers."""
     paired: PairedLatency
+    tail: TailLatency | None
+    """`None` with too few pairs for a tail to mean anything."""
+    histograms: dict[str, list[int]] = field(default_factory=dict)
+    """Per target, answers per bin of `histogram_edges_ms`: the HTML report's latency plots."""
+    histogram_edges_ms: list[float] = field(default_factory=list)
+
+    @property
+    def divergent(self) -> int:
+        """Exchanges with at least one reported divergence (an exchange can have several kinds)."""
+        return max(self.divergent_by_kind.values(), default=0)
+
+    @property
+    def latency_regression(self) -> bool:
+        return self.paired.regression or (self.tail is not None and self.tail.regression)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -109,6 +149,8 @@ class EndpointStats:
             "divergent_by_kind": self.divergent_by_kind,
             "latency_ms": {target: stats.to_json() for target, stats in self.latency.items()},
             "paired_latency": self.paired.to_json(),
+            "tail_latency": self.tail.to_json() if self.tail else None,
+            "histogram_ms": {"edges": self.histogram_edges_ms, "counts": self.histograms},
         }
 
 
@@ -121,6 +163,8 @@ class Totals:
     divergent_exchanges: int
     noise_pairs: int
     """Compared exchanges that also had a baseline2 record, from which noise was learned."""
+    late: int = 0
+    """Compared exchanges the replayer sent more than `LATE_MS` after their planned time."""
 
     def to_json(self) -> dict[str, int]:
         return {
@@ -129,6 +173,7 @@ class Totals:
             "incomplete": self.incomplete,
             "divergent_exchanges": self.divergent_exchanges,
             "noise_pairs": self.noise_pairs,
+            "late": self.late,
         }
 
 
@@ -151,10 +196,32 @@ class DiffReport:
     def verdict(self) -> Literal["same", "divergent"]:
         return "divergent" if self.divergences else "same"
 
-    def to_json(self) -> dict[str, Any]:
+    def warnings(self) -> list[str]:
+        """What limits the verdict's meaning: unlearned noise, exchanges not compared, failures, an overloaded replayer."""
+        lines = []
+        if not self.noise_learned:
+            lines.append("no baseline2 records: noise was not learned, so timestamps and ids show up as divergences")
+        if self.totals.incomplete:
+            lines.append(f"{self.totals.incomplete:,} exchanges without a baseline or candidate record, not compared")
+        for target, kinds in self.errors.items():
+            lines.append(f"{target} failed: " + ", ".join(f"{kind} {count:,}" for kind, count in kinds.items()))
+        if self.totals.compared and self.totals.late / self.totals.compared > LATE_SHARE:
+            lines.append(
+                f"the replayer sent {self.totals.late:,} of {self.totals.compared:,} exchanges more than {LATE_MS} ms "
+                "late: the machine was overloaded, so latency figures measure it as much as the targets"
+            )
+        return lines
+
+    def failing(self, kinds: Collection[str] | None = None) -> list[DivergenceGroup]:
+        """The divergences that fail a run: all of them, or those of `kinds` (`--fail-on`)."""
+        return [group for group in self.divergences if kinds is None or group.kind in kinds]
+
+    def to_json(self, *, fail_on: Collection[str] | None = None) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "verdict": self.verdict,
+            "failed": bool(self.failing(fail_on)),
+            "fail_on": sorted(fail_on) if fail_on is not None else None,
             "targets": self.targets,
             "options": self.options.to_json(),
             "noise_learned": self.noise_learned,

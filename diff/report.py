@@ -20,6 +20,8 @@ from diff.findings import DiffReport, DivergenceGroup, EndpointStats
 from diff.latency import Percentiles
 
 _SHOWN_SUPPRESSED = 5
+_SHOWN_ENDPOINTS = 5
+"""The worst endpoints in the summary; the rest are in the blocks below and the JSON report."""
 
 
 def render_text(report: DiffReport, console: Console) -> None:
@@ -37,18 +39,13 @@ def render_text(report: DiffReport, console: Console) -> None:
 
 def _summary(report: DiffReport) -> Group:
     totals = report.totals
-    endpoints: dict[str, list[str]] = {}
-    for group in report.divergences:
-        kinds = endpoints.setdefault(group.endpoint, [])
-        if group.kind not in kinds:
-            kinds.append(group.kind)
     if report.divergences:
         verdict = Text("DIVERGENT", style="bold red")
-        divergences, endpoint_count = (
-            _count(len(report.divergences), "divergence"),
-            _count(len(report.endpoints), "endpoint"),
+        affected = len({group.endpoint for group in report.divergences})
+        found = (
+            f"{_count(len(report.divergences), 'divergence')} on {affected} of "
+            f"{_count(len(report.endpoints), 'endpoint')}"
         )
-        found = f"{divergences} on {len(endpoints)} of {endpoint_count}"
     else:
         verdict = Text("SAME", style="bold green")
         found = f"no divergences on {_count(len(report.endpoints), 'endpoint')}"
@@ -58,12 +55,32 @@ def _summary(report: DiffReport) -> Group:
         lines.append(Text("  " + " · ".join(f"{name} {url}" for name, url in report.targets.items()), style="dim"))
     if report.divergences:
         lines.append(Text("  by kind: ") + _kind_counts(report))
-        lines += [
-            Text(f"  {endpoint}  ", style="bold") + Text(", ".join(kinds), style="red")
-            for endpoint, kinds in endpoints.items()
-        ]
-    lines += [Text(f"  {line}", style="yellow") for line in _warnings(report)]
+        lines += _worst_endpoints(report)
+    lines += [Text(f"  {line}", style="yellow") for line in report.warnings()]
     return Group(*lines)
+
+
+def _worst_endpoints(report: DiffReport) -> list[Text]:
+    """Ranked by their worst divergence's share: of exchanges, or for latency of the pairs it rests on."""
+    groups: dict[str, list[DivergenceGroup]] = {}
+    for group in report.divergences:
+        groups.setdefault(group.endpoint, []).append(group)
+
+    def share(endpoint: str) -> float:
+        return max(g.count / g.total if g.total else 0.0 for g in groups[endpoint])
+
+    ranked = sorted(groups, key=lambda endpoint: (-share(endpoint), endpoint))
+    lines = [Text("  worst endpoints:")]
+    for endpoint in ranked[:_SHOWN_ENDPOINTS]:
+        labels = dict.fromkeys(f"{g.kind} {g.location}" if g.kind == "latency" else g.kind for g in groups[endpoint])
+        lines.append(
+            Text(f"    {endpoint}  ", style="bold")
+            + Text(", ".join(labels), style="red")
+            + Text(f"  {share(endpoint):.0%}", style="dim")
+        )
+    if len(ranked) > _SHOWN_ENDPOINTS:
+        lines.append(Text(f"    and {len(ranked) - _SHOWN_ENDPOINTS} more", style="dim"))
+    return lines
 
 
 def _kind_counts(report: DiffReport) -> Text:
@@ -72,30 +89,16 @@ def _kind_counts(report: DiffReport) -> Text:
         for kind, count in stats.divergent_by_kind.items():
             exchanges[kind] += count
     parts = [f"{kind} {_count(count, 'exchange')}" for kind, count in exchanges.items()]
-    if regressions := sum(1 for stats in report.endpoints if stats.paired.regression):
+    if regressions := sum(1 for stats in report.endpoints if stats.latency_regression):
         parts.append(f"latency {_count(regressions, 'endpoint')}")
     return Text(" · ".join(parts))
 
 
-def _warnings(report: DiffReport) -> list[str]:
-    """What limits the verdict's meaning: unlearned noise, exchanges not compared, failed requests."""
-    lines = []
-    if not report.noise_learned:
-        lines.append("no baseline2 records: noise was not learned, so timestamps and ids show up as divergences")
-    if report.totals.incomplete:
-        lines.append(
-            f"{_count(report.totals.incomplete, 'exchange')} without a baseline or candidate record, not compared"
-        )
-    for target, kinds in report.errors.items():
-        failures = ", ".join(f"{kind} {count:,}" for kind, count in kinds.items())
-        lines.append(f"{target} failed: {failures}")
-    return lines
-
-
 def _latency_table(endpoints: list[EndpointStats]) -> Table:
-    table = Table(title="Latency (ms)", title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("endpoint", overflow="fold")  # the numbers keep their width; a long endpoint wraps
-    for heading in ("n", "baseline\np50/p95/p99", "candidate\np50/p95/p99", "p50\n×", "paired\nΔ"):
+    table = Table(title="Latency (ms)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    # The numbers keep their width; a long endpoint wraps, but never into a sliver.
+    table.add_column("endpoint", overflow="fold", min_width=min(20, max(len(s.endpoint) for s in endpoints)))
+    for heading in ("n", "baseline\np50/p95/p99", "candidate\np50/p95/p99", "paired\nΔ p50", "p99\n×"):
         table.add_column(heading, justify="right", no_wrap=True)
     for stats in endpoints:
         baseline, candidate = stats.latency.get("baseline"), stats.latency.get("candidate")
@@ -105,15 +108,20 @@ def _latency_table(endpoints: list[EndpointStats]) -> Table:
             f"{stats.exchanges:,}",
             _percentiles(baseline),
             _percentiles(candidate),
-            f"{candidate.p50 / baseline.p50:.2f}" if baseline and candidate and baseline.p50 else "–",
             "–" if delta is None else f"{delta:+.1f}",
-            style="bold red" if stats.paired.regression else None,
+            f"{candidate.p99 / baseline.p99:.2f}" if baseline and candidate and baseline.p99 else "–",
+            style="bold red" if stats.latency_regression else None,
         )
     return table
 
 
 def _percentiles(stats: Percentiles | None) -> str:
-    return "–" if stats is None else f"{stats.p50:.1f}/{stats.p95:.1f}/{stats.p99:.1f}"
+    return "–" if stats is None else "/".join(_ms(value) for value in (stats.p50, stats.p95, stats.p99))
+
+
+def _ms(value: float) -> str:
+    """Three significant digits at most: 4.3, 72.6, 385, 2491."""
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
 def _divergence(number: int, group: DivergenceGroup) -> Group:
@@ -127,7 +135,7 @@ def _divergence(number: int, group: DivergenceGroup) -> Group:
         (f"{group.location}  " if group.location else "", "cyan"),
         f"{group.count:,}/{group.total:,} ({share:.0%})",
     )
-    example = group.examples[0]
+    example = group.examples[0].divergence
     table = Table(box=box.SIMPLE, show_edge=False, padding=(0, 1))
     table.add_column("baseline", overflow="fold", ratio=1)
     table.add_column("candidate", overflow="fold", ratio=1)

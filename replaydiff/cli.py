@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from corpora import CorpusError
-from replaydiff.commands import corpus, demo, diffing, har, record, replay, tap
+from replaydiff.commands import corpus, demo, diffing, fuzz, har, nightly, record, replay, tap, worker
 from replayer.targets import ReplayError
 from replaydiff.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
 from replaydiff.replaying import ReplayInterrupted
@@ -53,7 +53,12 @@ for command in (
     diffing.diff,
     replay.run,
     demo.demo,
+    nightly.nightly,
+    nightly.history,
+    nightly.accept,
     tap.tap,
+    fuzz.fuzz,
+    worker.worker,
 ):
     main.add_command(command)
 

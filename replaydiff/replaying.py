@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,9 +20,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from corpora import CorpusReader, ResultsWriter
 from replayer.engine import Replayer, ReplayOptions, ReplaySummary
+from replayer.locust_engine import run_locust_replay
 from replayer.upstream import attach_upstream
 from replayer.plan import Pacing, PlannedRequest, Selection, plan
 from replayer.targets import MUTATING_METHODS, Target, check_reachable, check_write_safety, is_loopback
+
+
+@dataclass(frozen=True, slots=True)
+class LocustEngine:
+    workers: int
+    remote_workers: int = 0
+    bind_host: str = "127.0.0.1"
+    port: int | None = None
 
 
 class ReplayInterrupted(Exception):
@@ -39,6 +49,8 @@ class ReplayJob:
     allowed_hosts: frozenset[str] = frozenset()
     upstream_log: Path | None = None
     """A tap's log, joined into the results after the replay."""
+    engine: LocustEngine | None = None
+    """None: the asyncio engine in this process; else locust's master and worker processes."""
 
     def planned(self) -> Iterator[PlannedRequest]:
         """Streams the plan, reading the corpus afresh for every loop."""
@@ -61,7 +73,8 @@ def replay_corpus(job: ReplayJob, *, console: Console) -> ReplaySummary:
         check_write_safety(job.targets, set(job.allowed_hosts), corpus_mutates=mutates)
     total = _planned_total(job, reader)
     try:
-        summary = asyncio.run(_replay(job, total, console))
+        with _few_collections():
+            summary = asyncio.run(_replay(job, total, console)) if job.engine is None else _replay_on_locust(job, console)
     except KeyboardInterrupt:
         raise ReplayInterrupted(
             f"interrupted; the exchanges completed so far are in {job.output} (diff it as usual)"
@@ -70,6 +83,42 @@ def replay_corpus(job: ReplayJob, *, console: Console) -> ReplaySummary:
         attached = attach_upstream(job.output, job.upstream_log)
         console.print(f"attached {attached} upstream calls from {job.upstream_log}", soft_wrap=True)
     return summary
+
+
+@contextlib.contextmanager
+def _few_collections() -> Iterator[None]:
+    """Full garbage collections paused the replay for up to 300 ms at a time, which showed as schedule lag:
+    freeze what start-up allocated and collect young objects less often; memory is bounded by the backlog anyway."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+def _replay_on_locust(job: ReplayJob, console: Console) -> ReplaySummary:
+    assert job.engine is not None
+    asyncio.run(_check_all_reachable(job.targets))
+    engine = job.engine
+    console.print(
+        f"replaying {job.corpus} on locust with {engine.workers} local and {engine.remote_workers} remote workers "
+        f"({job.describe_mode()}) → " + ", ".join(f"{t.name} {t.base_url}" for t in job.targets),
+        soft_wrap=True,
+    )
+    summary = run_locust_replay(
+        job.corpus, job.targets, job.output, workers=engine.workers, pacing=job.pacing, selection=job.selection,
+        options=job.options, mode=job.describe_mode(), remote_workers=engine.remote_workers,
+        bind_host=engine.bind_host, port=engine.port,
+    )  # fmt: skip
+    _print_summary(console, summary, job.output)
+    return summary
+
+
+async def _check_all_reachable(targets: list[Target]) -> None:
+    await asyncio.gather(*(check_reachable(target) for target in targets))
 
 
 def _planned_total(job: ReplayJob, reader: CorpusReader) -> int | None:
@@ -81,7 +130,7 @@ def _planned_total(job: ReplayJob, reader: CorpusReader) -> int | None:
 
 
 async def _replay(job: ReplayJob, total: int | None, console: Console) -> ReplaySummary:
-    await asyncio.gather(*(check_reachable(target) for target in job.targets))
+    await _check_all_reachable(job.targets)
     console.print(
         f"replaying {total if total is not None else 'the selected'} exchanges of {job.corpus} "
         f"({job.describe_mode()}) → " + ", ".join(f"{t.name} {t.base_url}" for t in job.targets),
@@ -103,15 +152,18 @@ async def _replay(job: ReplayJob, total: int | None, console: Console) -> Replay
             interrupted = False
         finally:
             writer.close(interrupted=interrupted, **replayer.summary.to_json())
-    summary = replayer.summary
+    _print_summary(console, replayer.summary, job.output)
+    return replayer.summary
+
+
+def _print_summary(console: Console, summary: ReplaySummary, output: Path) -> None:
     console.print(
         f"replayed {summary.completed} exchanges in {summary.elapsed_s:.1f} s; "
         f"schedule lag p50 {summary.lag_percentile_ms(0.5):.1f} ms, p99 {summary.lag_percentile_ms(0.99):.1f} ms; "
         + _outcomes_line(summary)
-        + f"; results: {job.output}",
+        + f"; results: {output}",
         soft_wrap=True,
     )
-    return summary
 
 
 def _outcomes_line(summary: ReplaySummary) -> str:

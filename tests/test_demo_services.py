@@ -26,7 +26,7 @@ from replaydiff.demo.traffic import (
     plan_sessions,
 )
 
-VOLATILE = ("generated_at", "request_id", "order_id")
+VOLATILE = ("generated_at", "request_id", "order_id", "promo")
 # The corpus stores these masked; the services must accept any value.
 CLIENT_HEADERS = {"Authorization": "Bearer ********", "Cookie": "sid=********", "User-Agent": "pytest"}
 CART = {"items": [{"product_id": 3, "quantity": 2}, {"product_id": 23, "quantity": 1}], "coupon": "SPRING10"}
@@ -42,8 +42,11 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/api/cart/quote", CART),
     ("POST", "/api/checkout", CART),
     ("GET", "/api/products/9999", None),
+    ("GET", "/api/orders/0b5e0c7e-3c1f-4a51-9f0e-5d1f1a2b3c4d", None),
 ]
-UNPLANTED = [e for e in ENDPOINTS if e[1] not in ("/api/products/7", "/api/search?q=rustic")]
+PLANTED_PATHS = ("/api/categories", "/api/products?category=coffee&page=2", "/api/products/7",
+                 "/api/products/7/reviews", "/api/search?q=rustic", "/api/recommendations?for=7", "/api/checkout")  # fmt: skip
+UNPLANTED = [e for e in ENDPOINTS if e[1] not in PLANTED_PATHS]
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +108,48 @@ def test_planted_500_for_spring_xl_only_in_the_candidate(demo: DemoSystem, clien
     assert baseline.status_code == 200
     assert baseline.json()["coupon"] == {"code": "SPRING-XL", "applied": True}
     assert call(client, demo.candidate, "POST", "/api/cart/quote", cart).status_code == 500
+
+
+def test_planted_answers_that_differ_only_in_the_candidate(demo: DemoSystem, client: httpx.Client) -> None:
+    def both(method: str, path: str, body: dict[str, Any] | None = None) -> tuple[httpx.Response, httpx.Response]:
+        return call(client, demo.baseline, method, path, body), call(client, demo.candidate, method, path, body)
+
+    baseline, candidate = both("GET", "/api/categories")
+    assert candidate.json()["categories"] == baseline.json()["categories"][::-1]
+    baseline, candidate = both("GET", "/api/products?page=1")
+    assert "Cache-Control" not in baseline.headers and candidate.headers["Cache-Control"] == "public, max-age=60"
+    baseline, candidate = both("GET", "/api/products/7/reviews")  # 7 % 4 = 3 reviews
+    assert candidate.json()["reviews"] == baseline.json()["reviews"][::-1] != baseline.json()["reviews"]
+    baseline, candidate = both("GET", "/api/products/6")  # two reviews: an average of 2.5 either way
+    assert candidate.json()["rating"] == baseline.json()["rating"]
+    baseline, candidate = both("GET", "/api/products/7")  # three reviews: 2.33 against 2.333…
+    assert 0 < abs(candidate.json()["rating"] - baseline.json()["rating"]) < 0.01
+    baseline, candidate = both("GET", "/api/recommendations?for=7")
+    assert "strategy" not in baseline.json() and candidate.json()["strategy"] == "same-category"
+    baseline, candidate = both("POST", "/api/checkout", CART)
+    assert "reservation_id" in baseline.json() and "reservation_id" not in candidate.json()
+
+
+def test_a_promo_appears_in_about_one_call_in_ten(demo: DemoSystem, client: httpx.Client) -> None:
+    promos = sum("promo" in call(client, demo.baseline, "GET", "/api/products/7").json() for _ in range(200))
+    assert 5 <= promos <= 40  # binomial(200, 0.1): mean 20, and this range holds with p > 0.999
+
+
+def test_orders_are_created_read_and_updated_by_the_id_each_shop_returns(
+    demo: DemoSystem, client: httpx.Client
+) -> None:
+    for base in (demo.baseline, demo.candidate):
+        created = call(client, base, "POST", "/api/orders", {"items": [{"product_id": 3, "quantity": 2}]})
+        assert created.status_code == 201
+        order_id = created.json()["id"]
+        assert uuid.UUID(order_id) and created.headers["Location"] == f"/api/orders/{order_id}"
+        read = call(client, base, "GET", f"/api/orders/{order_id}")
+        assert stable(read) == (200, {k: v for k, v in created.json().items() if k not in VOLATILE})
+        updated = call(client, base, "PUT", f"/api/orders/{order_id}", {"note": "ring twice"})
+        assert (updated.status_code, updated.json()["status"], updated.json()["note"]) == (200, "updated", "ring twice")
+        assert call(client, base, "GET", f"/api/orders/{order_id}").json()["note"] == "ring twice"
+    other_shop = call(client, demo.candidate, "GET", f"/api/orders/{order_id}".replace(order_id, str(uuid.uuid4())))
+    assert other_shop.status_code == 404
 
 
 def test_planted_search_slowdown(demo: DemoSystem, client: httpx.Client) -> None:
@@ -171,7 +216,9 @@ def test_default_traffic_plan_covers_every_endpoint_and_the_rare_coupon() -> Non
     endpoints = {endpoint_of(step.method, urlsplit(step.target).path) for step in steps}
     spring_xl = [step for step in steps if step.body and step.body.get("coupon") == "SPRING-XL"]
     assert len(steps) >= MIN_EXCHANGES
-    assert len(endpoints) == 9
+    assert len(endpoints) == 12
+    orders = [step for step in steps if step.target.startswith("/api/orders")]
+    assert orders[0].remember == "order" and orders[1].target == "/api/orders/{order}"
     assert [step.target for step in spring_xl] == ["/api/cart/quote"] * SPRING_XL_SESSIONS
     assert all({"Authorization", "Cookie"} <= session.headers.keys() for session in plan[1:])
     assert plan == plan_sessions(DEFAULT_SESSIONS, seed=DEFAULT_SEED)
@@ -185,3 +232,4 @@ def test_a_short_traffic_plan_plays_against_the_baseline(demo: DemoSystem) -> No
     asyncio.run(play(fast, demo.baseline, lambda status: statuses.update([status])))
     assert sum(statuses.values()) == sum(len(s.steps) for s in fast)
     assert set(statuses) <= {200, 201, 404}
+    assert statuses[201] >= 1  # orders created, and read back by their id without a 404 from the journey

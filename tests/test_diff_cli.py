@@ -49,7 +49,7 @@ def test_a_planted_divergence_exits_1_and_is_in_the_json_report(tmp_path: Path) 
     assert result.returncode == 1, result.stderr
     assert result.stdout.startswith("DIVERGENT")
     data = json.loads(report.read_text())
-    assert data["schema"] == "replaydiff-diff/1"
+    assert data["schema"] == "replaydiff-diff/2"
     [divergence] = data["divergences"]
     assert divergence["fingerprint"] == "GET /products/{id}|body|$.price"
     assert (divergence["count"], divergence["total"]) == (20, 40)
@@ -83,3 +83,47 @@ def test_input_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
     assert_one_line_error(
         run(write_results(tmp_path / "empty.jsonl.zst", exchanges=0), cwd=tmp_path), "nothing to compare", "0 exchanges"
     )
+
+
+def test_fail_on_chooses_which_kinds_fail_the_run(tmp_path: Path) -> None:
+    results = write_results(tmp_path / "ab.jsonl.zst", planted=True)
+    report = tmp_path / "report.json"
+    passing = run(results, "--fail-on", "status,latency", "--json", report, cwd=tmp_path)
+    assert passing.returncode == 0, passing.stderr
+    assert "DIVERGENT" in passing.stdout and "1 of the divergences do not fail the run" in passing.stdout
+    data = json.loads(report.read_text())
+    assert (data["verdict"], data["failed"], data["fail_on"]) == ("divergent", False, ["latency", "status"])
+    assert run(results, "--fail-on", "body", cwd=tmp_path).returncode == 1
+    bad = run(results, "--fail-on", "bodies", cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown kind 'bodies'" in bad.stderr
+
+
+def test_rules_change_the_verdict_and_a_bad_rules_file_is_one_line(tmp_path: Path) -> None:
+    results = write_results(tmp_path / "ab.jsonl.zst", planted=True)
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nendpoint = "GET /products/*"\npath = "$.price"\nignore = true\n')
+    assert run(results, "--rules", rules, cwd=tmp_path).returncode == 0
+    rules.write_text('[[rule]]\npath = "$.price"\nignor = true\n')
+    assert_one_line_error(run(results, "--rules", rules, cwd=tmp_path), "rules.toml: rule 1: unknown key 'ignor'")
+    assert_one_line_error(run(results, "--rules", tmp_path / "nope.toml", cwd=tmp_path), "nope.toml", "cannot read")
+
+
+def test_an_openapi_file_names_the_endpoints(tmp_path: Path) -> None:
+    spec = tmp_path / "api.yaml"
+    spec.write_text("openapi: 3.0.0\npaths:\n  /products/{productId}:\n    get: {}\n")
+    report = tmp_path / "report.json"
+    result = run(write_results(tmp_path / "aa.jsonl.zst"), "--openapi", spec, "--json", report, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [e["endpoint"] for e in json.loads(report.read_text())["endpoints"]] == ["GET /products/{productId}"]
+    spec.write_text("paths: [unclosed\n")
+    assert_one_line_error(run(tmp_path / "aa.jsonl.zst", "--openapi", spec, cwd=tmp_path), "api.yaml: not valid YAML")
+
+
+def test_junit_and_html_reports_are_written(tmp_path: Path) -> None:
+    results = write_results(tmp_path / "ab.jsonl.zst", planted=True)
+    result = run(results, "--junit", tmp_path / "r.xml", "--html", tmp_path / "r.html", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert '<testcase classname="replaydiff.endpoints" name="GET /products/{id}">' in (tmp_path / "r.xml").read_text()
+    assert "GET /products/{id}|body|$.price" in (tmp_path / "r.html").read_text()
+    unwritable = run(results, "--html", tmp_path / "missing-dir" / "r.html", cwd=tmp_path)
+    assert_one_line_error(unwritable, "r.html: cannot write the HTML report")

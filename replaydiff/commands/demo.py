@@ -14,31 +14,41 @@ import click
 from rich.console import Console
 
 from corpora import sample_path
-from replayer.plan import Pacing
+from replayer.plan import Pacing, Selection
 from replayer.targets import Target
-from replaydiff.commands.diffing import report_results
+from replaydiff.commands.diffing import DiffSettings, diff_options, report_results
 from replaydiff.demo.system import DemoSystem, DemoSystemError
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, UserError
 from replaydiff.replaying import ReplayJob, replay_corpus
 
+DEMO_RULES = Path(__file__).parent.parent / "demo" / "rules.toml"
+"""Tolerates the rating drift and the category order the candidate plants: they must not be reported."""
+
 PLANTED = frozenset(
     {
         "GET /api/products/{id}|body|$.price",  # a number became a string
-        "GET /api/search|latency|p50",  # +30 ms
         "POST /api/cart/quote|status|",  # 500 for coupon SPRING-XL
+        "GET /api/products|header|cache-control",  # a header added
+        "GET /api/products/{id}/reviews|body|$.reviews",  # the same reviews in another order
+        "GET /api/recommendations|body|$.strategy",  # a field added
+        "POST /api/checkout|body|$.reservation_id",  # a field removed
+        "GET /api/search|latency|p50",  # +30 ms on every call
+        "GET /api/products|latency|p99",  # +200 ms on 3% of calls: only the tail moves
     }
 )
+"""Not planted to be found: the rating drift within tolerance, the category order the rules ignore, a `promo`
+field in one call in ten on both versions, and order ids only a correlating replay can follow."""
 
 
 @click.command()
 @click.option("--aa", is_flag=True, help="Use the baseline as the candidate too: an A/A run must report nothing.")
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="Replay speed relative to the recorded timing.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Replay only the first N exchanges.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Keep the results file here [default: a temporary file].")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the report as JSON.")
-def demo(aa: bool, speed: float, output: Path | None, json_out: Path | None) -> None:
+@diff_options(default_rules=DEMO_RULES)
+def demo(aa: bool, speed: float, limit: int | None, output: Path | None, diff_settings: DiffSettings) -> None:
     """Start the demo shop, replay its bundled corpus through baseline, baseline#2 and candidate, and diff."""
     progress = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="replaydiff-demo-") as scratch:
@@ -60,11 +70,12 @@ def demo(aa: bool, speed: float, output: Path | None, json_out: Path | None) -> 
                     ],
                     output=results,
                     pacing=Pacing(speed=speed),
+                    selection=Selection(limit=limit),
                 )
                 replay_corpus(job, console=progress)
         except DemoSystemError as exc:
             raise UserError(f"the demo system did not start: {exc}") from exc
-        report = report_results(results, json_out=json_out, console=Console())
+        report = report_results(results, console=Console(), settings=diff_settings)
     expected = frozenset() if aa else PLANTED
     found = frozenset(group.fingerprint for group in report.divergences)
     if found == expected:

@@ -1,117 +1,202 @@
-"""`replaydiff diff RESULTS`: the verdict on a replay, as text, JSON and an exit code."""
+"""`replaydiff diff RESULTS`: the verdict on a replay, as text, JSON, JUnit XML, HTML and an exit code.
+
+`diff_options` declares every option of the differ once; `diff`, `demo` and
+`run` share it, and the command receives one `DiffSettings` instead of a
+dozen keywords.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 
 from corpora import ResultsReader
-from diff.analysis import analyze
-from diff.findings import DiffOptions, DiffReport
-from diff.latency import LatencyThresholds
-from diff.noise import NoiseThresholds
-from diff.report import render_text
+from corpora.model import DivergenceKind
+from diff import (
+    DiffOptions,
+    DiffReport,
+    LatencyThresholds,
+    NoiseThresholds,
+    Rules,
+    RulesError,
+    analyze,
+    load_openapi,
+    load_rules,
+    render_html,
+    render_junit,
+    render_text,
+)
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, UserError
 
 _NOISE = NoiseThresholds()
 _LATENCY = LatencyThresholds()
+KINDS: tuple[DivergenceKind, ...] = ("status", "header", "body", "latency", "error", "retry", "upstream")
 
 
-def diff_results(
-    path: Path | str,
-    *,
-    json_out: Path | str | None = None,
-    console: Console,
-    options: DiffOptions = DiffOptions(),
-) -> int:
-    """Diff a results file, print the report, write JSON if asked; the exit code says same or divergent."""
-    report = report_results(path, json_out=json_out, console=console, options=options)
-    return EXIT_DIVERGENT if report.divergences else EXIT_SAME
+@dataclass(frozen=True)
+class DiffSettings:
+    options: DiffOptions = field(default_factory=DiffOptions)
+    json_out: Path | None = None
+    junit_out: Path | None = None
+    html_out: Path | None = None
+    fail_on: frozenset[str] | None = None
+    """Kinds that fail the run; `None`: every kind."""
 
 
-def report_results(
-    path: Path | str,
-    *,
-    json_out: Path | str | None = None,
-    console: Console,
-    options: DiffOptions = DiffOptions(),
-) -> DiffReport:
-    """Diff a results file, print the report and write JSON if asked.
+def diff_results(path: Path | str, *, console: Console, settings: DiffSettings = DiffSettings()) -> int:
+    """Diff a results file, print and write the reports; the exit code says whether the run failed."""
+    return exit_code(report_results(path, console=console, settings=settings), settings)
+
+
+def exit_code(report: DiffReport, settings: DiffSettings) -> int:
+    return EXIT_DIVERGENT if report.failing(settings.fail_on) else EXIT_SAME
+
+
+def report_results(path: Path | str, *, console: Console, settings: DiffSettings = DiffSettings()) -> DiffReport:
+    """Diff a results file, print the report and write the files asked for.
 
     A file with nothing to compare is an input error rather than `SAME`: a
     replay that reached no target must not pass a CI gate.
     """
     reader = ResultsReader(path)
-    report = analyze(reader, options=options, targets=reader.header.get("targets") or None)
+    report = analyze(reader, options=settings.options, targets=reader.header.get("targets") or None)
     if not report.totals.compared:
         raise UserError(
             f"{path}: nothing to compare: no exchange has both a baseline and a candidate record "
             f"({report.totals.exchanges} exchanges read); replay the corpus against both targets"
         )
     render_text(report, console)
-    if json_out is not None:
-        try:
-            Path(json_out).write_text(
-                json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-            )
-        except OSError as exc:
-            raise UserError(f"{json_out}: cannot write the JSON report: {exc.strerror}") from exc
+    if settings.fail_on is not None and (passing := len(report.divergences) - len(report.failing(settings.fail_on))):
+        console.print(f"--fail-on {','.join(sorted(settings.fail_on))}: {passing} of the divergences do not fail the run")
+    fail_on = settings.fail_on
+    outputs: list[tuple[Path | None, str, Callable[[], str]]] = [
+        (settings.json_out, "JSON", lambda: json.dumps(report.to_json(fail_on=fail_on), indent=2, ensure_ascii=False) + "\n"),
+        (settings.junit_out, "JUnit XML", lambda: render_junit(report, fail_on=fail_on)),
+        (settings.html_out, "HTML", lambda: render_html(report, fail_on=fail_on)),
+    ]  # fmt: skip
+    for out, what, render in outputs:
+        if out is not None:
+            _write(out, what, render())
     return report
 
 
-@click.command("diff")
-@click.argument("results", type=click.Path(path_type=Path))
-@click.option(
-    "--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report as JSON to FILE."
-)
-@click.option(
-    "--relative-noise",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=_NOISE.relative,
-    show_default=True,
-    help="Report a location only if (raw − noise) / (raw + noise) exceeds this.",
-)
-@click.option(
-    "--absolute-noise",
-    type=click.FloatRange(0, 1, max_open=True),
-    default=_NOISE.absolute,
-    show_default=True,
-    help="Report a location only if (raw − noise) / exchanges of its endpoint exceeds this.",
-)
-@click.option(
-    "--latency-abs-ms",
-    type=click.FloatRange(min=0),
-    default=_LATENCY.absolute_ms,
-    show_default=True,
-    help="Flag a latency regression only if the paired median slowdown is at least this many ms.",
-)
-@click.option(
-    "--latency-rel",
-    type=click.FloatRange(min=0),
-    default=_LATENCY.relative,
-    show_default=True,
-    help="… and at least this fraction of the baseline p50.",
-)
-@click.pass_context
-def diff(
-    ctx: click.Context,
-    results: Path,
+def _write(path: Path, what: str, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the {what} report: {exc.strerror}") from exc
+
+
+def _fail_on(ctx: click.Context, param: click.Parameter, value: str | None) -> frozenset[str] | None:
+    if value is None or value.strip() == "all":
+        return None
+    kinds = frozenset(kind.strip() for kind in value.split(",") if kind.strip())
+    if unknown := sorted(kinds - set(KINDS)):
+        raise click.BadParameter(f"unknown kind {unknown[0]!r}; choose from {','.join(KINDS)} or 'all'")
+    return kinds
+
+
+_OUTPUT = click.Path(dir_okay=False, path_type=Path)
+_INPUT = click.Path(dir_okay=False, path_type=Path)
+_PARAMS = ("rules_file", "openapi", "json_out", "junit_out", "html_out", "fail_on", "relative_noise",
+           "absolute_noise", "latency_abs_ms", "latency_rel", "latency_alpha", "latency_tail_quantile")  # fmt: skip
+
+
+def diff_options(*, default_rules: Path | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The differ's options, declared once; the command gets them as `diff_settings: DiffSettings`.
+
+    `default_rules`: a rules file used when `--rules` is not given (the demo ships one).
+    """
+    decorators = [
+        click.option("--rules", "rules_file", type=_INPUT, metavar="FILE",
+                     help="TOML rules: headers and JSON paths to ignore or normalize, endpoint patterns."
+                     + (f"  [default: {default_rules.name}]" if default_rules else "")),
+        click.option("--openapi", type=_INPUT, metavar="FILE",
+                     help="OpenAPI document (JSON or YAML) whose paths name the endpoints."),
+        click.option("--json", "json_out", type=_OUTPUT, metavar="FILE", help="Also write the report as JSON."),
+        click.option("--junit", "junit_out", type=_OUTPUT, metavar="FILE",
+                     help="Also write JUnit XML: one test case per endpoint."),
+        click.option("--html", "html_out", type=_OUTPUT, metavar="FILE",
+                     help="Also write a self-contained HTML report with latency plots."),
+        click.option("--fail-on", callback=_fail_on, metavar="KINDS",
+                     help=f"Comma list of kinds that fail the run ({','.join(KINDS)}). [default: all]"),
+        click.option("--relative-noise", type=click.FloatRange(0, 1, max_open=True), default=_NOISE.relative,
+                     show_default=True, help="Report a location only if (raw − noise) / (raw + noise) exceeds this."),
+        click.option("--absolute-noise", type=click.FloatRange(0, 1, max_open=True), default=_NOISE.absolute,
+                     show_default=True,
+                     help="Report a location only if (raw − noise) / exchanges of its endpoint exceeds this."),
+        click.option("--latency-abs-ms", type=click.FloatRange(min=0), default=_LATENCY.absolute_ms,
+                     show_default=True, help="A latency regression must be at least this many ms."),
+        click.option("--latency-rel", type=click.FloatRange(min=0), default=_LATENCY.relative, show_default=True,
+                     help="… and at least this fraction of the baseline's p50 (or of its tail quantile)."),
+        click.option("--latency-alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                     default=_LATENCY.alpha, show_default=True, help="Significance level of the latency tests."),
+        click.option("--latency-tail-quantile", type=click.FloatRange(0.5, 1, min_open=True, max_open=True),
+                     default=_LATENCY.tail_quantile, show_default=True,
+                     help="The tail tested for a regression the median does not show."),
+    ]  # fmt: skip
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def with_settings(*args: Any, **params: Any) -> Any:
+            given = {name: params.pop(name) for name in _PARAMS}
+            return command(*args, diff_settings=_settings(default_rules=default_rules, **given), **params)
+
+        for decorator in reversed(decorators):
+            with_settings = decorator(with_settings)
+        return with_settings
+
+    return decorate
+
+
+def _settings(
+    *,
+    default_rules: Path | None,
+    rules_file: Path | None,
+    openapi: Path | None,
     json_out: Path | None,
+    junit_out: Path | None,
+    html_out: Path | None,
+    fail_on: frozenset[str] | None,
     relative_noise: float,
     absolute_noise: float,
     latency_abs_ms: float,
     latency_rel: float,
-) -> None:
-    """Compare baseline and candidate in a RESULTS file; exit 0 if same, 1 if divergent.
+    latency_alpha: float,
+    latency_tail_quantile: float,
+) -> DiffSettings:
+    """Loads the rules and OpenAPI files: a bad one is a one-line usage error (exit 2) naming file and key."""
+    try:
+        rules = load_rules(path) if (path := rules_file or default_rules) else Rules()
+        if openapi is not None:
+            rules = rules.with_patterns(load_openapi(openapi))
+    except RulesError as exc:
+        raise UserError(str(exc)) from None
+    options = DiffOptions(
+        noise=NoiseThresholds(relative=relative_noise, absolute=absolute_noise),
+        latency=LatencyThresholds(
+            absolute_ms=latency_abs_ms, relative=latency_rel, alpha=latency_alpha, tail_quantile=latency_tail_quantile
+        ),
+        rules=rules,
+    )
+    return DiffSettings(options, json_out, junit_out, html_out, fail_on)
+
+
+@click.command("diff")
+@click.argument("results", type=click.Path(path_type=Path))
+@diff_options()
+@click.pass_context
+def diff(ctx: click.Context, results: Path, diff_settings: DiffSettings) -> None:
+    """Compare baseline and candidate in a RESULTS file; exit 0 if same, 1 if divergent, 2 on bad input.
 
     Differences that baseline2 shows as often as the candidate (timestamps,
     request ids) are noise and are not reported.
     """
-    options = DiffOptions(
-        noise=NoiseThresholds(relative=relative_noise, absolute=absolute_noise),
-        latency=LatencyThresholds(absolute_ms=latency_abs_ms, relative=latency_rel),
-    )
-    ctx.exit(diff_results(results, json_out=json_out, console=Console(), options=options))
+    ctx.exit(diff_results(results, console=Console(), settings=diff_settings))

@@ -14,7 +14,8 @@ from replayer.engine import ReplayOptions
 from replayer.plan import Pacing, Selection
 from replayer.retry import DEFAULT_RETRY_ON, RetryPolicy
 from replayer.targets import Target
-from replaydiff.replaying import ReplayJob, replay_corpus
+from replaydiff.commands.diffing import DiffSettings, diff_options, diff_results
+from replaydiff.replaying import LocustEngine, ReplayJob, replay_corpus
 
 
 def _header(text: str) -> tuple[str, str]:
@@ -74,6 +75,16 @@ def replay_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--trace-salt", default="", metavar="TEXT",
                      help="Mixed into every trace id: the same salt repeats a run's trace ids (and a tap's seeded "
                           "faults); a new one, e.g. the date, makes them unique in the targets' logs."),
+        click.option("--engine", type=click.Choice(["asyncio", "locust"]), default="asyncio", show_default=True,
+                     help="asyncio: this process; locust: locust's master and worker processes, for load beyond "
+                          "one process or machine."),
+        click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
+                     help="With --engine locust: local worker processes."),
+        click.option("--remote-workers", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="With --engine locust: workers joining from other machines (`replaydiff worker`)."),
+        click.option("--master-bind", metavar="HOST:PORT",
+                     help="With --engine locust: where the master listens for workers [default: 127.0.0.1, "
+                          "a free port]."),
         click.option("--no-correlate", is_flag=True,
                      help="Send recorded ids as they are, instead of the ids each target returned earlier "
                           "in the session."),
@@ -93,8 +104,9 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
          rate: float | None, concurrency: int | None, limit: int | None, filters: tuple[str, ...], loops: int,
          duration: float | None, baseline_headers: tuple[str, ...], candidate_headers: tuple[str, ...],
          routing_key: str | None, host_header: str | None, ca_cert: str | None, insecure: bool, retries: int,
-         retry_on: str, upstream_log: Path | None, trace_salt: str, no_correlate: bool,
-         allowed_hosts: tuple[str, ...], timeout: float, connect_timeout: float) -> ReplayJob:
+         retry_on: str, upstream_log: Path | None, trace_salt: str, engine: str, workers: int,
+         remote_workers: int, master_bind: str | None, no_correlate: bool, allowed_hosts: tuple[str, ...],
+         timeout: float, connect_timeout: float) -> ReplayJob:
     """The job the `replay` options describe; nightly suites build theirs from the same options."""
     if rate is not None and concurrency is not None:
         raise click.UsageError("--rate (open loop) and --concurrency (closed loop) exclude each other")
@@ -126,7 +138,17 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
         ),
         allowed_hosts=frozenset(allowed_hosts),
         upstream_log=upstream_log,
+        engine=_locust_engine(workers, remote_workers, master_bind) if engine == "locust" else None,
     )
+
+
+def _locust_engine(workers: int, remote_workers: int, master_bind: str | None) -> LocustEngine:
+    if not master_bind:
+        return LocustEngine(workers, remote_workers)
+    host, sep, port = master_bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{master_bind!r} is not HOST:PORT, e.g. 0.0.0.0:5557", param_hint="--master-bind")
+    return LocustEngine(workers, remote_workers, host.strip("[]"), int(port))
 
 
 def routing_headers(key: str) -> list[tuple[str, str]]:
@@ -143,11 +165,9 @@ def replay(**params: Any) -> None:
 
 @click.command()
 @replay_options
-@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the report as JSON.")
-def run(json_out: Path | None, **params: Any) -> None:
+@diff_options()
+def run(diff_settings: DiffSettings, **params: Any) -> None:
     """Replay CORPUS, then diff the results: exit 0 same, 1 divergent."""
-    from replaydiff.commands.diffing import diff_results  # the differ loads only when a diff runs
-
     job = build_job(**params)
     replay_corpus(job, console=Console(stderr=True))
-    raise SystemExit(diff_results(job.output, json_out=json_out, console=Console()))
+    raise SystemExit(diff_results(job.output, console=Console(), settings=diff_settings))

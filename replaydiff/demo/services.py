@@ -6,13 +6,22 @@ exercises a real dependency and the W3C `traceparent` the replayer sets can be
 followed into it.
 
 Every answer is a pure function of the request, apart from the volatile fields
-(`generated_at`, `request_id`, `order_id`, the `X-Request-Id` header): the
-replayer sends each request to baseline, baseline again and candidate, so any
-server-side state would show up as a difference that no code change caused.
+(`generated_at`, `request_id`, `order_id`, the `X-Request-Id` header, and a
+`promo` that about one call in ten carries): the replayer sends each request
+to baseline, baseline again and candidate, so any other server-side state
+would show up as a difference that no code change caused. The one exception
+is deliberate: orders (`POST /api/orders`, then `GET`/`PUT /api/orders/{id}`)
+live in each shop's memory, so a replay needs the id each target returned.
 
-The candidate is the same code with `candidate=True`, which plants exactly
-three divergences (search for `PLANTED`): a price that turns into a string, a
-search that is 30 ms slower, and a 500 for the coupon `SPRING-XL`.
+The candidate is the same code with `candidate=True`; search for `PLANTED`
+for what it changes. Reported: a price that turns into a string, a 500 for
+the coupon `SPRING-XL`, a search 30 ms slower, a listing slower only at its
+p99, a new `Cache-Control` header, reviews in another order, a field added
+to recommendations and one removed from checkouts. Not reported with the
+demo's rules (`rules.toml`): ratings no longer rounded (within tolerance)
+and categories in another order (declared order-insensitive). Never in the
+bundled corpus, for `replaydiff fuzz` to find: the candidate crashes (a plain
+500) on a quote with an item of quantity 0, where the baseline answers 400.
 
 `python -m replaydiff.demo.services` prints one JSON line with the three URLs
 and serves until SIGTERM or SIGINT.
@@ -23,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import signal
 import sys
 import uuid
@@ -63,6 +73,12 @@ VAT_PERCENT = 21
 COUPON_PERCENT_OFF = {"SPRING10": 10, "SPRING-XL": 20}
 COUPON_AMOUNT_OFF_CENTS = {"WELCOME5": 500}
 FREE_SHIPPING_COUPONS = frozenset({"FREESHIP"})
+PROMOS = ("SPRING10", "FREESHIP", "WELCOME5")
+PROMO_SHARE = 0.10
+"""Of product pages that show a promo, drawn per call: a field that is volatile only sometimes."""
+SLOW_LISTING_SHARE = 0.03
+SLOW_LISTING_S = 0.200
+"""The candidate's listing stalls this long on this share of calls: a regression at p99 only."""
 
 
 def category_of(product_id: int) -> str:
@@ -98,16 +114,19 @@ def reviews_of(product_id: int) -> list[JSON]:
     return [
         {
             "author": REVIEWERS[(product_id + i) % len(REVIEWERS)],
-            "rating": 1 + (product_id * 3 + i * 5) % 5,
+            "rating": 1 + (product_id * 3 + i * 2) % 5,
             "title": REVIEW_TITLES[(product_id + 2 * i) % len(REVIEW_TITLES)],
         }
         for i in range(product_id % 4)
     ]
 
 
-def average_rating(product_id: int) -> float | None:
+def average_rating(product_id: int, *, rounded: bool = True) -> float | None:
     ratings = [review["rating"] for review in reviews_of(product_id)]
-    return round(sum(ratings) / len(ratings), 2) if ratings else None
+    if not ratings:
+        return None
+    average = sum(ratings) / len(ratings)
+    return round(average, 2) if rounded else average
 
 
 def search(query: str) -> list[int]:
@@ -311,12 +330,12 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return reply({"error": error.reason.lower()}, status=error.status)
 
 
-def reply(payload: JSON, *, status: int = 200) -> web.Response:
+def reply(payload: JSON, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     """Every shop answer carries a timestamp and an id that differ on every call, as real services' do."""
     request_id = str(uuid.uuid4())
     generated_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
     body = {**payload, "generated_at": generated_at, "request_id": request_id}
-    return web.json_response(body, status=status, headers={"X-Request-Id": request_id})
+    return web.json_response(body, status=status, headers={"X-Request-Id": request_id, **(headers or {})})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -325,7 +344,10 @@ async def health(request: web.Request) -> web.Response:
 
 async def categories(request: web.Request) -> web.Response:
     counts = {name: sum(1 for pid in PRODUCT_IDS if category_of(pid) == name) for name in CATEGORY_NAMES}
-    return reply({"categories": [{"slug": name, "product_count": n} for name, n in counts.items()]})
+    listed = [{"slug": name, "product_count": n} for name, n in counts.items()]
+    if request.app[CANDIDATE]:
+        listed.reverse()  # PLANTED: another order, which the demo's rules declare irrelevant
+    return reply({"categories": listed})
 
 
 async def products(request: web.Request) -> web.Response:
@@ -337,26 +359,37 @@ async def products(request: web.Request) -> web.Response:
     shown = matching[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     pages = -(-len(matching) // PAGE_SIZE)
     listing = [product_summary(p) for p in shown]
-    return reply({"page": page, "pages": pages, "total": len(matching), "products": listing})
+    payload = {"page": page, "pages": pages, "total": len(matching), "products": listing}
+    if not request.app[CANDIDATE]:
+        return reply(payload)
+    if random.random() < SLOW_LISTING_SHARE:
+        await asyncio.sleep(SLOW_LISTING_S)  # PLANTED: a stall on a few calls: slower at p99, not at p50
+    return reply(payload, headers={"Cache-Control": "public, max-age=60"})  # PLANTED: a new header
 
 
 async def product(request: web.Request) -> web.Response:
     product_id = known_product(request.match_info["id"])
     level = await request.app[INVENTORY].call(request, "GET", f"/stock/{product_id}")
+    candidate = request.app[CANDIDATE]
     detail = {
         **product_summary(product_id),
-        "rating": average_rating(product_id),
+        "rating": average_rating(product_id, rounded=not candidate),  # PLANTED (candidate): a drift below 0.01
         "review_count": len(reviews_of(product_id)),
         "stock": {"available": level["available"], "warehouse": level["warehouse"]},
     }
-    if request.app[CANDIDATE]:
+    if random.random() < PROMO_SHARE:
+        detail["promo"] = random.choice(PROMOS)  # volatile, but only sometimes: noise, on both versions
+    if candidate:
         detail["price"] = f"{price_cents(product_id) / 100:.2f}"  # PLANTED: the price becomes a string
     return reply(detail)
 
 
 async def reviews(request: web.Request) -> web.Response:
     product_id = known_product(request.match_info["id"])
-    return reply({"product_id": product_id, "reviews": reviews_of(product_id)})
+    listed = reviews_of(product_id)
+    if request.app[CANDIDATE]:
+        listed.reverse()  # PLANTED: newest first: the same reviews in another order, which is reported
+    return reply({"product_id": product_id, "reviews": listed})
 
 
 async def search_products(request: web.Request) -> web.Response:
@@ -371,7 +404,10 @@ async def search_products(request: web.Request) -> web.Response:
 
 async def recommendations(request: web.Request) -> web.Response:
     product_id = known_product(request.query.get("for"))
-    return reply({"for": product_id, "products": [product_summary(p) for p in recommendations_for(product_id)]})
+    payload = {"for": product_id, "products": [product_summary(p) for p in recommendations_for(product_id)]}
+    if request.app[CANDIDATE]:
+        payload["strategy"] = "same-category"  # PLANTED: a field added
+    return reply(payload)
 
 
 async def priced_cart(request: web.Request, body: JSON) -> tuple[list[Line], JSON]:
@@ -388,6 +424,11 @@ async def cart_quote(request: web.Request) -> web.Response:
     body = await json_body(request)
     if request.app[CANDIDATE] and str(body.get("coupon", "")).upper() == "SPRING-XL":
         raise ApiError(500, "internal server error")  # PLANTED: the candidate fails on one coupon
+    items = body.get("items")
+    if request.app[CANDIDATE] and isinstance(items, list) and any(
+        isinstance(item, dict) and item.get("quantity") == 0 for item in items
+    ):
+        raise ZeroDivisionError("unit price of a zero quantity")  # PLANTED: a crash the corpus never triggers
     _, totals = await priced_cart(request, body)
     return reply(totals)
 
@@ -401,12 +442,69 @@ async def checkout(request: web.Request) -> web.Response:
         "reservation_id": reservation["reservation_id"],
         **totals,
     }
+    if request.app[CANDIDATE]:
+        del order["reservation_id"]  # PLANTED: a field removed
     return reply(order, status=201)
+
+
+# --- orders: the one stateful resource, for the replayer's id correlation -------------------
+
+ORDERS: web.AppKey[dict[str, JSON]] = web.AppKey("orders", dict)
+
+
+def order_document(order_id: str, lines: list[Line], status: str, note: str | None) -> JSON:
+    subtotal = sum(price_cents(line.product_id) * line.quantity for line in lines)
+    return {
+        "id": order_id,
+        "status": status,
+        "items": [asdict(line) for line in lines],
+        "note": note,
+        "total": subtotal / 100,
+        "currency": CURRENCY,
+    }
+
+
+def optional_note(body: JSON) -> str | None:
+    note = body.get("note")
+    if note is not None and not isinstance(note, str):
+        raise ApiError(400, "note must be a string or null")
+    return note
+
+
+async def create_order(request: web.Request) -> web.Response:
+    """A fresh id per call, as real services hand out: replaying the follow-up requests needs correlation."""
+    body = await json_body(request)
+    order_id = str(uuid.uuid4())
+    order = order_document(order_id, cart_lines(body), "created", optional_note(body))
+    request.app[ORDERS][order_id] = order
+    return reply(order, status=201, headers={"Location": f"/api/orders/{order_id}"})
+
+
+def stored_order(request: web.Request) -> JSON:
+    order = request.app[ORDERS].get(request.match_info["id"])
+    if order is None:
+        raise ApiError(404, "no such order")
+    return order
+
+
+async def read_order(request: web.Request) -> web.Response:
+    return reply(stored_order(request))
+
+
+async def update_order(request: web.Request) -> web.Response:
+    order = stored_order(request)
+    body = await json_body(request)
+    lines = cart_lines(body) if "items" in body else [Line(**item) for item in order["items"]]
+    note = optional_note(body) if "note" in body else order["note"]
+    updated = order_document(order["id"], lines, "updated", note)
+    request.app[ORDERS][order["id"]] = updated
+    return reply(updated)
 
 
 def shop_app(inventory_url: str, *, candidate: bool) -> web.Application:
     app = web.Application(middlewares=[json_errors])
     app[CANDIDATE] = candidate
+    app[ORDERS] = {}
 
     async def inventory_client(app: web.Application) -> AsyncIterator[None]:
         app[INVENTORY] = InventoryClient(inventory_url)
@@ -423,6 +521,9 @@ def shop_app(inventory_url: str, *, candidate: bool) -> web.Application:
     app.router.add_get("/api/recommendations", recommendations)
     app.router.add_post("/api/cart/quote", cart_quote)
     app.router.add_post("/api/checkout", checkout)
+    app.router.add_post("/api/orders", create_order)
+    app.router.add_get("/api/orders/{id}", read_order)
+    app.router.add_put("/api/orders/{id}", update_order)
     return app
 
 

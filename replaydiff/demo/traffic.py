@@ -6,7 +6,8 @@ It starts the demo system, puts `replaydiff record` in front of the baseline
 shop as a reverse proxy, and lets a few hundred users arrive (Poisson) over
 about 40 s. Each user is one session on one keep-alive connection following a
 journey (categories, listings, products, reviews, search, recommendations,
-cart quote, sometimes checkout) with think times in between. Every user sends
+cart quote, sometimes checkout, sometimes an order created, read and amended
+by the id the shop returned) with think times in between. Every user sends
 a bearer token and a session cookie, so the corpus shows the sanitizer at work.
 
 The journeys are planned up front from `random.Random(seed)` (pure, testable)
@@ -46,6 +47,12 @@ DEFAULT_SESSIONS = 320
 DEFAULT_SEED = 7
 ARRIVAL_WINDOW_S = 40.0
 MIN_EXCHANGES = 2000
+ALL_PRODUCTS_SHARE = 0.7
+"""Of users who first page through the whole catalogue: the listing is the busiest endpoint, as in most shops,
+which gives a regression in its p99 enough requests to be found."""
+ORDER_SHARE = 0.3
+"""Of users who also place an order through the stateful orders API."""
+ORDER_NOTES = ("leave at the door", "ring twice", None)
 SPRING_XL_SESSIONS = 6
 """Few on purpose: the candidate's 500 for this coupon is a rare divergence a replay must still catch."""
 HEALTH_PROBE_INTERVAL_S = 2.0
@@ -82,6 +89,8 @@ class Step:
     body: JSON | None = None
     think_s: float = 0.0
     """Pause before sending: the user reading the previous page."""
+    remember: str | None = None
+    """Keep the answer's `id` under this name; later targets say `{name}` where it goes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +104,12 @@ def get(path: str, query: dict[str, Any] | None = None) -> Step:
     return Step("GET", f"{path}?{urlencode(query)}" if query else path)
 
 
-def post(path: str, body: JSON) -> Step:
-    return Step("POST", path, body)
+def post(path: str, body: JSON, *, remember: str | None = None) -> Step:
+    return Step("POST", path, body, remember=remember)
+
+
+def put(path: str, body: JSON) -> Step:
+    return Step("PUT", path, body)
 
 
 def _b64url(data: bytes) -> str:
@@ -130,7 +143,9 @@ def user_journey(rng: Random, user: int, *, spring_xl: bool) -> list[Step]:
     """
     category = rng.choice(CATEGORY_NAMES)
     steps = [get("/api/categories")]
-    pages = rng.choice((1, 1, 2))
+    if rng.random() < ALL_PRODUCTS_SHARE:
+        steps += [get("/api/products", {"page": page}) for page in range(1, rng.randint(1, 3) + 1)]
+    pages = rng.choice((1, 2, 2))
     steps += [get("/api/products", {"category": category, "page": page}) for page in range(1, pages + 1)]
     viewed = []
     for _ in range(rng.randint(1, 3)):
@@ -148,6 +163,8 @@ def user_journey(rng: Random, user: int, *, spring_xl: bool) -> list[Step]:
         steps += [get("/api/search", {"q": rng.choice(SEARCH_TERMS)}) for _ in range(rng.randint(1, 2))]
     if spring_xl or rng.random() < 0.55:
         steps += shopping(rng, user, viewed or products_in(category)[:1], spring_xl=spring_xl)
+    if not spring_xl and rng.random() < ORDER_SHARE:
+        steps += ordering(rng, viewed or products_in(category)[:1])
     return [replace(step, think_s=rng.uniform(*THINK_TIME_S) if i else 0.0) for i, step in enumerate(steps)]
 
 
@@ -166,6 +183,17 @@ def shopping(rng: Random, user: int, viewed: list[int], *, spring_xl: bool) -> l
             "payment": {"method": "card", "token": f"tok_{rng.randbytes(12).hex()}"},
         }
         steps.append(post("/api/checkout", order))
+    return steps
+
+
+def ordering(rng: Random, viewed: list[int]) -> list[Step]:
+    """Create an order, read it back by the id the shop returned, sometimes amend it and read it again."""
+    items = [{"product_id": pid, "quantity": rng.randint(1, 3)} for pid in dict.fromkeys(viewed)]
+    steps = [post("/api/orders", {"items": items, "note": rng.choice(ORDER_NOTES)}, remember="order"),
+             get("/api/orders/{order}")]  # fmt: skip
+    if rng.random() < 0.5:
+        change = {"note": rng.choice(ORDER_NOTES)} if rng.random() < 0.5 else {"items": items[:1]}
+        steps += [put("/api/orders/{order}", change), get("/api/orders/{order}")]
     return steps
 
 
@@ -203,9 +231,12 @@ async def play_session(session: Session, base_url: str, started: float, on_answe
         timeout=10.0,
         trust_env=False,
     ) as client:
+        ids: dict[str, str] = {}
         for step in session.steps:
             await asyncio.sleep(step.think_s)
-            response = await client.request(step.method, step.target, json=step.body)
+            response = await client.request(step.method, step.target.format_map(ids), json=step.body)
+            if step.remember:
+                ids[step.remember] = response.json()["id"]
             on_answer(response.status_code)
 
 

@@ -1,0 +1,24 @@
+"""One place where two targets' answers or behaviour differ: the differ's unit of evidence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from corpora.model import DivergenceKind
+
+Key = tuple[DivergenceKind, str]
+"""(kind, location): where two answers differ, the same in every exchange of an endpoint."""
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One place where two answers differ; `None` as a value means absent on that side."""
+
+    kind: DivergenceKind
+    location: str
+    left: str | None
+    right: str | None
+
+    @property
+    def key(self) -> Key:
+        return (self.kind, self.location)

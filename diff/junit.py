@@ -1,0 +1,64 @@
+"""The JUnit XML report: one test case per endpoint, so CI systems list and track endpoints natively.
+
+An endpoint fails when it has a divergence of a kind that fails the run
+(`--fail-on`); its failure text carries each divergence with an example
+side by side. Divergences of other kinds go to the test case's
+`system-out`, visible but not failing, as the exit code treats them.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from collections.abc import Collection
+
+from diff.findings import DiffReport, DivergenceGroup
+
+
+def render_junit(report: DiffReport, *, fail_on: Collection[str] | None = None) -> str:
+    by_endpoint: defaultdict[str, list[DivergenceGroup]] = defaultdict(list)
+    for group in report.divergences:
+        by_endpoint[group.endpoint].append(group)
+    failing = {id(group) for group in report.failing(fail_on)}
+    suite = ET.Element(
+        "testsuite",
+        name="replaydiff",
+        tests=str(len(report.endpoints)),
+        failures=str(len({group.endpoint for group in report.failing(fail_on)})),
+        errors="0",
+        skipped="0",
+    )
+    for stats in report.endpoints:
+        case = ET.SubElement(suite, "testcase", classname="replaydiff.endpoints", name=stats.endpoint)
+        ET.SubElement(case, "properties").extend(
+            ET.Element("property", name=name, value=value)
+            for name, value in (("exchanges", str(stats.exchanges)), ("divergent", str(stats.divergent)))
+        )
+        groups = by_endpoint.get(stats.endpoint, [])
+        if failed := [g for g in groups if id(g) in failing]:
+            summary = "; ".join(f"{g.kind} {g.location}".strip() for g in failed)
+            failure = ET.SubElement(case, "failure", message=f"{len(failed)} divergent: {summary}", type="divergence")
+            failure.text = "\n\n".join(map(_described, failed))
+        if passed := [g for g in groups if id(g) not in failing]:
+            ET.SubElement(case, "system-out").text = "\n\n".join(map(_described, passed))
+    ET.indent(suite)
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _described(group: DivergenceGroup) -> str:
+    example = group.examples[0].divergence
+    lines = [
+        f"{group.kind} {group.location}".strip() + f": {group.count}/{group.total} exchanges",
+        f"  baseline:  {_shown(example.baseline)}",
+        f"  candidate: {_shown(example.candidate)}",
+    ]
+    if group.detail:
+        lines.append(f"  {group.detail}")
+    if example.exchange_id:
+        lines.append(f"  e.g. exchange {example.exchange_id}")
+    lines.append(f"  fingerprint {group.fingerprint}")
+    return "\n".join(lines)
+
+
+def _shown(value: object) -> str:
+    return "(absent)" if value is None else str(value)

@@ -1,0 +1,37 @@
+"""`replaydiff worker --master HOST:PORT`: lend this machine to a `replay --engine locust` run elsewhere.
+
+The worker needs neither the corpus nor the results file: the master streams
+it the requests of its share of sessions and receives its records. It runs as
+a locust worker process of its own, because locust's gevent must never patch
+this process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import click
+
+from replayer.locust_engine import worker_command
+from replaydiff.errors import EXIT_INTERRUPTED
+
+
+def _master_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{text!r} is not HOST:PORT, e.g. 10.0.0.5:5557", param_hint="--master")
+    return host.strip("[]"), int(port)
+
+
+@click.command()
+@click.option("--master", "master", required=True, metavar="HOST:PORT",
+              help="The master of `replaydiff replay --engine locust` (its --master-bind address and port).")
+def worker(master: str) -> None:
+    """Join a locust replay as one more worker; exits when the master finishes the replay."""
+    host, port = _master_address(master)
+    process = subprocess.Popen(worker_command(host, port), stdin=subprocess.DEVNULL)
+    try:
+        raise SystemExit(process.wait())
+    except KeyboardInterrupt:
+        process.wait()  # the worker got the same SIGINT from the terminal and says goodbye to its master
+        raise SystemExit(EXIT_INTERRUPTED) from None

@@ -1,0 +1,84 @@
+"""What a user reads after a session: each minimal diverging request, both answers side by side, curl lines.
+
+Everything taken from traffic is printed as plain `Text`, never as rich
+markup: a recorded `Bearer [masked]` must not be read as a style tag.
+"""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from corpora import ReplayRecord, Request, header_value
+from replaydiff.fuzz.curl import curl_command
+from replaydiff.fuzz.sender import FuzzTargets
+from replaydiff.fuzz.session import Failure, SessionResult
+from replaydiff.fuzz.verdict import failed
+
+BODY_LINES = 30
+
+
+def body_text(body: bytes) -> str:
+    """JSON indented so the two sides line up field by field; other bodies as text; long ones clipped."""
+    try:
+        text = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):
+        text = body.decode("utf-8", "replace")
+    lines = text.splitlines()
+    clipped = lines[:BODY_LINES] + ([f"… {len(lines) - BODY_LINES} more lines"] if len(lines) > BODY_LINES else [])
+    return "\n".join(line if len(line) <= 200 else line[:200] + "…" for line in clipped)
+
+
+def request_text(request: Request) -> Text:
+    lines = [f"{request.method} {request.target}", *(f"{name}: {value}" for name, value in request.headers)]
+    if request.body:
+        lines += ["", body_text(request.body)]
+    return Text("\n".join(lines))
+
+
+def answer_text(record: ReplayRecord) -> Text:
+    response = record.response
+    if response is None:
+        final = record.final
+        return Text(f"no answer: {final.error if final else 'not sent'}\n{final.error_detail if final else ''}")
+    content_type = header_value(response.headers, "content-type") or ""
+    head = f"{response.status} {response.reason}" + (f"\ncontent-type: {content_type}" if content_type else "")
+    return Text(f"{head}\n\n{body_text(response.body)}", style="red" if failed(record) else "")
+
+
+def failure_view(failure: Failure, targets: FuzzTargets) -> Group:
+    answers = Table(expand=True)
+    answers.add_column(f"baseline {targets.baseline.base_url}")
+    answers.add_column(f"candidate {targets.candidate.base_url}")
+    answers.add_row(answer_text(failure.baseline), answer_text(failure.candidate))
+    differences = Text("\n".join(f"  {d.kind}{' ' + d.location if d.location else ''}: {d.left} → {d.right}" for d in failure.differences))
+    curls = Text("\n".join(f"  {t.name}: {curl_command(failure.request, t)}" for t in (targets.baseline, targets.candidate)))
+    return Group(
+        Text(f"✗ {failure.endpoint}: {failure.signature}", style="bold red"),
+        Text("minimal diverging request:", style="bold"),
+        request_text(failure.request),
+        answers,
+        Text("differences:", style="bold"),
+        differences,
+        Text("reproduce:", style="bold"),
+        curls,
+        Text(""),
+    )
+
+
+def summary_text(result: SessionResult) -> Text:
+    verdict = f"{len(result.failures)} divergence(s)" if result.failures else "no divergence"
+    return Text(
+        f"fuzzed {result.endpoints} endpoint(s): {result.examples} examples in {result.elapsed_s:.1f} s "
+        f"({result.rate:.0f}/s), seed {result.seed}: {verdict}",
+        style="red" if result.failures else "green",
+    )
+
+
+def print_report(result: SessionResult, targets: FuzzTargets, console: Console) -> None:
+    for failure in result.failures:
+        console.print(failure_view(failure, targets), soft_wrap=True)
+    console.print(summary_text(result), soft_wrap=True)

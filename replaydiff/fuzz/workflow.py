@@ -1,0 +1,62 @@
+"""A fuzz session end to end: corpus → shapes → safety checks → session → regression corpus.
+
+Shared by `replaydiff fuzz` and the pytest helper, so a session in CI behaves
+exactly like one at the terminal. Every check that can fail on the user's
+input runs before the first request is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from corpora import CorpusReader
+from diff.rules import Rules
+from replayer.client import Timeouts
+from replayer.targets import MUTATING_METHODS, check_write_safety
+from replaydiff.errors import UserError
+from replaydiff.fuzz.infer import EndpointShape, infer_endpoints, select
+from replaydiff.fuzz.regressions import append_failures, check_regression_corpus
+from replaydiff.fuzz.sender import FuzzTargets, Sender
+from replaydiff.fuzz.session import FuzzOptions, FuzzSession, Progress, SessionResult
+from replaydiff.fuzz.verdict import Judge
+
+
+@dataclass(frozen=True, slots=True)
+class FuzzJob:
+    corpus: Path
+    targets: FuzzTargets
+    endpoints: tuple[str, ...] = ()
+    """Globs; empty: every endpoint of the corpus."""
+    options: FuzzOptions = field(default_factory=FuzzOptions)
+    rules: Rules = field(default_factory=Rules)
+    allowed_hosts: frozenset[str] = frozenset()
+    save_failures: Path | None = None
+    timeouts: Timeouts = Timeouts(connect_s=5.0, read_s=10.0)
+
+
+def endpoint_shapes(job: FuzzJob) -> list[EndpointShape]:
+    shapes = infer_endpoints(CorpusReader(job.corpus), job.rules.patterns)
+    if not shapes:
+        raise UserError(f"{job.corpus}: the corpus has no exchanges to learn requests from")
+    selected = select(shapes, job.endpoints)
+    if not selected:
+        raise UserError(
+            f"no endpoint of {job.corpus} matches --endpoint {' '.join(job.endpoints)}; "
+            f"its endpoints are: {', '.join(shapes)}"
+        )
+    return selected
+
+
+def run_fuzz(job: FuzzJob, progress: Progress) -> SessionResult:
+    shapes = endpoint_shapes(job)
+    mutates = any(shape.method in MUTATING_METHODS for shape in shapes)
+    check_write_safety(list(job.targets), set(job.allowed_hosts), corpus_mutates=mutates)
+    if job.save_failures is not None:
+        check_regression_corpus(job.save_failures)
+    with Sender(job.targets, timeouts=job.timeouts) as sender:
+        sender.check_reachable()
+        result = FuzzSession(shapes, sender, Judge(job.rules), job.options, progress).run()
+    if job.save_failures is not None and result.failures:
+        append_failures(job.save_failures, result.failures)
+    return result

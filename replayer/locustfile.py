@@ -1,0 +1,421 @@
+"""The locust side of the locust engine: loaded only by `python -m locust -f` (gevent patches this process).
+
+Master: streams the plan, hands each worker the requests of its shard of
+sessions (at most `WINDOW` unanswered per worker, so memory stays bounded
+whatever the corpus size), writes the records the workers send back into one
+results file, and quits once every worker reported DONE, so a replay stops by
+itself when the plan is exhausted.
+
+Worker: each locust user is a slot that takes the next session with requests
+waiting and sends them in order, each to all targets at the same moment (one
+greenlet per target, joined). The corpus logic lives in `_WorkerReplay`; the
+user only fetches the next session and sends it.
+
+Requests go through httpx's synchronous client on gevent-patched sockets (the
+asyncio engine's aiohttp needs an event loop); headers, retries, traceparent
+and correlation come from the same `replayer` modules as the asyncio engine's,
+and the client adds no headers of its own, so both engines' results diff alike.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gevent
+import httpx
+from gevent.event import Event
+from gevent.queue import Queue
+from locust import User, constant, events, task
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from corpora import Attempt, CorpusReader, ReplayRecord, Request, Response, ResultsWriter
+from replayer import locust_engine as protocol
+from replayer.client import MAX_BODY, outgoing_headers
+from replayer.correlate import SessionCorrelator
+from replayer.engine import ReplaySummary
+from replayer.plan import PlannedRequest, plan
+from replayer.targets import Target
+from replayer.tracing import new_span_id, trace_id_for, traceparent
+
+BATCH = 200
+"""Planned requests or records per message at most; timers send smaller batches so nothing waits long."""
+WINDOW = 5000
+"""Planned requests a worker may hold unanswered: the read-ahead that keeps memory flat on huge corpora."""
+SEND_INTERVAL_S = 0.1
+KEPT_SESSIONS = 100_000
+"""Idle sessions whose state (last completion, learned ids) a worker keeps for their next request."""
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any, **_: Any) -> None:
+    parser.add_argument("--replaydiff-job", default="", include_in_web_ui=False,
+                        help="Job file written by `replaydiff replay --engine locust`.")
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_: Any) -> None:
+    global _worker
+    if isinstance(environment.runner, MasterRunner):
+        options = environment.parsed_options
+        if not options or not options.replaydiff_job:
+            raise SystemExit("replaydiff: this locustfile's master is started by `replaydiff replay --engine locust`")
+        _MasterReplay(environment, protocol.LocustJob.from_json(json.loads(Path(options.replaydiff_job).read_text())))
+    elif isinstance(environment.runner, WorkerRunner):
+        _worker = _WorkerReplay(environment)
+
+
+class _MasterReplay:
+    def __init__(self, environment: Environment, job: protocol.LocustJob) -> None:
+        assert isinstance(environment.runner, MasterRunner)
+        self.environment = environment
+        self.runner = environment.runner
+        self.job = job
+        self.first_target = job.targets[0].name
+        self.writer: ResultsWriter | None = None
+        self.closed = False
+        self.summary = ReplaySummary()
+        self.started_ns = 0
+        self.shards: list[str] = []
+        self.unanswered: dict[str, int] = {}
+        self.answered = Event()
+        self.done: set[str] = set()
+        self.runner.register_message(protocol.RECORDS, self.on_records)
+        self.runner.register_message(protocol.DONE, self.on_done)
+        environment.events.test_start.add_listener(self.on_test_start)
+        environment.events.quitting.add_listener(self.on_quitting)
+
+    def on_test_start(self, **_: Any) -> None:
+        if self.writer is not None:
+            return  # locust may start the users again (rebalancing when a worker joins): hand the work out once
+        self.shards = sorted(client.id for client in self.runner.clients.all)
+        self.unanswered = dict.fromkeys(self.shards, 0)
+        self.writer = ResultsWriter(
+            self.job.output, corpus=self.job.corpus, targets={t.name: t.base_url for t in self.job.targets},
+            mode=self.job.mode,
+        )
+        self.started_ns = time.perf_counter_ns()
+        job = self.job.to_json()
+        for worker in self.shards:
+            self.runner.send_message(protocol.JOB, job, worker)
+        gevent.spawn(self._feed).link_exception(lambda _: self.runner.quit())
+        gevent.spawn(self._flush_periodically)
+
+    def _feed(self) -> None:
+        """Streams the plan to the workers; blocks on a worker whose window is full, like the asyncio backlog."""
+        passes = (CorpusReader(self.job.corpus) for _ in itertools.count())
+        pending: dict[str, list[dict[str, Any]]] = {worker: [] for worker in self.shards}
+        for number, planned in enumerate(plan(passes, pacing=self.job.pacing, selection=self.job.selection)):
+            worker = self.shards[protocol.shard_of(planned.exchange.session, len(self.shards))]
+            pending[worker].append(protocol.planned_to_json(planned))
+            if len(pending[worker]) >= BATCH:
+                while self.unanswered[worker] + BATCH > WINDOW:
+                    self._send_all(pending)  # a worker waiting on a partial batch must not stall the others
+                    self.answered.clear()
+                    self.answered.wait()
+                self._send(worker, pending)
+            if number % 64 == 0:
+                gevent.sleep(0)  # reading the corpus must not starve the records coming back
+        self._send_all(pending)
+        self.runner.send_message(protocol.END)
+
+    def _send(self, worker: str, pending: dict[str, list[dict[str, Any]]]) -> None:
+        batch, pending[worker] = pending[worker], []
+        if batch:
+            self.unanswered[worker] += len(batch)
+            self.runner.send_message(protocol.PLANNED, batch, worker)
+
+    def _send_all(self, pending: dict[str, list[dict[str, Any]]]) -> None:
+        for worker in self.shards:
+            self._send(worker, pending)
+
+    def on_records(self, msg: Any, **_: Any) -> None:
+        if self.writer is None or self.closed:
+            return  # in flight when the run was interrupted: the file already holds a valid, complete prefix
+        for data in msg.data:
+            record = ReplayRecord.from_json(data)
+            self.writer.write(record)
+            self.summary.count(record.target, record.attempts[-1])
+            if record.target == self.first_target:
+                self.summary.completed += 1
+                self.summary.lags_us.append(record.schedule_lag_us)
+                self.unanswered[msg.node_id] -= 1
+        self.answered.set()
+
+    def on_done(self, msg: Any, **_: Any) -> None:
+        self.done.add(msg.node_id)
+        if self.done >= set(self.shards):
+            self._close(interrupted=False)
+            Path(self.job.summary).write_text(json.dumps(protocol.summary_to_json(self.summary)))
+            self.environment.process_exit_code = 0  # target errors are outcomes in the results, not a failed run
+            gevent.spawn(self.runner.quit)
+
+    def on_quitting(self, **_: Any) -> None:
+        """Ctrl-C, SIGTERM or lost workers: keep everything received so far in a valid results file."""
+        self._close(interrupted=True)
+
+    def _close(self, *, interrupted: bool) -> None:
+        if self.writer is None or self.closed:
+            return
+        self.closed = True
+        self.summary.elapsed_s = (time.perf_counter_ns() - self.started_ns) / 1e9
+        self.writer.close(interrupted=interrupted, **self.summary.to_json())
+
+    def _flush_periodically(self) -> None:
+        while self.writer is not None and not self.closed:
+            self.writer.flush_if_due()
+            gevent.sleep(0.5)
+
+
+def _error_kind(exc: httpx.HTTPError) -> str:
+    """The same kinds `replayer.client` gives aiohttp's exceptions."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "refused"
+    if isinstance(exc, (httpx.ReadError, httpx.WriteError)):
+        return "reset"
+    if isinstance(exc, httpx.RemoteProtocolError) and "disconnected" in str(exc).lower():
+        return "reset"  # the peer closed the connection before answering
+    if isinstance(exc, httpx.ProtocolError):
+        return "protocol"  # it answered, but not with HTTP
+    return "other"
+
+
+class _TargetSender:
+    """One target's synchronous httpx client: its own pool, so a slow candidate never holds the baseline's."""
+
+    def __init__(self, target: Target, job: protocol.LocustJob, *, max_connections: int = 200) -> None:
+        self.target = target
+        timeouts = job.options.timeouts
+        self._client = httpx.Client(
+            base_url=target.base_url,
+            follow_redirects=False,
+            timeout=httpx.Timeout(timeouts.read_s, connect=timeouts.connect_s, pool=None),
+            verify=job.options.tls.for_aiohttp(),  # an SSL context or a bool, which httpx takes alike
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            trust_env=False,
+        )
+        for name in list(self._client.headers):
+            del self._client.headers[name]  # a replay sends only what was recorded, as the asyncio engine does
+
+    def send(self, request: Request, *, epoch_ns: int, trace_id: str) -> tuple[Attempt, Response | None]:
+        span_id = new_span_id()
+        headers = outgoing_headers(request, self.target, [("traceparent", traceparent(trace_id, span_id))])
+        started = time.perf_counter_ns()
+        ttfb_us: int | None = None
+        response: Response | None = None
+        error: str | None = None
+        detail: str | None = None
+        try:
+            with self._client.stream(request.method, request.target, headers=headers,
+                                     content=request.body or None) as answer:
+                ttfb_us = (time.perf_counter_ns() - started) // 1000
+                body = b""
+                for chunk in answer.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_BODY:
+                        body, detail = body[:MAX_BODY], f"body truncated at {MAX_BODY} bytes"
+                        break
+                response = Response(
+                    status=answer.status_code,
+                    reason=answer.reason_phrase,
+                    http_version=answer.http_version,
+                    headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.headers.raw],
+                    body=body,
+                    original_encoding=answer.headers.get("content-encoding"),
+                )
+        except httpx.HTTPError as exc:
+            error = _error_kind(exc)
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+        attempt = Attempt(
+            sent_us=(started - epoch_ns) // 1000,
+            ttfb_us=ttfb_us,
+            duration_us=(time.perf_counter_ns() - started) // 1000,
+            status=response.status if response else None,
+            error=error,  # type: ignore[arg-type]
+            error_detail=detail,
+            span_id=span_id,
+        )
+        return attempt, response
+
+
+@dataclass(slots=True)
+class _Session:
+    queue: deque[PlannedRequest] = field(default_factory=deque)
+    busy: bool = False
+    """Waiting for or held by a slot; a session is never in two slots, which keeps its order."""
+    last_done_s: float | None = None
+    correlator: SessionCorrelator = field(default_factory=SessionCorrelator)
+
+
+class _WorkerReplay:
+    """This worker's shard: sessions with waiting requests, the target clients, and records for the master."""
+
+    def __init__(self, environment: Environment) -> None:
+        assert isinstance(environment.runner, WorkerRunner)
+        self.environment = environment
+        self.runner = environment.runner
+        self.job: protocol.LocustJob | None = None
+        self.senders: list[_TargetSender] = []
+        self.sessions: OrderedDict[str, _Session] = OrderedDict()
+        self.ready: Queue[_Session] = Queue()
+        self.epoch_ns = 0
+        self.spawned = Event()
+        self.received = self.completed = 0
+        self.ended = self.reported = False
+        self.records: list[dict[str, Any]] = []
+        self.rng = random.Random()
+        for message, handler in ((protocol.JOB, self.on_job), (protocol.PLANNED, self.on_planned),
+                                 (protocol.END, self.on_end)):
+            self.runner.register_message(message, handler)
+        environment.events.spawning_complete.add_listener(self.on_spawned)
+
+    def on_job(self, msg: Any, **_: Any) -> None:
+        self.job = protocol.LocustJob.from_json(msg.data)
+        self.senders = [_TargetSender(target, self.job) for target in self.job.targets]
+        gevent.spawn(self._send_periodically)
+
+    def on_spawned(self, **_: Any) -> None:
+        """The replay clock starts once every slot exists: starting earlier would show spawning as lag."""
+        self.epoch_ns = time.perf_counter_ns()
+        self.spawned.set()
+
+    def on_planned(self, msg: Any, **_: Any) -> None:
+        for data in msg.data:
+            planned = protocol.planned_from_json(data)
+            key = planned.exchange.session
+            session = self.sessions.get(key)
+            if session is None:
+                session = self.sessions[key] = _Session()
+                self._forget_idle_sessions()
+            else:
+                self.sessions.move_to_end(key)
+            session.queue.append(planned)
+            if not session.busy:
+                session.busy = True
+                self.ready.put(session)
+        self.received += len(msg.data)
+
+    def on_end(self, msg: Any, **_: Any) -> None:
+        self.ended = True
+        self._report_if_done()
+
+    def _forget_idle_sessions(self) -> None:
+        while len(self.sessions) > KEPT_SESSIONS:
+            key, oldest = next(iter(self.sessions.items()))
+            if oldest.busy:
+                return
+            del self.sessions[key]
+
+    def next_session(self) -> _Session:
+        self.spawned.wait()
+        return self.ready.get()
+
+    def drain(self, session: _Session) -> None:
+        """In order; open loop waits for each due time (and think time after the previous answer)."""
+        assert self.job is not None
+        open_loop = self.job.options.concurrency is None
+        while session.queue:
+            planned = session.queue.popleft()
+            due_s = planned.due_s
+            lag_us = 0
+            if open_loop:
+                if session.last_done_s is not None:
+                    due_s = max(due_s, session.last_done_s + planned.think_s)
+                delay_s = due_s - self._now_s()
+                if delay_s > 0:
+                    gevent.sleep(delay_s)
+                lag_us = max(0, int((self._now_s() - due_s) * 1e6))
+            self._fan_out(planned, session, lag_us)
+            session.last_done_s = self._now_s()
+        session.busy = False
+        self._report_if_done()
+
+    def _now_s(self) -> float:
+        return (time.perf_counter_ns() - self.epoch_ns) / 1e9
+
+    def _fan_out(self, planned: PlannedRequest, session: _Session, lag_us: int) -> None:
+        sends = [gevent.spawn(self._attempts, planned, sender, session) for sender in self.senders]
+        gevent.joinall(sends, raise_error=True)
+        live: dict[str, Response | None] = {}
+        for sender, greenlet in zip(self.senders, sends):
+            trace_id, attempts, response = greenlet.value
+            live[sender.target.name] = response
+            record = ReplayRecord(planned.exchange.id, sender.target.name, planned.endpoint, attempts, response,
+                                  schedule_lag_us=lag_us, trace_id=trace_id)
+            self.records.append(record.to_json())
+            self._report_request(record, response)
+        assert self.job is not None
+        if self.job.options.correlate:
+            session.correlator.observe(planned.exchange, live)
+        self.completed += 1
+        if len(self.records) >= BATCH:
+            self._send_records()
+
+    def _attempts(
+        self, planned: PlannedRequest, sender: _TargetSender, session: _Session
+    ) -> tuple[str, list[Attempt], Response | None]:
+        """Every attempt at one target under the retry policy; the last one's response is final."""
+        assert self.job is not None
+        request = planned.exchange.request
+        if self.job.options.correlate:
+            request = session.correlator.rewrite(request, sender.target.name)
+        trace_id = trace_id_for(self.job.options.trace_salt, planned.exchange.id, sender.target.name)
+        attempts: list[Attempt] = []
+        while True:
+            attempt, response = sender.send(request, epoch_ns=self.epoch_ns, trace_id=trace_id)
+            attempts.append(attempt)
+            if not self.job.options.retry.should_retry(attempt, len(attempts)):
+                return trace_id, attempts, response
+            gevent.sleep(self.job.options.retry.backoff(len(attempts), self.rng))
+
+    def _report_request(self, record: ReplayRecord, response: Response | None) -> None:
+        """Locust's own statistics, per target and endpoint, so its summary describes the replay too."""
+        final = record.attempts[-1]
+        self.environment.events.request.fire(
+            request_type=record.endpoint.split(" ", 1)[0],
+            name=f"{record.target} {record.endpoint}",
+            response_time=final.duration_us / 1000,
+            response_length=len(response.body) if response else 0,
+            response=None,
+            context={},
+            exception=ConnectionError(final.error_detail or final.error) if final.error else None,
+        )
+
+    def _send_records(self) -> None:
+        if self.records:
+            batch, self.records = self.records, []
+            self.runner.send_message(protocol.RECORDS, batch)
+
+    def _send_periodically(self) -> None:
+        while not self.reported:
+            gevent.sleep(SEND_INTERVAL_S)
+            self._send_records()
+
+    def _report_if_done(self) -> None:
+        if self.ended and not self.reported and self.completed == self.received:
+            self._send_records()
+            self.runner.send_message(protocol.DONE, {"completed": self.completed})
+            self.reported = True
+
+
+_worker: _WorkerReplay | None = None
+
+
+class SessionSlot(User):
+    """A slot: sends the waiting requests of the next session of this worker's shard, then takes the next."""
+
+    wait_time = constant(0)
+
+    @task
+    def replay_next_session(self) -> None:
+        assert _worker is not None, "SessionSlot runs only on a locust worker started by replaydiff"
+        _worker.drain(_worker.next_session())
