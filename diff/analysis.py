@@ -44,7 +44,7 @@ ROLES = ("baseline", "baseline2", "candidate")
 """Also the column order of latency samples."""
 _BASELINE, _BASELINE2, _CANDIDATE = range(3)
 _COMPARED = frozenset({"baseline", "candidate"})
-_KIND_ORDER = ("error", "status", "latency", "header", "body")
+_KIND_ORDER = ("error", "status", "latency", "retry", "upstream", "header", "body")
 """Report order within an endpoint: the most drastic first."""
 MAX_PENDING = 10_000
 """Exchanges waiting for a missing target's record: bounds memory on files whose records are not adjacent."""

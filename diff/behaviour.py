@@ -23,10 +23,11 @@ def compare_behaviour(left: ReplayRecord, right: ReplayRecord) -> list[Differenc
     left_calls, right_calls = _by_dependency(left.upstream), _by_dependency(right.upstream)
     for dependency in sorted(left_calls.keys() | right_calls.keys()):
         mine, theirs = left_calls.get(dependency, []), right_calls.get(dependency, [])
+        sequences = call_sequence(mine), call_sequence(theirs)
         if _retries(mine) != _retries(theirs):
-            differences.append(Difference("retry", dependency, call_sequence(mine), call_sequence(theirs)))
-        elif len(mine) != len(theirs) or [_outcome(c) for c in mine] != [_outcome(c) for c in theirs]:
-            differences.append(Difference("upstream", dependency, call_sequence(mine), call_sequence(theirs)))
+            differences.append(Difference("retry", dependency, *sequences))
+        if [_outcome(c) for c in mine] != [_outcome(c) for c in theirs]:
+            differences.append(Difference("upstream", dependency, *sequences))
     return differences
 
 

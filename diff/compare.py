@@ -48,8 +48,16 @@ def compare_answers(left: ReplayRecord, right: ReplayRecord, rules: EndpointRule
 
 
 def compare(left: ReplayRecord, right: ReplayRecord, rules: EndpointRules = NO_RULES) -> list[Difference]:
-    """What the targets answered, then how they got there (attempts, upstream calls, retries)."""
-    return compare_answers(left, right, rules) + compare_behaviour(left, right)
+    """What the targets answered, then how they got there (attempts, upstream calls, retries).
+
+    When the outcome already differs, different upstream calls are its consequence (a
+    candidate that fails early calls nothing), so only a difference in retries is added.
+    """
+    answers = compare_answers(left, right, rules)
+    behaviour = compare_behaviour(left, right)
+    if any(d.kind in ("status", "error") for d in answers):
+        behaviour = [d for d in behaviour if d.kind != "upstream"]
+    return answers + behaviour
 
 
 def outcome(record: ReplayRecord) -> str:

@@ -23,8 +23,9 @@ def test_identical_behaviour_never_differs(statuses: list[int]) -> None:
 
 
 def test_more_retries_after_a_fault_is_a_retry_divergence_with_both_sequences() -> None:
-    [difference] = compare_behaviour(_record([503, 200]), _record([503, 503, 503, 200], "candidate", gap_us=1000))
+    difference, calls = compare_behaviour(_record([503, 200]), _record([503, 503, 503, 200], "candidate", gap_us=1000))
     assert (difference.kind, difference.location) == ("retry", "inventory")
+    assert (calls.kind, calls.location) == ("upstream", "inventory")
     assert difference.left == "GET /stock/1 → 503, +50 ms GET /stock/1 → 200"
     assert difference.right is not None and difference.right.count("→ 503") == 3 and "+1 ms" in difference.right
 
@@ -32,6 +33,14 @@ def test_more_retries_after_a_fault_is_a_retry_divergence_with_both_sequences() 
 def test_a_different_number_of_calls_without_retries_is_an_upstream_divergence() -> None:
     [difference] = compare_behaviour(_record([200]), _record([200, 200], "candidate"))
     assert (difference.kind, difference.location) == ("upstream", "inventory")
+
+
+def test_upstream_differences_that_follow_from_a_different_status_are_not_repeated() -> None:
+    from diff.compare import compare
+
+    failed_early = _record([], "candidate")
+    failed_early.response = Response(500)
+    assert [d.kind for d in compare(_record([200]), failed_early)] == ["status"]
 
 
 def test_client_attempts_are_compared() -> None:

@@ -218,15 +218,15 @@ def test_garbage_and_huge_answers_are_outcomes(tmp_path: Path) -> None:
 def test_a_candidate_changing_a_value_the_baseline_kept_is_not_carried_forward() -> None:
     from replayer.correlate import SessionCorrelator
 
-    recorded = _exchange(0, "s", "/top", response=Response(200, body=b'{"top": 1234, "id": "rec-000001"}'))
+    recorded = _exchange(0, "s", "/top", response=Response(200, body=b'{"top": 1234, "id": "rec-0000000001"}'))
     later = _exchange(1, "s", "/products/1234")
     correlator = SessionCorrelator()
     correlator.observe(recorded, {
-        "baseline": Response(200, body=b'{"top": 1234, "id": "live-base-1"}'),
-        "baseline2": Response(200, body=b'{"top": 1234, "id": "live-base-2"}'),
-        "candidate": Response(200, body=b'{"top": 1235, "id": "live-cand-1"}'),  # a candidate bug, not an id
+        "baseline": Response(200, body=b'{"top": 1234, "id": "live-base-000001"}'),
+        "baseline2": Response(200, body=b'{"top": 1234, "id": "live-base-000002"}'),
+        "candidate": Response(200, body=b'{"top": 1235, "id": "live-cand-000001"}'),  # a candidate bug, not an id
     })
     assert correlator.rewrite(later.request, "candidate").path == "/products/1234"
-    created = _exchange(2, "s", "/orders/rec-000001")
-    assert correlator.rewrite(created.request, "candidate").path == "/orders/live-cand-1"
-    assert correlator.rewrite(created.request, "baseline2").path == "/orders/live-base-2"
+    created = _exchange(2, "s", "/orders/rec-0000000001")
+    assert correlator.rewrite(created.request, "candidate").path == "/orders/live-cand-000001"
+    assert correlator.rewrite(created.request, "baseline2").path == "/orders/live-base-000002"

@@ -17,7 +17,7 @@ from corpora import sample_path
 from replayer.plan import Pacing, Selection
 from replayer.targets import Target
 from replaydiff.commands.diffing import DiffSettings, diff_options, report_results
-from replaydiff.demo.system import DemoSystem, DemoSystemError
+from replaydiff.demo.system import DEMO_FAULTS, DemoSystem, DemoSystemError
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, UserError
 from replaydiff.replaying import ReplayJob, replay_corpus
 
@@ -34,6 +34,14 @@ PLANTED = frozenset(
         "POST /api/checkout|body|$.reservation_id",  # a field removed
         "GET /api/search|latency|p50",  # +30 ms on every call
         "GET /api/products|latency|p99",  # +200 ms on 3% of calls: only the tail moves
+        # Under the tap's seeded faults (demo/faults.toml) the candidate retries inventory three times without
+        # backoff where the baseline retries once, and gives up on a slow reservation sooner:
+        "GET /api/products/{id}|retry|inventory",  # more retries after two 503s in a row...
+        "GET /api/products/{id}|status|",  # ...so the candidate answers 200 where the baseline gave up (503)
+        "POST /api/cart/quote|retry|inventory",
+        "POST /api/checkout|retry|inventory",  # the reservation retried after the candidate's short timeout
+        "POST /api/checkout|upstream|inventory",  # a timed-out call where the baseline waited for its answer
+        "POST /api/checkout|status|",  # once, a third 503 in a row: the baseline gave up, the candidate did not
     }
 )
 """Not planted to be found: the rating drift within tolerance, the category order the rules ignore, a `promo`
@@ -54,7 +62,7 @@ def demo(aa: bool, speed: float, limit: int | None, output: Path | None, diff_se
     with tempfile.TemporaryDirectory(prefix="replaydiff-demo-") as scratch:
         results = output or Path(scratch) / "demo-shop.results.jsonl.zst"
         try:
-            with DemoSystem() as system:
+            with DemoSystem(faults=DEMO_FAULTS) as system:
                 progress.print(
                     f"demo system: inventory {system.inventory}, shop {system.baseline}, "
                     f"shop candidate {system.candidate}{' (A/A: candidate = baseline)' if aa else ''}",
@@ -71,6 +79,7 @@ def demo(aa: bool, speed: float, limit: int | None, output: Path | None, diff_se
                     output=results,
                     pacing=Pacing(speed=speed),
                     selection=Selection(limit=limit),
+                    upstream_log=system.upstream_log,
                 )
                 replay_corpus(job, console=progress)
         except DemoSystemError as exc:

@@ -22,6 +22,10 @@ demo's rules (`rules.toml`): ratings no longer rounded (within tolerance)
 and categories in another order (declared order-insensitive). Never in the
 bundled corpus, for `replaydiff fuzz` to find: the candidate crashes (a plain
 500) on a quote with an item of quantity 0, where the baseline answers 400.
+Seen only through the tap (`replaydiff demo` puts one between the shops and
+inventory, with the seeded faults of `faults.toml`): the candidate retries a
+failed inventory call three times without backing off where the baseline
+retries once after 50 ms, and waits only 150 ms for a reservation.
 
 `python -m replaydiff.demo.services` prints one JSON line with the three URLs
 and serves until SIGTERM or SIGINT.
@@ -293,26 +297,55 @@ def inventory_app() -> web.Application:
 
 # --- shop ----------------------------------------------------------------------------------
 
-INVENTORY_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a shop calls inventory: how often it retries a failed call, after what pause, how long it waits."""
+
+    retries: int
+    backoff_s: float
+    timeout_s: float = 2.0
+    reservation_timeout_s: float = 2.0
+
+
+BASELINE_POLICY = RetryPolicy(retries=1, backoff_s=0.05)
+CANDIDATE_POLICY = RetryPolicy(
+    retries=3,  # PLANTED: retries three times...
+    backoff_s=0.0,  # PLANTED: ...without backing off
+    reservation_timeout_s=0.15,  # PLANTED: gives up on a slow reservation sooner
+)
 
 
 class InventoryClient:
     """The shop's one pooled connection to inventory; forwards the caller's `traceparent` unchanged."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, policy: RetryPolicy) -> None:
         self.base_url = base_url
-        self.session = aiohttp.ClientSession(timeout=INVENTORY_TIMEOUT)
+        self.policy = policy
+        self.session = aiohttp.ClientSession()
 
-    async def call(self, incoming: web.Request, method: str, path: str, body: JSON | None = None) -> JSON:
+    async def call(
+        self, incoming: web.Request, method: str, path: str, body: JSON | None = None, *, timeout_s: float | None = None
+    ) -> JSON:
+        """Retries a 5xx or a failed connection `policy.retries` times; then the shop answers 503."""
         headers = {"traceparent": tp} if (tp := incoming.headers.get("traceparent")) else {}
-        try:
-            async with self.session.request(method, self.base_url + path, json=body, headers=headers) as response:
-                if response.status != 200:
-                    raise ApiError(503, f"inventory answered {response.status}")
-                answer: JSON = await response.json()
-                return answer
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise ApiError(503, f"inventory unavailable ({type(exc).__name__})") from None
+        timeout = aiohttp.ClientTimeout(total=timeout_s or self.policy.timeout_s)
+        problem = ""
+        for attempt in range(self.policy.retries + 1):
+            if attempt and self.policy.backoff_s:
+                await asyncio.sleep(self.policy.backoff_s * 2 ** (attempt - 1))
+            try:
+                async with self.session.request(
+                    method, self.base_url + path, json=body, headers=headers, timeout=timeout
+                ) as response:
+                    if response.status == 200:
+                        answer: JSON = await response.json()
+                        return answer
+                    problem = f"inventory answered {response.status}"
+                    if response.status < 500:
+                        break
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                problem = f"inventory unavailable ({type(exc).__name__})"
+        raise ApiError(503, problem)
 
 
 INVENTORY = web.AppKey("inventory", InventoryClient)
@@ -435,7 +468,10 @@ async def cart_quote(request: web.Request) -> web.Response:
 
 async def checkout(request: web.Request) -> web.Response:
     lines, totals = await priced_cart(request, await json_body(request))
-    reservation = await request.app[INVENTORY].call(request, "POST", "/reservations", items_json(lines))
+    inventory = request.app[INVENTORY]
+    reservation = await inventory.call(
+        request, "POST", "/reservations", items_json(lines), timeout_s=inventory.policy.reservation_timeout_s
+    )
     order = {
         "order_id": str(uuid.uuid4()),
         "status": "confirmed" if reservation["complete"] else "backordered",
@@ -507,7 +543,7 @@ def shop_app(inventory_url: str, *, candidate: bool) -> web.Application:
     app[ORDERS] = {}
 
     async def inventory_client(app: web.Application) -> AsyncIterator[None]:
-        app[INVENTORY] = InventoryClient(inventory_url)
+        app[INVENTORY] = InventoryClient(inventory_url, CANDIDATE_POLICY if candidate else BASELINE_POLICY)
         yield
         await app[INVENTORY].session.close()
 
@@ -553,26 +589,33 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def demo_services() -> AsyncIterator[DemoUrls]:
-    """All three services on the current event loop, for in-process use."""
+async def demo_services(*, inventory_via: str | None = None) -> AsyncIterator[DemoUrls]:
+    """All three services on the current event loop, for in-process use.
+
+    `inventory_via`: where the shops reach inventory instead of directly, e.g. a tap in between.
+    """
     async with serving(inventory_app()) as inventory:
-        async with serving(shop_app(inventory, candidate=False)) as baseline:
-            async with serving(shop_app(inventory, candidate=True)) as candidate:
+        shops_reach = inventory_via or inventory
+        async with serving(shop_app(shops_reach, candidate=False)) as baseline:
+            async with serving(shop_app(shops_reach, candidate=True)) as candidate:
                 yield DemoUrls(inventory=inventory, baseline=baseline, candidate=candidate)
 
 
-async def serve_until_signalled() -> None:
+async def serve_until_signalled(inventory_via: str | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with demo_services() as urls:
+    async with demo_services(inventory_via=inventory_via) as urls:
         print(json.dumps(asdict(urls)), flush=True)
         await stop.wait()
 
 
 def main() -> int:
-    asyncio.run(serve_until_signalled())
+    """`--inventory-via URL` makes the shops call inventory through that address (the demo's tap)."""
+    args = sys.argv[1:]
+    via = args[1] if len(args) == 2 and args[0] == "--inventory-via" else None
+    asyncio.run(serve_until_signalled(via))
     return 0
 
 

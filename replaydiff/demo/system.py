@@ -1,22 +1,30 @@
-"""`DemoSystem`: the demo services in a subprocess of their own.
+"""`DemoSystem`: the demo services in a subprocess of their own, optionally with a tap in front of inventory.
 
 Why a subprocess: the replayer measures latency, and services sharing its
 event loop (or its GIL) would add the replayer's own load to every timing.
+With `faults`, the shops reach inventory through `replaydiff tap`, which logs
+every call and injects the seeded faults, so retry policies can be compared.
 """
 
 from __future__ import annotations
 
 import json
 import selectors
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from replaydiff.demo.services import DemoUrls
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
+DEMO_FAULTS = Path(__file__).parent / "faults.toml"
 
 
 class DemoSystemError(RuntimeError):
@@ -30,10 +38,19 @@ class DemoSystem:
             httpx.get(demo.baseline + "/api/health")
     """
 
-    def __init__(self, *, start_timeout: float = START_TIMEOUT_S, stop_timeout: float = STOP_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        *,
+        faults: Path | None = None,
+        start_timeout: float = START_TIMEOUT_S,
+        stop_timeout: float = STOP_TIMEOUT_S,
+    ) -> None:
+        self.faults = faults
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._process: subprocess.Popen[bytes] | None = None
+        self._tap: subprocess.Popen[bytes] | None = None
+        self._scratch: Path | None = None
         self._urls: DemoUrls | None = None
         self.returncode: int | None = None
         """The services' exit code once stopped: 0 after a clean shutdown, negative if they had to be killed."""
@@ -60,35 +77,67 @@ class DemoSystem:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def upstream_log(self) -> Path | None:
+        """The tap's log of the shops' calls to inventory (with `faults` only)."""
+        return self._scratch / "upstream.jsonl.zst" if self._scratch and self._tap else None
+
     def start(self) -> DemoUrls:
+        tap_port = _free_port() if self.faults else None
+        via = ["--inventory-via", f"http://127.0.0.1:{tap_port}"] if tap_port else []
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "replaydiff.demo.services"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+            [sys.executable, "-m", "replaydiff.demo.services", *via], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
         )
         try:
-            self._urls = _parse_urls(self._first_line())
+            assert self._process.stdout is not None
+            self._urls = _parse_urls(self._first_line(self._process, self._process.stdout, "demo services"))
+            if tap_port:
+                self._start_tap(self._urls.inventory, tap_port)
         except BaseException:
             self.stop()
             raise
         return self._urls
 
-    def _first_line(self) -> bytes:
-        """The services print their URLs once they listen; waiting longer than that means they are stuck."""
-        assert self._process is not None and self._process.stdout is not None
+    def _start_tap(self, inventory: str, port: int) -> None:
+        assert self.faults is not None
+        self._scratch = Path(tempfile.mkdtemp(prefix="replaydiff-demo-tap-"))
+        self._tap = subprocess.Popen(
+            [sys.executable, "-m", "replaydiff.cli", "tap", "--route", f"inventory={inventory}@{port}",
+             "-o", str(self._scratch / "upstream.jsonl.zst"), "--faults", str(self.faults),
+             "--confdir", str(self._scratch / "mitmproxy")],
+            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert self._tap.stderr is not None
+        line = self._first_line(self._tap, self._tap.stderr, "the demo's tap").decode(errors="replace")
+        if f":{port}" not in line:
+            raise DemoSystemError(f"the demo's tap said {line.strip()!r} instead of listening on port {port}")
+
+    def _first_line(self, process: subprocess.Popen[bytes], stream: IO[bytes], what: str) -> bytes:
+        """A process prints one line once it listens; waiting longer than that means it is stuck."""
         with selectors.DefaultSelector() as selector:
-            selector.register(self._process.stdout, selectors.EVENT_READ)
+            selector.register(stream, selectors.EVENT_READ)
             if not selector.select(self.start_timeout):
-                raise DemoSystemError(f"demo services printed no URLs within {self.start_timeout:g} s")
-        line = self._process.stdout.readline()
+                raise DemoSystemError(f"{what} printed nothing within {self.start_timeout:g} s")
+        line = stream.readline()
         if not line:
-            code = self._process.wait()
-            raise DemoSystemError(f"demo services exited with code {code} before listening (see their stderr above)")
+            code = process.wait()
+            raise DemoSystemError(f"{what} exited with code {code} before listening (see their stderr above)")
         return line
 
     def stop(self) -> None:
-        """SIGTERM first so the services close their connections; SIGKILL only if they hang."""
+        """The tap first, so its log is closed; then the services."""
+        tap, self._tap = self._tap, None
+        if tap is not None:
+            self._terminate(tap)
         process, self._process, self._urls = self._process, None, None
-        if process is None:
-            return
+        if process is not None:
+            self.returncode = self._terminate(process)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def _terminate(self, process: subprocess.Popen[bytes]) -> int:
+        """SIGTERM first so the process closes its connections and files; SIGKILL only if it hangs."""
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
@@ -96,9 +145,10 @@ class DemoSystem:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if process.stdout:
-            process.stdout.close()
-        self.returncode = process.returncode
+        for stream in (process.stdout, process.stderr):
+            if stream:
+                stream.close()
+        return process.returncode
 
     def __enter__(self) -> DemoSystem:
         self.start()
@@ -108,6 +158,12 @@ class DemoSystem:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _parse_urls(line: bytes) -> DemoUrls:
