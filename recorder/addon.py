@@ -7,10 +7,14 @@ Runs inside `replaydiff record` and, unchanged, in plain mitmproxy:
 
 (`confdir` keeps mitmproxy away from the user's ~/.mitmproxy, as `replaydiff record` does.)
 
-Failure policy, chosen on purpose (as mitmproxy's own `save` addon does): if
-the corpus cannot be written, the recorder says so in one line on stderr
-(printed, not logged, so it shows whatever the host's log settings) and shuts
-the proxy down rather than let traffic through unrecorded.
+Failure policy, chosen on purpose: the proxy sits in front of a live service,
+so a corpus that can no longer be written (full disk, unwritable file) must not
+take the service down with it. The recorder says so at once in one line on
+stderr (printed, not logged, so it shows whatever the host's log settings),
+stops recording, lets traffic keep flowing, counts the exchanges it could not
+record, and repeats the error when it stops; `replaydiff record` then exits 2.
+Websocket and other non-HTTP traffic passes through and is counted, never
+recorded: the corpus holds HTTP exchanges only.
 """
 
 from __future__ import annotations
@@ -19,15 +23,19 @@ import asyncio
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.addonmanager import Loader
 
 from corpora import CorpusError, CorpusWriter
-from recorder.capture import exchange_from_flow
+from recorder.capture import DEFAULT_MAX_BODY, exchange_from_flow, truncated
+from recorder.policy import PolicyError
+from recorder.pseudonym import PseudonymKeyError
+from recorder.retries import DEFAULT_RETRY_WINDOW_S, RetryTagger
 from recorder.sanitize import Sanitizer
 
 FLUSH_TICK_S = 0.5
@@ -42,9 +50,14 @@ logger = logging.getLogger(__name__)
 class Recorder:
     def __init__(self) -> None:
         self.sanitizer = Sanitizer()
+        self.retries = RetryTagger()
         self.writer: CorpusWriter | None = None
         self.failure: str | None = None
-        """Why the corpus could not be written; once set, the writer is left alone."""
+        """Why the corpus could not be written; once set, the writer is left alone and traffic still flows."""
+        self.unrecorded = 0
+        """Exchanges that passed through after a write failure."""
+        self.passed_through: Counter[str] = Counter()
+        """Traffic that is not HTTP request/response (`websocket`, `tcp`): forwarded and counted, never recorded."""
         self._closed = False
         self._epoch: float | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -68,17 +81,62 @@ class Recorder:
             "mitmproxy",
             "Free text stored as `source` in the corpus header: how and where the traffic was captured.",
         )
+        loader.add_option(
+            "replaydiff_policy",
+            str | None,  # type: ignore[arg-type]
+            None,
+            "A sanitization policy file (TOML). Its rules run before the built-in safe defaults.",
+        )
+        loader.add_option(
+            "replaydiff_default_sanitize",
+            bool,
+            True,
+            "Apply the built-in safe sanitization defaults. Turning this off leaves only the policy file's rules.",
+        )
+        loader.add_option(
+            "replaydiff_pseudonym_key_file",
+            str | None,  # type: ignore[arg-type]
+            None,
+            "File holding the HMAC key for `pseudonymize` rules. Without it, $REPLAYDIFF_PSEUDONYM_KEY, "
+            "else a random key for this corpus only. The key is never written to the corpus.",
+        )
+        loader.add_option(
+            "replaydiff_max_body",
+            int,
+            DEFAULT_MAX_BODY,
+            "Bodies longer than this many bytes are stored cut to this length and the exchange tagged `truncated`.",
+        )
+        loader.add_option(
+            "replaydiff_retry_window",
+            float,
+            DEFAULT_RETRY_WINDOW_S,
+            "Seconds after a failed request (error, 408, 429, 5xx) within which the same request from the same "
+            "client is tagged as its retry (`retry_of`, `attempt`). 0 turns tagging off.",
+        )
 
     def configure(self, updated: set[str]) -> None:
+        sanitizer_options = {"replaydiff_policy", "replaydiff_default_sanitize", "replaydiff_pseudonym_key_file"}
+        if updated & sanitizer_options:
+            self._refuse_while_recording("the sanitization options")
+            self.sanitizer = _sanitizer_from_options()
+        if "replaydiff_retry_window" in updated:
+            if ctx.options.replaydiff_retry_window < 0:
+                raise exceptions.OptionsError("replaydiff_retry_window must be 0 (off) or a number of seconds")
+            self.retries = RetryTagger(window_s=ctx.options.replaydiff_retry_window)
+        if "replaydiff_max_body" in updated and ctx.options.replaydiff_max_body < 0:
+            raise exceptions.OptionsError("replaydiff_max_body must be a number of bytes, 0 or more")
         # An unset output is only refused in `running`: mitmproxy re-runs `configure` with the old
         # values to roll back a refused update, and "required" would then hide the real error.
         if "replaydiff_output" not in updated or ctx.options.replaydiff_output is None:
             return
+        self._refuse_while_recording("replaydiff_output")
+        _check_output(ctx.options.replaydiff_output)
+
+    def _refuse_while_recording(self, what: str) -> None:
         if self.writer is not None:
             raise exceptions.OptionsError(
-                f"replaydiff_output cannot change while recording to {self.writer.path}; restart the recorder"
+                f"{what} cannot change while recording to {self.writer.path}; restart the recorder"
             )
-        _check_output(ctx.options.replaydiff_output)
 
     def running(self) -> None:
         if not ctx.options.replaydiff_output:
@@ -105,25 +163,43 @@ class Recorder:
             self._epoch = flow.request.timestamp_start
 
     def response(self, flow: http.HTTPFlow) -> None:
+        if flow.websocket is not None:
+            flow.metadata[_RECORDED] = True  # the handshake opens a websocket: passed through, not recorded
+            self.passed_through["websocket"] += 1
+            return
         self._record(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._record(flow)
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        self.passed_through["tcp"] += 1
 
     async def done(self) -> None:
         if self._flusher is not None:
             self._flusher.cancel()
             with suppress(asyncio.CancelledError):
                 await self._flusher
-        self._with_writer(lambda writer: writer.close(sanitizer=self.sanitizer.summary()))
+        summary = {"sanitizer": self.sanitizer.summary(), "passed_through": dict(self.passed_through)}
+        self._with_writer(lambda writer: writer.close(**summary))
         self._closed = True
+        if self.failure:
+            print(
+                f"replaydiff: error: {self.failure}; {self.unrecorded} later exchanges passed through unrecorded",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _record(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(_RECORDED):
             return
         flow.metadata[_RECORDED] = True
+        if self.failure:
+            self.unrecorded += 1
+            return
         epoch = self._epoch if self._epoch is not None else flow.request.timestamp_start
         exchange = self.sanitizer.exchange(exchange_from_flow(flow, epoch=epoch))
+        exchange = self.retries.tag(truncated(exchange, ctx.options.replaydiff_max_body))
         self._with_writer(lambda writer: writer.write(exchange))
 
     async def _flush_periodically(self) -> None:
@@ -132,7 +208,7 @@ class Recorder:
             self._with_writer(CorpusWriter.flush_if_due)
 
     def _with_writer(self, operation: Callable[[CorpusWriter], None]) -> None:
-        """Runs a writer operation unless there is no open, healthy writer; a failure stops the proxy."""
+        """Runs a writer operation unless there is no open, healthy writer; a failure stops recording, not traffic."""
         writer = self.writer
         if writer is None or self._closed or self.failure:
             return
@@ -140,8 +216,20 @@ class Recorder:
             operation(writer)
         except OSError as exc:
             self.failure = f"{writer.path}: cannot write the corpus ({exc.strerror or exc}); recording stopped"
-            print(f"replaydiff: error: {self.failure}", file=sys.stderr, flush=True)
-            ctx.master.shutdown()
+            print(f"replaydiff: error: {self.failure}, traffic still flows", file=sys.stderr, flush=True)
+
+
+def _sanitizer_from_options() -> Sanitizer:
+    key_file = ctx.options.replaydiff_pseudonym_key_file
+    policy_file = ctx.options.replaydiff_policy
+    try:
+        return Sanitizer.configured(
+            policy_file=Path(policy_file) if policy_file else None,
+            defaults=ctx.options.replaydiff_default_sanitize,
+            key_file=Path(key_file) if key_file else None,
+        )
+    except (PolicyError, PseudonymKeyError) as exc:
+        raise exceptions.OptionsError(str(exc)) from None
 
 
 def _check_output(value: str) -> Path:

@@ -12,9 +12,15 @@ What is kept as on the wire and what is normalised:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from mitmproxy import http
 
 from corpora import Exchange, Request, Response
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+TRUNCATED_TAG = "truncated"
+"""Tag on an exchange whose bodies were cut: `request:SIZE`, `response:SIZE` (original sizes), comma-separated."""
 
 
 def exchange_from_flow(flow: http.HTTPFlow, *, epoch: float) -> Exchange:
@@ -33,6 +39,23 @@ def exchange_from_flow(flow: http.HTTPFlow, *, epoch: float) -> Exchange:
     )
 
 
+def truncated(exchange: Exchange, max_body: int) -> Exchange:
+    """Bodies cut to `max_body` bytes, with a tag giving the original sizes; applied after sanitizing,
+    so a secret is replaced before the cut could split it into a fragment no pattern recognises."""
+    request, response = exchange.request, exchange.response
+    cut = []
+    if len(request.body) > max_body:
+        cut.append(f"request:{len(request.body)}")
+        request = replace(request, body=request.body[:max_body])
+    if response is not None and len(response.body) > max_body:
+        cut.append(f"response:{len(response.body)}")
+        response = replace(response, body=response.body[:max_body])
+    if not cut:
+        return exchange
+    tags = {**exchange.tags, TRUNCATED_TAG: ",".join(cut)}
+    return replace(exchange, request=request, response=response, tags=tags)
+
+
 def short_id(uuid: str) -> str:
     """mitmproxy ids are uuid4: 12 hex digits are unique enough within one corpus and easier to read."""
     return uuid.replace("-", "")[:12]
@@ -45,7 +68,7 @@ def _end_timestamp(flow: http.HTTPFlow) -> float | None:
 
 
 def _request(request: http.Request) -> Request:
-    path, _, query = _text(request.data.path).partition("?")
+    path, _, query = header_text(request.data.path).partition("?")
     return Request(
         method=request.method,
         scheme=request.scheme,
@@ -83,10 +106,10 @@ def _decoded_body(response: http.Response) -> tuple[bytes, str | None]:
 
 
 def _headers(headers: http.Headers) -> list[tuple[str, str]]:
-    return [(_text(name), _text(value)) for name, value in headers.fields]
+    return [(header_text(name), header_text(value)) for name, value in headers.fields]
 
 
-def _text(raw: bytes) -> str:
+def header_text(raw: bytes) -> str:
     """Header bytes are ASCII in practice; UTF-8 next, and Latin-1 so that any byte survives as a character."""
     try:
         return raw.decode("utf-8")

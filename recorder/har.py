@@ -14,7 +14,8 @@ What maps where:
   keeps them; upstream calls have no HAR home and are dropped.
 
 Parsing is pure (`exchanges_from_har`, `har_from_exchanges`); the two
-functions at the end do the file I/O.
+functions at the end do the file I/O. Writing an imported corpus (sanitized)
+is `recorder.importing`'s job, the same for every input kind.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from corpora import CorpusReader, CorpusWriter, Exchange, Headers, Request, Response, header_value
-from recorder.sanitize import Sanitizer
+from corpora import CorpusReader, Exchange, Headers, Request, Response, header_value
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _NO_SESSION = "har"
@@ -250,17 +250,6 @@ def _version() -> str:
 # --- files --------------------------------------------------------------------------------------
 
 
-def import_har(har_path: Path, output: Path) -> int:
-    """Reads the whole HAR before writing, so a bad file leaves no half-written corpus. Returns the count."""
-    exchanges = _read_har(har_path)
-    sanitizer = Sanitizer()
-    with CorpusWriter(output, source=f"har:{har_path.name}", sanitizer=sanitizer.describe()) as writer:
-        for exchange in exchanges:
-            writer.write(sanitizer.exchange(exchange))
-        writer.close(sanitizer=sanitizer.summary())
-    return len(exchanges)
-
-
 def export_har(corpus_path: Path, output: Path) -> int:
     """Writes what the corpus holds (already sanitized). Returns the count."""
     reader = CorpusReader(corpus_path)
@@ -273,7 +262,8 @@ def export_har(corpus_path: Path, output: Path) -> int:
     return len(exchanges)
 
 
-def _read_har(path: Path) -> list[Exchange]:
+def read_har(path: Path) -> list[Exchange]:
+    """The whole HAR is parsed before anything is written, so a bad file leaves no half-written corpus."""
     try:
         har = json.loads(path.read_bytes())
     except FileNotFoundError:

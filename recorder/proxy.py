@@ -21,6 +21,8 @@ from mitmproxy.options import Options
 from mitmproxy.tools.dump import DumpMaster
 
 from recorder.addon import Recorder
+from recorder.capture import DEFAULT_MAX_BODY
+from recorder.retries import DEFAULT_RETRY_WINDOW_S
 
 DEFAULT_LISTEN = ("127.0.0.1", 8080)
 DEFAULT_CONFDIR = Path(".replaydiff/mitmproxy")
@@ -40,6 +42,11 @@ class ProxySettings:
     """0 picks a free port; `on_listening` receives the real one."""
     confdir: Path = DEFAULT_CONFDIR
     source: str = "replaydiff record"
+    policy: Path | None = None
+    default_sanitize: bool = True
+    pseudonym_key_file: Path | None = None
+    max_body: int = DEFAULT_MAX_BODY
+    retry_window_s: float = DEFAULT_RETRY_WINDOW_S
 
     @property
     def mode(self) -> str:
@@ -94,7 +101,8 @@ def check_listen_address(host: str, port: int) -> None:
 
 
 def run(settings: ProxySettings, *, on_listening: Callable[[str], None]) -> Recorder:
-    """Records until SIGINT, SIGTERM or a write failure (see `Recorder.failure`); the corpus is closed by then."""
+    """Records until SIGINT or SIGTERM; the corpus is closed by then. A write failure stops recording, not the
+    proxy: the caller finds it in `Recorder.failure`."""
     check_listen_address(settings.listen_host, settings.listen_port)
     try:
         settings.confdir.mkdir(parents=True, exist_ok=True)
@@ -122,6 +130,11 @@ async def _serve(settings: ProxySettings, on_listening: Callable[[str], None]) -
             connection_strategy="lazy",
             replaydiff_output=str(settings.output),
             replaydiff_source=settings.source,
+            replaydiff_policy=str(settings.policy) if settings.policy else None,
+            replaydiff_default_sanitize=settings.default_sanitize,
+            replaydiff_pseudonym_key_file=str(settings.pseudonym_key_file) if settings.pseudonym_key_file else None,
+            replaydiff_max_body=settings.max_body,
+            replaydiff_retry_window=settings.retry_window_s,
         )
     except exceptions.OptionsError as exc:
         raise ProxyError(str(exc)) from None

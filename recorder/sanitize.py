@@ -1,202 +1,174 @@
-"""Safe default sanitization: secrets never reach a corpus, everything else stays byte-identical.
+"""The sanitizer: applies a policy to exchanges before anything is written, and counts what it did.
 
-A policy is a tuple of rules. Each rule names the place it looks at (a header
-or a query parameter), a pattern for the names it applies to, the shape of the
-value (which part of it is secret), and an action. Today the only action is
-`mask` and the only policy is the built-in defaults; the rule fields are the
-ones a TOML policy with `drop` / `pseudonymize` will need, and the policy
-digest covers all of them, so a corpus header tells exactly which rules ran.
+`recorder.walk` finds every value (headers, cookies, query, JSON, forms,
+multipart parts, free text); `recorder.policy` says which are secret and what
+to do; this module is the judge between them: it picks the rule, applies its
+action, and counts each firing by rule name for the corpus end record.
 
-Masking keeps the name and the shape of a value: `Bearer [masked]` keeps the
-auth scheme, `sid=[masked]; theme=[masked]` keeps cookie names, a Set-Cookie
-keeps its attributes, and a query string is only changed inside the replaced
-values, so replays and diffs still see the same structure.
+Actions keep what a replay and a diff need: `mask` keeps the name and the
+surrounding structure (`Bearer [masked]`, `sid=[masked]; Path=/`, a query
+value `%5Bmasked%5D`); `pseudonymize` keeps the value's shape
+(`recorder.pseudonym`); `drop` removes the header, cookie, parameter, JSON
+member or matched text.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from functools import cache, cached_property
-from typing import Literal
-from urllib.parse import unquote_plus
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
 
-from corpora import Exchange, Headers, Request, Response
+from corpora import Exchange, Request, Response
+from recorder.policy import DEFAULT_POLICY, Action, NamedPlace, Policy, TextView, ValueRule, load_policy, luhn_ok
+from recorder.pseudonym import Pseudonymizer, key_from
+from recorder.walk import DROP, DROPPED_BODY, NO_RULE, walk_request, walk_response
 
 MASK = "[masked]"
-QUERY_MASK = "%5Bmasked%5D"
-"""The same mask percent-encoded, so a sanitized URL stays valid and decodes to `MASK`."""
+QUERY_MASK = quote(MASK, safe="")
+"""The mask as it appears in a query string: percent-encoded, so the URL stays valid and decodes to `MASK`."""
 
-Place = Literal["header", "query"]
-Shape = Literal["whole", "credentials", "cookies", "set-cookie", "url"]
-"""Which part of a value is secret:
-`whole` the value; `credentials` the part after the auth scheme word;
-`cookies` every cookie value of a Cookie header; `set-cookie` the cookie value
-before the attributes; `url` the secret query parameters of a URL-valued header
-(Referer, Location), masked by the policy's query rules."""
-Action = Literal["mask"]
-
-_SECRET_WORDS = r".*(token|secret|passw|api[-_]?key|session|signature|credential).*"
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    name: str
-    """Key of this rule in the `fired` counts."""
-    place: Place
-    pattern: str
-    """Regular expression that must match the whole lower-cased (and, for queries, percent-decoded) name."""
-    shape: Shape = "whole"
-    action: Action = "mask"
-
-    def applies_to(self, place: Place, name: str) -> bool:
-        return place == self.place and _compiled(self.pattern).fullmatch(name.lower()) is not None
-
-
-@cache
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-@dataclass(frozen=True)
-class Policy:
-    name: str
-    rules: tuple[Rule, ...]
-    """First matching rule wins, so specific rules come before catch-alls."""
-
-    @cached_property
-    def digest(self) -> str:
-        """sha256 of a canonical description: equal digests mean equal sanitization."""
-        canonical = json.dumps([asdict(rule) for rule in self.rules], sort_keys=True, separators=(",", ":"))
-        return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-    def rule_for(self, place: Place, name: str) -> Rule | None:
-        return next((rule for rule in self.rules if rule.applies_to(place, name)), None)
-
-
-DEFAULT_POLICY = Policy(
-    name="defaults",
-    rules=(
-        Rule("authorization", "header", r"(proxy-)?authorization", shape="credentials"),
-        Rule("cookie", "header", r"cookie", shape="cookies"),
-        Rule("set-cookie", "header", r"set-cookie2?", shape="set-cookie"),
-        Rule("url-header", "header", r"referer|location|content-location", shape="url"),
-        Rule("secret-header", "header", _SECRET_WORDS + r"|x-auth.*"),
-        Rule("secret-query", "query", _SECRET_WORDS + r"|key|sig|pwd|auth"),
-    ),
-)
-
-
-Fired = list[str]
-"""Names of the rules that changed a value, one entry per value."""
-
-
-def sanitize_headers(headers: Headers, policy: Policy = DEFAULT_POLICY) -> tuple[Headers, Fired]:
-    fired: Fired = []
-    result: Headers = []
-    for name, value in headers:
-        rule = policy.rule_for("header", name)
-        if rule is None or not value:
-            result.append((name, value))
-            continue
-        if rule.shape == "url":
-            value, url_fired = _sanitize_url(value, policy)
-            fired += url_fired
-        else:
-            value = _MASKERS[rule.shape](value)
-            fired.append(rule.name)
-        result.append((name, value))
-    return result, fired
-
-
-def sanitize_query(query: str, policy: Policy = DEFAULT_POLICY) -> tuple[str, Fired]:
-    """Replaces only the values of secret parameters; separators, order and encoding stay as they were."""
-    fired: Fired = []
-    parts = query.split("&")
-    for index, part in enumerate(parts):
-        name, equals, value = part.partition("=")
-        rule = policy.rule_for("query", unquote_plus(name)) if value else None
-        if rule is not None:
-            parts[index] = f"{name}{equals}{QUERY_MASK}"
-            fired.append(rule.name)
-    return "&".join(parts), fired
-
-
-def _sanitize_url(url: str, policy: Policy) -> tuple[str, Fired]:
-    base, question, rest = url.partition("?")
-    if not question:
-        return url, []
-    query, hash_mark, fragment = rest.partition("#")
-    query, fired = sanitize_query(query, policy)
-    return f"{base}?{query}{hash_mark}{fragment}", fired
-
-
-def _mask_credentials(value: str) -> str:
-    scheme, space, credentials = value.strip().partition(" ")
-    return f"{scheme} {MASK}" if space and credentials.strip() else MASK
-
-
-def _mask_cookies(value: str) -> str:
-    return ";".join(_mask_pair(pair) for pair in value.split(";"))
-
-
-def _mask_set_cookie(value: str) -> str:
-    pair, semicolon, attributes = value.partition(";")
-    return f"{_mask_pair(pair)}{semicolon}{attributes}"
-
-
-def _mask_pair(pair: str) -> str:
-    """`name=value` keeps the name; a cookie without `=` is all value."""
-    name, equals, _ = pair.partition("=")
-    if equals:
-        return f"{name}={MASK}"
-    if not pair.strip():
-        return pair
-    return pair[: len(pair) - len(pair.lstrip())] + MASK
-
-
-def _mask_whole(_value: str) -> str:
-    return MASK
-
-
-_MASKERS: dict[str, Callable[[str], str]] = {
-    "whole": _mask_whole,
-    "credentials": _mask_credentials,
-    "cookies": _mask_cookies,
-    "set-cookie": _mask_set_cookie,
-}
+_NOT_DIGIT = re.compile(r"\D")
+_MEMO_TEXT = 256
+_MEMO_ENTRIES = 20_000
+"""Bounds of the scan memo: texts up to this length, this many of them before it starts afresh."""
 
 
 @dataclass
 class Sanitizer:
-    """Applies a policy to whole requests and responses and counts which rule fired how often."""
+    """Applies a policy to whole exchanges; `fired` counts rule firings by rule name."""
 
     policy: Policy = DEFAULT_POLICY
+    key: bytes | None = None
+    """HMAC key for `pseudonymize`; None draws a random one, so tokens correlate within one corpus only."""
+    key_source: str = "random"
     fired: Counter[str] = field(default_factory=Counter)
 
-    def request(self, request: Request) -> Request:
-        headers, header_fired = sanitize_headers(request.headers, self.policy)
-        query, query_fired = sanitize_query(request.query, self.policy)
-        self.fired.update(header_fired + query_fired)
-        return replace(request, headers=headers, query=query)
+    def __post_init__(self) -> None:
+        if self.key is None:
+            self.key, self.key_source = key_from(None)[0], "random"
+        self._pseudonyms = Pseudonymizer(self.key)
+        self._scanned: dict[str, tuple[str, tuple[str, ...]]] = {}
 
-    def response(self, response: Response) -> Response:
-        headers, fired = sanitize_headers(response.headers, self.policy)
-        self.fired.update(fired)
-        return replace(response, headers=headers)
+    @classmethod
+    def configured(cls, *, policy_file: Path | None, defaults: bool, key_file: Path | None) -> Sanitizer:
+        """What `--policy`, `--no-default-sanitize` and `--pseudonym-key-file` ask for (raises on bad files)."""
+        key, source = key_from(key_file)
+        return cls(load_policy(policy_file, defaults=defaults), key=key, key_source=source)
+
+    # --- whole exchanges ----------------------------------------------------------------------
 
     def exchange(self, exchange: Exchange) -> Exchange:
         response = self.response(exchange.response) if exchange.response else None
-        return replace(exchange, request=self.request(exchange.request), response=response)
+        tags = {name: self.scan(value) for name, value in exchange.tags.items()}
+        return replace(exchange, request=self.request(exchange.request), response=response, tags=tags)
+
+    def request(self, request: Request) -> Request:
+        walked = walk_request(request, self)
+        path = unquote(request.path)
+        scanned = self.scan(path)
+        return walked if scanned == path else replace(walked, path=quote(scanned, safe="/;:@&=+$,!~*'()%"))
+
+    def response(self, response: Response) -> Response:
+        return walk_response(response, self)
+
+    # --- the judge the walker asks ------------------------------------------------------------
+
+    def named(self, place: NamedPlace, name: str, value: Any) -> Any:
+        rule = self.policy.rule_for(place, name)
+        if rule is None:
+            return NO_RULE
+        self.fired[rule.name] += 1
+        return self._act(rule.action, value)
+
+    def scan(self, text: str) -> str:
+        """Short texts are memoized with the rules they fired: the same header values come in every request."""
+        if len(text) > _MEMO_TEXT:
+            return self._scan(text, self.fired.update)
+        known = self._scanned.get(text)
+        if known is None:
+            fired: list[str] = []
+            if len(self._scanned) >= _MEMO_ENTRIES:
+                self._scanned.clear()
+            known = self._scanned[text] = (self._scan(text, fired.extend), tuple(fired))
+        self.fired.update(known[1])
+        return known[0]
+
+    def _scan(self, text: str, count: Callable[[list[str]], None]) -> str:
+        fired: list[str] = []
+        view = TextView(text)
+        for value_rule in self.policy.value_rules:
+            if value_rule.may_match(view):
+                text = value_rule.regex.sub(lambda match, rule=value_rule: self._replace(rule, match, fired), text)
+                view = TextView(text)
+        count(fired)
+        return text
+
+    def json_step(self, path: str, key: str | int) -> str:
+        return self.policy.json_step(path, key)
+
+    def may_hide_secrets(self, json_text: str) -> bool:
+        """Raw-text hints: a literal some JSON rule's key needs, or text some value pattern matches.
+        Escapes could disguise either from the hints, so any backslash means a full walk."""
+        literals = self.policy.json_key_literals
+        if literals is None or "\\" in json_text:
+            return True
+        view = TextView(json_text)
+        if any(literal in view.lowered for literal in literals):
+            return True
+        return any(rule.may_match(view) and rule.regex.search(json_text) for rule in self.policy.value_rules)
+
+    def scans_number(self, text: str) -> bool:
+        return len(text) >= self.policy.scans_numbers
+
+    def dropped_body(self) -> None:
+        self.fired[DROPPED_BODY] += 1
+
+    def _replace(self, value_rule: ValueRule, match: re.Match[str], fired: list[str]) -> str:
+        found = match.group()
+        if value_rule.pattern.luhn and not luhn_ok(_NOT_DIGIT.sub("", found)):
+            return found
+        fired.append(value_rule.rule.name)
+        group = "secret" if "secret" in match.re.groupindex else 0
+        start, end = match.span(group)
+        offset = match.start()
+        new = self._act(value_rule.rule.action, match.group(group))
+        return found[: start - offset] + ("" if new is DROP else str(new)) + found[end - offset :]
+
+    def _act(self, action: Action, value: Any) -> Any:
+        if action == "drop":
+            return DROP
+        if action == "mask":
+            return MASK
+        return self._pseudonym(value)
+
+    def _pseudonym(self, value: Any) -> Any:
+        """Any JSON value: strings and numbers keep their shape, containers are pseudonymized leaf by leaf."""
+        if isinstance(value, str):
+            return self._pseudonyms.token(value)
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, int):
+            return int(self._pseudonyms.token(str(value)))
+        if isinstance(value, float):
+            return float(self._pseudonyms.token(repr(value)))
+        if isinstance(value, list):
+            return [self._pseudonym(item) for item in value]
+        if isinstance(value, dict):
+            return {key: self._pseudonym(item) for key, item in value.items()}
+        return value
+
+    # --- corpus header and end record ---------------------------------------------------------
 
     def describe(self) -> dict[str, str]:
-        """For the corpus header, written before anything fired."""
-        return {"policy": self.policy.name, "digest": self.policy.digest}
+        """For the corpus header, written before anything fired. The key itself is never written."""
+        return {"policy": self.policy.name, "digest": self.policy.digest, "pseudonym_key": self.key_source}
 
     def summary(self) -> dict[str, object]:
         """For the corpus end record: the description plus the counts."""
         return {**self.describe(), "fired": dict(sorted(self.fired.items()))}
+
+

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from corpora import CorpusError
-from replaydiff.commands import corpus, demo, diffing, fuzz, har, nightly, record, replay, tap, worker
+from replaydiff.commands import convert, corpus, demo, diffing, fuzz, nightly, record, replay, tap, worker
 from replayer.targets import ReplayError
 from replaydiff.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
 from replaydiff.replaying import ReplayInterrupted
@@ -47,8 +47,8 @@ def main() -> None:
 for command in (
     record.record,
     corpus.inspect,
-    har.import_har,
-    har.export_har,
+    convert.import_file,
+    convert.export_har,
     replay.replay,
     diffing.diff,
     replay.run,

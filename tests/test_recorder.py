@@ -14,7 +14,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -364,7 +363,9 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (128 * 1024, 128 * 1024))
 
 
-def test_a_corpus_that_cannot_be_written_stops_the_proxy_loudly(tmp_path: Path, upstream: str) -> None:
+def test_a_corpus_that_cannot_be_written_stops_recording_loudly_but_not_the_traffic(
+    tmp_path: Path, upstream: str
+) -> None:
     proxy = Proxy(
         [BIN / "replaydiff", "record", "--upstream", upstream, "--listen", "0", "-o", "full.jsonl.zst"],
         cwd=tmp_path,
@@ -373,11 +374,19 @@ def test_a_corpus_that_cannot_be_written_stops_the_proxy_loudly(tmp_path: Path, 
     )
     try:
         url = proxy.wait_for_listening_url()
-        with httpx.Client(trust_env=False, timeout=10) as client, suppress(httpx.HTTPError):
-            client.get(f"{url}/big")  # incompressible, bigger than the file may grow
-        assert proxy.process.wait(timeout=15) == 2
-        proxy.join()
+        with httpx.Client(base_url=url, trust_env=False, timeout=10) as client:
+            assert len(client.get("/big").content) == 256 * 1024  # incompressible, bigger than the file may grow
+            time.sleep(1.5)  # the flush that fails comes within a second
+            assert client.get("/binary").content == BINARY_BODY, "the service is still reachable"
+            assert client.get("/binary").content == BINARY_BODY
+        assert proxy.process.poll() is None
+        assert proxy.stop() == 2
     finally:
         proxy.kill()
-    (error,) = proxy.lines[1:]
-    assert error.startswith("replaydiff: error: full.jsonl.zst: cannot write the corpus (File too large)")
+    failure = "replaydiff: error: full.jsonl.zst: cannot write the corpus (File too large); recording stopped"
+    assert proxy.lines[1:] == [
+        f"{failure}, traffic still flows\n",
+        f"{failure}; 2 later exchanges passed through unrecorded\n",
+    ]
+    with warnings.catch_warnings(record=True):
+        assert list(CorpusReader(tmp_path / "full.jsonl.zst")) == [], "readable, with what reached the disk"

@@ -2,12 +2,73 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
+from recorder.capture import DEFAULT_MAX_BODY
 from recorder.proxy import DEFAULT_CONFDIR, ProxyError, ProxySettings, parse_listen, parse_upstream, run
+from recorder.retries import DEFAULT_RETRY_WINDOW_S
 from replaydiff.errors import EXIT_USAGE, UserError
+
+@dataclass(frozen=True, slots=True)
+class Sanitizing:
+    """What the sanitization options asked for, handed to a command as one value."""
+
+    policy: Path | None
+    defaults: bool
+    pseudonym_key_file: Path | None
+    retry_window_s: float
+
+
+def sanitize_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options every command that writes captured traffic takes (`record`, `import`), passed as `sanitizing`."""
+
+    @functools.wraps(command)
+    def with_sanitizing(
+        *args: Any,
+        policy: Path | None,
+        no_default_sanitize: bool,
+        pseudonym_key_file: Path | None,
+        retry_window: float,
+        **kwargs: Any,
+    ) -> None:
+        sanitizing = Sanitizing(policy, not no_default_sanitize, pseudonym_key_file, retry_window)
+        command(*args, sanitizing=sanitizing, **kwargs)
+
+    options = [
+        click.option(
+            "--policy",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Sanitization policy (TOML); its rules run before the built-in safe defaults.",
+        ),
+        click.option(
+            "--no-default-sanitize",
+            "no_default_sanitize",
+            is_flag=True,
+            help="Turn the built-in safe defaults off: only --policy rules run (none without it).",
+        ),
+        click.option(
+            "--pseudonym-key-file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="HMAC key for pseudonymize rules; default $REPLAYDIFF_PSEUDONYM_KEY, else random for this corpus.",
+        ),
+        click.option(
+            "--retry-window",
+            type=click.FloatRange(min=0),
+            default=DEFAULT_RETRY_WINDOW_S,
+            show_default=True,
+            help="Seconds after a failed request in which a repeat of it is tagged as a retry; 0 turns this off.",
+        ),
+    ]
+    decorated: Callable[..., None] = with_sanitizing
+    for option in reversed(options):
+        decorated = option(decorated)
+    return decorated
 
 
 @click.command("record")
@@ -40,10 +101,28 @@ from replaydiff.errors import EXIT_USAGE, UserError
     show_default=True,
     help="mitmproxy's own directory (CA certificates); never the user's ~/.mitmproxy.",
 )
-def record(upstream: str | None, mode: str, listen: str, output: Path, confdir: Path) -> None:
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=0),
+    default=DEFAULT_MAX_BODY,
+    show_default=True,
+    help="Bodies longer than this many bytes are stored cut to it, and the exchange tagged `truncated`.",
+)
+@sanitize_options
+def record(
+    upstream: str | None,
+    mode: str,
+    listen: str,
+    output: Path,
+    confdir: Path,
+    max_body: int,
+    sanitizing: Sanitizing,
+) -> None:
     """Record HTTP traffic through a proxy into a sanitized corpus, until Ctrl-C or SIGTERM.
 
-    Secrets (Authorization, cookies, API-key headers and query parameters) are masked before anything is written.
+    Secrets (credentials, cookies, API-key headers, query and form fields, JSON members and tokens, card numbers
+    and emails anywhere) are masked or pseudonymized before anything is written. If the corpus cannot be written
+    (full disk), traffic keeps flowing, recording stops with an error, and the exit code is 2.
     """
     try:
         target = _upstream_for(mode, upstream)
@@ -55,6 +134,11 @@ def record(upstream: str | None, mode: str, listen: str, output: Path, confdir: 
             listen_port=port,
             confdir=confdir,
             source=f"replaydiff record: reverse proxy to {target}" if target else "replaydiff record: forward proxy",
+            policy=sanitizing.policy,
+            default_sanitize=sanitizing.defaults,
+            pseudonym_key_file=sanitizing.pseudonym_key_file,
+            max_body=max_body,
+            retry_window_s=sanitizing.retry_window_s,
         )
         recorder = run(settings, on_listening=lambda url: _announce(url, settings))
     except ProxyError as exc:

@@ -1,0 +1,120 @@
+"""`replaydiff import`: any capture file in, one sanitized corpus out.
+
+The input kind is read from the file's first bytes, not its name, because
+captures get renamed and tools disagree on extensions: pcap and pcapng by their
+magic numbers, mitmproxy flow files by their tnetstring start (`<digits>:`),
+HAR by a JSON object. Every kind becomes exchanges sorted by start time, which
+then go through the same steps as live recording: sanitize, tag retries, write.
+Nothing is written until the input has been read, so a bad file leaves no
+half-written corpus.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from corpora import CorpusWriter, Exchange
+from recorder.retries import RetryTagger
+from recorder.sanitize import Sanitizer
+
+Kind = Literal["har", "pcap", "pcapng", "mitmproxy"]
+SessionBy = Literal["connection", "client"]
+
+_PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+_TNETSTRING = re.compile(rb"\d{1,9}:")
+
+
+class UnreadableInput(ValueError):
+    """The input is missing, of no known kind, or broken; the message names the file."""
+
+
+@dataclass(slots=True)
+class Capture:
+    """What a reader got out of an input: the exchanges and what it could not use."""
+
+    exchanges: list[Exchange]
+    notes: dict[str, Any] = field(default_factory=dict)
+    """Reported to the user and stored in the corpus end record (e.g. `unparseable_streams`)."""
+
+
+def detect_kind(path: Path) -> Kind:
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(64)
+    except FileNotFoundError:
+        raise UnreadableInput(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UnreadableInput(f"{path}: cannot read ({exc.strerror})") from None
+    if start[:4] in _PCAP_MAGICS:
+        return "pcap"
+    if start[:4] == _PCAPNG_MAGIC:
+        return "pcapng"
+    if _TNETSTRING.match(start):
+        return "mitmproxy"
+    if start.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{" or path.suffix.lower() == ".har":
+        return "har"
+    raise UnreadableInput(f"{path}: not a HAR, pcap, pcapng or mitmproxy flow file (judged by its content)")
+
+
+def read_capture(path: Path, *, session_by: SessionBy = "connection") -> tuple[Kind, Capture]:
+    """`session_by` is for packet captures (one session per TCP connection, or per client address);
+    HAR and flow files carry their own sessions."""
+    kind = detect_kind(path)
+    if kind in ("pcap", "pcapng"):
+        from recorder.pcap import read_pcap
+
+        return kind, read_pcap(path, session_by=session_by)
+    return kind, _READERS[kind](path)
+
+
+def import_capture(
+    path: Path, output: Path, *, sanitizer: Sanitizer, retries: RetryTagger, session_by: SessionBy = "connection"
+) -> tuple[int, Capture]:
+    """Returns the number of exchanges written and what the reader noted."""
+    kind, capture = read_capture(path, session_by=session_by)
+    with CorpusWriter(output, source=f"{kind}:{path.name}", sanitizer=sanitizer.describe()) as writer:
+        for exchange in capture.exchanges:
+            writer.write(retries.tag(sanitizer.exchange(exchange)))
+        writer.close(sanitizer=sanitizer.summary(), **capture.notes)
+    return len(capture.exchanges), capture
+
+
+def _read_har(path: Path) -> Capture:
+    from recorder.har import HarError, read_har
+
+    try:
+        return Capture(read_har(path))
+    except HarError as exc:
+        raise UnreadableInput(str(exc)) from None
+
+
+def _read_flows(path: Path) -> Capture:
+    """mitmproxy's own flow files (`mitmdump -w`): HTTP flows become exchanges, other flows are counted."""
+    from mitmproxy import http
+    from mitmproxy.exceptions import FlowReadException
+    from mitmproxy.io import FlowReader
+
+    from recorder.capture import exchange_from_flow
+
+    flows: list[http.HTTPFlow] = []
+    other = 0
+    try:
+        with open(path, "rb") as handle:
+            for flow in FlowReader(handle).stream():
+                if isinstance(flow, http.HTTPFlow) and flow.websocket is None:
+                    flows.append(flow)
+                else:
+                    other += 1
+    except FlowReadException as exc:
+        raise UnreadableInput(f"{path}: not a readable mitmproxy flow file ({exc})") from None
+    epoch = min((flow.request.timestamp_start for flow in flows), default=0.0)
+    exchanges = sorted((exchange_from_flow(flow, epoch=epoch) for flow in flows), key=lambda e: e.start_us)
+    return Capture(exchanges, {"passed_through": {"non_http_flows": other}} if other else {})
+
+
+_READERS: dict[str, Callable[[Path], Capture]] = {"har": _read_har, "mitmproxy": _read_flows}

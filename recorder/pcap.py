@@ -1,0 +1,364 @@
+"""pcap and pcapng import: packets → TCP streams → HTTP/1.x exchanges.
+
+Speed: scapy's dissectors build a Python object per layer and run below 10k
+packets/s, so scapy only reads the file (`RawPcapReader`, which also opens
+pcapng) and we take the link, IP and TCP headers apart with `struct`, touching
+each packet once. `bench/pcap_import.py` measures the result.
+
+TCP reassembly, per direction: a segment is placed by its sequence number
+relative to the initial one (from the SYN, or the first segment seen when the
+capture started mid-connection). Segments ahead of the stream wait until the
+gap before them fills (out of order); data the stream already has is ignored
+(retransmissions, and the overlapping part of overlapping segments, where the
+first copy wins). A gap that never fills ends the usable stream there.
+
+One connection is one session (`--session-by client` groups connections by
+client address instead). The client is the side that sent the SYN, or, when
+the handshake is not in the capture, the side whose data starts like an HTTP
+request: HTTP is found on any port by content. Streams that are not HTTP, or
+break off, are counted in the notes, never fatal.
+"""
+
+from __future__ import annotations
+
+import bisect
+import socket
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mitmproxy.net import encoding as codecs
+from scapy.error import Scapy_Exception
+from scapy.utils import RawPcapReader
+
+from corpora import Exchange, Request, Response, header_value
+from recorder.http1 import Message, looks_like_requests, looks_like_responses, parse_requests, parse_responses
+from recorder.importing import Capture, SessionBy, UnreadableInput
+
+_MASK32 = 0xFFFFFFFF
+_HALF = 1 << 31
+_SYN, _RST, _FIN, _ACK = 0x02, 0x04, 0x01, 0x10
+_ETHERNET, _NULL, _RAW, _LINUX_SLL, _LINUX_SLL2, _IPV4, _IPV6 = 1, 0, 101, 113, 276, 228, 229
+_LINK_HEADER = {_ETHERNET: 14, _NULL: 4, _RAW: 0, 12: 0, 14: 0, _LINUX_SLL: 16, _LINUX_SLL2: 20, _IPV4: 0, _IPV6: 0}
+_VLAN = (0x8100, 0x88A8)
+_UNPACK_TCP = struct.Struct("!HHIIBB").unpack_from
+
+
+class _Direction:
+    """One direction of a TCP connection: the bytes in order, and when each run of them arrived."""
+
+    __slots__ = ("isn", "guessed", "next", "data", "pending", "ends", "times")
+
+    def __init__(self) -> None:
+        self.isn: int | None = None
+        self.guessed = False
+        """The start is the first segment seen, not a SYN: an earlier segment arriving later moves it back."""
+        self.next = 0
+        self.data = bytearray()
+        self.pending: dict[int, tuple[bytes, float]] = {}
+        self.ends: list[int] = []
+        """Stream offset after each appended run, with `times` the packet timestamp that brought it."""
+        self.times: list[float] = []
+
+    def start_at_syn(self, seq: int) -> None:
+        self.isn, self.guessed = (seq + 1) & _MASK32, False
+
+    def add(self, seq: int, payload: bytes, ts: float) -> None:
+        if self.isn is None:
+            self.isn, self.guessed = seq, True
+        offset = (seq - self.isn) & _MASK32
+        if offset >= _HALF:
+            if not self.guessed:
+                return  # before the SYN: nothing of this connection
+            self._move_start_back(seq)
+            offset = 0
+        end = offset + len(payload)
+        if end <= self.next:
+            return
+        if offset > self.next:
+            held = self.pending.get(offset)
+            if held is None or len(held[0]) < len(payload):
+                self.pending[offset] = (payload, ts)
+            return
+        self._append(payload[self.next - offset :], ts)
+        while self.pending:
+            start = min(self.pending)
+            if start > self.next:
+                break
+            held_payload, held_ts = self.pending.pop(start)
+            if start + len(held_payload) > self.next:
+                self._append(held_payload[self.next - start :], held_ts)
+
+    def _move_start_back(self, seq: int) -> None:
+        """Re-files what was assembled as segments waiting after the new, earlier start."""
+        shift = (self.isn - seq) & _MASK32  # type: ignore[operator]  # isn is set once data arrived
+        held = {offset + shift: segment for offset, segment in self.pending.items()}
+        start = 0
+        for end, ts in zip(self.ends, self.times, strict=True):
+            held[start + shift] = (bytes(self.data[start:end]), ts)
+            start = end
+        self.isn, self.next, self.data, self.ends, self.times, self.pending = seq, 0, bytearray(), [], [], held
+
+    def _append(self, payload: bytes, ts: float) -> None:
+        self.data += payload
+        self.next += len(payload)
+        self.ends.append(self.next)
+        self.times.append(ts)
+
+    def time_at(self, offset: int) -> float:
+        """When the byte at `offset` arrived."""
+        index = bisect.bisect_right(self.ends, offset)
+        return self.times[min(index, len(self.times) - 1)]
+
+
+@dataclass(slots=True)
+class _Connection:
+    number: int
+    a: tuple[bytes, int]
+    """The endpoint that sent the first packet we saw; the client unless the handshake says otherwise."""
+    b: tuple[bytes, int]
+    client_is_a: bool | None = None
+    """Known from the SYN; None until then (decided by content later)."""
+    a_to_b: _Direction = field(default_factory=_Direction)
+    b_to_a: _Direction = field(default_factory=_Direction)
+    closed: bool = False
+
+
+@dataclass(slots=True)
+class _Stats:
+    packets: int = 0
+    tcp_packets: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def read_pcap(path: Path, *, session_by: SessionBy = "connection") -> Capture:
+    connections, stats = _connections(path)
+    exchanges: list[Exchange] = []
+    notes: Counter[str] = Counter()
+    for connection in connections:
+        found, problem = _exchanges(connection, session_by)
+        exchanges += found
+        if problem:
+            notes[problem] += 1
+    exchanges.sort(key=lambda exchange: exchange.start_us)
+    epoch = exchanges[0].start_us if exchanges else 0
+    for exchange in exchanges:
+        exchange.start_us -= epoch
+    return Capture(
+        exchanges,
+        {
+            "packets": stats.packets,
+            "tcp_connections": len(connections),
+            **({"unparseable_streams": dict(notes)} if notes else {}),
+            **({"skipped_packets": dict(stats.skipped)} if stats.skipped else {}),
+        },
+    )
+
+
+# --- packets → connections ------------------------------------------------------------------------
+
+
+def _connections(path: Path) -> tuple[list[_Connection], _Stats]:
+    try:
+        reader = RawPcapReader(str(path))
+    except (Scapy_Exception, OSError, EOFError) as exc:
+        raise UnreadableInput(f"{path}: not a readable pcap or pcapng file ({exc})") from None
+    stats = _Stats()
+    table: dict[tuple[bytes, int, bytes, int], _Connection] = {}
+    connections: list[_Connection] = []
+    with reader:
+        pcap_link = getattr(reader, "linktype", None)
+        scale = 1e-9 if getattr(reader, "nano", False) else 1e-6
+        for data, meta in reader:
+            stats.packets += 1
+            if pcap_link is not None:
+                link, ts = pcap_link, meta.sec + meta.usec * scale
+            else:
+                link, ts = meta.linktype, ((meta.tshigh << 32) + meta.tslow) / meta.tsresol
+            segment = _tcp_segment(data, link, stats)
+            if segment is None:
+                continue
+            stats.tcp_packets += 1
+            src, sport, dst, dport, seq, flags, payload = segment
+            key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+            connection = table.get(key)
+            if connection is None or (flags & _SYN and not flags & _ACK and connection.closed):
+                connection = _Connection(len(connections), (src, sport), (dst, dport))
+                connections.append(connection)
+                table[key] = connection
+            from_a = connection.a == (src, sport)
+            direction = connection.a_to_b if from_a else connection.b_to_a
+            if flags & _SYN:
+                direction.start_at_syn(seq)
+                if connection.client_is_a is None:
+                    connection.client_is_a = from_a != bool(flags & _ACK)
+            if payload:
+                direction.add(seq, payload, ts)
+            if flags & (_FIN | _RST):
+                connection.closed = True
+    return connections, stats
+
+
+def _tcp_segment(
+    data: bytes, link: int, stats: _Stats
+) -> tuple[bytes, int, bytes, int, int, int, bytes] | None:
+    """(src, sport, dst, dport, seq, flags, payload) of a TCP packet, else None (counted by reason)."""
+    start = _LINK_HEADER.get(link)
+    if start is None:
+        stats.skipped[f"link type {link}"] += 1
+        return None
+    if link == _ETHERNET:
+        ethertype = int.from_bytes(data[12:14], "big")
+        while ethertype in _VLAN:
+            ethertype = int.from_bytes(data[start + 2 : start + 4], "big")
+            start += 4
+    elif link == _LINUX_SLL:
+        ethertype = int.from_bytes(data[14:16], "big")
+    elif link == _LINUX_SLL2:
+        ethertype = int.from_bytes(data[0:2], "big")
+    elif link == _NULL:
+        family = int.from_bytes(data[0:4], "little") if data[0] else int.from_bytes(data[0:4], "big")
+        ethertype = 0x0800 if family == socket.AF_INET else 0x86DD
+    else:
+        ethertype = 0x0800 if data[start] >> 4 == 4 else 0x86DD
+    if ethertype == 0x0800:
+        version_ihl = data[start]
+        header = (version_ihl & 0x0F) * 4
+        if data[start + 9] != 6:
+            stats.skipped["not TCP"] += 1
+            return None
+        if int.from_bytes(data[start + 6 : start + 8], "big") & 0x3FFF:
+            stats.skipped["IP fragment"] += 1
+            return None
+        total = int.from_bytes(data[start + 2 : start + 4], "big")
+        src, dst = data[start + 12 : start + 16], data[start + 16 : start + 20]
+        end = start + total if total else len(data)
+        start += header
+    elif ethertype == 0x86DD:
+        if data[start + 6] != 6:
+            stats.skipped["not TCP"] += 1
+            return None
+        end = start + 40 + int.from_bytes(data[start + 4 : start + 6], "big")
+        src, dst = data[start + 8 : start + 24], data[start + 24 : start + 40]
+        start += 40
+    else:
+        stats.skipped["not IP"] += 1
+        return None
+    if end - start < 20 or len(data) < start + 20:
+        stats.skipped["truncated packet"] += 1
+        return None
+    sport, dport, seq, _ack, offset, flags = _UNPACK_TCP(data, start)
+    return src, sport, dst, dport, seq, flags, data[start + (offset >> 4) * 4 : end]
+
+
+# --- connections → exchanges ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Sides:
+    """A connection seen from HTTP: which direction carries requests, which responses, and who serves."""
+
+    id_prefix: str
+    session: str
+    upstream: _Direction
+    downstream: _Direction
+    server: tuple[bytes, int]
+
+    def exchange(self, index: int, request: Message, response: Message | None) -> Exchange:
+        started = self.upstream.time_at(request.first_byte)
+        ended = self.downstream.time_at(response.end - 1) if response else self.upstream.time_at(request.end - 1)
+        return Exchange(
+            id=f"{self.id_prefix}.{index}",
+            session=self.session,
+            start_us=round(started * 1_000_000),
+            duration_us=max(0, round((ended - started) * 1_000_000)),
+            request=_request(request, self.server),
+            response=_response(response) if response else None,
+            tags={} if response else {"error": "no response in the capture"},
+        )
+
+
+def _exchanges(connection: _Connection, session_by: SessionBy) -> tuple[list[Exchange], str | None]:
+    """The exchanges of one connection, and why its stream could not be used to the end (None if it could)."""
+    if not connection.a_to_b.data and not connection.b_to_a.data:
+        return [], None
+    sides = _sides(connection, session_by)
+    if not looks_like_requests(bytes(sides.upstream.data[:64])):
+        return [], "not HTTP/1.x"
+    requests, request_problem = parse_requests(bytes(sides.upstream.data))
+    responses, response_problem = parse_responses(bytes(sides.downstream.data), [m.start[0] for m in requests])
+    answers: list[Message | None] = [*responses, *[None] * (len(requests) - len(responses))]
+    exchanges = [sides.exchange(index, *pair) for index, pair in enumerate(zip(requests, answers))]
+    for earlier, later in zip(exchanges, exchanges[1:]):
+        # A retransmitted first segment can carry a later timestamp; requests on one connection stay in order.
+        later.start_us = max(later.start_us, earlier.start_us)
+    gap = "a gap in the capture" if sides.upstream.pending or sides.downstream.pending else None
+    return exchanges, gap or _problem_kind(request_problem or response_problem)
+
+
+def _sides(connection: _Connection, session_by: SessionBy) -> _Sides:
+    """The client sent the SYN; without a handshake in the capture, it is the side whose data reads as requests."""
+    client_is_a = connection.client_is_a
+    if client_is_a is None:
+        client_is_a = looks_like_requests(bytes(connection.a_to_b.data[:64])) or looks_like_responses(
+            bytes(connection.b_to_a.data[:64])
+        )
+    if client_is_a:
+        upstream, downstream, client, server = connection.a_to_b, connection.b_to_a, connection.a, connection.b
+    else:
+        upstream, downstream, client, server = connection.b_to_a, connection.a_to_b, connection.b, connection.a
+    session = _address(client[0]) if session_by == "client" else f"tcp{connection.number}"
+    return _Sides(f"c{connection.number}", session, upstream, downstream, server)
+
+
+def _problem_kind(problem: str | None) -> str | None:
+    """Counts group by kind, so notes stay short: the text before the offset."""
+    return problem.split(" at stream offset")[0] if problem else None
+
+
+def _request(message: Message, server: tuple[bytes, int]) -> Request:
+    method, target, version = message.start
+    host_header = header_value(message.headers, "host") or _address(server[0])
+    if "://" in target:  # absolute form, as sent to a forward proxy
+        _, _, rest = target.partition("://")
+        host_header, slash, target = rest.partition("/")
+        target = slash + target
+    host = host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header.strip("[]")
+    path, _, query = target.partition("?")
+    return Request(
+        method=method,
+        scheme="http",  # only plaintext HTTP can be read from packets
+        host=host,
+        port=server[1],
+        path=path or "/",
+        query=query,
+        http_version=version,
+        headers=message.headers,
+        body=message.body,
+    )
+
+
+def _response(message: Message) -> Response:
+    version, status, reason = message.start
+    body, original_encoding = message.body, None
+    coding = (header_value(message.headers, "content-encoding") or "").strip().lower()
+    if body and coding not in ("", "identity"):
+        try:
+            decoded = codecs.decode(body, coding)
+            assert isinstance(decoded, bytes)
+            body, original_encoding = decoded, coding
+        except ValueError:
+            pass  # kept as captured, like the proxy does with a body that fails to decode
+    return Response(
+        status=int(status),
+        reason=reason,
+        http_version=version,
+        headers=message.headers,
+        body=body,
+        original_encoding=original_encoding,
+    )
+
+
+def _address(raw: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)

@@ -1,0 +1,380 @@
+"""What is secret: one rule type, the built-in safe defaults, and TOML policy files.
+
+A rule says where it looks (`place`), what it matches there (`match`) and what
+to do (`action`: drop, mask or pseudonymize). Places:
+- `header`, `cookie`, `query`, `form`: `match` is a regular expression over the
+  whole lower-cased name (policy files write case-insensitive globs, `x-*-token`);
+- `json`: `match` is a JSON path (`$.users[*].email`, `$..password`, names may
+  hold `*` globs and match case-insensitively);
+- `pattern`: `match` names a built-in value pattern (`VALUE_PATTERNS`), and
+  `regex`: `match` is the user's own regular expression; both look inside every
+  string value anywhere (headers, query, cookies, JSON, forms, multipart parts,
+  free text) that no named rule already handled.
+
+Named rules: the first one that matches a place and name wins, so a policy
+file's rules come before the defaults. Value patterns all run, in order.
+Where the walker looks (and so which names exist) is `recorder.walk`'s job.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import asdict, dataclass
+from functools import cache, cached_property
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+Place = Literal["header", "cookie", "query", "form", "json", "pattern", "regex"]
+NamedPlace = Literal["header", "cookie", "query", "form", "json"]
+Action = Literal["drop", "mask", "pseudonymize"]
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    """Key of this rule in the `fired` counts of the corpus end record."""
+    place: Place
+    match: str
+    action: Action = "mask"
+
+    def matches(self, place: NamedPlace, name: str) -> bool:
+        """`name` is lower-cased by the caller; for `json` it is a path rendered by `json_step`."""
+        return place == self.place and _compiled(self.place, self.match).fullmatch(name) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ValuePattern:
+    regex: str
+    """Group `secret`, when present, is the part replaced (`Bearer <secret>` keeps the scheme word)."""
+    luhn: bool = False
+    """Only digit runs passing the Luhn check (and starting like a card number) count."""
+    needs: tuple[str, ...] = ()
+    """Lower-case literals of which every match contains one (in any case); empty when there is none."""
+    digit_run: int = 0
+    """Digits every match holds in a row once spaces and dashes are removed (a card number: 13)."""
+
+
+VALUE_PATTERNS: dict[str, ValuePattern] = {
+    "bearer": ValuePattern(r'\b(?i:bearer)\s+(?P<secret>[A-Za-z0-9._~+/-]{6,}=*)(?![\w"])', needs=("bearer",)),
+    "jwt": ValuePattern(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", needs=("eyj",)),
+    "api-key": ValuePattern(
+        r"\b(?:(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}"
+        r"|xox[abpr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})",
+        needs=("k_live_", "k_test_", "akia", "gh", "xox", "aiza"),
+    ),
+    "card": ValuePattern(r"(?<![\d-])[2-6](?:[ -]?\d){12,18}(?![\d])", luhn=True, digit_run=13),
+    "email": ValuePattern(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b", needs=("@",)),
+    "ipv4": ValuePattern(
+        r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])", needs=(".",)
+    ),
+}
+
+_SECRET_WORDS = r".*(token|secret|passw|api[-_]?key|session|signature|credential).*"
+_SECRET_PARAMS = _SECRET_WORDS + r"|key|sig|pwd|auth"
+_JSON_SECRET_WORDS = ("*token*", "*secret*", "*passw*", "*api_key*", "*apikey*", "*api-key*", "*credential*")
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    Rule("authorization", "header", r"(proxy-)?authorization"),
+    Rule("secret-header", "header", _SECRET_WORDS + r"|x-auth.*"),
+    Rule("cookie", "cookie", r".*"),
+    Rule("secret-query", "query", _SECRET_PARAMS),
+    Rule("secret-form", "form", _SECRET_PARAMS + r"|pass|pin|cvv|cvc"),
+    *(Rule("secret-json", "json", f"$..{word}") for word in _JSON_SECRET_WORDS),
+    Rule("bearer", "pattern", "bearer"),
+    Rule("jwt", "pattern", "jwt"),
+    Rule("api-key", "pattern", "api-key"),
+    Rule("card", "pattern", "card"),
+    Rule("email", "pattern", "email", action="pseudonymize"),
+)
+"""Safe defaults. Email addresses are pseudonymized, not masked, so they still parse and correlate.
+IPv4 is opt-in: it would rewrite Host and forwarding headers a replay needs."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    rules: tuple[Rule, ...]
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of a canonical description: equal digests mean equal sanitization."""
+        canonical = json.dumps([asdict(rule) for rule in self.rules], sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def rule_for(self, place: NamedPlace, name: str) -> Rule | None:
+        """Memoized: the same header names and JSON paths come back in every exchange."""
+        memo = self._memo
+        key = (place, name)
+        if key not in memo:
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            memo[key] = next((rule for rule in self.named if rule.matches(place, name)), None)
+        return memo[key]
+
+    @cached_property
+    def _memo(self) -> dict[tuple[str, str], Rule | None]:
+        return {}
+
+    @cached_property
+    def named(self) -> tuple[Rule, ...]:
+        return tuple(rule for rule in self.rules if rule.place not in ("pattern", "regex"))
+
+    def json_step(self, path: str, key: str | int) -> str:
+        """The rendered path one level down; JSON-path rules are compiled to regexes over this rendering.
+
+        Array indices are left out unless a rule names one (`$.items[0]`), so the paths of an array's
+        items are equal and the memo in `rule_for` serves them all."""
+        if isinstance(key, int):
+            return f"{path}\x00i{key}" if self._indexed else f"{path}\x00i"
+        return f"{path}\x00k{key.lower()}"
+
+    @cached_property
+    def _indexed(self) -> bool:
+        return any(rule.place == "json" and _INDEX.search(rule.match) for rule in self.rules)
+
+    @cached_property
+    def scans_numbers(self) -> int:
+        """The shortest number worth scanning: 13 digits (a card) unless the user's own regexes may match less."""
+        return 1 if any(rule.place == "regex" for rule in self.rules) else 13
+
+    @cached_property
+    def json_key_literals(self) -> tuple[str, ...] | None:
+        """A lower-case literal from the last step of every JSON rule (`password` of `$..password`, `token`
+        of `$..*token*`): a document holding none of them anywhere has no key these rules match. None when a
+        rule ends in a wildcard or an index, so every document must be walked."""
+        literals = []
+        for rule in self.rules:
+            if rule.place != "json":
+                continue
+            segments = list(_JSON_SEGMENT.finditer(rule.match))
+            last = segments[-1] if segments else None
+            name = "*" if last is None else last.group(2) if last.group(2) is not None else last.group(4).strip("'\"")
+            literal = max(name.lower().split("*"), key=len)
+            if not literal or name.isdigit():
+                return None
+            literals.append(literal)
+        return tuple(literals)
+
+    @cached_property
+    def value_rules(self) -> tuple[ValueRule, ...]:
+        """Every value pattern, in policy order, compiled."""
+        return tuple(
+            ValueRule(rule, _compiled(rule.place, rule.match), VALUE_PATTERNS.get(rule.match, _USER_PATTERN))
+            for rule in self.rules
+            if rule.place in ("pattern", "regex")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRule:
+    rule: Rule
+    regex: re.Pattern[str]
+    pattern: ValuePattern
+
+    def may_match(self, text: TextView) -> bool:
+        """Substring tests before the regex: most text lacks what a pattern needs, and `in` is far cheaper."""
+        pattern = self.pattern
+        if pattern.needs and not any(literal in text.lowered for literal in pattern.needs):
+            return False
+        return not pattern.digit_run or "0" * pattern.digit_run in text.digits
+
+
+class TextView:
+    """A text and the two cheap transforms the prefilters read, each computed once and only if asked for."""
+
+    __slots__ = ("text", "_lowered", "_digits")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._lowered: str | None = None
+        self._digits: str | None = None
+
+    @property
+    def lowered(self) -> str:
+        if self._lowered is None:
+            self._lowered = self.text.lower()
+        return self._lowered
+
+    @property
+    def digits(self) -> str:
+        """Every digit as `0`, spaces and dashes removed: a run of digits shows as a run of zeros."""
+        if self._digits is None:
+            self._digits = self.text.translate(_DIGITS_AS_ZERO)
+        return self._digits
+
+
+_INDEX = re.compile(r"\[\d+\]|\['?\d")
+_USER_PATTERN = ValuePattern("")
+_DIGITS_AS_ZERO = str.maketrans({**{str(digit): "0" for digit in range(10)}, " ": None, "-": None})
+_MEMO_LIMIT = 100_000
+"""Bounds the memo: array indices make JSON paths unbounded over a long recording."""
+
+DEFAULT_POLICY = Policy("defaults", DEFAULT_RULES)
+NO_POLICY = Policy("none", ())
+
+
+
+
+JSON_ROOT = "$"
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if index % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+# --- compiling matches --------------------------------------------------------------------------
+
+_JSON_SEGMENT = re.compile(r"""(\.\.?)([^.\[\]]+)|(\.\.)?\[(\*|\d+|'[^']*'|"[^"]*")\]""")
+
+
+@cache
+def _compiled(place: Place, match: str) -> re.Pattern[str]:
+    if place == "json":
+        return re.compile(_json_path_regex(match))
+    if place == "pattern":
+        return re.compile(VALUE_PATTERNS[match].regex)
+    return re.compile(match)
+
+
+def _json_path_regex(path: str) -> str:
+    if not path.startswith("$"):
+        raise ValueError(f"JSON path {path!r} must start with $")
+    parts = [re.escape(JSON_ROOT)]
+    position = 1
+    while position < len(path):
+        segment = _JSON_SEGMENT.match(path, position)
+        if segment is None:
+            raise ValueError(f"JSON path {path!r} is not understood at {path[position:]!r}")
+        dots, name, descendant, bracket = segment.groups()
+        if dots == ".." or descendant:
+            parts.append("(?:\x00[^\x00]*)*")
+        parts.append(_json_segment_regex(name if name is not None else bracket, quoted=bracket is not None))
+        position = segment.end()
+    return "".join(parts)
+
+
+def _json_segment_regex(token: str, *, quoted: bool) -> str:
+    if token == "*":
+        return "\x00[^\x00]*"
+    if quoted and token.isdigit():
+        return re.escape(f"\x00i{token}")
+    name = token.strip("'\"") if quoted else token
+    return "\x00k" + re.escape(name.lower()).replace(r"\*", "[^\x00]*")
+
+
+def _glob(name: str) -> str:
+    return fnmatch.translate(name.lower())
+
+
+# --- policy files -------------------------------------------------------------------------------
+
+_PLACE_KEYS: dict[str, Place] = {
+    "headers": "header",
+    "cookies": "cookie",
+    "query": "query",
+    "form": "form",
+    "json": "json",
+    "patterns": "pattern",
+    "regex": "regex",
+}
+_RULE_KEYS = {"name", "action", *_PLACE_KEYS}
+
+
+def load_policy(path: Path | None, *, defaults: bool = True) -> Policy:
+    """The policy a recorder or importer runs: the file's rules, then (unless turned off) the defaults."""
+    base = DEFAULT_RULES if defaults else ()
+    if path is None:
+        return DEFAULT_POLICY if defaults else NO_POLICY
+    data = _read_toml(path)
+    try:
+        rules, name = _parse_policy(data)
+    except PolicyError as exc:
+        raise PolicyError(f"{path}: {exc}") from None
+    use_defaults = defaults and data.get("defaults", True)
+    return Policy(name or path.stem, rules + (base if use_defaults else ()))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: no such policy file") from None
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read ({exc.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _parse_policy(data: dict[str, Any]) -> tuple[tuple[Rule, ...], str | None]:
+    unknown = set(data) - {"name", "defaults", "rules"}
+    if unknown:
+        raise PolicyError(f"unknown key {sorted(unknown)[0]!r}; expected name, defaults, [[rules]]")
+    if not isinstance(data.get("defaults", True), bool):
+        raise PolicyError("defaults: must be true or false")
+    name = data.get("name")
+    if name is not None and not isinstance(name, str):
+        raise PolicyError("name: must be a string")
+    tables = data.get("rules", [])
+    if not isinstance(tables, list):
+        raise PolicyError("rules: write each rule as a [[rules]] table")
+    rules: list[Rule] = []
+    for index, table in enumerate(tables):
+        rules += _parse_rule(table, f"rules[{index}]")
+    return tuple(rules), name
+
+
+def _parse_rule(table: Any, where: str) -> list[Rule]:
+    if not isinstance(table, dict):
+        raise PolicyError(f"{where}: must be a table")
+    unknown = set(table) - _RULE_KEYS
+    if unknown:
+        raise PolicyError(f"{where}.{sorted(unknown)[0]}: unknown key; expected one of {', '.join(sorted(_RULE_KEYS))}")
+    action = table.get("action", "mask")
+    if action not in get_args(Action):
+        raise PolicyError(f"{where}.action: {action!r} is not one of drop, mask, pseudonymize")
+    name = table.get("name", f"rule-{where.split('[')[1].rstrip(']')}")
+    if not isinstance(name, str) or not name:
+        raise PolicyError(f"{where}.name: must be a non-empty string")
+    rules = [
+        Rule(name, place, _parse_match(place, item, f"{where}.{key}"), action)
+        for key, place in _PLACE_KEYS.items()
+        for item in _string_list(table.get(key, []), f"{where}.{key}")
+    ]
+    if not rules:
+        raise PolicyError(
+            f"{where}: names nothing to match; give headers, cookies, query, form, json, patterns or regex"
+        )
+    return rules
+
+
+def _string_list(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise PolicyError(f"{where}: must be a list of non-empty strings")
+    return value
+
+
+def _parse_match(place: Place, item: str, where: str) -> str:
+    if place == "pattern":
+        if item not in VALUE_PATTERNS:
+            raise PolicyError(f"{where}: unknown pattern {item!r}; built-in patterns are {', '.join(VALUE_PATTERNS)}")
+        return item
+    match = item if place in ("json", "regex") else _glob(item)
+    try:
+        _compiled(place, match)
+    except (ValueError, re.error) as exc:
+        raise PolicyError(f"{where}: {exc}") from None
+    return match

@@ -1,0 +1,77 @@
+"""Tag client retries in recorded traffic, so a replay and a diff can tell them from new requests.
+
+A request is a retry when it repeats a request that failed (no response, or
+408, 429, 5xx) and starts within `window_s` after that failure ended. Two
+requests are the same when they carry the same `Idempotency-Key`, or else the
+same method, host, port, path, query and body. Sessions are not compared:
+clients usually retry on a fresh connection after a reset or timeout.
+
+A retry gets `retry_of` (the id of the first attempt, so every attempt of a
+chain points at the same exchange) and `attempt` (2, 3, ...). Exchanges are fed
+in the order they are recorded; only chains whose last attempt failed are
+kept, and they expire after the window, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+
+from corpora import Exchange, header_value
+
+DEFAULT_RETRY_WINDOW_S = 10.0
+RETRY_OF = "retry_of"
+ATTEMPT = "attempt"
+_FAILED_STATUSES = frozenset({408, 429})
+_PURGE_EVERY = 1024
+
+
+@dataclass(slots=True)
+class _Chain:
+    first_id: str
+    attempts: int
+    failed_at_us: int
+
+
+class RetryTagger:
+    def __init__(self, *, window_s: float = DEFAULT_RETRY_WINDOW_S) -> None:
+        self.window_us = round(window_s * 1_000_000)
+        self._failed: dict[tuple[object, ...], _Chain] = {}
+        self._seen = 0
+
+    def tag(self, exchange: Exchange) -> Exchange:
+        if self.window_us <= 0:
+            return exchange
+        self._seen += 1
+        if self._seen % _PURGE_EVERY == 0:
+            self._purge(exchange.start_us)
+        key = _identity(exchange)
+        chain = self._failed.pop(key, None)
+        if chain is not None and 0 <= exchange.start_us - chain.failed_at_us <= self.window_us:
+            chain.attempts += 1
+            tags = {**exchange.tags, RETRY_OF: chain.first_id, ATTEMPT: str(chain.attempts)}
+            exchange = replace(exchange, tags=tags)
+        else:
+            chain = _Chain(exchange.id, 1, 0)
+        if _failed(exchange):
+            chain.failed_at_us = exchange.start_us + exchange.duration_us
+            self._failed[key] = chain
+        return exchange
+
+    def _purge(self, now_us: int) -> None:
+        expired = [key for key, chain in self._failed.items() if now_us - chain.failed_at_us > self.window_us]
+        for key in expired:
+            del self._failed[key]
+
+
+def _failed(exchange: Exchange) -> bool:
+    response = exchange.response
+    return response is None or response.status >= 500 or response.status in _FAILED_STATUSES
+
+
+def _identity(exchange: Exchange) -> tuple[object, ...]:
+    request = exchange.request
+    if key := header_value(request.headers, "idempotency-key"):
+        return ("idempotency-key", key)
+    body = hashlib.sha256(request.body).digest()
+    return (request.method, request.host, request.port, request.path, request.query, body)

@@ -1,0 +1,444 @@
+"""Proof by property: secrets planted anywhere never reach the corpus, and everything else stays byte-identical.
+
+Each example builds one exchange with many secrets planted in every place a
+secret can hide: any header (named secret headers, credentials after a scheme
+word, cookies, Set-Cookie, tokens inside ordinary header values), the query
+string, JSON at any depth (by name, and by value pattern inside any string),
+form-encoded fields, multipart parts (by part name, and inside text and JSON
+parts), and free text; request bodies are sometimes gzip-compressed. The
+policy is a TOML file with one rule per action (drop, mask, pseudonymize) on
+top of the safe defaults. Alongside the exchange the strategy builds the
+exchange we expect after sanitizing, so the check is exact: the corpus holds
+exactly the expected exchange (every non-secret byte identical), and none of
+the planted secrets occurs in the raw decompressed corpus bytes.
+
+`make test` runs the bounded form (at least 10,000 placements, counted and
+printed); `pytest -m exhaustive` runs many more examples.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from corpora import CorpusReader, CorpusWriter, Exchange, Headers, Request, Response
+from corpora.container import decompressed_bytes
+from recorder.policy import load_policy
+from recorder.pseudonym import Pseudonymizer
+from recorder.sanitize import MASK, QUERY_MASK, Sanitizer
+from recorder.walk import DROP
+
+KEY = b"property-test-key"
+POLICY_TOML = """
+name = "property"
+[[rules]]
+name = "dropped"
+action = "drop"
+headers = ["*drop-*"]
+cookies = ["drop-*"]
+query = ["drop-*"]
+form = ["drop-*"]
+json = ["$..drop-*"]
+[[rules]]
+name = "pseudonymized"
+action = "pseudonymize"
+headers = ["*pseudo-*"]
+cookies = ["pseudo-*"]
+query = ["pseudo-*"]
+form = ["pseudo-*"]
+json = ["$..pseudo-*"]
+"""
+PSEUDONYMS = Pseudonymizer(KEY)
+BOUNDARY = "rdBoundary7MA4YWxk"
+
+SAFE_LETTERS = "cdfghjklmnpqrstz"
+"""No vowels, so a safe name never spells a secret word; no v or w (`cvv`, `pwd` are secret form fields);
+no b or x, so no `bearer` or `xoxa-` prefix."""
+SAFE_TEXT = SAFE_LETTERS + "aeiou ,.;:!?"
+"""No digits, `@`, `_` or capitals: safe text never looks like a card, email, API key or JWT."""
+
+Case = tuple[Exchange, Exchange, list[str]]
+"""An exchange with secrets planted, the exchange expected after sanitizing, and the planted secrets."""
+
+placements = 0
+"""Secrets planted and checked so far in this process (see `test_enough_placements_were_checked`)."""
+MIN_PLACEMENTS = 10_000
+
+
+# --- secrets and what they become -------------------------------------------------------------
+
+alnum = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=8, max_size=12)
+markers = alnum.map(lambda s: f"S3CR3T{s}")
+b64url = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_", min_size=8, max_size=24)
+safe_names = st.text(SAFE_LETTERS, min_size=2, max_size=8)
+safe_text = st.text(SAFE_TEXT, max_size=16)
+
+
+def _luhn_complete(digits: str) -> str:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char) * (1 if index % 2 else 2)
+        total += value - 9 if value > 9 else value
+    return digits + str((10 - total % 10) % 10)
+
+
+@dataclass(frozen=True)
+class Secret:
+    text: str
+    """How it appears in traffic (`Bearer <token>`, a spaced card number)."""
+    secret: str
+    """What must never reach the corpus."""
+    expected: str
+    """What the sanitizer must leave in its place."""
+
+
+cards = st.tuples(st.sampled_from("2345"), st.text("0123456789", min_size=14, max_size=14), st.sampled_from(["", " "]))
+pattern_secrets = st.one_of(
+    st.tuples(b64url, b64url, b64url).map(lambda p: "eyJ" + ".".join(p)).map(lambda t: Secret(t, t, MASK)),
+    cards.map(lambda c: _luhn_complete(c[0] + c[1])).flatmap(
+        lambda number: st.sampled_from(["", " "]).map(
+            lambda sep: Secret(sep.join(number[i : i + 4] for i in range(0, 16, 4)), number, MASK)
+        )
+    ),
+    alnum.map(lambda s: f"sk_live_{s}{s}").map(lambda k: Secret(k, k, MASK)),
+    st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", min_size=16, max_size=16).map(lambda s: Secret(f"AKIA{s}", s, MASK)),
+    alnum.map(lambda t: Secret(f"Bearer S3CR3T{t}", f"S3CR3T{t}", f"Bearer {MASK}")),
+    st.tuples(alnum, st.sampled_from(["corp.com", "mail.example.org"])).map(
+        lambda p: f"{p[0].lower()}.s3cr3t@{p[1]}"
+    ).map(lambda e: Secret(e, e, PSEUDONYMS.token(e))),
+)
+"""Secrets found by their value, wherever they are."""
+
+
+@st.composite
+def text_with_secret(draw: st.DrawFn) -> tuple[str, str, Secret]:
+    """Free text around a secret, and what it must become."""
+    before, after, secret = draw(safe_text), draw(safe_text), draw(pattern_secrets)
+    return f"{before} {secret.text} {after}", f"{before} {secret.expected} {after}", secret
+
+
+ACTIONS = {"drop": None, "pseudo": "pseudonymize", "": "mask"}
+
+
+@st.composite
+def named_secret(draw: st.DrawFn, default_names: list[str]) -> tuple[str, str, Any]:
+    """(name, marker, expected value or DROP): a default secret name (masked) or one of the policy's own rules."""
+    prefix = draw(st.sampled_from(["drop-", "pseudo-", ""]))
+    name = prefix + draw(safe_names) if prefix else draw(st.sampled_from(default_names))
+    marker = draw(markers)
+    expected = DROP if prefix == "drop-" else PSEUDONYMS.token(marker) if prefix == "pseudo-" else MASK
+    return name, marker, expected
+
+
+@dataclass
+class Plan:
+    """One exchange under construction and the exchange expected after sanitizing."""
+
+    secrets: list[str] = field(default_factory=list)
+
+    def plant(self, secret: str) -> None:
+        self.secrets.append(secret)
+
+
+# --- headers ------------------------------------------------------------------------------------
+
+SECRET_HEADER_NAMES = ["X-Api-Key", "x-auth-token", "Client-Secret", "X-CSRF-Token", "Session-Id", "PASSWORD"]
+SECRET_PARAM_NAMES = ["api_key", "token", "Access_Token", "password", "sig", "client_secret"]
+SECRET_JSON_KEYS = ["password", "accessToken", "client_secret", "apiKey", "Credentials", "refresh_token"]
+
+
+@st.composite
+def headers(draw: st.DrawFn, plan: Plan, *, response: bool) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    sent: list[tuple[str, str]] = []
+    expected: list[tuple[str, str]] = []
+    kinds = st.sampled_from(["safe", "named", "credentials", "cookie", "pattern"])
+    for kind in draw(st.lists(kinds, min_size=2, max_size=12)):
+        if kind == "safe":
+            pair = (f"X-{draw(safe_names)}", draw(safe_text))
+            sent.append(pair)
+            expected.append(pair)
+        elif kind == "named":
+            name, marker, value = draw(named_secret(SECRET_HEADER_NAMES))
+            plan.plant(marker)
+            sent.append((name, marker))
+            if value is not DROP:
+                expected.append((name, value))
+        elif kind == "credentials":
+            scheme, marker = draw(st.sampled_from(["Bearer", "Basic", "Digest"])), draw(markers)
+            plan.plant(marker)
+            name = draw(st.sampled_from(["Authorization", "proxy-authorization"]))
+            sent.append((name, f"{scheme} {marker}"))
+            expected.append((name, f"{scheme} {MASK}"))
+        elif kind == "cookie":
+            cookies = draw(st.lists(named_secret(["sid", "theme", "csrf"]), min_size=1, max_size=1 if response else 4))
+            for _, marker, _ in cookies:
+                plan.plant(marker)
+            if response:
+                (name, marker, value) = cookies[0]
+                sent.append(("Set-Cookie", f"{name}={marker}; Path=/; HttpOnly"))
+                if value is not DROP:
+                    expected.append(("Set-Cookie", f"{name}={value}; Path=/; HttpOnly"))
+                continue
+            sent.append(("Cookie", "; ".join(f"{name}={marker}" for name, marker, _ in cookies)))
+            kept = [f"{name}={value}" for name, _, value in cookies if value is not DROP]
+            if kept:
+                expected.append(("Cookie", "; ".join(kept)))
+        else:
+            text, sanitized, secret = draw(text_with_secret())
+            plan.plant(secret.secret)
+            name = f"X-{draw(safe_names)}"
+            sent.append((name, text))
+            expected.append((name, sanitized))
+    return sent, expected
+
+
+# --- query strings and form bodies --------------------------------------------------------------
+
+
+@st.composite
+def pairs(draw: st.DrawFn, plan: Plan) -> tuple[str, str]:
+    """`a=1&b=2` as sent and as expected; values percent-encoded as browsers do."""
+    sent: list[str] = []
+    expected: list[str] = []
+    for kind in draw(st.lists(st.sampled_from(["safe", "named", "pattern"]), min_size=1, max_size=12)):
+        if kind == "safe":
+            part = f"{draw(safe_names)}={quote_plus(draw(safe_text))}"
+            sent.append(part)
+            expected.append(part)
+        elif kind == "named":
+            name, marker, value = draw(named_secret(SECRET_PARAM_NAMES))
+            plan.plant(marker)
+            sent.append(f"{name}={marker}")
+            if value is not DROP:
+                expected.append(f"{name}={QUERY_MASK if value == MASK else quote_plus(value)}")
+        else:
+            text, sanitized, secret = draw(text_with_secret())
+            plan.plant(secret.secret)
+            name = draw(safe_names)
+            sent.append(f"{name}={quote_plus(text)}")
+            expected.append(f"{name}={quote_plus(sanitized)}")
+    return "&".join(sent), "&".join(expected)
+
+
+# --- JSON ---------------------------------------------------------------------------------------
+
+safe_leaves = st.one_of(st.none(), st.booleans(), st.integers(-(10**9), 10**9), safe_text)
+safe_trees = st.recursive(
+    safe_leaves,
+    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(safe_names, children, max_size=3)),
+    max_leaves=12,
+)
+
+
+def _dict_paths(node: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    if isinstance(node, dict):
+        yield path
+        for key, child in node.items():
+            yield from _dict_paths(child, (*path, key))
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from _dict_paths(child, (*path, index))
+
+
+def _at(node: Any, path: tuple[Any, ...]) -> Any:
+    for step in path:
+        node = node[step]
+    return node
+
+
+@st.composite
+def json_documents(draw: st.DrawFn, plan: Plan) -> tuple[str, str]:
+    sent = draw(st.dictionaries(safe_names, safe_trees, max_size=4))
+    expected = json.loads(json.dumps(sent))
+    paths = list(_dict_paths(sent))
+    for number in range(draw(st.integers(1, 12))):
+        path = draw(st.sampled_from(paths))
+        if draw(st.booleans()):
+            name, marker, value = draw(named_secret(SECRET_JSON_KEYS))
+            key = f"{name}{number}"
+            plan.plant(marker)
+            secret_value: Any = draw(st.sampled_from([marker, [marker], {"v": marker}]))
+            _at(sent, path)[key] = secret_value
+            if value is not DROP:
+                _at(expected, path)[key] = _json_expected(secret_value, value, marker)
+        else:
+            text, sanitized, secret = draw(text_with_secret())
+            plan.plant(secret.secret)
+            _at(sent, path)[f"n{number}"] = text
+            _at(expected, path)[f"n{number}"] = sanitized
+    return json.dumps(sent, ensure_ascii=False), json.dumps(expected, ensure_ascii=False)
+
+
+def _json_expected(sent: Any, value: Any, marker: str) -> Any:
+    """A masked container becomes the mask; a pseudonymized one keeps its structure, leaf by leaf."""
+    if value == MASK:
+        return MASK
+    return json.loads(json.dumps(sent).replace(marker, value))
+
+
+# --- bodies -------------------------------------------------------------------------------------
+
+
+@st.composite
+def text_bodies(draw: st.DrawFn, plan: Plan) -> tuple[str, str]:
+    chunks = draw(st.lists(text_with_secret(), min_size=1, max_size=6))
+    for _, _, secret in chunks:
+        plan.plant(secret.secret)
+    return "\n".join(text for text, _, _ in chunks), "\n".join(sanitized for _, sanitized, _ in chunks)
+
+
+def _multipart(parts: list[tuple[str, str, str]]) -> str:
+    """(name, content type, content) parts in multipart/form-data framing."""
+    lines = [
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n'
+        + (f"Content-Type: {kind}\r\n" if kind else "")
+        + f"\r\n{content}\r\n"
+        for name, kind, content in parts
+    ]
+    return "".join(lines) + f"--{BOUNDARY}--\r\n"
+
+
+@st.composite
+def multipart_bodies(draw: st.DrawFn, plan: Plan) -> tuple[str, str]:
+    sent: list[tuple[str, str, str]] = []
+    expected: list[tuple[str, str, str]] = []
+    for kind in draw(st.lists(st.sampled_from(["safe", "named", "text", "json"]), min_size=1, max_size=5)):
+        if kind == "safe":
+            part = (draw(safe_names), "", draw(safe_text))
+            sent.append(part)
+            expected.append(part)
+        elif kind == "named":
+            name, marker, value = draw(named_secret(SECRET_PARAM_NAMES))
+            plan.plant(marker)
+            sent.append((name, "", marker))
+            if value is not DROP:
+                expected.append((name, "", value))
+        elif kind == "text":
+            text, sanitized = draw(text_bodies(plan))
+            name = draw(safe_names)
+            sent.append((name, "text/plain", text))
+            expected.append((name, "text/plain", sanitized))
+        else:
+            document, sanitized = draw(json_documents(plan))
+            name = draw(safe_names)
+            sent.append((name, "application/json", document))
+            expected.append((name, "application/json", sanitized))
+    return _multipart(sent), _multipart(expected)
+
+
+BODY_KINDS = {
+    "json": ("application/json", json_documents),
+    "form": ("application/x-www-form-urlencoded", pairs),
+    "multipart": (f"multipart/form-data; boundary={BOUNDARY}", multipart_bodies),
+    "text": ("text/plain; charset=utf-8", text_bodies),
+}
+
+
+@st.composite
+def bodies(draw: st.DrawFn, plan: Plan) -> tuple[list[tuple[str, str]], bytes, bytes]:
+    """(content headers, body as sent, body expected): JSON, form, multipart or text."""
+    content_type, strategy = BODY_KINDS[draw(st.sampled_from(sorted(BODY_KINDS)))]
+    sent, expected = draw(strategy(plan))
+    return [("Content-Type", content_type)], sent.encode("utf-8"), expected.encode("utf-8")
+
+
+# --- whole exchanges ----------------------------------------------------------------------------
+
+
+@st.composite
+def planted_exchanges(draw: st.DrawFn) -> Case:
+    plan = Plan()
+    request_headers, expected_request_headers = draw(headers(plan, response=False))
+    query, expected_query = draw(pairs(plan))
+    content_headers, body, expected_body = draw(bodies(plan))
+    if draw(st.booleans()):
+        content_headers.append(("Content-Encoding", "gzip"))
+        body, expected_body = gzip.compress(body, mtime=0), gzip.compress(expected_body, mtime=0)
+    response_headers, expected_response_headers = draw(headers(plan, response=True))
+    response_content, response_body, expected_response_body = draw(bodies(plan))
+
+    def build(asked: Headers, query: str, body: bytes, answered: Headers, answer: bytes) -> Exchange:
+        headers = asked + content_headers
+        request = Request("POST", "http", "api.local", 8080, "/things", query, headers=headers, body=body)
+        response = Response(200, "OK", headers=answered + response_content, body=answer)
+        return Exchange("x1", "s1", 0, request, response)
+
+    sent = build(request_headers, query, body, response_headers, response_body)
+    expected = build(
+        expected_request_headers, expected_query, expected_body, expected_response_headers, expected_response_body
+    )
+    return sent, expected, plan.secrets
+
+
+WORKDIR = Path(tempfile.mkdtemp(prefix="sanitize-properties-"))
+POLICY_FILE = WORKDIR / "policy.toml"
+POLICY_FILE.write_text(POLICY_TOML)
+POLICY = load_policy(POLICY_FILE)
+
+
+def sanitize_through_the_corpus(exchange: Exchange) -> tuple[bytes, Exchange]:
+    """Sanitizes, writes with the real `CorpusWriter`, and returns the raw decompressed bytes and what reads back."""
+    sanitizer = Sanitizer(POLICY, key=KEY, key_source="test")
+    path = WORKDIR / "planted.jsonl.zst"
+    with CorpusWriter(path, source="property test", sanitizer=sanitizer.describe()) as writer:
+        writer.write(sanitizer.exchange(exchange))
+    (stored,) = CorpusReader(path)
+    return decompressed_bytes(path), stored
+
+
+def decoded(exchange: Exchange) -> Exchange:
+    """The request body as its content, so a gzip-encoded body compares (and is searched) by what it says."""
+    if ("Content-Encoding", "gzip") not in exchange.request.headers:
+        return exchange
+    return replace(exchange, request=replace(exchange.request, body=gzip.decompress(exchange.request.body)))
+
+
+def check(case: Case) -> None:
+    global placements
+    sent, expected, secrets = case
+    raw, stored = sanitize_through_the_corpus(sent)
+    stored = decoded(stored)
+    plain_bodies = stored.request.body + (stored.response.body if stored.response else b"")
+    for secret in secrets:
+        assert secret.encode() not in raw, f"{secret!r} reached the corpus"
+        assert secret.encode() not in plain_bodies, f"{secret!r} reached the corpus inside a compressed body"
+    assert stored == decoded(expected)
+    placements += len(secrets)
+
+
+BOUNDED = settings(
+    max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+
+
+@BOUNDED
+@given(planted_exchanges())
+def test_planted_secrets_never_reach_the_corpus_and_the_rest_is_untouched(case: Case) -> None:
+    check(case)
+
+
+@pytest.mark.exhaustive
+@settings(BOUNDED, max_examples=10_000)
+@given(planted_exchanges())
+def test_exhaustive_planted_secrets(case: Case) -> None:
+    check(case)
+
+
+@pytest.mark.parametrize("minimum", [MIN_PLACEMENTS, pytest.param(0, marks=pytest.mark.exhaustive)])
+def test_enough_placements_were_checked(minimum: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs after the property tests in file order (selected with the bounded or the exhaustive form)."""
+    if not placements:
+        pytest.skip("no property test ran in this session")
+    with capsys.disabled():
+        print(f"\n[sanitizer properties] {placements} planted secrets checked")
+    assert placements >= minimum
