@@ -114,35 +114,40 @@ def run(settings: ProxySettings, *, on_listening: Callable[[str], None]) -> Reco
 
 
 async def _serve(settings: ProxySettings, on_listening: Callable[[str], None]) -> Recorder:
+    recorder = Recorder()
+    await serve_master(
+        [recorder, _Announcer(recorder, on_listening)],
+        confdir=str(settings.confdir),
+        mode=[settings.mode],
+        listen_host=settings.listen_host,
+        listen_port=settings.listen_port,
+        replaydiff_output=str(settings.output),
+        replaydiff_source=settings.source,
+        replaydiff_policy=str(settings.policy) if settings.policy else None,
+        replaydiff_default_sanitize=settings.default_sanitize,
+        replaydiff_pseudonym_key_file=str(settings.pseudonym_key_file) if settings.pseudonym_key_file else None,
+        replaydiff_max_body=settings.max_body,
+        replaydiff_retry_window=settings.retry_window_s,
+    )
+    return recorder
+
+
+async def serve_master(addons: list[object], **options: object) -> None:
+    """Runs mitmproxy with our addons until SIGINT or SIGTERM; shared by the recorder and the tap."""
     master = DumpMaster(Options(), with_termlog=False, with_dumper=False)
     # Startup errors (e.g. a port taken since we checked) end the process; say why rather than just "exiting".
     master.addons.get("errorcheck").repeat_errors_on_stderr = True
-    recorder = Recorder()
-    master.addons.add(recorder, _Announcer(recorder, on_listening))
+    master.addons.add(*addons)
     try:
-        master.options.update(
-            confdir=str(settings.confdir),
-            mode=[settings.mode],
-            listen_host=settings.listen_host,
-            listen_port=settings.listen_port,
-            # Read each request before connecting upstream: with mitmproxy's default (eager), a request to a
-            # service that is down is dropped unseen; lazily, it is recorded as an error and the client gets a 502.
-            connection_strategy="lazy",
-            replaydiff_output=str(settings.output),
-            replaydiff_source=settings.source,
-            replaydiff_policy=str(settings.policy) if settings.policy else None,
-            replaydiff_default_sanitize=settings.default_sanitize,
-            replaydiff_pseudonym_key_file=str(settings.pseudonym_key_file) if settings.pseudonym_key_file else None,
-            replaydiff_max_body=settings.max_body,
-            replaydiff_retry_window=settings.retry_window_s,
-        )
+        # Read each request before connecting upstream: with mitmproxy's default (eager), a request to a
+        # service that is down is dropped unseen; lazily, it is recorded as an error and the client gets a 502.
+        master.options.update(connection_strategy="lazy", **options)
     except exceptions.OptionsError as exc:
         raise ProxyError(str(exc)) from None
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, master.shutdown)
     await master.run()
-    return recorder
 
 
 class _Announcer:

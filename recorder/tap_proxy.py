@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mitmproxy import ctx, exceptions
-from mitmproxy.options import Options
-from mitmproxy.tools.dump import DumpMaster
+from mitmproxy import ctx
 
-from recorder.proxy import DEFAULT_CONFDIR, ProxyError, check_listen_address, parse_upstream
+from recorder.proxy import DEFAULT_CONFDIR, ProxyError, check_listen_address, parse_upstream, serve_master
 from recorder.tap import Tap
 
 
@@ -67,27 +64,17 @@ def run_tap(settings: TapSettings, *, on_listening: Callable[[dict[str, str]], N
 
 
 async def _serve(settings: TapSettings, on_listening: Callable[[dict[str, str]], None]) -> Tap:
-    master = DumpMaster(Options(), with_termlog=False, with_dumper=False)
-    master.addons.get("errorcheck").repeat_errors_on_stderr = True
     tap = Tap()
-    master.addons.add(tap, _Announcer(settings, on_listening))
-    try:
-        master.options.update(
-            confdir=str(settings.confdir),
-            mode=settings.modes(),
-            listen_host=settings.listen_host,
-            connection_strategy="lazy",
-            tap_output=str(settings.output),
-            tap_routes=",".join(f"{name}={url}" for name, url in settings.routes.items()),
-            tap_faults=str(settings.faults) if settings.faults else "",
-            tap_seed=settings.seed,
-        )
-    except exceptions.OptionsError as exc:
-        raise ProxyError(str(exc)) from None
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, master.shutdown)
-    await master.run()
+    await serve_master(
+        [tap, _Announcer(settings, on_listening)],
+        confdir=str(settings.confdir),
+        mode=settings.modes(),
+        listen_host=settings.listen_host,
+        tap_output=str(settings.output),
+        tap_routes=",".join(f"{name}={url}" for name, url in settings.routes.items()),
+        tap_faults=str(settings.faults) if settings.faults else "",
+        tap_seed=settings.seed,
+    )
     return tap
 
 
