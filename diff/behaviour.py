@@ -63,7 +63,8 @@ def call_sequence(calls: list[UpstreamCall]) -> str | None:
     for index, call in enumerate(calls):
         gap = "" if index == 0 else f"+{(call.start_us - calls[index - 1].start_us) / 1000:.0f} ms "
         fault = " (fault)" if call.fault else ""
-        parts.append(f"{gap}{call.method} {call.path} → {_outcome(call)}{fault}")
+        approximate = " (attributed by time)" if call.approximate else ""
+        parts.append(f"{gap}{call.method} {call.path} → {_outcome(call)}{fault}{approximate}")
     return ", ".join(parts)
 
 

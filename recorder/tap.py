@@ -62,8 +62,8 @@ class Tap:
             "tap_routes",
             str,
             "",
-            "Dependency names by reverse-mode upstream, as 'inventory=http://127.0.0.1:5001,...'; in forward mode "
-            "a dependency is named by its host:port unless listed here.",
+            "Dependency names by listener, as 'inventory=reverse:http://127.0.0.1:5001@9001,...' (NAME=MODE); "
+            "in forward mode a dependency is named by its host:port.",
         )
         loader.add_option("tap_faults", str, "", "A TOML file of seeded fault rules ([[fault]] tables).")
         loader.add_option(
@@ -77,10 +77,10 @@ class Tap:
         if "tap_routes" in updated:
             self._routes = {}
             for item in filter(None, (part.strip() for part in ctx.options.tap_routes.split(","))):
-                name, sep, url = item.partition("=")
-                if not sep or not name or not url:
-                    raise exceptions.OptionsError(f"tap_routes: {item!r} is not NAME=URL")
-                self._routes[url.rstrip("/")] = name
+                name, sep, spec = item.partition("=")
+                if not sep or not name or not spec:
+                    raise exceptions.OptionsError(f"tap_routes: {item!r} is not NAME=MODE")
+                self._routes[spec] = name
         if "tap_faults" in updated or "tap_seed" in updated:
             try:
                 self.plan = (
@@ -106,12 +106,11 @@ class Tap:
                 self.writer.flush_if_due()
 
     def _dependency(self, flow: http.HTTPFlow) -> str:
+        """By listener: two routes to the same upstream (one per target) stay apart."""
         mode = flow.client_conn.proxy_mode
         if isinstance(mode, ReverseMode):
-            upstream = mode.data.rstrip("/")
-            return self._routes.get(upstream, upstream)
-        address = f"{flow.request.scheme}://{flow.request.host}:{flow.request.port}"
-        return self._routes.get(address, f"{flow.request.host}:{flow.request.port}")
+            return self._routes.get(mode.full_spec, mode.data)
+        return f"{flow.request.host}:{flow.request.port}"
 
     def _next_ordinal(self, key: tuple[str, str, str]) -> int:
         """Counted per attempt (trace and span), so a rerun with the same trace ids starts again at 0."""

@@ -28,12 +28,14 @@ class TapSettings:
     """None: the faults file's seed (else 0)."""
     confdir: Path = DEFAULT_CONFDIR
 
-    def modes(self) -> list[str]:
-        """mitmproxy cannot give several listeners port 0, so free ports are picked here."""
+    def listeners(self) -> list[tuple[str, str]]:
+        """(dependency name, mitmproxy mode spec) per listener; mitmproxy cannot give several listeners
+        port 0, so free ports are picked here, once."""
         if not self.routes:
-            return [f"regular@{self.forward_port or _free_port(self.listen_host)}"]
+            return [("forward proxy", f"regular@{self.forward_port or _free_port(self.listen_host)}")]
         return [
-            f"reverse:{url}@{self.ports.get(name) or _free_port(self.listen_host)}" for name, url in self.routes.items()
+            (name, f"reverse:{url}@{self.ports.get(name) or _free_port(self.listen_host)}")
+            for name, url in self.routes.items()
         ]
 
 
@@ -65,13 +67,14 @@ def run_tap(settings: TapSettings, *, on_listening: Callable[[dict[str, str]], N
 
 async def _serve(settings: TapSettings, on_listening: Callable[[dict[str, str]], None]) -> Tap:
     tap = Tap()
+    listeners = settings.listeners()
     await serve_master(
-        [tap, _Announcer(settings, on_listening)],
+        [tap, _Announcer([name for name, _ in listeners], on_listening)],
         confdir=str(settings.confdir),
-        mode=settings.modes(),
+        mode=[spec for _, spec in listeners],
         listen_host=settings.listen_host,
         tap_output=str(settings.output),
-        tap_routes=",".join(f"{name}={url}" for name, url in settings.routes.items()),
+        tap_routes=",".join(f"{name}={spec}" for name, spec in listeners if settings.routes),
         tap_faults=str(settings.faults) if settings.faults else "",
         tap_seed=settings.seed,
     )
@@ -81,8 +84,8 @@ async def _serve(settings: TapSettings, on_listening: Callable[[dict[str, str]],
 class _Announcer:
     """Reports each dependency's real listening address once the servers are up (ports may have been 0)."""
 
-    def __init__(self, settings: TapSettings, on_listening: Callable[[dict[str, str]], None]) -> None:
-        self._names = list(settings.routes) or ["forward proxy"]
+    def __init__(self, names: list[str], on_listening: Callable[[dict[str, str]], None]) -> None:
+        self._names = names
         self._on_listening = on_listening
 
     def running(self) -> None:

@@ -54,6 +54,8 @@ class ReplaySummary:
     completed: int = 0
     lags_us: array[int] = field(default_factory=lambda: array("q"))
     elapsed_s: float = 0.0
+    epoch_unix_us: int = 0
+    """Wall-clock time of the replay's start: attempts' `sent_us` count from here."""
     outcomes: dict[str, Counter[str]] = field(default_factory=dict)
     """Per target: how many final outcomes were each status class or error kind."""
 
@@ -71,6 +73,7 @@ class ReplaySummary:
         return {
             "completed": self.completed,
             "elapsed_s": round(self.elapsed_s, 3),
+            "epoch_unix_us": self.epoch_unix_us,
             "schedule_lag_ms": {"p50": self.lag_percentile_ms(0.5), "p99": self.lag_percentile_ms(0.99)},
             "outcomes": {target: dict(counts) for target, counts in self.outcomes.items()},
         }
@@ -113,6 +116,7 @@ class Replayer:
             TargetClient(t, timeouts=self.options.timeouts, tls=self.options.tls) for t in self.targets
         ]
         self._epoch_ns = time.perf_counter_ns()
+        self.summary.epoch_unix_us = time.time_ns() // 1000
         try:
             for number, request in enumerate(planned):
                 await self._backlog.acquire()

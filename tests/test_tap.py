@@ -127,3 +127,54 @@ def test_attribution_is_exact_and_faults_are_identical_for_every_target(tmp_path
     # the same seed faces the same faults again
     again = {(r.exchange_id, r.target): [c.status for c in r.upstream] for r in rerun}
     assert again == calls
+
+
+def _silent_service(inventory_url: str) -> web.Application:
+    """A service that does not propagate traceparent: the tap cannot tell whose call it is."""
+
+    async def product(request: web.Request) -> web.Response:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{request.app[INVENTORY]}/stock/{request.match_info['sku']}") as answer:
+                return web.json_response(await answer.json())
+
+    app = web.Application()
+    app[INVENTORY] = inventory_url
+    app.router.add_get("/product/{sku}", product)
+    return app
+
+
+def test_calls_without_traceparent_are_attributed_by_time_and_marked_approximate(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path / "c.jsonl.zst", 12)
+    log = tmp_path / "up.jsonl.zst"
+    with serve(_inventory()) as inventory:
+        proc = subprocess.Popen(
+            [*REPLAYDIFF, "tap", "--route", f"baseline/inventory={inventory}", "--route",
+             f"candidate/inventory={inventory}", "-o", str(log), "--confdir", str(tmp_path / "conf")],
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stderr is not None
+            line = proc.stderr.readline()
+            base_tap = re.search(r"baseline/inventory (http://127\.0\.0\.1:\d+)", line)
+            cand_tap = re.search(r"candidate/inventory (http://127\.0\.0\.1:\d+)", line)
+            assert base_tap and cand_tap, line
+            with serve(_silent_service(base_tap.group(1))) as base, serve(_silent_service(cand_tap.group(1))) as cand:
+                out = tmp_path / "r.jsonl.zst"
+                result = subprocess.run(
+                    [*REPLAYDIFF, "replay", str(corpus), "--baseline", base, "--baseline2", base, "--candidate",
+                     cand, "--concurrency", "1", "--upstream-log", str(log), "-o", str(out)],
+                    capture_output=True, text=True, timeout=120,
+                )  # fmt: skip
+                assert result.returncode == 0, result.stderr
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=20)
+    records = list(ResultsReader(out))
+    candidate = [r for r in records if r.target == "candidate"]
+    assert all(len(r.upstream) == 1 for r in candidate)
+    for record in candidate:
+        [call] = record.upstream
+        assert call.approximate and call.dependency == "inventory" and not call.trace_id
+        assert call.path == f"/stock/{record.exchange_id.removeprefix('x')}"  # the right request, by time
+    baseline_calls = [c for r in records if r.target.startswith("baseline") for c in r.upstream]
+    assert len(baseline_calls) == 24 and all(c.approximate for c in baseline_calls)
