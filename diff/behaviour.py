@@ -28,6 +28,10 @@ def compare_behaviour(left: ReplayRecord, right: ReplayRecord) -> list[Differenc
             differences.append(Difference("retry", dependency, *sequences))
         if [_outcome(c) for c in mine] != [_outcome(c) for c in theirs]:
             differences.append(Difference("upstream", dependency, *sequences))
+        elif _gave_up(mine) and _gave_up(theirs) and _clearly_apart(_persisted_us(mine), _persisted_us(theirs)):
+            differences.append(
+                Difference("retry", f"{dependency} time before giving up", *(_ms(_persisted_us(c)) for c in (mine, theirs)))
+            )
     return differences
 
 
@@ -53,6 +57,29 @@ def _retries(calls: list[UpstreamCall]) -> int:
         for previous, current in zip(calls, calls[1:])
         if _failed(previous) and (previous.method, previous.path) == (current.method, current.path)
     )
+
+
+GIVE_UP_RATIO = 2.0
+GIVE_UP_MIN_US = 50_000
+"""Both must hold for two give-up times to differ: timing jitter alone never doubles a 50 ms wait."""
+
+
+def _gave_up(calls: list[UpstreamCall]) -> bool:
+    return bool(calls) and _failed(calls[-1])
+
+
+def _persisted_us(calls: list[UpstreamCall]) -> int:
+    """From the first call's start to the last call's end: how long the service kept trying."""
+    return calls[-1].start_us + calls[-1].duration_us - calls[0].start_us
+
+
+def _clearly_apart(left_us: int, right_us: int) -> bool:
+    low, high = sorted((left_us, right_us))
+    return high - low >= GIVE_UP_MIN_US and high >= GIVE_UP_RATIO * max(low, 1)
+
+
+def _ms(microseconds: int) -> str:
+    return f"{microseconds / 1000:.0f} ms"
 
 
 def call_sequence(calls: list[UpstreamCall]) -> str | None:

@@ -46,3 +46,12 @@ def test_upstream_differences_that_follow_from_a_different_status_are_not_repeat
 def test_client_attempts_are_compared() -> None:
     [difference] = compare_behaviour(_record([], attempts=1), _record([], "candidate", attempts=3))
     assert (difference.kind, difference.location) == ("retry", "client attempts")
+
+
+def test_giving_up_much_sooner_after_the_same_failures_is_a_retry_divergence() -> None:
+    patient = _record([503, 503], gap_us=400_000)
+    hasty = _record([503, 503], "candidate", gap_us=10_000)
+    [difference] = compare_behaviour(patient, hasty)
+    assert (difference.kind, difference.location) == ("retry", "inventory time before giving up")
+    assert (difference.left, difference.right) == ("400 ms", "10 ms")
+    assert compare_behaviour(patient, _record([503, 503], "baseline2", gap_us=390_000)) == []  # jitter is not a change

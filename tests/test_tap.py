@@ -178,3 +178,37 @@ def test_calls_without_traceparent_are_attributed_by_time_and_marked_approximate
         assert call.path == f"/stock/{record.exchange_id.removeprefix('x')}"  # the right request, by time
     baseline_calls = [c for r in records if r.target.startswith("baseline") for c in r.upstream]
     assert len(baseline_calls) == 24 and all(c.approximate for c in baseline_calls)
+
+
+def test_reset_and_delay_faults_reach_the_service_and_are_logged(tmp_path: Path) -> None:
+    faults = tmp_path / "faults.toml"
+    faults.write_text('[[fault]]\npath = "/stock/7"\nreset = true\n\n[[fault]]\npath = "/stock/8"\ndelay_ms = 300\n')
+    corpus = tmp_path / "c.jsonl.zst"
+    with CorpusWriter(corpus, source="test") as writer:
+        for sku in (7, 8):
+            writer.write(Exchange(id=f"x{sku}", session=f"s{sku}", start_us=0,
+                                  request=Request("GET", "http", "shop", 80, f"/product/{sku}"), response=None))
+    log = tmp_path / "up.jsonl.zst"
+    with serve(_inventory()) as inventory:
+        proc = subprocess.Popen(
+            [*REPLAYDIFF, "tap", "--route", f"inventory={inventory}", "-o", str(log), "--faults", str(faults),
+             "--confdir", str(tmp_path / "conf")],
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stderr is not None
+            tapped = re.search(r"inventory (http://127\.0\.0\.1:\d+)", proc.stderr.readline())
+            assert tapped
+            with serve(_service(tapped.group(1), retries=0)) as service:
+                records = _replay(tmp_path, corpus, service, service, log, "faults")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=20)
+    for record in records:
+        if record.exchange_id == "x7":
+            # aiohttp itself tries a reset keep-alive request once more: every try met the reset
+            assert record.upstream and all(c.error == "reset" and c.fault == "reset" for c in record.upstream)
+            assert record.response is not None and record.response.status >= 500  # the service saw it fail
+        else:
+            [call] = record.upstream
+            assert call.status == 200 and call.fault == "delay 300 ms" and call.duration_us >= 300_000
