@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -66,15 +68,70 @@ def _leaves(document: Any, prefix: Location = ("json",)) -> Iterator[tuple[Locat
         yield prefix, document
 
 
-def harvest(response: Response) -> dict[Location, Scalar]:
-    """Every id-like value of a response, by where it sits."""
+@dataclass(frozen=True, slots=True)
+class CarryRules:
+    """Places whose values are carried forward even when they do not look like ids (a short code, a word).
+
+    From a TOML file: `[[carry]]` tables with `json = "$.session.code"` (`[*]` for any index) or
+    `header = "X-Session"`.
+    """
+
+    json_paths: tuple[tuple[str | int, ...], ...] = ()
+    headers: frozenset[str] = frozenset()
+
+    def forces(self, location: Location) -> bool:
+        return any(_path_matches(pattern, location[1:]) for pattern in self.json_paths)
+
+
+def _path_matches(pattern: tuple[str | int, ...], steps: tuple[str | int, ...]) -> bool:
+    return len(pattern) == len(steps) and all(p == "*" and isinstance(s, int) or p == s for p, s in zip(pattern, steps))
+
+
+class CarryRulesError(Exception):
+    """A correlation rules file that cannot be used; the message names the file and the rule."""
+
+
+def load_carry_rules(path: Path) -> CarryRules:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CarryRulesError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CarryRulesError(f"{path}: not valid TOML ({exc})") from None
+    paths: list[tuple[str | int, ...]] = []
+    headers: set[str] = set()
+    for number, rule in enumerate(data.get("carry", []), start=1):
+        if not isinstance(rule, dict) or set(rule) - {"json", "header"} or len(rule) != 1:
+            raise CarryRulesError(f"{path}: [[carry]] #{number} needs exactly one of json = \"$.a.b\" or header = \"X-Name\"")
+        if "header" in rule:
+            headers.add(str(rule["header"]).lower())
+        elif not str(rule["json"]).startswith("$"):
+            raise CarryRulesError(f"{path}: [[carry]] #{number}: json path {rule['json']!r} must start with $")
+        else:
+            paths.append(_parse_path(str(rule["json"])))
+    return CarryRules(tuple(paths), frozenset(headers))
+
+
+def _parse_path(text: str) -> tuple[str | int, ...]:
+    """`$.items[*].id` → ("items", "*", "id"); `[3]` → 3."""
+    steps: list[str | int] = []
+    for part in re.findall(r"\.([^.\[]+)|\[(\*|\d+)\]", text):
+        name, index = part
+        steps.append(name if name else ("*" if index == "*" else int(index)))
+    return tuple(steps)
+
+
+def harvest(response: Response, rules: CarryRules = CarryRules()) -> dict[Location, Scalar]:
+    """Every id-like value of a response (and whatever the rules name), by where it sits."""
     found: dict[Location, Scalar] = {}
     for location, value in _leaves(_json(response.body)):
-        if _id_like(value):
+        if _id_like(value) or (isinstance(value, (str, int)) and not isinstance(value, bool) and rules.forces(location)):
             found[location] = value
     for name, value in response.headers:
         lowered = name.lower()
-        if lowered == "location":
+        if lowered in rules.headers:
+            found[("header", lowered)] = value
+        elif lowered == "location":
             for index, segment in enumerate(value.split("?")[0].split("/")):
                 if _id_like(segment):
                     found[("location", index)] = unquote(segment)
@@ -93,17 +150,20 @@ class SessionCorrelator:
     recorded is a divergence to report, not an id to carry forward.
     """
 
-    def __init__(self, references: frozenset[str] = frozenset({"baseline", "baseline2"})) -> None:
+    def __init__(
+        self, references: frozenset[str] = frozenset({"baseline", "baseline2"}), rules: CarryRules = CarryRules()
+    ) -> None:
         self._references = references
+        self._rules = rules
         self._mapping: dict[str, dict[Scalar, Scalar]] = {}
 
     def observe(self, recorded: Exchange, live: Mapping[str, Response | None]) -> None:
         if recorded.response is None:
             return
-        recorded_values = harvest(recorded.response)
+        recorded_values = harvest(recorded.response, self._rules)
         if not recorded_values:
             return
-        answers = {target: harvest(response) for target, response in live.items() if response is not None}
+        answers = {target: harvest(response, self._rules) for target, response in live.items() if response is not None}
         references = [answers.get(name, {}) for name in self._references if name in live]
         if not references:
             return
@@ -151,7 +211,11 @@ def _query_item(item: str, mapping: dict[Scalar, Scalar]) -> str:
 def _in_text(text: str, mapping: dict[Scalar, Scalar]) -> str:
     """Tokens inside header values (cookies, bearer tokens): long values only, so nothing is hit by chance."""
     for recorded, live in mapping.items():
-        if isinstance(recorded, str) and len(recorded) >= _MIN_HEADER_TEXT and recorded in text:
+        if not isinstance(recorded, str):
+            continue
+        if text == recorded:
+            return str(live)
+        if len(recorded) >= _MIN_HEADER_TEXT and recorded in text:
             text = text.replace(recorded, str(live))
     return text
 

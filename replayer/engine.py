@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from corpora import Attempt, ReplayRecord, Response
 from replayer.client import TargetClient, Timeouts, TLSOptions
-from replayer.correlate import SessionCorrelator
+from replayer.correlate import CarryRules, SessionCorrelator
 from replayer.plan import PlannedRequest
 from replayer.retry import RetryPolicy
 from replayer.targets import Target
@@ -42,6 +42,8 @@ class ReplayOptions:
     tls: TLSOptions = field(default_factory=TLSOptions)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     correlate: bool = True
+    carry: CarryRules = field(default_factory=CarryRules)
+    """Places to carry forward beyond the id-like values correlation learns by itself."""
     max_backlog: int = 10_000
     trace_salt: str = ""
     """Part of every trace id. The same salt gives a rerun the same trace ids, so a tap's seeded faults
@@ -139,7 +141,7 @@ class Replayer:
         key = request.exchange.session
         session = self._sessions.get(key)
         if session is None:
-            session = self._sessions[key] = _Session()
+            session = self._sessions[key] = _Session(correlator=SessionCorrelator(rules=self.options.carry))
             self._forget_idle_sessions()
         else:
             self._sessions.move_to_end(key)

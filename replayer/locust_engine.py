@@ -32,6 +32,7 @@ from corpora import Exchange
 from replayer.client import Timeouts, TLSOptions
 from replayer.engine import ReplayOptions, ReplaySummary
 from replayer.plan import Pacing, PlannedRequest, Selection
+from replayer.correlate import CarryRules
 from replayer.retry import RetryPolicy
 from replayer.targets import ReplayError, Target
 
@@ -78,6 +79,10 @@ class LocustJob:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["options"]["retry"]["retry_on"] = sorted(self.options.retry.retry_on)
+        data["options"]["carry"] = {
+            "json_paths": [list(path) for path in self.options.carry.json_paths],
+            "headers": sorted(self.options.carry.headers),
+        }
         return data
 
     @classmethod
@@ -97,6 +102,10 @@ class LocustJob:
                 "timeouts": Timeouts(**options["timeouts"]),
                 "tls": TLSOptions(**options["tls"]),
                 "retry": RetryPolicy(**{**options["retry"], "retry_on": frozenset(options["retry"]["retry_on"])}),
+                "carry": CarryRules(
+                    tuple(tuple(path) for path in options["carry"]["json_paths"]),
+                    frozenset(options["carry"]["headers"]),
+                ),
             }),
         )
 

@@ -294,7 +294,8 @@ class _WorkerReplay:
             key = planned.exchange.session
             session = self.sessions.get(key)
             if session is None:
-                session = self.sessions[key] = _Session()
+                assert self.job is not None
+                session = self.sessions[key] = _Session(correlator=SessionCorrelator(rules=self.job.options.carry))
                 self._forget_idle_sessions()
             else:
                 self.sessions.move_to_end(key)

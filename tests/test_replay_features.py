@@ -230,3 +230,47 @@ def test_a_candidate_changing_a_value_the_baseline_kept_is_not_carried_forward()
     created = _exchange(2, "s", "/orders/rec-0000000001")
     assert correlator.rewrite(created.request, "candidate").path == "/orders/live-cand-000001"
     assert correlator.rewrite(created.request, "baseline2").path == "/orders/live-base-000002"
+
+
+def test_correlation_rules_carry_values_that_do_not_look_like_ids(tmp_path: Path) -> None:
+    """A short session code is not id-like, so only a rule carries it into the session's later requests."""
+    codes = iter(f"c{i}" for i in range(100))
+    seen: list[str] = []
+
+    async def login(request: web.Request) -> web.Response:
+        return web.json_response({"session": {"code": next(codes)}})
+
+    async def whoami(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("X-Code", ""))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/login", login)
+    app.router.add_get("/me", whoami)
+    exchanges = [
+        _exchange(0, "s", "/login", method="POST", response=Response(200, body=b'{"session": {"code": "rec"}}')),
+        _exchange(1, "s", "/me", start_us=5000),
+    ]
+    exchanges[1].request.headers.append(("X-Code", "rec"))
+    corpus = _corpus(tmp_path, exchanges)
+    rules = tmp_path / "carry.toml"
+    rules.write_text('[[carry]]\njson = "$.session.code"\n')
+    with serve(app) as url:
+        _replay(tmp_path, corpus, url, url)
+        assert seen == ["rec"] * 3
+        seen.clear()
+        _replay(tmp_path, corpus, url, url, "--correlation-rules", str(rules))
+    assert sorted(seen) != ["rec"] * 3 and all(code.startswith("c") for code in seen)
+
+
+def test_a_bad_correlation_rules_file_is_one_line(tmp_path: Path) -> None:
+    rules = tmp_path / "carry.toml"
+    rules.write_text('[[carry]]\npath = "$.x"\n')
+    corpus = _corpus(tmp_path, [_exchange(0, "s", "/x")])
+    result = subprocess.run(
+        [*REPLAYDIFF, "replay", str(corpus), "--baseline", "http://127.0.0.1:9", "--candidate", "http://127.0.0.1:9",
+         "--correlation-rules", str(rules)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "needs exactly one of json" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -10,11 +10,13 @@ import click
 from rich.console import Console
 
 from replayer.client import Timeouts, TLSOptions
+from replayer.correlate import CarryRules, CarryRulesError, load_carry_rules
 from replayer.engine import ReplayOptions
 from replayer.plan import Pacing, Selection
 from replayer.retry import DEFAULT_RETRY_ON, RetryPolicy
 from replayer.targets import Target
 from replaydiff.commands.diffing import DiffSettings, diff_options, diff_results
+from replaydiff.errors import UserError
 from replaydiff.replaying import LocustEngine, ReplayJob, replay_corpus
 
 
@@ -85,6 +87,9 @@ def replay_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--master-bind", metavar="HOST:PORT",
                      help="With --engine locust: where the master listens for workers [default: 127.0.0.1, "
                           "a free port]."),
+        click.option("--correlation-rules", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+                     help="TOML [[carry]] tables (json = \"$.path\" or header = \"Name\") naming response values to "
+                          "carry into later requests even when they do not look like ids."),
         click.option("--no-correlate", is_flag=True,
                      help="Send recorded ids as they are, instead of the ids each target returned earlier "
                           "in the session."),
@@ -105,7 +110,8 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
          duration: float | None, baseline_headers: tuple[str, ...], candidate_headers: tuple[str, ...],
          routing_key: str | None, host_header: str | None, ca_cert: str | None, insecure: bool, retries: int,
          retry_on: str, upstream_log: Path | None, trace_salt: str, engine: str, workers: int,
-         remote_workers: int, master_bind: str | None, no_correlate: bool, allowed_hosts: tuple[str, ...],
+         remote_workers: int, master_bind: str | None, correlation_rules: Path | None, no_correlate: bool,
+         allowed_hosts: tuple[str, ...],
          timeout: float, connect_timeout: float) -> ReplayJob:
     """The job the `replay` options describe; nightly suites build theirs from the same options."""
     if rate is not None and concurrency is not None:
@@ -134,12 +140,20 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
             tls=TLSOptions(ca_file=ca_cert, insecure=insecure),
             retry=retry,
             correlate=not no_correlate,
+            carry=_carry_rules(correlation_rules),
             trace_salt=trace_salt,
         ),
         allowed_hosts=frozenset(allowed_hosts),
         upstream_log=upstream_log,
         engine=_locust_engine(workers, remote_workers, master_bind) if engine == "locust" else None,
     )
+
+
+def _carry_rules(path: Path | None) -> CarryRules:
+    try:
+        return load_carry_rules(path) if path else CarryRules()
+    except CarryRulesError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _locust_engine(workers: int, remote_workers: int, master_bind: str | None) -> LocustEngine:
