@@ -22,10 +22,8 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from corpora import UpstreamCall, UpstreamLogWriter
+from corpora.trace import exchange_key, parse_traceparent
 from recorder.faults import Fault, FaultPlan, FaultRulesError, load_fault_plan
-
-EXCHANGE_DIGITS = 24
-"""The replayer's trace ids: 24 hex digits name the exchange, 8 the target (see replayer/tracing.py)."""
 
 _METADATA = "replaydiff_tap"
 
@@ -39,12 +37,6 @@ class _Pending:
 
 
 _KEPT_ORDINALS = 100_000
-
-
-def _trace(flow: http.HTTPFlow) -> tuple[str, str]:
-    """(trace id, parent span id) of the propagated `traceparent`; empty strings when there is none."""
-    parts = flow.request.headers.get("traceparent", "").strip().split("-")
-    return (parts[1], parts[2]) if len(parts) == 4 and len(parts[1]) == 32 else ("", "")
 
 
 class Tap:
@@ -122,10 +114,10 @@ class Tap:
 
     async def request(self, flow: http.HTTPFlow) -> None:
         dependency = self._dependency(flow)
-        trace_id, span_id = _trace(flow)
+        trace_id, span_id = parse_traceparent(flow.request.headers.get("traceparent", ""))
         ordinal = self._next_ordinal((trace_id, span_id, dependency))
-        exchange_key = trace_id[:EXCHANGE_DIGITS] if trace_id else "untraced"
-        fault = self.plan.decide(exchange_key, dependency, flow.request.method, flow.request.path, ordinal)
+        key = exchange_key(trace_id) if trace_id else "untraced"
+        fault = self.plan.decide(key, dependency, flow.request.method, flow.request.path, ordinal)
         flow.metadata[_METADATA] = _Pending(dependency, trace_id, fault, time.time())
         if fault is None:
             return

@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
-from replayer.tracing import exchange_key
+from corpora.trace import exchange_key
 from tests.servers import serve
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]

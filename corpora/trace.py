@@ -1,0 +1,24 @@
+"""The trace-id contract between the replayer (which writes `traceparent`) and the tap (which reads it).
+
+The replayer gives each (exchange, target) its own W3C trace id, built so that
+the first 24 hex digits name the exchange (the same for every target, so seeded
+faults hit baseline and candidate alike) and the last 8 name the target.
+"""
+
+from __future__ import annotations
+
+EXCHANGE_DIGITS = 24
+
+
+def exchange_key(trace_id: str) -> str:
+    """The part of a trace id shared by every target's copy of one replayed exchange."""
+    return trace_id[:EXCHANGE_DIGITS]
+
+
+def parse_traceparent(value: str) -> tuple[str, str]:
+    """(trace id, parent span id) of a `traceparent` header; empty strings when it is missing or malformed.
+
+    Lenient about the version and the span id: only a 32-digit trace id is needed to attribute a call.
+    """
+    parts = value.strip().split("-")
+    return (parts[1], parts[2]) if len(parts) == 4 and len(parts[1]) == 32 else ("", "")
