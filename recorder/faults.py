@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from corpora.tomlfile import read_toml
 
 FaultKind = Literal["status", "delay", "reset"]
 
@@ -86,12 +87,7 @@ _RULE_KEYS = {"dependency", "method", "path", "fraction", "status", "delay_ms", 
 
 def load_fault_plan(path: Path, *, seed: int | None = None) -> FaultPlan:
     """`seed` from the command line overrides the file's."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise FaultRulesError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise FaultRulesError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, FaultRulesError)
     rules = tuple(_rule(path, number, raw) for number, raw in enumerate(data.get("fault", []), start=1))
     file_seed = data.get("seed", 0)
     if not isinstance(file_seed, int):

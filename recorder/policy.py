@@ -22,11 +22,12 @@ import fnmatch
 import hashlib
 import json
 import re
-import tomllib
 from dataclasses import asdict, dataclass
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+from corpora.tomlfile import read_toml
 
 Place = Literal["header", "cookie", "query", "form", "json", "pattern", "regex"]
 NamedPlace = Literal["header", "cookie", "query", "form", "json"]
@@ -307,14 +308,9 @@ def load_policy(path: Path | None, *, defaults: bool = True) -> Policy:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PolicyError(f"{path}: no such policy file") from None
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read ({exc.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"{path}: not valid TOML ({exc})") from None
+    if not path.exists():
+        raise PolicyError(f"{path}: no such policy file")
+    return read_toml(path, PolicyError)
 
 
 def _parse_policy(data: dict[str, Any]) -> tuple[tuple[Rule, ...], str | None]:

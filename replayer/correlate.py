@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from http.cookies import SimpleCookie
@@ -23,6 +22,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from corpora import Exchange, Headers, Request, Response
+from corpora.tomlfile import read_toml
 
 Scalar = str | int
 Location = tuple[str | int, ...]
@@ -92,12 +92,7 @@ class CarryRulesError(Exception):
 
 
 def load_carry_rules(path: Path) -> CarryRules:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CarryRulesError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise CarryRulesError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, CarryRulesError)
     paths: list[tuple[str | int, ...]] = []
     headers: set[str] = set()
     for number, rule in enumerate(data.get("carry", []), start=1):

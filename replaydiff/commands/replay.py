@@ -16,6 +16,7 @@ from replayer.plan import Pacing, Selection
 from replayer.retry import DEFAULT_RETRY_ON, RetryPolicy
 from replayer.targets import Target
 from replaydiff.commands.diffing import DiffSettings, diff_options, diff_results
+from replaydiff.commands.worker import master_address
 from replaydiff.errors import UserError
 from replaydiff.replaying import LocustEngine, ReplayJob, replay_corpus
 
@@ -159,10 +160,8 @@ def _carry_rules(path: Path | None) -> CarryRules:
 def _locust_engine(workers: int, remote_workers: int, master_bind: str | None) -> LocustEngine:
     if not master_bind:
         return LocustEngine(workers, remote_workers)
-    host, sep, port = master_bind.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"{master_bind!r} is not HOST:PORT, e.g. 0.0.0.0:5557", param_hint="--master-bind")
-    return LocustEngine(workers, remote_workers, host.strip("[]"), int(port))
+    host, port = master_address(master_bind, option="--master-bind", example="0.0.0.0:5557")
+    return LocustEngine(workers, remote_workers, host, port)
 
 
 def routing_headers(key: str) -> list[tuple[str, str]]:

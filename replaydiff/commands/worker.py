@@ -16,10 +16,11 @@ from replayer.locust_engine import worker_command
 from replaydiff.errors import EXIT_INTERRUPTED
 
 
-def _master_address(text: str) -> tuple[str, int]:
+def master_address(text: str, *, option: str, example: str) -> tuple[str, int]:
+    """The locust master's HOST:PORT, as `worker --master` and `replay --master-bind` take it."""
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"{text!r} is not HOST:PORT, e.g. 10.0.0.5:5557", param_hint="--master")
+        raise click.BadParameter(f"{text!r} is not HOST:PORT, e.g. {example}", param_hint=option)
     return host.strip("[]"), int(port)
 
 
@@ -28,7 +29,7 @@ def _master_address(text: str) -> tuple[str, int]:
               help="The master of `replaydiff replay --engine locust` (its --master-bind address and port).")
 def worker(master: str) -> None:
     """Join a locust replay as one more worker; exits when the master finishes the replay."""
-    host, port = _master_address(master)
+    host, port = master_address(master, option="--master", example="10.0.0.5:5557")
     process = subprocess.Popen(worker_command(host, port), stdin=subprocess.DEVNULL)
     try:
         raise SystemExit(process.wait())
