@@ -16,19 +16,9 @@ import time
 from pathlib import Path
 
 import httpx
-from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.servers import serve  # noqa: E402  (a real aiohttp server on an ephemeral port)
-
-
-def _upstream() -> web.Application:
-    async def stock(request: web.Request) -> web.Response:
-        return web.json_response({"sku": request.match_info["sku"], "stock": 3})
-
-    app = web.Application()
-    app.router.add_get("/stock/{sku}", stock)
-    return app
+from tests.servers import serve, stock_app  # noqa: E402  (real aiohttp servers on ephemeral ports)
 
 
 async def _latencies(base: str, count: int, concurrency: int) -> list[float]:
@@ -50,7 +40,7 @@ def _pct(samples: list[float], q: float) -> float:
 
 
 def main(count: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp, serve(_upstream()) as upstream:
+    with tempfile.TemporaryDirectory() as tmp, serve(stock_app()) as upstream:
         proc = subprocess.Popen(
             [sys.executable, "-m", "replaydiff.cli", "tap", "--route", f"inventory={upstream}",
              "-o", f"{tmp}/up.jsonl.zst", "--confdir", f"{tmp}/conf"],

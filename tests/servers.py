@@ -39,3 +39,14 @@ def serve(app: web.Application) -> Iterator[str]:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+def stock_app() -> web.Application:
+    """A dependency answering `GET /stock/{sku}`: what the tap's tests and benchmark put behind the tap."""
+
+    async def stock(request: web.Request) -> web.Response:
+        return web.json_response({"sku": request.match_info["sku"], "stock": 3})
+
+    app = web.Application()
+    app.router.add_get("/stock/{sku}", stock)
+    return app

@@ -16,11 +16,10 @@ from aiohttp import web
 
 from corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
 from corpora.trace import exchange_key
-from tests.servers import serve
+from tests.servers import serve, stock_app
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
 INVENTORY = web.AppKey("inventory", str)
-RETRIES = web.AppKey("retries", int)
 
 FAULTS = """
 seed = 11
@@ -29,15 +28,6 @@ dependency = "inventory"
 status = 503
 fraction = 0.3
 """
-
-
-def _inventory() -> web.Application:
-    async def stock(request: web.Request) -> web.Response:
-        return web.json_response({"sku": request.match_info["sku"], "stock": 3})
-
-    app = web.Application()
-    app.router.add_get("/stock/{sku}", stock)
-    return app
 
 
 def _service(inventory_url: str, retries: int) -> web.Application:
@@ -55,7 +45,6 @@ def _service(inventory_url: str, retries: int) -> web.Application:
 
     app = web.Application()
     app[INVENTORY] = inventory_url
-    app[RETRIES] = retries
     app.router.add_get("/product/{sku}", product)
     return app
 
@@ -104,7 +93,7 @@ def _replay(tmp_path: Path, corpus: Path, base: str, cand: str, log: Path, name:
 def test_attribution_is_exact_and_faults_are_identical_for_every_target(tmp_path: Path) -> None:
     corpus = _corpus(tmp_path / "c.jsonl.zst", 60)
     log = tmp_path / "up.jsonl.zst"
-    with serve(_inventory()) as inventory, _tap(tmp_path, inventory, log) as tapped:
+    with serve(stock_app()) as inventory, _tap(tmp_path, inventory, log) as tapped:
         with serve(_service(tapped, retries=1)) as base, serve(_service(tapped, retries=3)) as cand:
             records = _replay(tmp_path, corpus, base, cand, log, "run1")
             rerun = _replay(tmp_path, corpus, base, cand, log, "run2")
@@ -146,7 +135,7 @@ def _silent_service(inventory_url: str) -> web.Application:
 def test_calls_without_traceparent_are_attributed_by_time_and_marked_approximate(tmp_path: Path) -> None:
     corpus = _corpus(tmp_path / "c.jsonl.zst", 12)
     log = tmp_path / "up.jsonl.zst"
-    with serve(_inventory()) as inventory:
+    with serve(stock_app()) as inventory:
         proc = subprocess.Popen(
             [*REPLAYDIFF, "tap", "--route", f"baseline/inventory={inventory}", "--route",
              f"candidate/inventory={inventory}", "-o", str(log), "--confdir", str(tmp_path / "conf")],
@@ -189,7 +178,7 @@ def test_reset_and_delay_faults_reach_the_service_and_are_logged(tmp_path: Path)
             writer.write(Exchange(id=f"x{sku}", session=f"s{sku}", start_us=0,
                                   request=Request("GET", "http", "shop", 80, f"/product/{sku}"), response=None))
     log = tmp_path / "up.jsonl.zst"
-    with serve(_inventory()) as inventory:
+    with serve(stock_app()) as inventory:
         proc = subprocess.Popen(
             [*REPLAYDIFF, "tap", "--route", f"inventory={inventory}", "-o", str(log), "--faults", str(faults),
              "--confdir", str(tmp_path / "conf")],
