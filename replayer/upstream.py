@@ -79,7 +79,6 @@ def attach_upstream(results: Path, log: Path, *, wait_s: float = TAP_FLUSH_WAIT_
     reader = ResultsReader(results)
     traced, untraced = read_calls(log, since_unix_us=int(reader.header.get("started_unix_us", 0)))
     approximate = _attribute_by_time(results, untraced) if untraced else {}
-    reader = ResultsReader(results)
     staged = results.with_name(results.name + ".partial")
     attached = 0
     header = {k: v for k, v in reader.header.items() if k not in ("format", "created")}
