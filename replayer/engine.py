@@ -18,7 +18,7 @@ import asyncio
 import random
 import time
 from array import array
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -27,11 +27,9 @@ from replayer.client import TargetClient, Timeouts, TLSOptions
 from replayer.correlate import CarryRules, SessionCorrelator
 from replayer.plan import PlannedRequest
 from replayer.retry import RetryPolicy
+from replayer.sessions import SessionTable
 from replayer.targets import Target
 from replayer.tracing import new_span_id, trace_id_for, traceparent
-
-_KEPT_SESSIONS = 100_000
-"""Idle sessions whose state (last completion, learned values) is kept for their next request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +105,9 @@ class Replayer:
         self._sink = sink
         self._on_progress = on_progress
         self._rng = random.Random()
-        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._sessions: SessionTable[_Session] = SessionTable(
+            lambda: _Session(correlator=SessionCorrelator(rules=options.carry)), busy=lambda s: s.task is not None
+        )
         self._clients: list[TargetClient] = []
         self._epoch_ns = 0
         self._backlog = asyncio.Semaphore(options.max_backlog)
@@ -125,9 +125,9 @@ class Replayer:
                 self._dispatch(request)
                 if number % 64 == 0:
                     await asyncio.sleep(0)  # reading the corpus must not starve the senders
-            await asyncio.gather(*(s.task for s in self._sessions.values() if s.task))
+            await asyncio.gather(*(s.task for s in self._sessions if s.task))
         finally:
-            for session in self._sessions.values():
+            for session in self._sessions:
                 if session.task:
                     session.task.cancel()
             self.summary.elapsed_s = self._now_s()
@@ -138,23 +138,10 @@ class Replayer:
         return (time.perf_counter_ns() - self._epoch_ns) / 1e9
 
     def _dispatch(self, request: PlannedRequest) -> None:
-        key = request.exchange.session
-        session = self._sessions.get(key)
-        if session is None:
-            session = self._sessions[key] = _Session(correlator=SessionCorrelator(rules=self.options.carry))
-            self._forget_idle_sessions()
-        else:
-            self._sessions.move_to_end(key)
+        session = self._sessions.get(request.exchange.session)
         session.queue.append(request)
         if session.task is None:
             session.task = asyncio.create_task(self._drain(session))
-
-    def _forget_idle_sessions(self) -> None:
-        while len(self._sessions) > _KEPT_SESSIONS:
-            oldest_key, oldest = next(iter(self._sessions.items()))
-            if oldest.task is not None:
-                return
-            del self._sessions[oldest_key]
 
     async def _drain(self, session: _Session) -> None:
         while session.queue:

@@ -23,7 +23,7 @@ import itertools
 import json
 import random
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from replayer.client import MAX_BODY, outgoing_headers
 from replayer.correlate import SessionCorrelator
 from replayer.engine import ReplaySummary
 from replayer.plan import PlannedRequest, plan
+from replayer.sessions import SessionTable
 from replayer.targets import Target
 from replayer.tracing import new_span_id, trace_id_for, traceparent
 
@@ -50,8 +51,6 @@ BATCH = 200
 WINDOW = 5000
 """Planned requests a worker may hold unanswered: the read-ahead that keeps memory flat on huge corpora."""
 SEND_INTERVAL_S = 0.1
-KEPT_SESSIONS = 100_000
-"""Idle sessions whose state (last completion, learned ids) a worker keeps for their next request."""
 
 
 @events.init_command_line_parser.add_listener
@@ -265,7 +264,7 @@ class _WorkerReplay:
         self.runner = environment.runner
         self.job: protocol.LocustJob | None = None
         self.senders: list[_TargetSender] = []
-        self.sessions: OrderedDict[str, _Session] = OrderedDict()
+        self.sessions: SessionTable[_Session] = SessionTable(self._new_session, busy=lambda s: s.busy)
         self.ready: Queue[_Session] = Queue()
         self.epoch_ns = 0
         self.spawned = Event()
@@ -291,14 +290,7 @@ class _WorkerReplay:
     def on_planned(self, msg: Any, **_: Any) -> None:
         for data in msg.data:
             planned = protocol.planned_from_json(data)
-            key = planned.exchange.session
-            session = self.sessions.get(key)
-            if session is None:
-                assert self.job is not None
-                session = self.sessions[key] = _Session(correlator=SessionCorrelator(rules=self.job.options.carry))
-                self._forget_idle_sessions()
-            else:
-                self.sessions.move_to_end(key)
+            session = self.sessions.get(planned.exchange.session)
             session.queue.append(planned)
             if not session.busy:
                 session.busy = True
@@ -309,12 +301,9 @@ class _WorkerReplay:
         self.ended = True
         self._report_if_done()
 
-    def _forget_idle_sessions(self) -> None:
-        while len(self.sessions) > KEPT_SESSIONS:
-            key, oldest = next(iter(self.sessions.items()))
-            if oldest.busy:
-                return
-            del self.sessions[key]
+    def _new_session(self) -> _Session:
+        assert self.job is not None  # planned requests only come after the job
+        return _Session(correlator=SessionCorrelator(rules=self.job.options.carry))
 
     def next_session(self) -> _Session:
         self.spawned.wait()
