@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from recorder.faults import FaultRulesError
 from recorder.proxy import DEFAULT_CONFDIR, ProxyError
 from recorder.tap_proxy import TapSettings, parse_route, run_tap
 from replaydiff.errors import UserError
@@ -43,7 +42,7 @@ def tap(routes: tuple[str, ...], listen_host: str, forward_port: int, output: Pa
             confdir=confdir,
         )
         result = run_tap(settings, on_listening=_announce(output))
-    except (ProxyError, FaultRulesError) as exc:
+    except ProxyError as exc:  # bad routes, ports, or fault rules (the tap's options reject those)
         raise UserError(str(exc)) from None
     click.echo(f"replaydiff: tap wrote {result.calls} upstream calls to {output}", err=True)
 
