@@ -10,7 +10,6 @@ can tell a complete file from one whose writer died.
 from __future__ import annotations
 
 import io
-import json
 import os
 import time
 import warnings
@@ -19,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import orjson
 import zstandard
 
 from corpora.errors import CorpusError, CorpusNotFound, CorpusTruncated, NotACorpus, UnsupportedFormat
@@ -96,7 +96,9 @@ class ContainerWriter:
 
 
 def _line(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    """orjson writes the same compact UTF-8 JSON as `json.dumps(ensure_ascii=False, separators=(",", ":"))`,
+    several times faster: every recorded exchange and every replay result passes through here."""
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
 class ContainerReader:
@@ -125,7 +127,7 @@ class ContainerReader:
     def _read_header(self, expected_format: str) -> dict[str, Any]:
         for raw in self._raw_lines():
             try:
-                header = json.loads(raw)
+                header = orjson.loads(raw)
             except ValueError:
                 break
             fmt = header.get("format") if isinstance(header, dict) else None
@@ -167,7 +169,7 @@ class ContainerReader:
         kept = 0
         for raw in lines:
             try:
-                record = json.loads(raw)
+                record = orjson.loads(raw)
             except ValueError:
                 self._damage = "an undecodable record"
                 break
