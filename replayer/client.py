@@ -1,36 +1,47 @@
 """Send one recorded request to one target and observe exactly what happened.
 
-Each target has its own aiohttp session and connection pool, so a slow
-candidate cannot delay the baseline's requests. The request goes out as
-recorded: the path and query exactly as they were on the wire, the recorded
-headers (no client defaults added), the recorded body. Redirects are never
-followed: a 3xx is itself an answer to compare. Failures become `Attempt`s
-with an error kind; nothing a target does can crash the replay.
+Each target has its own connection pool, so a slow candidate cannot delay the
+baseline's requests. The request goes out as recorded: the path and query
+exactly as they were on the wire, the recorded headers (no client defaults
+added), the recorded body. Redirects are never followed: a 3xx is itself an
+answer to compare. Failures become `Attempt`s with an error kind; nothing a
+target does can crash the replay.
 
-Why aiohttp rather than httpx: on this workload httpx spent most of its time
-in its connection pool's bookkeeping and reached a fraction of aiohttp's rate.
+Why our own lean HTTP/1.1 client (`replayer.http1`) rather than aiohttp or
+httpx: per request, httpx spent its time in pool bookkeeping and aiohttp in
+URL and header generality that an exact replay never uses; see bench/README.md.
 """
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
+import zlib
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-import aiohttp
-from multidict import CIMultiDict
-from yarl import URL
+import zstandard
 
 from corpora import Attempt, Headers, Request, Response
+from corpora.model import ErrorKind
+from replayer.http1 import (
+    ConnectFailed,
+    ConnectionPool,
+    ConnectTimeout,
+    HttpClientError,
+    Origin,
+    ProtocolViolation,
+    RawAnswer,
+    ReadTimeout,
+)
 from replayer.targets import Target
 
 # Headers that describe one hop's connection or are recomputed by the client for the body it sends.
 _NOT_FORWARDED = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "content-length"}
 )
-# aiohttp adds these when absent; a replay sends only what was recorded.
-_NO_DEFAULTS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+# Methods whose empty body is still announced with `Content-Length: 0`, as every common client does.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 MAX_BODY = 10 * 1024 * 1024
 
@@ -39,9 +50,7 @@ MAX_BODY = 10 * 1024 * 1024
 class Timeouts:
     connect_s: float = 5.0
     read_s: float = 30.0
-
-    def for_aiohttp(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=None, connect=self.connect_s, sock_read=self.read_s)
+    """The longest silence while waiting for or reading an answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +58,12 @@ class TLSOptions:
     ca_file: str | None = None
     insecure: bool = False
 
-    def for_aiohttp(self) -> ssl.SSLContext | bool:
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca_file)
         if self.insecure:
-            return False
-        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
 
 def outgoing_headers(request: Request, target: Target, extra: Headers = ()) -> Headers:
@@ -67,16 +78,51 @@ def outgoing_headers(request: Request, target: Target, extra: Headers = ()) -> H
     return kept + added
 
 
-def _error_kind(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
+class UnsendableRequest(HttpClientError):
+    """The request itself cannot go on the wire, e.g. a header value with a line break (a fuzzed one)."""
+
+
+def _error_kind(exc: HttpClientError) -> ErrorKind:
+    if isinstance(exc, UnsendableRequest):
+        return "other"
+    if isinstance(exc, (ReadTimeout, ConnectTimeout)):
         return "timeout"
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, ConnectFailed):
         return "refused"
-    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError)):
-        return "reset"  # the peer closed or broke the connection before the answer was complete
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return "protocol"  # it answered, but not with HTTP
-    return "other"
+    if isinstance(exc, ProtocolViolation):
+        return "protocol"
+    return "reset"
+
+
+def _wire(text: str) -> bytes:
+    """Recorded text back to the bytes it came from: Latin-1 keeps any byte; UTF-8 for the rest."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+
+
+def _header_line(name: str, value: str) -> bytes:
+    if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+        raise UnsendableRequest(f"header {name!r} has a line break; not sent")
+    return _wire(f"{name}: {value}")
+
+
+def _decoded(body: bytes, encoding: str) -> bytes:
+    """Bodies are compared (and stored) decoded; raises ValueError when the body does not decode."""
+    try:
+        if encoding in ("gzip", "x-gzip"):
+            return zlib.decompress(body, wbits=47)
+        if encoding == "deflate":
+            try:
+                return zlib.decompress(body)
+            except zlib.error:
+                return zlib.decompress(body, wbits=-15)  # raw deflate, which some servers send
+        if encoding == "zstd":
+            return zstandard.ZstdDecompressor().decompressobj().decompress(body)
+    except (zlib.error, zstandard.ZstdError) as exc:
+        raise ValueError(f"its {encoding} body does not decode: {exc}") from exc
+    raise ValueError(f"content-encoding {encoding!r} is not decoded by the replayer; body kept as received")
 
 
 class TargetClient:
@@ -90,72 +136,91 @@ class TargetClient:
         max_body: int = MAX_BODY,
     ) -> None:
         self.target = target
-        self._max_body = max_body
-        self._timeout = timeouts.for_aiohttp()
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_connections, ssl=tls.for_aiohttp()),
-            timeout=self._timeout,
-            auto_decompress=True,  # bodies are compared (and stored) decoded
-            skip_auto_headers=_NO_DEFAULTS,
-            trust_env=False,  # a replay must reach exactly the target the user named, never a proxy from the env
-            cookie_jar=aiohttp.DummyCookieJar(),  # cookies are the corpus's, not a client jar's
+        url = urlsplit(target.base_url)
+        self._path_prefix = url.path.rstrip("/")
+        self._default_host = url.netloc.rpartition("@")[2]
+        self._pool = ConnectionPool(
+            Origin(target.host, target.port, tls.context() if url.scheme == "https" else None),
+            limit=max_connections,
+            connect_timeout=timeouts.connect_s,
+            read_timeout=timeouts.read_s,
+            max_body=max_body,
         )
+        self._max_body = max_body
+        # The target's own headers, encoded once: they replace same-named recorded ones on every request.
+        self._replaced = frozenset(name.lower() for name, _ in target.headers)
+        self._target_lines = [_header_line(name, value) for name, value in target.headers]
+
+    def wire_request(self, request: Request, extra_headers: Headers) -> bytes:
+        """The request as bytes: recorded request line and headers, then the target's and `extra_headers`,
+        which replace same-named recorded ones (what `outgoing_headers` says, without its per-call set-up)."""
+        method = request.method.upper()
+        replaced = self._replaced.union(name.lower() for name, _ in extra_headers)
+        has_host = "host" in replaced
+        lines = [_wire(f"{method} {self._path_prefix}{request.target} HTTP/1.1")]
+        for name, value in request.headers:
+            lowered = name.lower()
+            if lowered not in _NOT_FORWARDED and lowered not in replaced:
+                has_host = has_host or lowered == "host"
+                lines.append(_header_line(name, value))
+        lines.extend(self._target_lines)
+        lines.extend(_header_line(name, value) for name, value in extra_headers)
+        if not has_host:
+            lines.append(_wire(f"Host: {self._default_host}"))
+        if request.body or method in _BODY_METHODS:
+            lines.append(b"Content-Length: %d" % len(request.body))
+        lines.append(b"")
+        lines.append(request.body)
+        return b"\r\n".join(lines)
 
     async def send(
         self, request: Request, *, epoch_ns: int, extra_headers: Headers = (), span_id: str = ""
     ) -> tuple[Attempt, Response | None]:
         """`epoch_ns` is the replay's start on the perf_counter clock; attempt times are offsets from it."""
         started = time.perf_counter_ns()
-        ttfb_us: int | None = None
-        detail: str | None = None
         response: Response | None = None
-        error: str | None = None
+        error: ErrorKind | None = None
+        detail: str | None = None
+        ttfb_us: int | None = None
         try:
-            async with self._session.request(
-                request.method,
-                URL(self.target.base_url + request.target, encoded=True),
-                headers=CIMultiDict(outgoing_headers(request, self.target, extra_headers)),
-                data=request.body or None,
-                allow_redirects=False,
-            ) as answer:
-                ttfb_us = (time.perf_counter_ns() - started) // 1000
-                body, truncated = await self._read(answer)
-                if truncated:
-                    detail = f"body truncated at {self._max_body} bytes"
-                response = Response(
-                    status=answer.status,
-                    reason=answer.reason or "",
-                    http_version=f"HTTP/{answer.version.major}.{answer.version.minor}" if answer.version else "",
-                    headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.raw_headers],
-                    body=body,
-                    original_encoding=answer.headers.get("Content-Encoding"),
-                )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            response = None
-            error = _error_kind(exc)
-            detail = f"{type(exc).__name__}: {exc}"[:300]
+            answer = await self._pool.request(self.wire_request(request, extra_headers), method=request.method.upper())
+        except HttpClientError as exc:
+            error, detail = _error_kind(exc), str(exc)[:300]
+        else:
+            ttfb_us = (answer.ttfb_ns - started) // 1000 if answer.ttfb_ns else None
+            response, detail = self._response(answer)
         ended = time.perf_counter_ns()
         attempt = Attempt(
             sent_us=(started - epoch_ns) // 1000,
             ttfb_us=ttfb_us,
             duration_us=(ended - started) // 1000,
             status=response.status if response else None,
-            error=error,  # type: ignore[arg-type]
+            error=error,
             error_detail=detail,
             span_id=span_id,
         )
         return attempt, response
 
-    async def _read(self, answer: aiohttp.ClientResponse) -> tuple[bytes, bool]:
-        """Up to the cap: a target answering a huge body must not exhaust the replayer's memory."""
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in answer.content.iter_chunked(1 << 16):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > self._max_body:
-                return b"".join(chunks)[: self._max_body], True
-        return b"".join(chunks), False
+    def _response(self, answer: RawAnswer) -> tuple[Response, str | None]:
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in answer.headers]
+        body = bytes(answer.body)
+        detail = f"body truncated at {self._max_body} bytes" if answer.truncated else None
+        encoding = next((v.strip().lower() for n, v in headers if n.lower() == "content-encoding"), "")
+        original_encoding = None
+        if encoding and encoding != "identity" and body and not answer.truncated:
+            try:
+                body, original_encoding = _decoded(body, encoding), encoding
+            except ValueError as exc:
+                detail = str(exc)
+        response = Response(
+            status=answer.status,
+            reason=answer.reason.decode("latin-1"),
+            http_version=answer.http_version,
+            headers=headers,
+            body=body,
+            original_encoding=original_encoding,
+        )
+        return response, detail
 
     async def aclose(self) -> None:
-        await self._session.close()
+        self._pool.close()

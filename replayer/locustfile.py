@@ -42,7 +42,7 @@ from replayer.client import MAX_BODY, outgoing_headers
 from replayer.correlate import SessionCorrelator
 from replayer.engine import ReplaySummary
 from replayer.plan import PlannedRequest, plan
-from replayer.sessions import SessionTable
+from replayer.sessions import SessionTable, shard_of
 from replayer.targets import Target
 from replayer.tracing import new_span_id, trace_id_for, traceparent
 
@@ -112,7 +112,7 @@ class _MasterReplay:
         passes = (CorpusReader(self.job.corpus) for _ in itertools.count())
         pending: dict[str, list[dict[str, Any]]] = {worker: [] for worker in self.shards}
         for number, planned in enumerate(plan(passes, pacing=self.job.pacing, selection=self.job.selection)):
-            worker = self.shards[protocol.shard_of(planned.exchange.session, len(self.shards))]
+            worker = self.shards[shard_of(planned.exchange.session, len(self.shards))]
             pending[worker].append(protocol.planned_to_json(planned))
             if len(pending[worker]) >= BATCH:
                 while self.unanswered[worker] + BATCH > WINDOW:
@@ -152,7 +152,7 @@ class _MasterReplay:
         self.done.add(msg.node_id)
         if self.done >= set(self.shards):
             self._close(interrupted=False)
-            Path(self.job.summary).write_text(json.dumps(protocol.summary_to_json(self.summary)))
+            Path(self.job.summary).write_text(json.dumps(self.summary.to_message()))
             self.environment.process_exit_code = 0  # target errors are outcomes in the results, not a failed run
             gevent.spawn(self.runner.quit)
 
@@ -198,7 +198,7 @@ class _TargetSender:
             base_url=target.base_url,
             follow_redirects=False,
             timeout=httpx.Timeout(timeouts.read_s, connect=timeouts.connect_s, pool=None),
-            verify=job.options.tls.for_aiohttp(),  # an SSL context or a bool, which httpx takes alike
+            verify=job.options.tls.context(),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             trust_env=False,
         )

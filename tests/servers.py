@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import ssl
 import threading
 from collections.abc import Iterator
 
@@ -11,7 +13,7 @@ from aiohttp import web
 
 
 @contextlib.contextmanager
-def serve(app: web.Application) -> Iterator[str]:
+def serve(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
     """Yields the base URL; the server stops when the block ends."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
@@ -20,7 +22,7 @@ def serve(app: web.Application) -> Iterator[str]:
     async def start() -> None:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         holder["runner"] = runner
         holder["port"] = runner.addresses[0][1]
@@ -50,3 +52,39 @@ def stock_app() -> web.Application:
     app = web.Application()
     app.router.add_get("/stock/{sku}", stock)
     return app
+
+
+@contextlib.contextmanager
+def raw_server(*answers: bytes) -> Iterator[str]:
+    """A TCP server that answers the requests of each connection with these bytes in turn, HTTP or not,
+    then closes it: what a misbehaving target does, or one that times out kept-alive connections."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            try:
+                for reply in answers:
+                    if not conn.recv(65536):  # the replayer's reachability probe sends nothing
+                        return
+                    conn.sendall(reply)
+            except OSError:
+                pass  # the client hung up early, as it may
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()

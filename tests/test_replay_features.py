@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from aiohttp import web
 
 from corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
 from corpora.trace import exchange_key
-from tests.servers import serve
+from tests.servers import raw_server, serve
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
 SEEN = web.AppKey("seen", list)
@@ -170,43 +166,10 @@ def test_ids_returned_by_each_target_replace_recorded_ones(tmp_path: Path) -> No
     assert [r.response.status for r in plain if r.exchange_id == "x1" and r.response] == [404, 404, 404]
 
 
-@contextmanager
-def _raw_server(answer: bytes) -> Iterator[str]:
-    """A TCP server that answers every connection with fixed bytes, HTTP or not."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def answer_one(conn: socket.socket) -> None:
-        with conn:
-            try:
-                if conn.recv(65536):  # the replayer's reachability probe sends nothing
-                    conn.sendall(answer)
-            except OSError:
-                pass  # the client hung up early, as it may
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=answer_one, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
-
-
 def test_garbage_and_huge_answers_are_outcomes(tmp_path: Path) -> None:
     corpus = _corpus(tmp_path, [_exchange(0, "s", "/x")])
     huge = b"HTTP/1.1 200 OK\r\nContent-Length: 12000000\r\n\r\n" + b"a" * 12_000_000
-    with _raw_server(b"SSH-2.0-OpenSSH_9.0\r\n\r\n") as garbage, _raw_server(huge) as big:
+    with raw_server(b"SSH-2.0-OpenSSH_9.0\r\n\r\n") as garbage, raw_server(huge) as big:
         records = _replay(tmp_path, corpus, garbage, big)
     by_target = {r.target: r for r in records}
     assert by_target["baseline"].attempts[0].error == "protocol"
