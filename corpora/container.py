@@ -26,6 +26,7 @@ from corpora.errors import CorpusError, CorpusNotFound, CorpusTruncated, NotACor
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 FLUSH_INTERVAL_S = 1.0
 _READ_CHUNK = 1 << 16
+_END_PREFIX = b'{"end":'
 
 
 class ContainerWriter:
@@ -59,6 +60,14 @@ class ContainerWriter:
         if self._file is None:
             raise CorpusError(self.path, "write after close")
         self._pending.append(_line(record))
+        self.count += 1
+        self.flush_if_due()
+
+    def write_raw(self, line: bytes) -> None:
+        """A record line exactly as another container holds it (see `ContainerReader.raw_records`)."""
+        if self._file is None:
+            raise CorpusError(self.path, "write after close")
+        self._pending.append(line + b"\n")
         self.count += 1
         self.flush_if_due()
 
@@ -154,6 +163,16 @@ class ContainerReader:
             if buffered:
                 self._damage = "an incomplete last record"
 
+    def raw_records(self) -> Iterator[bytes]:
+        """Each record's JSON line, unparsed, header and end marker left out: for copying records between
+        files (e.g. merging the parts of a replay spread over processes) without decoding and re-encoding."""
+        lines = self._raw_lines()
+        next(lines, None)
+        for raw in lines:
+            if raw.startswith(_END_PREFIX):
+                return
+            yield raw
+
     def count(self) -> int:
         """Records in the file, counted without parsing them: cheap enough to size a progress bar."""
         lines = 0
@@ -161,7 +180,7 @@ class ContainerReader:
         for raw in self._raw_lines():
             lines += 1
             last = raw
-        return max(0, lines - 1 - (1 if last.startswith(b'{"end":') else 0))
+        return max(0, lines - 1 - (1 if last.startswith(_END_PREFIX) else 0))
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         lines = self._raw_lines()

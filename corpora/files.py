@@ -42,6 +42,14 @@ class _TypedWriter(Generic[RecordT]):
     def flush_if_due(self) -> None:
         self._container.flush_if_due()
 
+    def copy_from(self, reader: _TypedReader[RecordT]) -> int:
+        """Appends every complete record of `reader`'s file as stored; returns how many."""
+        copied = 0
+        for line in reader.raw_records():
+            self._container.write_raw(line)
+            copied += 1
+        return copied
+
     def close(self, **summary: Any) -> None:
         self._container.close(**summary)
 
@@ -82,6 +90,9 @@ class _TypedReader(Generic[RecordT]):
 
     def count(self) -> int:
         return self._container.count()
+
+    def raw_records(self) -> Iterator[bytes]:
+        return self._container.raw_records()
 
     def __iter__(self) -> Iterator[RecordT]:
         decode = type(self)._decode

@@ -11,7 +11,7 @@ import contextlib
 import gc
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +22,8 @@ from corpora import CorpusReader, ResultsWriter
 from replayer.engine import Replayer, ReplayOptions, ReplaySummary
 from replayer.locust_engine import run_locust_replay
 from replayer.upstream import attach_upstream
+from replaydiff.eventloop import flushing, run_fast
+from replaydiff.sharded import ShardedReplay, replay_in_processes
 from replayer.plan import Pacing, PlannedRequest, Selection, plan
 from replayer.targets import MUTATING_METHODS, Target, check_reachable, check_write_safety, is_loopback
 
@@ -51,6 +53,8 @@ class ReplayJob:
     """A tap's log, joined into the results after the replay."""
     engine: LocustEngine | None = None
     """None: the asyncio engine in this process; else locust's master and worker processes."""
+    processes: int = 1
+    """The asyncio engine's processes, each replaying its share of the sessions (one per core at most)."""
 
     def planned(self) -> Iterator[PlannedRequest]:
         """Streams the plan, reading the corpus afresh for every loop."""
@@ -74,7 +78,12 @@ def replay_corpus(job: ReplayJob, *, console: Console) -> ReplaySummary:
     total = _planned_total(job, reader)
     try:
         with _few_collections():
-            summary = asyncio.run(_replay(job, total, console)) if job.engine is None else _replay_on_locust(job, console)
+            if job.engine is not None:
+                summary = _replay_on_locust(job, console)
+            elif job.processes > 1:
+                summary = _replay_in_processes(job, total, console)
+            else:
+                summary = run_fast(_replay(job, total, console))
     except KeyboardInterrupt:
         raise ReplayInterrupted(
             f"interrupted; the exchanges completed so far are in {job.output} (diff it as usual)"
@@ -101,7 +110,7 @@ def _few_collections() -> Iterator[None]:
 
 def _replay_on_locust(job: ReplayJob, console: Console) -> ReplaySummary:
     assert job.engine is not None
-    asyncio.run(_check_all_reachable(job.targets))
+    run_fast(_check_all_reachable(job.targets))
     engine = job.engine
     console.print(
         f"replaying {job.corpus} on locust with {engine.workers} local and {engine.remote_workers} remote workers "
@@ -131,29 +140,55 @@ def _planned_total(job: ReplayJob, reader: CorpusReader) -> int | None:
 
 async def _replay(job: ReplayJob, total: int | None, console: Console) -> ReplaySummary:
     await _check_all_reachable(job.targets)
-    console.print(
-        f"replaying {total if total is not None else 'the selected'} exchanges of {job.corpus} "
-        f"({job.describe_mode()}) → " + ", ".join(f"{t.name} {t.base_url}" for t in job.targets),
-        soft_wrap=True,
-    )
-    writer = ResultsWriter(
-        job.output,
-        corpus=str(job.corpus),
-        targets={t.name: t.base_url for t in job.targets},
-        mode=job.describe_mode(),
-        started_unix_us=time.time_ns() // 1000,
-    )
+    _announce(job, total, console)
+    writer = _results_writer(job)
     with _progress(console, total) as advance:
-        replayer = Replayer(job.targets, sink=writer.write, options=job.options, on_progress=advance)
+        replayer = Replayer(job.targets, sink=writer.write, options=job.options, on_progress=lambda: advance(1))
         interrupted = True
         try:
-            async with _flushing(writer):
+            async with flushing(writer):
                 await replayer.run(job.planned())
             interrupted = False
         finally:
             writer.close(interrupted=interrupted, **replayer.summary.to_json())
     _print_summary(console, replayer.summary, job.output)
     return replayer.summary
+
+
+def _replay_in_processes(job: ReplayJob, total: int | None, console: Console) -> ReplaySummary:
+    run_fast(_check_all_reachable(job.targets))
+    _announce(job, total, console)
+    writer = _results_writer(job)
+    summary: ReplaySummary | None = None
+    try:
+        with _progress(console, total) as advance:
+            summary = replay_in_processes(
+                ShardedReplay(job.processes, job.planned, job.targets, job.options), writer, advance
+            )
+    finally:
+        writer.close(interrupted=summary is None, **(summary.to_json() if summary else {}))
+    assert summary is not None
+    _print_summary(console, summary, job.output)
+    return summary
+
+
+def _announce(job: ReplayJob, total: int | None, console: Console) -> None:
+    processes = f", {job.processes} processes" if job.processes > 1 else ""
+    console.print(
+        f"replaying {total if total is not None else 'the selected'} exchanges of {job.corpus} "
+        f"({job.describe_mode()}{processes}) → " + ", ".join(f"{t.name} {t.base_url}" for t in job.targets),
+        soft_wrap=True,
+    )
+
+
+def _results_writer(job: ReplayJob) -> ResultsWriter:
+    return ResultsWriter(
+        job.output,
+        corpus=str(job.corpus),
+        targets={t.name: t.base_url for t in job.targets},
+        mode=job.describe_mode(),
+        started_unix_us=time.time_ns() // 1000,
+    )
 
 
 def _print_summary(console: Console, summary: ReplaySummary, output: Path) -> None:
@@ -174,24 +209,8 @@ def _outcomes_line(summary: ReplaySummary) -> str:
 
 
 @contextlib.contextmanager
-def _progress(console: Console, total: int | None) -> Iterator[Callable[[], None]]:
+def _progress(console: Console, total: int | None) -> Iterator[Callable[[int], None]]:
     columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("replay", total=total)
-        yield lambda: progress.advance(task)
-
-
-@contextlib.asynccontextmanager
-async def _flushing(writer: ResultsWriter) -> AsyncIterator[None]:
-    """Quiet stretches of a replay still reach disk within a second."""
-
-    async def tick() -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            writer.flush_if_due()
-
-    ticker = asyncio.create_task(tick())
-    try:
-        yield
-    finally:
-        ticker.cancel()
+        yield lambda done: progress.advance(task, done)

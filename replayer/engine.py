@@ -21,6 +21,7 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from corpora import Attempt, ReplayRecord, Response
 from replayer.client import TargetClient, Timeouts, TLSOptions
@@ -69,6 +70,32 @@ class ReplaySummary:
         outcome = attempt.error or f"{attempt.status // 100}xx"
         self.outcomes.setdefault(target, Counter())[outcome] += 1
 
+    def to_message(self) -> dict[str, Any]:
+        """The whole summary, every lag included, from a process that replayed one shard to the one merging."""
+        return {"planned": self.planned, "completed": self.completed, "elapsed_s": self.elapsed_s,
+                "epoch_unix_us": self.epoch_unix_us, "lags_us": self.lags_us.tolist(), "outcomes": self.outcomes}
+
+    @classmethod
+    def from_message(cls, data: dict[str, Any]) -> ReplaySummary:
+        summary = cls(planned=data["planned"], completed=data["completed"], elapsed_s=data["elapsed_s"],
+                      epoch_unix_us=data.get("epoch_unix_us", 0))
+        summary.lags_us.extend(data["lags_us"])
+        for target, counts in data["outcomes"].items():
+            summary.outcomes[target] = Counter(counts)
+        return summary
+
+    @classmethod
+    def merged(cls, shards: list[ReplaySummary]) -> ReplaySummary:
+        """One summary of a replay whose sessions were spread over processes that started together."""
+        summary = cls(epoch_unix_us=min((s.epoch_unix_us for s in shards), default=0))
+        for shard in shards:
+            summary.completed += shard.completed
+            summary.elapsed_s = max(summary.elapsed_s, shard.elapsed_s)
+            summary.lags_us.extend(shard.lags_us)
+            for target, counts in shard.outcomes.items():
+                summary.outcomes.setdefault(target, Counter()).update(counts)
+        return summary
+
     def to_json(self) -> dict[str, object]:
         return {
             "completed": self.completed,
@@ -80,6 +107,19 @@ class ReplaySummary:
 
 
 RecordSink = Callable[[ReplayRecord], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayStart:
+    """When a replay's plan starts, on both clocks: `perf_ns` on the monotonic clock, which every process of
+    the machine shares, times the schedule; `unix_us` dates the attempts in the results."""
+
+    perf_ns: int
+    unix_us: int
+
+    @classmethod
+    def now(cls, delay_s: float = 0.0) -> ReplayStart:
+        return cls(time.perf_counter_ns() + int(delay_s * 1e9), time.time_ns() // 1000 + int(delay_s * 1e6))
 
 
 @dataclass(slots=True)
@@ -113,12 +153,16 @@ class Replayer:
         self._backlog = asyncio.Semaphore(options.max_backlog)
         self._slots = asyncio.Semaphore(options.concurrency or options.max_backlog)
 
-    async def run(self, planned: Iterable[PlannedRequest]) -> ReplaySummary:
+    async def run(self, planned: Iterable[PlannedRequest], *, start: ReplayStart | None = None) -> ReplaySummary:
+        """`start`: a moment shared with the other processes replaying other sessions of the same plan."""
         self._clients = [
             TargetClient(t, timeouts=self.options.timeouts, tls=self.options.tls) for t in self.targets
         ]
-        self._epoch_ns = time.perf_counter_ns()
-        self.summary.epoch_unix_us = time.time_ns() // 1000
+        start = start or ReplayStart.now()
+        self._epoch_ns = start.perf_ns
+        self.summary.epoch_unix_us = start.unix_us
+        if (wait_s := -self._now_s()) > 0:
+            await asyncio.sleep(wait_s)
         try:
             for number, request in enumerate(planned):
                 await self._backlog.acquire()

@@ -22,8 +22,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import zlib
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -110,11 +108,6 @@ class LocustJob:
         )
 
 
-def shard_of(session: str, shards: int) -> int:
-    """crc32 rather than `hash()`: the same on every process and machine, which PYTHONHASHSEED is not."""
-    return zlib.crc32(session.encode("utf-8")) % shards
-
-
 def planned_to_json(planned: PlannedRequest) -> dict[str, Any]:
     return {"exchange": planned.exchange.to_json(), "endpoint": planned.endpoint, "due_s": planned.due_s,
             "think_s": planned.think_s}
@@ -122,19 +115,6 @@ def planned_to_json(planned: PlannedRequest) -> dict[str, Any]:
 
 def planned_from_json(data: dict[str, Any]) -> PlannedRequest:
     return PlannedRequest(Exchange.from_json(data["exchange"]), data["endpoint"], data["due_s"], data["think_s"])
-
-
-def summary_to_json(summary: ReplaySummary) -> dict[str, Any]:
-    return {"planned": summary.planned, "completed": summary.completed, "elapsed_s": summary.elapsed_s,
-            "lags_us": summary.lags_us.tolist(), "outcomes": summary.outcomes}
-
-
-def summary_from_json(data: dict[str, Any]) -> ReplaySummary:
-    summary = ReplaySummary(planned=data["planned"], completed=data["completed"], elapsed_s=data["elapsed_s"])
-    summary.lags_us.extend(data["lags_us"])
-    for target, counts in data["outcomes"].items():
-        summary.outcomes[target] = Counter(counts)
-    return summary
 
 
 def locust_users(*, workers: int, concurrency: int | None) -> int:
@@ -220,7 +200,7 @@ def run_locust_replay(
             raise LocustEngineError(
                 f"the locust master exited with code {code} before the replay finished; see its log above"
             )
-        return summary_from_json(json.loads(summary_file.read_text()))
+        return ReplaySummary.from_message(json.loads(summary_file.read_text()))
 
 
 def _free_port(host: str) -> int:

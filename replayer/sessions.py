@@ -8,11 +8,18 @@ oldest first; a session with work in flight never is.
 
 from __future__ import annotations
 
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 KEPT_SESSIONS = 100_000
+
+
+def shard_of(session: str, shards: int) -> int:
+    """Which of `shards` processes or workers replays a session: all of its requests go to one, so their
+    order and learned ids hold. crc32 rather than `hash()`: the same on every process and machine."""
+    return zlib.crc32(session.encode("utf-8")) % shards
 
 S = TypeVar("S")
 

@@ -21,7 +21,8 @@ from aiohttp import web
 from corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
 from diff.analysis import analyze
 from replayer.engine import ReplayOptions
-from replayer.locust_engine import LocustJob, run_locust_replay, shard_of
+from replayer.locust_engine import LocustJob, run_locust_replay
+from replayer.sessions import shard_of
 from replayer.plan import Pacing, Selection
 from replayer.retry import RetryPolicy
 from replayer.targets import Target

@@ -88,7 +88,8 @@ def _run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*REPLAYDIFF, *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
-def test_every_target_gets_the_same_request_and_sessions_keep_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "3"])
+def test_every_target_gets_the_same_request_and_sessions_keep_order(tmp_path: Path, processes: str) -> None:
     exchanges = [_exchange(i, f"s{i % 5}", "POST" if i % 3 else "GET", body=b'{"n": %d}' % i) for i in range(40)]
     corpus = _corpus(tmp_path / "c.jsonl.zst", exchanges)
     seen: list[tuple[str, dict]] = []
@@ -97,8 +98,9 @@ def test_every_target_gets_the_same_request_and_sessions_keep_order(tmp_path: Pa
     with serve(base_app) as base, serve(cand_app) as cand:
         result = _run("replay", corpus, "--baseline", base, "--candidate", cand, "--speed", "50",
                       "--candidate-header", "baggage: sd-routing-key=abc", "-o", tmp_path / "r.jsonl.zst",
-                      cwd=tmp_path)
+                      "--processes", processes, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "replayed 40 exchanges" in result.stderr
     base_seen = [r for name, r in seen if name == "base"]
     cand_seen = [r for name, r in seen if name == "cand"]
     assert len(base_seen) == 80 and len(cand_seen) == 40  # baseline and baseline2 share the URL
@@ -114,8 +116,10 @@ def test_every_target_gets_the_same_request_and_sessions_keep_order(tmp_path: Pa
     for session in {e.session for e in exchanges}:
         order = [int(r["path"].split("i=")[1].split("&")[0]) for r in cand_seen if r["session"] == session]
         assert order == sorted(order)
-    records = list(ResultsReader(tmp_path / "r.jsonl.zst"))
-    assert len(records) == 120
+    reader = ResultsReader(tmp_path / "r.jsonl.zst")
+    records = list(reader)
+    assert len(records) == 120 and reader.complete and reader.end["completed"] == 40
+    assert not list(tmp_path.glob(".replaydiff-parts-*"))  # the processes' parts are merged and gone
     assert {r.target for r in records} == {"baseline", "baseline2", "candidate"}
     assert all(r.response and r.response.status == 200 for r in records)
     assert all(r.endpoint in ("GET /echo", "POST /echo") for r in records)
@@ -177,7 +181,8 @@ def test_bad_corpus_is_one_line_exit_2(tmp_path: Path, args: list[str], message:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_ctrl_c_leaves_a_valid_results_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_ctrl_c_leaves_a_valid_results_file(tmp_path: Path, processes: str) -> None:
     exchanges = [_exchange(i, f"s{i % 4}") for i in range(400)]
     for i, exchange in enumerate(exchanges):
         exchange.start_us = i * 20_000  # 8 s of traffic at speed 1
@@ -187,7 +192,8 @@ def test_ctrl_c_leaves_a_valid_results_file(tmp_path: Path) -> None:
     app[NAME] = "any"
     with serve(app) as url:
         proc = subprocess.Popen(
-            [*REPLAYDIFF, "replay", str(corpus), "--baseline", url, "--candidate", url, "-o", "r.jsonl.zst"],
+            [*REPLAYDIFF, "replay", str(corpus), "--baseline", url, "--candidate", url, "-o", "r.jsonl.zst",
+             "--processes", processes],
             cwd=tmp_path, stderr=subprocess.PIPE, text=True,
         )
         time.sleep(2.5)

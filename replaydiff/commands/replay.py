@@ -81,6 +81,9 @@ def replay_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--engine", type=click.Choice(["asyncio", "locust"]), default="asyncio", show_default=True,
                      help="asyncio: this process; locust: locust's master and worker processes, for load beyond "
                           "one process or machine."),
+        click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+                     help="With --engine asyncio: spread the sessions over N replay processes, one per core at "
+                          "most, for more requests per second than one process sends."),
         click.option("--workers", type=click.IntRange(min=0), default=2, show_default=True,
                      help="With --engine locust: local worker processes."),
         click.option("--remote-workers", type=click.IntRange(min=0), default=0, show_default=True,
@@ -110,7 +113,7 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
          rate: float | None, concurrency: int | None, limit: int | None, filters: tuple[str, ...], loops: int,
          duration: float | None, baseline_headers: tuple[str, ...], candidate_headers: tuple[str, ...],
          routing_key: str | None, host_header: str | None, ca_cert: str | None, insecure: bool, retries: int,
-         retry_on: str, upstream_log: Path | None, trace_salt: str, engine: str, workers: int,
+         retry_on: str, upstream_log: Path | None, trace_salt: str, engine: str, processes: int, workers: int,
          remote_workers: int, master_bind: str | None, correlation_rules: Path | None, no_correlate: bool,
          allowed_hosts: tuple[str, ...],
          timeout: float, connect_timeout: float) -> ReplayJob:
@@ -147,6 +150,7 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
         allowed_hosts=frozenset(allowed_hosts),
         upstream_log=upstream_log,
         engine=_locust_engine(workers, remote_workers, master_bind) if engine == "locust" else None,
+        processes=processes,
     )
 
 
