@@ -17,6 +17,7 @@ from __future__ import annotations
 import ssl
 import time
 import zlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ import zstandard
 from corpora import Attempt, Headers, Request, Response
 from corpora.model import ErrorKind
 from replayer.http1 import (
+    IDEMPOTENT_METHODS,
     ConnectFailed,
     ConnectionPool,
     ConnectTimeout,
@@ -33,6 +35,7 @@ from replayer.http1 import (
     ProtocolViolation,
     RawAnswer,
     ReadTimeout,
+    StaleConnection,
 )
 from replayer.targets import Target
 
@@ -125,6 +128,52 @@ def _decoded(body: bytes, encoding: str) -> bytes:
     raise ValueError(f"content-encoding {encoding!r} is not decoded by the replayer; body kept as received")
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedRequest:
+    """The recorded part of a request's bytes, encoded once and shared by every target it goes to."""
+
+    method: str
+    method_bytes: bytes
+    target: bytes
+    """`b"/path?query HTTP/1.1"`: the request line after the method, a space and a target's path prefix."""
+    headers: list[tuple[str, bytes]]
+    """(lowercased name, whole header line) of the recorded headers a replay forwards."""
+    has_host: bool
+    body: bytes
+
+    @classmethod
+    def shared(cls, request: Request) -> Request | EncodedRequest:
+        """Encoded, or the request itself when it cannot be sent: each target's `begin` then says why."""
+        try:
+            return cls.of(request)
+        except UnsendableRequest:
+            return request
+
+    @classmethod
+    def of(cls, request: Request) -> EncodedRequest:
+        method = request.method.upper()
+        headers = [
+            (name.lower(), _header_line(name, value))
+            for name, value in request.headers
+            if name.lower() not in _NOT_FORWARDED
+        ]
+        return cls(
+            method, _wire(method), _wire(f"{request.target} HTTP/1.1"), headers,
+            any(lowered == "host" for lowered, _ in headers), request.body,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAttempt:
+    started_ns: int
+    wire: bytes
+    method: str
+    span_id: str
+    answer: Awaitable[RawAnswer] | None
+    failure: HttpClientError | None
+    """Why the request could not be sent at all (then `answer` is None)."""
+
+
 class TargetClient:
     def __init__(
         self,
@@ -137,8 +186,8 @@ class TargetClient:
     ) -> None:
         self.target = target
         url = urlsplit(target.base_url)
-        self._path_prefix = url.path.rstrip("/")
-        self._default_host = url.netloc.rpartition("@")[2]
+        self._path_prefix = _wire(url.path.rstrip("/"))
+        self._host_line = _wire(f"Host: {url.netloc.rpartition('@')[2]}")
         self._pool = ConnectionPool(
             Origin(target.host, target.port, tls.context() if url.scheme == "https" else None),
             limit=max_connections,
@@ -151,55 +200,73 @@ class TargetClient:
         self._replaced = frozenset(name.lower() for name, _ in target.headers)
         self._target_lines = [_header_line(name, value) for name, value in target.headers]
 
-    def wire_request(self, request: Request, extra_headers: Headers) -> bytes:
+    def wire_request(self, request: Request | EncodedRequest, extra_headers: Headers) -> bytes:
         """The request as bytes: recorded request line and headers, then the target's and `extra_headers`,
         which replace same-named recorded ones (what `outgoing_headers` says, without its per-call set-up)."""
-        method = request.method.upper()
+        encoded = request if isinstance(request, EncodedRequest) else EncodedRequest.of(request)
         replaced = self._replaced.union(name.lower() for name, _ in extra_headers)
-        has_host = "host" in replaced
-        lines = [_wire(f"{method} {self._path_prefix}{request.target} HTTP/1.1")]
-        for name, value in request.headers:
-            lowered = name.lower()
-            if lowered not in _NOT_FORWARDED and lowered not in replaced:
-                has_host = has_host or lowered == "host"
-                lines.append(_header_line(name, value))
+        lines = [encoded.method_bytes + b" " + self._path_prefix + encoded.target]
+        lines.extend(line for lowered, line in encoded.headers if lowered not in replaced)
         lines.extend(self._target_lines)
         lines.extend(_header_line(name, value) for name, value in extra_headers)
-        if not has_host:
-            lines.append(_wire(f"Host: {self._default_host}"))
-        if request.body or method in _BODY_METHODS:
-            lines.append(b"Content-Length: %d" % len(request.body))
+        if not encoded.has_host and "host" not in replaced:
+            lines.append(self._host_line)
+        if encoded.body or encoded.method in _BODY_METHODS:
+            lines.append(b"Content-Length: %d" % len(encoded.body))
         lines.append(b"")
-        lines.append(request.body)
+        lines.append(encoded.body)
         return b"\r\n".join(lines)
 
-    async def send(
-        self, request: Request, *, epoch_ns: int, extra_headers: Headers = (), span_id: str = ""
-    ) -> tuple[Attempt, Response | None]:
-        """`epoch_ns` is the replay's start on the perf_counter clock; attempt times are offsets from it."""
+    def begin(
+        self, request: Request | EncodedRequest, *, extra_headers: Headers = (), span_id: str = ""
+    ) -> PendingAttempt:
+        """Puts the request on the wire now (on a kept-alive connection, before returning); `finish` waits
+        for the answer. Two steps so that one exchange reaches every target in the same instant."""
+        method = request.method.upper()
         started = time.perf_counter_ns()
+        try:
+            wire = self.wire_request(request, extra_headers)
+        except UnsendableRequest as exc:
+            return PendingAttempt(started, b"", method, span_id, None, exc)
+        return PendingAttempt(started, wire, method, span_id, self._pool.request(wire, method=method), None)
+
+    async def finish(self, pending: PendingAttempt, *, epoch_ns: int) -> tuple[Attempt, Response | None]:
+        """`epoch_ns` is the replay's start on the perf_counter clock; attempt times are offsets from it."""
         response: Response | None = None
         error: ErrorKind | None = None
         detail: str | None = None
         ttfb_us: int | None = None
         try:
-            answer = await self._pool.request(self.wire_request(request, extra_headers), method=request.method.upper())
+            if pending.answer is None:
+                assert pending.failure is not None
+                raise pending.failure
+            try:
+                answer = await pending.answer
+            except StaleConnection:
+                if pending.method not in IDEMPOTENT_METHODS:
+                    raise
+                answer = await self._pool.request(pending.wire, method=pending.method, fresh=True)
         except HttpClientError as exc:
-            error, detail = _error_kind(exc), str(exc)[:300]
+            error, detail, ended_ns = _error_kind(exc), str(exc)[:300], exc.at_ns
         else:
-            ttfb_us = (answer.ttfb_ns - started) // 1000 if answer.ttfb_ns else None
+            ttfb_us = (answer.ttfb_ns - pending.started_ns) // 1000 if answer.ttfb_ns else None
             response, detail = self._response(answer)
-        ended = time.perf_counter_ns()
+            ended_ns = answer.done_ns
         attempt = Attempt(
-            sent_us=(started - epoch_ns) // 1000,
+            sent_us=(pending.started_ns - epoch_ns) // 1000,
             ttfb_us=ttfb_us,
-            duration_us=(ended - started) // 1000,
+            duration_us=(max(ended_ns, pending.started_ns) - pending.started_ns) // 1000,
             status=response.status if response else None,
             error=error,
             error_detail=detail,
-            span_id=span_id,
+            span_id=pending.span_id,
         )
         return attempt, response
+
+    async def send(
+        self, request: Request, *, epoch_ns: int, extra_headers: Headers = (), span_id: str = ""
+    ) -> tuple[Attempt, Response | None]:
+        return await self.finish(self.begin(request, extra_headers=extra_headers, span_id=span_id), epoch_ns=epoch_ns)
 
     def _response(self, answer: RawAnswer) -> tuple[Response, str | None]:
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in answer.headers]

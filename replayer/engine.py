@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from corpora import Attempt, ReplayRecord, Response
-from replayer.client import TargetClient, Timeouts, TLSOptions
+from corpora import Attempt, ReplayRecord, Request, Response
+from replayer.client import EncodedRequest, PendingAttempt, TargetClient, Timeouts, TLSOptions
 from replayer.correlate import CarryRules, SessionCorrelator
 from replayer.plan import PlannedRequest
 from replayer.retry import RetryPolicy
@@ -151,7 +151,8 @@ class Replayer:
         self._clients: list[TargetClient] = []
         self._epoch_ns = 0
         self._backlog = asyncio.Semaphore(options.max_backlog)
-        self._slots = asyncio.Semaphore(options.concurrency or options.max_backlog)
+        self._slots = asyncio.Semaphore(options.concurrency or 1)
+        """Closed loop only: open loop sends each request when it is due."""
 
     async def run(self, planned: Iterable[PlannedRequest], *, start: ReplayStart | None = None) -> ReplaySummary:
         """`start`: a moment shared with the other processes replaying other sessions of the same plan."""
@@ -197,17 +198,24 @@ class Replayer:
                 delay_s = due_s - self._now_s()
                 if delay_s > 0:
                     await asyncio.sleep(delay_s)
-            async with self._slots:
-                lag_us = max(0, int((self._now_s() - due_s) * 1e6)) if self.options.concurrency is None else 0
-                await self._fan_out(planned, session, lag_us)
+                await self._fan_out(planned, session, max(0, int((self._now_s() - due_s) * 1e6)))
+            else:
+                async with self._slots:
+                    await self._fan_out(planned, session, 0)
             session.last_done_s = self._now_s()
             self._backlog.release()
         session.task = None
 
     async def _fan_out(self, planned: PlannedRequest, session: _Session, lag_us: int) -> None:
-        outcomes = await asyncio.gather(*(self._attempts(planned, client, session) for client in self._clients))
+        encoded = EncodedRequest.shared(planned.exchange.request)
+        started = [self._begin(planned, client, session, encoded) for client in self._clients]  # all sent now
+        pairs = zip(self._clients, started)
+        if self.options.retry.retries:  # each target retries on its own clock
+            outcomes = await asyncio.gather(*(self._attempts(client, first) for client, first in pairs))
+        else:  # one attempt each, already sent: no task needed to wait for them in turn
+            outcomes = [await self._attempts(client, first) for client, first in pairs]
         live: dict[str, Response | None] = {}
-        for client, (trace_id, attempts, response) in zip(self._clients, outcomes):
+        for client, (trace_id, _, _), (attempts, response) in zip(self._clients, started, outcomes):
             name = client.target.name
             live[name] = response
             self.summary.count(name, attempts[-1])
@@ -228,24 +236,31 @@ class Replayer:
         self.summary.lags_us.append(lag_us)
         self._on_progress()
 
-    async def _attempts(
-        self, planned: PlannedRequest, client: TargetClient, session: _Session
-    ) -> tuple[str, list[Attempt], Response | None]:
-        """Every attempt at one target under the retry policy; the last one's response is final."""
-        request = planned.exchange.request
+    def _begin(
+        self, planned: PlannedRequest, client: TargetClient, session: _Session, encoded: Request | EncodedRequest
+    ) -> tuple[str, Request | EncodedRequest, PendingAttempt]:
+        request: Request | EncodedRequest = planned.exchange.request
         if self.options.correlate:
-            request = session.correlator.rewrite(request, client.target.name)
+            request = session.correlator.rewrite(planned.exchange.request, client.target.name)
+        if request is planned.exchange.request:
+            request = encoded  # unchanged for this target: the bytes encoded once for all targets
         trace_id = trace_id_for(self.options.trace_salt, planned.exchange.id, client.target.name)
+        return trace_id, request, self._send(client, request, trace_id)
+
+    def _send(self, client: TargetClient, request: Request | EncodedRequest, trace_id: str) -> PendingAttempt:
+        span_id = new_span_id()
+        return client.begin(request, extra_headers=[("traceparent", traceparent(trace_id, span_id))], span_id=span_id)
+
+    async def _attempts(
+        self, client: TargetClient, first: tuple[str, Request | EncodedRequest, PendingAttempt]
+    ) -> tuple[list[Attempt], Response | None]:
+        """Every attempt at one target under the retry policy; the last one's response is final."""
+        trace_id, request, pending = first
         attempts: list[Attempt] = []
         while True:
-            span_id = new_span_id()
-            attempt, response = await client.send(
-                request,
-                epoch_ns=self._epoch_ns,
-                extra_headers=[("traceparent", traceparent(trace_id, span_id))],
-                span_id=span_id,
-            )
+            attempt, response = await client.finish(pending, epoch_ns=self._epoch_ns)
             attempts.append(attempt)
             if not self.options.retry.should_retry(attempt, len(attempts)):
-                return trace_id, attempts, response
+                return attempts, response
             await asyncio.sleep(self.options.retry.backoff(len(attempts), self._rng))
+            pending = self._send(client, request, trace_id)

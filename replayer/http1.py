@@ -29,6 +29,11 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 class HttpClientError(Exception):
     """Base of everything a target can do wrong; the message is the detail shown in results."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.at_ns = time.perf_counter_ns()
+        """When it happened: an attempt's duration ends here, not when its caller looks."""
+
 
 class ConnectFailed(HttpClientError):
     pass
@@ -64,6 +69,8 @@ class RawAnswer:
     truncated: bool = False
     ttfb_ns: int = 0
     """perf_counter_ns() when the first byte of the answer arrived."""
+    done_ns: int = 0
+    """perf_counter_ns() when the answer was complete."""
 
 
 class _NoBody(Exception):
@@ -83,8 +90,6 @@ class Http1Connection(asyncio.Protocol):
         self._head_request = False
         self._headers_done = False
         self._last_read = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._read_timeout = 0.0
         self.closed = False
         self._answered = 0
 
@@ -167,38 +172,28 @@ class Http1Connection(asyncio.Protocol):
         self._finish(answer)
 
     # the caller's side
-    async def exchange(self, wire: bytes, *, head: bool, read_timeout: float) -> RawAnswer:
-        """Sends one request and waits for its whole answer (or the read timeout between two reads)."""
+    def start(self, wire: bytes, *, head: bool) -> asyncio.Future[RawAnswer]:
+        """Sends one request now; the future completes with its whole answer. The pool's sweeper fails it
+        when the target stays silent too long (`expire_if_silent`)."""
         assert self._transport is not None and self._answer is None
         self._answer = RawAnswer()
         self._head_request = head
         self._headers_done = False
         self._waiter = self._loop.create_future()
-        self._read_timeout = read_timeout
         self._last_read = self._loop.time()
-        self._timer = self._loop.call_at(self._last_read + read_timeout, self._check_timeout)
         self._transport.write(wire)
-        try:
-            return await self._waiter
-        finally:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+        return self._waiter
 
-    def _check_timeout(self) -> None:
-        deadline = self._last_read + self._read_timeout
-        if self._loop.time() >= deadline:
-            self._timer = None
-            self._fail(ReadTimeout(f"no answer bytes for {self._read_timeout:g} s"))
-            self._close()
-        else:
-            self._timer = self._loop.call_at(deadline, self._check_timeout)
+    def expire_if_silent(self, now: float, read_timeout: float) -> None:
+        if self._answer is not None and now - self._last_read >= read_timeout:
+            self._fail(ReadTimeout(f"no answer bytes for {read_timeout:g} s"))
 
     def _reads_to_eof(self, answer: RawAnswer) -> bool:
         names = {name.lower() for name, _ in answer.headers}
         return b"content-length" not in names and b"transfer-encoding" not in names
 
     def _finish(self, answer: RawAnswer) -> None:
+        answer.done_ns = time.perf_counter_ns()
         self._answer = None
         self._answered += 1
         if self._waiter is not None and not self._waiter.done():
@@ -227,37 +222,91 @@ class Origin:
 
 
 class ConnectionPool:
-    """Keep-alive connections to one origin, at most `limit` of them busy at once; the most recently used first."""
+    """Keep-alive connections to one origin, at most `limit` of them busy at once; the most recently used first.
+
+    Why `request` hands back a future rather than being a coroutine: with a
+    kept-alive connection idle (nearly always, in a replay), the request is on
+    the wire when `request` returns, without a task or a coroutine per request,
+    so a replay can send one exchange to every target in one synchronous step.
+    Read timeouts are one sweep over the busy connections every tenth of the
+    timeout, instead of a timer per request: uvloop's timers cost more than
+    the rest of a request's bookkeeping.
+    """
 
     def __init__(
         self, origin: Origin, *, limit: int, connect_timeout: float, read_timeout: float, max_body: int
     ) -> None:
         self.origin = origin
-        self._limit = asyncio.Semaphore(limit)
+        self._free = limit
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._idle: deque[Http1Connection] = deque()
+        self._busy: set[Http1Connection] = set()
+        self._sweeping: asyncio.TimerHandle | None = None
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._sweep_every = min(1.0, max(0.01, read_timeout / 10))
         self._max_body = max_body
 
-    async def request(self, wire: bytes, *, method: str) -> RawAnswer:
-        """One request on a pooled connection; a reused connection the server had closed is retried once
-        on a fresh one when the method is idempotent (the request cannot have been acted on twice harmfully)."""
-        async with self._limit:
-            connection = self._idle_connection() or await self._connect()
+    def request(self, wire: bytes, *, method: str, fresh: bool = False) -> asyncio.Future[RawAnswer]:
+        """Sends `wire` (a whole request) on a pooled connection, or on a new one when `fresh`.
+
+        A kept-alive connection the server had already closed fails with
+        `StaleConnection`; the caller may send again with `fresh=True`."""
+        if not fresh and self._free > 0 and (connection := self._idle_connection()) is not None:
+            self._free -= 1
+            return self._send_on(connection, wire, method)
+        return asyncio.ensure_future(self._request_when_free(wire, method, fresh=fresh))
+
+    async def _request_when_free(self, wire: bytes, method: str, *, fresh: bool) -> RawAnswer:
+        if self._free > 0:
+            self._free -= 1
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            self._slot_waiters.append(waiter)
             try:
-                try:
-                    answer = await connection.exchange(wire, head=method == "HEAD", read_timeout=self._read_timeout)
-                except StaleConnection:
-                    if method not in IDEMPOTENT_METHODS:
-                        raise
-                    connection = await self._connect()
-                    answer = await connection.exchange(wire, head=method == "HEAD", read_timeout=self._read_timeout)
-            except BaseException:
-                connection.close()  # failed or cancelled mid-answer: its state is unknown
+                await waiter  # `_release_slot` hands its slot over
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._release_slot()  # handed over just as this request was abandoned
                 raise
-            if not connection.closed:
-                self._idle.append(connection)
-            return answer
+        try:
+            connection = (None if fresh else self._idle_connection()) or await self._connect()
+        except BaseException:
+            self._release_slot()
+            raise
+        return await self._send_on(connection, wire, method)
+
+    def _send_on(self, connection: Http1Connection, wire: bytes, method: str) -> asyncio.Future[RawAnswer]:
+        answer = connection.start(wire, head=method == "HEAD")
+        self._busy.add(connection)
+        answer.add_done_callback(lambda done: self._release(connection, done))
+        if self._sweeping is None:
+            self._sweeping = asyncio.get_running_loop().call_later(self._sweep_every, self._sweep)
+        return answer
+
+    def _release(self, connection: Http1Connection, answer: asyncio.Future[RawAnswer]) -> None:
+        self._busy.discard(connection)
+        if answer.cancelled():
+            connection.close()  # abandoned mid-answer (Ctrl-C): its state is unknown
+        if not connection.closed:
+            self._idle.append(connection)
+        self._release_slot()
+
+    def _release_slot(self) -> None:
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+    def _sweep(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for connection in list(self._busy):
+            connection.expire_if_silent(now, self._read_timeout)
+        self._sweeping = (
+            asyncio.get_running_loop().call_later(self._sweep_every, self._sweep) if self._busy else None
+        )
 
     def _idle_connection(self) -> Http1Connection | None:
         while self._idle:
@@ -286,5 +335,8 @@ class ConnectionPool:
         return connection
 
     def close(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+        for connection in [*self._idle, *self._busy]:
+            connection.close()
+        self._idle.clear()
