@@ -25,8 +25,13 @@ RecordT = TypeVar("RecordT", bound=_Serializable)
 class _TypedWriter(Generic[RecordT]):
     format: str
 
-    def __init__(self, path: Path | str, *, flush_interval: float = FLUSH_INTERVAL_S, **header: Any) -> None:
-        self._container = ContainerWriter(path, {"format": self.format, **header}, flush_interval=flush_interval)
+    def __init__(
+        self, path: Path | str, *, flush_interval: float = FLUSH_INTERVAL_S, background: bool = False, **header: Any
+    ) -> None:
+        """`background`: compress and write in a thread of the writer's own (see `ContainerWriter`)."""
+        self._container = ContainerWriter(
+            path, {"format": self.format, **header}, flush_interval=flush_interval, background=background
+        )
 
     @property
     def path(self) -> Path:

@@ -141,7 +141,7 @@ def _planned_total(job: ReplayJob, reader: CorpusReader) -> int | None:
 async def _replay(job: ReplayJob, total: int | None, console: Console) -> ReplaySummary:
     await _check_all_reachable(job.targets)
     _announce(job, total, console)
-    writer = _results_writer(job)
+    writer = _results_writer(job, background=True)
     with _progress(console, total) as advance:
         replayer = Replayer(job.targets, sink=writer.write, options=job.options, on_progress=lambda: advance(1))
         interrupted = True
@@ -158,7 +158,7 @@ async def _replay(job: ReplayJob, total: int | None, console: Console) -> Replay
 def _replay_in_processes(job: ReplayJob, total: int | None, console: Console) -> ReplaySummary:
     run_fast(_check_all_reachable(job.targets))
     _announce(job, total, console)
-    writer = _results_writer(job)
+    writer = _results_writer(job, background=False)
     summary: ReplaySummary | None = None
     try:
         with _progress(console, total) as advance:
@@ -181,9 +181,12 @@ def _announce(job: ReplayJob, total: int | None, console: Console) -> None:
     )
 
 
-def _results_writer(job: ReplayJob) -> ResultsWriter:
+def _results_writer(job: ReplayJob, *, background: bool) -> ResultsWriter:
+    """`background` keeps compression off the replaying event loop; a writer that only merges the parts
+    of forked processes needs no thread (and must not have one when they fork)."""
     return ResultsWriter(
         job.output,
+        background=background,
         corpus=str(job.corpus),
         targets={t.name: t.base_url for t in job.targets},
         mode=job.describe_mode(),

@@ -110,7 +110,7 @@ def _replay_shard(
         progress[shard] += 1
 
     mine = (p for p in run.planned() if shard_of(p.exchange.session, run.processes) == shard)
-    writer = ResultsWriter(part, shard=shard)
+    writer = ResultsWriter(part, background=True, shard=shard)
     replayer = Replayer(run.targets, sink=writer.write, options=run.options_of(shard), on_progress=advance)
 
     async def replay() -> None:

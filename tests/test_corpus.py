@@ -28,10 +28,10 @@ from tests.strategies import exchanges
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batch=st.lists(exchanges, max_size=12))
-def test_round_trip_keeps_every_field(tmp_path: Path, batch: list) -> None:
+@given(batch=st.lists(exchanges, max_size=12), background=st.booleans(), flush_interval=st.sampled_from([0, 1.0]))
+def test_round_trip_keeps_every_field(tmp_path: Path, batch: list, background: bool, flush_interval: float) -> None:
     path = tmp_path / "c.jsonl.zst"
-    with CorpusWriter(path, source="test") as writer:
+    with CorpusWriter(path, source="test", background=background, flush_interval=flush_interval) as writer:
         for exchange in batch:
             writer.write(exchange)
     reader = CorpusReader(path)
@@ -54,6 +54,12 @@ def _write(path: Path, count: int) -> None:
                     response=Response(200, body=b"x" * 100),
                 )
             )
+
+
+def test_a_background_writer_reports_a_full_disk_at_the_latest_on_close() -> None:
+    writer = CorpusWriter("/dev/full", background=True)  # every write to it fails with ENOSPC
+    with pytest.raises(OSError, match="No space left"):
+        writer.close()
 
 
 @pytest.mark.parametrize("cut", [7, 60, 200])
