@@ -15,6 +15,7 @@ for each request's due time; closed loop sends as soon as one of
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from array import array
@@ -108,6 +109,9 @@ class ReplaySummary:
 
 RecordSink = Callable[[ReplayRecord], None]
 
+PREFETCH_S = 1.0
+"""The longest a replay reads its corpus ahead before its clock starts."""
+
 
 @dataclass(frozen=True, slots=True)
 class ReplayStart:
@@ -155,17 +159,31 @@ class Replayer:
         """Closed loop only: open loop sends each request when it is due."""
 
     async def run(self, planned: Iterable[PlannedRequest], *, start: ReplayStart | None = None) -> ReplaySummary:
-        """`start`: a moment shared with the other processes replaying other sessions of the same plan."""
+        """`start`: a moment shared with the other processes replaying other sessions of the same plan;
+        by default the clock starts once the backlog is read ahead (or after `PREFETCH_S`)."""
         self._clients = [
             TargetClient(t, timeouts=self.options.timeouts, tls=self.options.tls) for t in self.targets
         ]
-        start = start or ReplayStart.now()
-        self._epoch_ns = start.perf_ns
-        self.summary.epoch_unix_us = start.unix_us
-        if (wait_s := -self._now_s()) > 0:
-            await asyncio.sleep(wait_s)
+        stream = iter(planned)
+        shared = start is not None
+        self._epoch_ns = start.perf_ns if start else time.perf_counter_ns() + int(PREFETCH_S * 1e9)
         try:
-            for number, request in enumerate(planned):
+            # Open loop, before the clock starts and without yielding (so no session runs yet): read ahead up to
+            # the backlog, so that reading the corpus does not compete with the first requests for the loop.
+            read_ahead = self.options.max_backlog if self.options.concurrency is None else 0
+            for request in itertools.islice(stream, read_ahead):
+                await self._backlog.acquire()  # free, so it returns at once
+                self._dispatch(request)
+                if self._now_s() >= 0:
+                    break
+            if shared:
+                await asyncio.sleep(max(0.0, -self._now_s()))
+            else:
+                start = ReplayStart.now()
+                self._epoch_ns = start.perf_ns
+            assert start is not None
+            self.summary.epoch_unix_us = start.unix_us
+            for number, request in enumerate(stream):
                 await self._backlog.acquire()
                 self._dispatch(request)
                 if number % 64 == 0:

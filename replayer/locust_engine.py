@@ -200,7 +200,13 @@ def run_locust_replay(
             raise LocustEngineError(
                 f"the locust master exited with code {code} before the replay finished; see its log above"
             )
-        return ReplaySummary.from_message(json.loads(summary_file.read_text()))
+        message = json.loads(summary_file.read_text())
+        if lost := message.get("lost_workers"):
+            raise LocustEngineError(
+                f"locust worker {', '.join(lost)} stopped answering mid-replay; the {message['completed']} exchanges "
+                f"completed before are in {output} (marked interrupted)"
+            )
+        return ReplaySummary.from_message(message)
 
 
 def _free_port(host: str) -> int:

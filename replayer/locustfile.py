@@ -34,7 +34,7 @@ from gevent.event import Event
 from gevent.queue import Queue
 from locust import User, constant, events, task
 from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from corpora import Attempt, CorpusReader, ReplayRecord, Request, Response, ResultsWriter
 from replayer import locust_engine as protocol
@@ -106,6 +106,7 @@ class _MasterReplay:
             self.runner.send_message(protocol.JOB, job, worker)
         gevent.spawn(self._feed).link_exception(lambda _: self.runner.quit())
         gevent.spawn(self._flush_periodically)
+        gevent.spawn(self._watch_workers)
 
     def _feed(self) -> None:
         """Streams the plan to the workers; blocks on a worker whose window is full, like the asyncio backlog."""
@@ -166,6 +167,21 @@ class _MasterReplay:
         self.closed = True
         self.summary.elapsed_s = (time.perf_counter_ns() - self.started_ns) / 1e9
         self.writer.close(interrupted=interrupted, **self.summary.to_json())
+
+    def _watch_workers(self) -> None:
+        """A worker that stops sending heartbeats (killed, its machine gone) holds a shard nobody else can
+        replay: end the run with what arrived, and say so, rather than wait for it forever."""
+        while not self.closed:
+            gevent.sleep(1)
+            lost = [
+                worker for worker in self.shards
+                if worker not in self.done
+                and (worker not in self.runner.clients or self.runner.clients[worker].state == STATE_MISSING)
+            ]  # fmt: skip
+            if lost and not self.closed:
+                self._close(interrupted=True)
+                Path(self.job.summary).write_text(json.dumps({**self.summary.to_message(), "lost_workers": lost}))
+                gevent.spawn(self.runner.quit)
 
     def _flush_periodically(self) -> None:
         while self.writer is not None and not self.closed:

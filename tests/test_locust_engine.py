@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 from aiohttp import web
 
 from corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
@@ -165,6 +166,27 @@ def test_ctrl_c_stops_every_locust_process_and_leaves_a_valid_results_file(tmp_p
     assert 0 < len(records) < 800
     leftovers = subprocess.run(["pgrep", "-g", str(replay.pid)], capture_output=True, text=True).stdout
     assert not leftovers.strip()
+
+
+def test_a_worker_killed_mid_replay_ends_the_run_with_a_one_line_error_and_valid_results(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path / "c.jsonl.zst", 600, spacing_us=20_000)  # 12 s of traffic at speed 1
+    with serve(_echo_app()) as url:
+        replay = subprocess.Popen(
+            [sys.executable, "-m", "replaydiff.cli", "replay", str(corpus), "--baseline", url, "--candidate", url,
+             "--engine", "locust", "--workers", "2", "-o", str(tmp_path / "r.jsonl.zst")],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        time.sleep(5)
+        workers = [p for p in psutil.Process(replay.pid).children() if "--worker" in p.cmdline()]
+        assert len(workers) == 2
+        workers[0].kill()
+        _, stderr = replay.communicate(timeout=30)
+    assert replay.returncode == 2, stderr
+    assert "stopped answering mid-replay" in stderr and "Traceback" not in stderr
+    reader = ResultsReader(tmp_path / "r.jsonl.zst")
+    records = list(reader)
+    assert reader.complete and reader.end["interrupted"] is True
+    assert 0 < len(records) < 1800
 
 
 def test_the_job_survives_its_trip_to_the_workers() -> None:
