@@ -25,10 +25,10 @@ import zstandard
 
 from corpora import Attempt, Headers, Request, Response
 from corpora.model import ErrorKind
+from replayer.aiopool import ConnectionPool
 from replayer.http1 import (
     IDEMPOTENT_METHODS,
     ConnectFailed,
-    ConnectionPool,
     ConnectTimeout,
     HttpClientError,
     Origin,
@@ -174,31 +174,23 @@ class PendingAttempt:
     """Why the request could not be sent at all (then `answer` is None)."""
 
 
-class TargetClient:
-    def __init__(
-        self,
-        target: Target,
-        *,
-        timeouts: Timeouts,
-        tls: TLSOptions = TLSOptions(),
-        max_connections: int = 200,
-        max_body: int = MAX_BODY,
-    ) -> None:
+class TargetCodec:
+    """One target's view of requests and answers: the bytes each request goes out as, and what each answer
+    (or failure) becomes in the results. Shared by the asyncio client and the locust workers."""
+
+    def __init__(self, target: Target, *, max_body: int = MAX_BODY) -> None:
         self.target = target
         url = urlsplit(target.base_url)
+        self.https = url.scheme == "https"
+        self.max_body = max_body
         self._path_prefix = _wire(url.path.rstrip("/"))
         self._host_line = _wire(f"Host: {url.netloc.rpartition('@')[2]}")
-        self._pool = ConnectionPool(
-            Origin(target.host, target.port, tls.context() if url.scheme == "https" else None),
-            limit=max_connections,
-            connect_timeout=timeouts.connect_s,
-            read_timeout=timeouts.read_s,
-            max_body=max_body,
-        )
-        self._max_body = max_body
         # The target's own headers, encoded once: they replace same-named recorded ones on every request.
         self._replaced = frozenset(name.lower() for name, _ in target.headers)
         self._target_lines = [_header_line(name, value) for name, value in target.headers]
+
+    def origin(self, tls: TLSOptions) -> Origin:
+        return Origin(self.target.host, self.target.port, tls.context() if self.https else None)
 
     def wire_request(self, request: Request | EncodedRequest, extra_headers: Headers) -> bytes:
         """The request as bytes: recorded request line and headers, then the target's and `extra_headers`,
@@ -217,61 +209,33 @@ class TargetClient:
         lines.append(encoded.body)
         return b"\r\n".join(lines)
 
-    def begin(
-        self, request: Request | EncodedRequest, *, extra_headers: Headers = (), span_id: str = ""
-    ) -> PendingAttempt:
-        """Puts the request on the wire now (on a kept-alive connection, before returning); `finish` waits
-        for the answer. Two steps so that one exchange reaches every target in the same instant."""
-        method = request.method.upper()
-        started = time.perf_counter_ns()
-        try:
-            wire = self.wire_request(request, extra_headers)
-        except UnsendableRequest as exc:
-            return PendingAttempt(started, b"", method, span_id, None, exc)
-        return PendingAttempt(started, wire, method, span_id, self._pool.request(wire, method=method), None)
-
-    async def finish(self, pending: PendingAttempt, *, epoch_ns: int) -> tuple[Attempt, Response | None]:
+    def outcome(
+        self, result: RawAnswer | HttpClientError, *, started_ns: int, epoch_ns: int, span_id: str
+    ) -> tuple[Attempt, Response | None]:
         """`epoch_ns` is the replay's start on the perf_counter clock; attempt times are offsets from it."""
         response: Response | None = None
-        error: ErrorKind | None = None
-        detail: str | None = None
         ttfb_us: int | None = None
-        try:
-            if pending.answer is None:
-                assert pending.failure is not None
-                raise pending.failure
-            try:
-                answer = await pending.answer
-            except StaleConnection:
-                if pending.method not in IDEMPOTENT_METHODS:
-                    raise
-                answer = await self._pool.request(pending.wire, method=pending.method, fresh=True)
-        except HttpClientError as exc:
-            error, detail, ended_ns = _error_kind(exc), str(exc)[:300], exc.at_ns
+        if isinstance(result, HttpClientError):
+            error, detail, ended_ns = _error_kind(result), str(result)[:300], result.at_ns
         else:
-            ttfb_us = (answer.ttfb_ns - pending.started_ns) // 1000 if answer.ttfb_ns else None
-            response, detail = self._response(answer)
-            ended_ns = answer.done_ns
+            error, ended_ns = None, result.done_ns
+            ttfb_us = (result.ttfb_ns - started_ns) // 1000 if result.ttfb_ns else None
+            response, detail = self._response(result)
         attempt = Attempt(
-            sent_us=(pending.started_ns - epoch_ns) // 1000,
+            sent_us=(started_ns - epoch_ns) // 1000,
             ttfb_us=ttfb_us,
-            duration_us=(max(ended_ns, pending.started_ns) - pending.started_ns) // 1000,
+            duration_us=(max(ended_ns, started_ns) - started_ns) // 1000,
             status=response.status if response else None,
             error=error,
             error_detail=detail,
-            span_id=pending.span_id,
+            span_id=span_id,
         )
         return attempt, response
-
-    async def send(
-        self, request: Request, *, epoch_ns: int, extra_headers: Headers = (), span_id: str = ""
-    ) -> tuple[Attempt, Response | None]:
-        return await self.finish(self.begin(request, extra_headers=extra_headers, span_id=span_id), epoch_ns=epoch_ns)
 
     def _response(self, answer: RawAnswer) -> tuple[Response, str | None]:
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in answer.headers]
         body = bytes(answer.body)
-        detail = f"body truncated at {self._max_body} bytes" if answer.truncated else None
+        detail = f"body truncated at {self.max_body} bytes" if answer.truncated else None
         encoding = next((v.strip().lower() for n, v in headers if n.lower() == "content-encoding"), "")
         original_encoding = None
         if encoding and encoding != "identity" and body and not answer.truncated:
@@ -288,6 +252,63 @@ class TargetClient:
             original_encoding=original_encoding,
         )
         return response, detail
+
+
+class TargetClient:
+    """The asyncio engine's client for one target: its own connection pool, requests sent in two steps."""
+
+    def __init__(
+        self,
+        target: Target,
+        *,
+        timeouts: Timeouts,
+        tls: TLSOptions = TLSOptions(),
+        max_connections: int = 200,
+        max_body: int = MAX_BODY,
+    ) -> None:
+        self.target = target
+        self.codec = TargetCodec(target, max_body=max_body)
+        self._pool = ConnectionPool(
+            self.codec.origin(tls),
+            limit=max_connections,
+            connect_timeout=timeouts.connect_s,
+            read_timeout=timeouts.read_s,
+            max_body=max_body,
+        )
+
+    def begin(
+        self, request: Request | EncodedRequest, *, extra_headers: Headers = (), span_id: str = ""
+    ) -> PendingAttempt:
+        """Puts the request on the wire now (on a kept-alive connection, before returning); `finish` waits
+        for the answer. Two steps so that one exchange reaches every target in the same instant."""
+        method = request.method.upper()
+        started = time.perf_counter_ns()
+        try:
+            wire = self.codec.wire_request(request, extra_headers)
+        except UnsendableRequest as exc:
+            return PendingAttempt(started, b"", method, span_id, None, exc)
+        return PendingAttempt(started, wire, method, span_id, self._pool.request(wire, method=method), None)
+
+    async def finish(self, pending: PendingAttempt, *, epoch_ns: int) -> tuple[Attempt, Response | None]:
+        result: RawAnswer | HttpClientError
+        try:
+            if pending.answer is None:
+                assert pending.failure is not None
+                raise pending.failure
+            try:
+                result = await pending.answer
+            except StaleConnection:
+                if pending.method not in IDEMPOTENT_METHODS:
+                    raise
+                result = await self._pool.request(pending.wire, method=pending.method, fresh=True)
+        except HttpClientError as exc:
+            result = exc
+        return self.codec.outcome(result, started_ns=pending.started_ns, epoch_ns=epoch_ns, span_id=pending.span_id)
+
+    async def send(
+        self, request: Request, *, epoch_ns: int, extra_headers: Headers = (), span_id: str = ""
+    ) -> tuple[Attempt, Response | None]:
+        return await self.finish(self.begin(request, extra_headers=extra_headers, span_id=span_id), epoch_ns=epoch_ns)
 
     async def aclose(self) -> None:
         self._pool.close()

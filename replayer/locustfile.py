@@ -11,10 +11,11 @@ waiting and sends them in order, each to all targets at the same moment (one
 greenlet per target, joined). The corpus logic lives in `_WorkerReplay`; the
 user only fetches the next session and sends it.
 
-Requests go through httpx's synchronous client on gevent-patched sockets (the
-asyncio engine's aiohttp needs an event loop); headers, retries, traceparent
-and correlation come from the same `replayer` modules as the asyncio engine's,
-and the client adds no headers of its own, so both engines' results diff alike.
+Requests go out on blocking sockets that gevent makes cooperative
+(`replayer.blocking`), as the same bytes the asyncio engine sends and read by
+the same parser (`TargetCodec`, `AnswerReader`); retries, traceparent and
+correlation come from the same `replayer` modules too, so both engines'
+results diff alike.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import httpx
 from gevent.event import Event
 from gevent.queue import Queue
 from locust import User, constant, events, task
@@ -38,7 +38,9 @@ from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from corpora import Attempt, CorpusReader, ReplayRecord, Request, Response, ResultsWriter
 from replayer import locust_engine as protocol
-from replayer.client import MAX_BODY, outgoing_headers
+from replayer.blocking import BlockingPool
+from replayer.client import TargetCodec
+from replayer.http1 import HttpClientError, RawAnswer
 from replayer.correlate import SessionCorrelator
 from replayer.engine import ReplaySummary
 from replayer.plan import PlannedRequest, plan
@@ -189,77 +191,29 @@ class _MasterReplay:
             gevent.sleep(0.5)
 
 
-def _error_kind(exc: httpx.HTTPError) -> str:
-    """The same kinds `replayer.client` gives aiohttp's exceptions."""
-    if isinstance(exc, httpx.TimeoutException):
-        return "timeout"
-    if isinstance(exc, httpx.ConnectError):
-        return "refused"
-    if isinstance(exc, (httpx.ReadError, httpx.WriteError)):
-        return "reset"
-    if isinstance(exc, httpx.RemoteProtocolError) and "disconnected" in str(exc).lower():
-        return "reset"  # the peer closed the connection before answering
-    if isinstance(exc, httpx.ProtocolError):
-        return "protocol"  # it answered, but not with HTTP
-    return "other"
-
-
 class _TargetSender:
-    """One target's synchronous httpx client: its own pool, so a slow candidate never holds the baseline's."""
+    """One target's blocking pool (cooperative under gevent): its own connections, so a slow candidate never
+    holds the baseline's; the bytes sent and the outcome recorded are the asyncio engine's (`TargetCodec`)."""
 
-    def __init__(self, target: Target, job: protocol.LocustJob, *, max_connections: int = 200) -> None:
+    def __init__(self, target: Target, job: protocol.LocustJob) -> None:
         self.target = target
+        self._codec = TargetCodec(target)
         timeouts = job.options.timeouts
-        self._client = httpx.Client(
-            base_url=target.base_url,
-            follow_redirects=False,
-            timeout=httpx.Timeout(timeouts.read_s, connect=timeouts.connect_s, pool=None),
-            verify=job.options.tls.context(),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            trust_env=False,
+        self._pool = BlockingPool(
+            self._codec.origin(job.options.tls), connect_timeout=timeouts.connect_s, read_timeout=timeouts.read_s,
+            max_body=self._codec.max_body,
         )
-        for name in list(self._client.headers):
-            del self._client.headers[name]  # a replay sends only what was recorded, as the asyncio engine does
 
     def send(self, request: Request, *, epoch_ns: int, trace_id: str) -> tuple[Attempt, Response | None]:
         span_id = new_span_id()
-        headers = outgoing_headers(request, self.target, [("traceparent", traceparent(trace_id, span_id))])
         started = time.perf_counter_ns()
-        ttfb_us: int | None = None
-        response: Response | None = None
-        error: str | None = None
-        detail: str | None = None
+        result: RawAnswer | HttpClientError
         try:
-            with self._client.stream(request.method, request.target, headers=headers,
-                                     content=request.body or None) as answer:
-                ttfb_us = (time.perf_counter_ns() - started) // 1000
-                body = b""
-                for chunk in answer.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BODY:
-                        body, detail = body[:MAX_BODY], f"body truncated at {MAX_BODY} bytes"
-                        break
-                response = Response(
-                    status=answer.status_code,
-                    reason=answer.reason_phrase,
-                    http_version=answer.http_version,
-                    headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in answer.headers.raw],
-                    body=body,
-                    original_encoding=answer.headers.get("content-encoding"),
-                )
-        except httpx.HTTPError as exc:
-            error = _error_kind(exc)
-            detail = f"{type(exc).__name__}: {exc}"[:300]
-        attempt = Attempt(
-            sent_us=(started - epoch_ns) // 1000,
-            ttfb_us=ttfb_us,
-            duration_us=(time.perf_counter_ns() - started) // 1000,
-            status=response.status if response else None,
-            error=error,  # type: ignore[arg-type]
-            error_detail=detail,
-            span_id=span_id,
-        )
-        return attempt, response
+            wire = self._codec.wire_request(request, [("traceparent", traceparent(trace_id, span_id))])
+            result = self._pool.request(wire, method=request.method.upper())
+        except HttpClientError as exc:
+            result = exc
+        return self._codec.outcome(result, started_ns=started, epoch_ns=epoch_ns, span_id=span_id)
 
 
 @dataclass(slots=True)
