@@ -11,7 +11,8 @@ per request than any client, so the clients are what is measured; wrk far
 ahead) and `aiohttp` (a plain aiohttp app, the kind of server the issue's
 calibration "an aiohttp client and locust reach about a third of wrk" fits).
 
-Run: .venv/bin/python bench/replay_throughput.py [--exchanges N] [--concurrency N] [--servers S,S] [--profile]
+Run: .venv/bin/python bench/replay_throughput.py [--exchanges N] [--concurrency N] [--servers S,S]
+     [--processes N] [--profile]
 (`make bench` installs wrk first.) `--profile` also runs the replay under
 cProfile and prints where its time goes.
 """
@@ -47,10 +48,10 @@ class Hammer(FastHttpUser):
 """ % PATH
 
 
-def replay_rate(corpus: Path, url: str, concurrency: int, tmp: Path) -> float:
+def replay_rate(corpus: Path, url: str, concurrency: int, tmp: Path, processes: int = 1) -> float:
     output = tmp / "results.jsonl.zst"
     timed_run([sys.executable, "-m", "replaydiff.cli", "replay", str(corpus), "--baseline", url, "--candidate", url,
-               "--concurrency", str(concurrency), "--no-correlate", "-o", str(output)])
+               "--concurrency", str(concurrency), "--processes", str(processes), "--no-correlate", "-o", str(output)])
     reader = ResultsReader(output)
     records = sum(1 for _ in reader)
     return records / reader.end["elapsed_s"]
@@ -95,6 +96,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--servers", default="protocol,aiohttp",
                         help="local servers to measure against (bench/fixtures.py SERVERS), comma-separated")
+    parser.add_argument("--processes", type=int, default=2,
+                        help="also measure `replay --processes N` (the same total concurrency, divided)")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -103,20 +106,23 @@ def main() -> None:
     note = machine_note()
     print(f"{args.exchanges} exchanges × 3 targets, replay --concurrency {args.concurrency}; "
           f"locust and wrk with {connections} connections, {DURATION_S} s; {note}")
-    print(f"  {'server':9s} {'client':28s} {'requests/s':>12s} {'replay ÷ it':>12s} {'goal':>8s}")
+    print(f"  {'server':9s} {'client':32s} {'requests/s':>10s}")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         corpus = synthetic_corpus(tmp / "c.jsonl.zst", count=args.exchanges, sessions=500)
         for server in args.servers.split(","):
             with fast_server(server) as url:
-                replay = replay_rate(corpus, url, args.concurrency, tmp)
+                replays = {p: replay_rate(corpus, url, args.concurrency, tmp, p) for p in (1, args.processes)}
                 locust = locust_rate(url, connections, tmp)
                 wrk = wrk_rate(url, connections)
                 if args.profile:
                     profile_replay(corpus, url, args.concurrency, tmp)
-            print(f"  {server:9s} {'replaydiff replay (asyncio)':28s} {replay:12,.0f}")
-            print(f"  {server:9s} {'locust FastHttpUser':28s} {locust:12,.0f} {replay / locust:12.2f} {'≥ 2':>8s}")
-            print(f"  {server:9s} {'wrk -t2':28s} {wrk:12,.0f} {replay / wrk:12.2f} {'≥ 0.5':>8s}", flush=True)
+            for processes, replay in replays.items():
+                client = f"replaydiff replay --processes {processes}"
+                print(f"  {server:9s} {client:32s} {replay:10,.0f}   ÷ locust {replay / locust:5.2f} (goal ≥ 2)"
+                      f"   ÷ wrk {replay / wrk:5.2f} (goal ≥ 0.5)")
+            print(f"  {server:9s} {'locust FastHttpUser':32s} {locust:10,.0f}")
+            print(f"  {server:9s} {'wrk -t2':32s} {wrk:10,.0f}", flush=True)
 
 
 if __name__ == "__main__":

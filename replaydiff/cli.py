@@ -6,6 +6,7 @@ reported as one line on stderr; a traceback means a bug in replaydiff.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from typing import Any
@@ -13,14 +14,44 @@ from typing import Any
 import click
 
 from corpora import CorpusError
-from replaydiff.commands import convert, corpus, demo, diffing, fuzz, nightly, record, replay, tap, worker
 from replayer.targets import ReplayError
 from replaydiff.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
 from replaydiff.replaying import ReplayInterrupted
 
 
+COMMANDS = {
+    "record": "record:record",
+    "inspect": "corpus:inspect",
+    "import": "convert:import_file",
+    "export": "convert:export_har",
+    "replay": "replay:replay",
+    "diff": "diffing:diff",
+    "run": "replay:run",
+    "demo": "demo:demo",
+    "nightly": "nightly:nightly",
+    "history": "nightly:history",
+    "accept": "nightly:accept",
+    "tap": "tap:tap",
+    "fuzz": "fuzz:fuzz",
+    "worker": "worker:worker",
+}
+"""Command name → `replaydiff.commands` module and attribute. Imported when used: the recorder's mitmproxy
+alone takes most of a second to import, which `replay`, `diff` and every forked process need not pay."""
+
+
 class _Group(click.Group):
-    """Turns expected failures into one-line messages with exit code 2."""
+    """Loads each command when it is used; turns expected failures into one-line messages with exit code 2."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name].split(":")
+        command = getattr(importlib.import_module(f"replaydiff.commands.{module}"), attribute)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -42,25 +73,6 @@ def _show_warning(message: Warning | str, category: type[Warning], *_: object, *
 def main() -> None:
     """Record HTTP traffic, replay it through a baseline and a candidate, and report how they diverge."""
     warnings.showwarning = _show_warning  # type: ignore[assignment]
-
-
-for command in (
-    record.record,
-    corpus.inspect,
-    convert.import_file,
-    convert.export_har,
-    replay.replay,
-    diffing.diff,
-    replay.run,
-    demo.demo,
-    nightly.nightly,
-    nightly.history,
-    nightly.accept,
-    tap.tap,
-    fuzz.fuzz,
-    worker.worker,
-):
-    main.add_command(command)
 
 
 if __name__ == "__main__":
