@@ -48,9 +48,16 @@ logger = logging.getLogger(__name__)
 
 
 class Recorder:
-    def __init__(self) -> None:
+    def __init__(self, *, on_recording: Callable[[], None] | None = None) -> None:
+        """`on_recording` is called once the corpus is open and the proxy listens (`replaydiff record` announces
+        its address there). A callback rather than an addon of its own: mitmproxy passes every hook of every
+        flow through each addon in its chain, and even an idle one costs the proxy a few percent more CPU per
+        request (`bench/recorder_overhead.py`)."""
+        self._on_recording = on_recording
         self.sanitizer = Sanitizer()
         self.retries = RetryTagger()
+        self.max_body = DEFAULT_MAX_BODY
+        """`replaydiff_max_body`, kept here by `configure`: an option lookup on every flow costs more than it seems."""
         self.writer: CorpusWriter | None = None
         self.failure: str | None = None
         """Why the corpus could not be written; once set, the writer is left alone and traffic still flows."""
@@ -123,8 +130,10 @@ class Recorder:
             if ctx.options.replaydiff_retry_window < 0:
                 raise exceptions.OptionsError("replaydiff_retry_window must be 0 (off) or a number of seconds")
             self.retries = RetryTagger(window_s=ctx.options.replaydiff_retry_window)
-        if "replaydiff_max_body" in updated and ctx.options.replaydiff_max_body < 0:
-            raise exceptions.OptionsError("replaydiff_max_body must be a number of bytes, 0 or more")
+        if "replaydiff_max_body" in updated:
+            if ctx.options.replaydiff_max_body < 0:
+                raise exceptions.OptionsError("replaydiff_max_body must be a number of bytes, 0 or more")
+            self.max_body = ctx.options.replaydiff_max_body
         # An unset output is only refused in `running`: mitmproxy re-runs `configure` with the old
         # values to roll back a refused update, and "required" would then hide the real error.
         if "replaydiff_output" not in updated or ctx.options.replaydiff_output is None:
@@ -157,6 +166,8 @@ class Recorder:
             logger.error(f"corpus output {ctx.options.replaydiff_output}: cannot write ({exc.strerror or exc})")
             return
         self._flusher = asyncio.create_task(self._flush_periodically())
+        if self._on_recording is not None:
+            self._on_recording()
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if self._epoch is None:
@@ -199,7 +210,7 @@ class Recorder:
             return
         epoch = self._epoch if self._epoch is not None else flow.request.timestamp_start
         exchange = self.sanitizer.exchange(exchange_from_flow(flow, epoch=epoch))
-        exchange = self.retries.tag(truncated(exchange, ctx.options.replaydiff_max_body))
+        exchange = self.retries.tag(truncated(exchange, self.max_body))
         self._with_writer(lambda writer: writer.write(exchange))
 
     async def _flush_periodically(self) -> None:

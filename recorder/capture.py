@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from mitmproxy import http
 
-from corpora import Exchange, Request, Response
+from corpora import Exchange, Headers, Request, Response, header_value
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 TRUNCATED_TAG = "truncated"
@@ -83,21 +83,25 @@ def _request(request: http.Request) -> Request:
 
 
 def _response(response: http.Response) -> Response:
-    body, original_encoding = _decoded_body(response)
+    headers = _headers(response.headers)
+    body, original_encoding = _decoded_body(response, headers)
     return Response(
         status=response.status_code,
         reason=response.reason,
         http_version=response.http_version,
-        headers=_headers(response.headers),
+        headers=headers,
         body=body,
         original_encoding=original_encoding,
     )
 
 
-def _decoded_body(response: http.Response) -> tuple[bytes, str | None]:
+def _decoded_body(response: http.Response, headers: Headers) -> tuple[bytes, str | None]:
+    """`headers` are the response's, converted already: cheaper to search than mitmproxy's multidict."""
     raw = response.raw_content or b""
-    encoding = response.headers.get("content-encoding", "").strip().lower()
-    if not raw or encoding in ("", "identity"):
+    if not raw:
+        return raw, None
+    encoding = (header_value(headers, "content-encoding") or "").strip().lower()
+    if encoding in ("", "identity"):
         return raw, None
     try:
         return response.get_content(strict=True) or b"", encoding
@@ -105,8 +109,13 @@ def _decoded_body(response: http.Response) -> tuple[bytes, str | None]:
         return raw, None
 
 
-def _headers(headers: http.Headers) -> list[tuple[str, str]]:
-    return [(header_text(name), header_text(value)) for name, value in headers.fields]
+def _headers(headers: http.Headers) -> Headers:
+    """All fields decoded as UTF-8 in one go (the usual case), else field by field with `header_text`."""
+    fields = headers.fields
+    try:
+        return [(name.decode("utf-8"), value.decode("utf-8")) for name, value in fields]
+    except UnicodeDecodeError:
+        return [(header_text(name), header_text(value)) for name, value in fields]
 
 
 def header_text(raw: bytes) -> str:

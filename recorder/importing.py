@@ -11,8 +11,10 @@ half-written corpus.
 
 from __future__ import annotations
 
+import gc
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -76,12 +78,34 @@ def import_capture(
     path: Path, output: Path, *, sanitizer: Sanitizer, retries: RetryTagger, session_by: SessionBy = "connection"
 ) -> tuple[int, Capture]:
     """Returns the number of exchanges written and what the reader noted."""
-    kind, capture = read_capture(path, session_by=session_by)
-    with CorpusWriter(output, source=f"{kind}:{path.name}", sanitizer=sanitizer.describe()) as writer:
-        for exchange in capture.exchanges:
-            writer.write(retries.tag(sanitizer.exchange(exchange)))
-        writer.close(sanitizer=sanitizer.summary(), **capture.notes)
+    with _collector_paused():
+        kind, capture = read_capture(path, session_by=session_by)
+        with CorpusWriter(output, source=f"{kind}:{path.name}", sanitizer=sanitizer.describe()) as writer:
+            for exchange in capture.exchanges:
+                writer.write(retries.tag(sanitizer.exchange(exchange)))
+            writer.close(sanitizer=sanitizer.summary(), **capture.notes)
     return len(capture.exchanges), capture
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """An import builds millions of objects that live to its end, and no reference cycles: the cyclic garbage
+    collector, set off by their allocations, would walk the growing heap again and again to find nothing (a
+    fifth of a pcap import's time, measured). Reference counting still frees everything else at once.
+
+    Afterwards, freezing and unfreezing moves every live object into the oldest generation in constant time,
+    as if it had survived its collections; otherwise the first collection would walk them all once more.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if not gc.get_freeze_count():  # objects someone else froze must stay frozen
+            gc.freeze()
+            gc.unfreeze()
+        if enabled:
+            gc.enable()
 
 
 def _read_har(path: Path) -> Capture:

@@ -42,6 +42,10 @@ _SYN, _RST, _FIN, _ACK = 0x02, 0x04, 0x01, 0x10
 _ETHERNET, _NULL, _RAW, _LINUX_SLL, _LINUX_SLL2, _IPV4, _IPV6 = 1, 0, 101, 113, 276, 228, 229
 _LINK_HEADER = {_ETHERNET: 14, _NULL: 4, _RAW: 0, 12: 0, 14: 0, _LINUX_SLL: 16, _LINUX_SLL2: 20, _IPV4: 0, _IPV6: 0}
 _VLAN = (0x8100, 0x88A8)
+_UNPACK_IPV4 = struct.Struct("!BxHxxHxB2x4s4s").unpack_from
+"""Version and header length, total length, flags and fragment offset, protocol, source, destination."""
+_UNPACK_IPV6 = struct.Struct("!4xHB17x16s16s").unpack_from
+"""Payload length, next header, source, destination."""
 _UNPACK_TCP = struct.Struct("!HHIIBB").unpack_from
 
 
@@ -165,35 +169,36 @@ def _connections(path: Path) -> tuple[list[_Connection], _Stats]:
     except (Scapy_Exception, OSError, EOFError) as exc:
         raise UnreadableInput(f"{path}: not a readable pcap or pcapng file ({exc})") from None
     stats = _Stats()
-    table: dict[tuple[bytes, int, bytes, int], _Connection] = {}
+    table: dict[tuple[tuple[bytes, int], tuple[bytes, int]], _Connection] = {}
     connections: list[_Connection] = []
     with reader:
         pcap_link = getattr(reader, "linktype", None)
         scale = 1e-9 if getattr(reader, "nano", False) else 1e-6
         for data, meta in reader:
             stats.packets += 1
-            if pcap_link is not None:
-                link, ts = pcap_link, meta.sec + meta.usec * scale
-            else:
-                link, ts = meta.linktype, ((meta.tshigh << 32) + meta.tslow) / meta.tsresol
-            segment = _tcp_segment(data, link, stats)
+            segment = _tcp_segment(data, meta.linktype if pcap_link is None else pcap_link, stats)
             if segment is None:
                 continue
             stats.tcp_packets += 1
             src, sport, dst, dport, seq, flags, payload = segment
-            key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+            source, destination = (src, sport), (dst, dport)
+            key = (source, destination) if source < destination else (destination, source)
             connection = table.get(key)
             if connection is None or (flags & _SYN and not flags & _ACK and connection.closed):
-                connection = _Connection(len(connections), (src, sport), (dst, dport))
+                connection = _Connection(len(connections), source, destination)
                 connections.append(connection)
                 table[key] = connection
-            from_a = connection.a == (src, sport)
+            from_a = connection.a == source
             direction = connection.a_to_b if from_a else connection.b_to_a
             if flags & _SYN:
                 direction.start_at_syn(seq)
                 if connection.client_is_a is None:
                     connection.client_is_a = from_a != bool(flags & _ACK)
-            if payload:
+            if payload:  # the timestamp only matters for data: most packets of a capture are pure ACKs
+                if pcap_link is not None:
+                    ts = meta.sec + meta.usec * scale
+                else:
+                    ts = ((meta.tshigh << 32) + meta.tslow) / meta.tsresol
                 direction.add(seq, payload, ts)
             if flags & (_FIN | _RST):
                 connection.closed = True
@@ -209,9 +214,9 @@ def _tcp_segment(
         stats.skipped[f"link type {link}"] += 1
         return None
     if link == _ETHERNET:
-        ethertype = int.from_bytes(data[12:14], "big")
-        while ethertype in _VLAN:
-            ethertype = int.from_bytes(data[start + 2 : start + 4], "big")
+        ethertype = data[12] << 8 | data[13] if len(data) >= start else 0
+        while ethertype in _VLAN and len(data) >= start + 4:
+            ethertype = data[start + 2] << 8 | data[start + 3]
             start += 4
     elif link == _LINUX_SLL:
         ethertype = int.from_bytes(data[14:16], "big")
@@ -223,24 +228,27 @@ def _tcp_segment(
     else:
         ethertype = 0x0800 if data[start] >> 4 == 4 else 0x86DD
     if ethertype == 0x0800:
-        version_ihl = data[start]
-        header = (version_ihl & 0x0F) * 4
-        if data[start + 9] != 6:
+        if len(data) < start + 20:
+            stats.skipped["truncated packet"] += 1
+            return None
+        version_ihl, total, fragment, protocol, src, dst = _UNPACK_IPV4(data, start)
+        if protocol != 6:
             stats.skipped["not TCP"] += 1
             return None
-        if int.from_bytes(data[start + 6 : start + 8], "big") & 0x3FFF:
+        if fragment & 0x3FFF:
             stats.skipped["IP fragment"] += 1
             return None
-        total = int.from_bytes(data[start + 2 : start + 4], "big")
-        src, dst = data[start + 12 : start + 16], data[start + 16 : start + 20]
         end = start + total if total else len(data)
-        start += header
+        start += (version_ihl & 0x0F) * 4
     elif ethertype == 0x86DD:
-        if data[start + 6] != 6:
+        if len(data) < start + 40:
+            stats.skipped["truncated packet"] += 1
+            return None
+        length, protocol, src, dst = _UNPACK_IPV6(data, start)
+        if protocol != 6:
             stats.skipped["not TCP"] += 1
             return None
-        end = start + 40 + int.from_bytes(data[start + 4 : start + 6], "big")
-        src, dst = data[start + 8 : start + 24], data[start + 24 : start + 40]
+        end = start + 40 + length
         start += 40
     else:
         stats.skipped["not IP"] += 1

@@ -24,6 +24,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from functools import cache, cached_property
+from itertools import filterfalse
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -71,7 +72,8 @@ VALUE_PATTERNS: dict[str, ValuePattern] = {
         r"|xox[abpr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})",
         needs=("k_live_", "k_test_", "akia", "gh", "xox", "aiza"),
     ),
-    "card": ValuePattern(r"(?<![\d-])[2-6](?:[ -]?\d){12,18}(?![\d])", luhn=True, digit_run=13),
+    # starts like a card (2-6), or with a non-ASCII digit (fullwidth, Arabic-Indic…), whose value only Luhn checks
+    "card": ValuePattern(r"(?<![\d-])(?:[2-6]|(?![0-9])\d)(?:[ -]?\d){12,18}(?![\d])", luhn=True, digit_run=13),
     "email": ValuePattern(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b", needs=("@",)),
     "ipv4": ValuePattern(
         r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])", needs=(".",)
@@ -165,6 +167,12 @@ class Policy:
         return tuple(literals)
 
     @cached_property
+    def literals(self) -> frozenset[str]:
+        """Every literal the prefilters look for, for `TextView`."""
+        needs = (literal for rule in self.value_rules for literal in rule.pattern.needs)
+        return frozenset((*(self.json_key_literals or ()), *needs))
+
+    @cached_property
     def value_rules(self) -> tuple[ValueRule, ...]:
         """Every value pattern, in policy order, compiled."""
         return tuple(
@@ -183,20 +191,45 @@ class ValueRule:
     def may_match(self, text: TextView) -> bool:
         """Substring tests before the regex: most text lacks what a pattern needs, and `in` is far cheaper."""
         pattern = self.pattern
-        if pattern.needs and not any(literal in text.lowered for literal in pattern.needs):
+        if pattern.needs and not text.holds_any(pattern.needs):
             return False
-        return not pattern.digit_run or "0" * pattern.digit_run in text.digits
+        # `digits` knows only ASCII digits while a pattern's `\d` also matches others (fullwidth, Arabic-Indic):
+        # text with any non-ASCII character goes to the regex unfiltered.
+        return not pattern.digit_run or not text.text.isascii() or b"0" * pattern.digit_run in text.digits
 
 
 class TextView:
-    """A text and the two cheap transforms the prefilters read, each computed once and only if asked for."""
+    """A text and the cheap transforms the prefilters read, each computed once and only if asked for."""
 
-    __slots__ = ("text", "_lowered", "_digits")
+    __slots__ = ("text", "_literals", "_lowered", "_digits", "_found")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, literals: frozenset[str] = frozenset()) -> None:
+        """`literals`: the lower-case literals `holds_any` will be asked about (`Policy.literals`), all looked
+        for at once, the first time one is asked about."""
         self.text = text
+        self._literals = literals
         self._lowered: str | None = None
-        self._digits: str | None = None
+        self._digits: bytes | None = None
+        self._found: frozenset[str] | None = None
+
+    def holds_any(self, literals: tuple[str, ...]) -> bool:
+        """Whether the lowered text contains one of these lower-case literals. One outside those given to the
+        view is looked for on each call, so a view given too few costs speed, never safety."""
+        if self._found is None:
+            self._found = self._find()
+        if not self._found.isdisjoint(literals):
+            return True
+        return not self._literals.issuperset(literals) and any(literal in self.lowered for literal in literals)
+
+    def _find(self) -> frozenset[str]:
+        """In a long text, a literal needing a character the text lacks is ruled out without a substring search:
+        the absent characters are found first, each by a one-character `in` (a memchr, far cheaper than searching
+        a word), and most literals need some character a given text lacks."""
+        lowered = self.lowered
+        if len(lowered) < _ALPHABET_FROM:
+            return frozenset(filter(lowered.__contains__, self._literals))
+        absent = frozenset(filterfalse(lowered.__contains__, _alphabet(self._literals)))
+        return frozenset(literal for literal in self._literals if absent.isdisjoint(literal) and literal in lowered)
 
     @property
     def lowered(self) -> str:
@@ -205,18 +238,29 @@ class TextView:
         return self._lowered
 
     @property
-    def digits(self) -> str:
-        """Every digit as `0`, spaces and dashes removed: a run of digits shows as a run of zeros."""
+    def digits(self) -> bytes:
+        """Every digit as `0`, spaces and dashes removed: a run of digits shows as a run of zeros.
+        In UTF-8 bytes, because `bytes.translate` is several times faster than `str.translate`; any other
+        character still breaks a run, as its bytes are none of these."""
         if self._digits is None:
-            self._digits = self.text.translate(_DIGITS_AS_ZERO)
+            self._digits = self.text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ZERO, b" -")
         return self._digits
 
 
 _INDEX = re.compile(r"\[\d+\]|\['?\d")
 _USER_PATTERN = ValuePattern("")
-_DIGITS_AS_ZERO = str.maketrans({**{str(digit): "0" for digit in range(10)}, " ": None, "-": None})
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_ALPHABET_FROM = 200
+"""Below this length, searching a text for each literal costs less than first finding its absent characters."""
 _MEMO_LIMIT = 100_000
 """Bounds the memo: array indices make JSON paths unbounded over a long recording."""
+
+
+@cache
+def _alphabet(literals: frozenset[str]) -> str:
+    """Every character the literals are made of."""
+    return "".join(set("".join(literals)))
+
 
 DEFAULT_POLICY = Policy("defaults", DEFAULT_RULES)
 NO_POLICY = Policy("none", ())

@@ -114,9 +114,9 @@ def run(settings: ProxySettings, *, on_listening: Callable[[str], None]) -> Reco
 
 
 async def _serve(settings: ProxySettings, on_listening: Callable[[str], None]) -> Recorder:
-    recorder = Recorder()
+    recorder = Recorder(on_recording=lambda: on_listening(_listening_url()))
     await serve_master(
-        [recorder, _Announcer(recorder, on_listening)],
+        [recorder],
         confdir=str(settings.confdir),
         mode=[settings.mode],
         listen_host=settings.listen_host,
@@ -150,18 +150,7 @@ async def serve_master(addons: list[object], **options: object) -> None:
     await master.run()
 
 
-class _Announcer:
-    """Reports the address mitmproxy really listens on (the port may have been 0) once servers are up.
-
-    Runs after the recorder's `running`, so nothing is announced when the corpus could not be opened.
-    """
-
-    def __init__(self, recorder: Recorder, on_listening: Callable[[str], None]) -> None:
-        self._recorder = recorder
-        self._on_listening = on_listening
-
-    def running(self) -> None:
-        if self._recorder.writer is None:
-            return
-        host, port, *_ = ctx.master.addons.get("proxyserver").listen_addrs()[0]
-        self._on_listening(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+def _listening_url() -> str:
+    """The address mitmproxy really listens on: the port may have been 0."""
+    host, port, *_ = ctx.master.addons.get("proxyserver").listen_addrs()[0]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

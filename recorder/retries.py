@@ -45,6 +45,8 @@ class RetryTagger:
         self._seen += 1
         if self._seen % _PURGE_EVERY == 0:
             self._purge(exchange.start_us)
+        if not self._failed and not _failed(exchange):
+            return exchange  # nothing failed to be retried, nor to remember: the usual case needs no identity
         key = _identity(exchange)
         chain = self._failed.pop(key, None)
         if chain is not None and 0 <= exchange.start_us - chain.failed_at_us <= self.window_us:

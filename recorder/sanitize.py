@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
 from corpora import Exchange, Request, Response
@@ -34,7 +34,8 @@ QUERY_MASK = quote(MASK, safe="")
 _NOT_DIGIT = re.compile(r"\D")
 _MEMO_TEXT = 256
 _MEMO_ENTRIES = 20_000
-"""Bounds of the scan memo: texts up to this length, this many of them before it starts afresh."""
+"""Bounds of the memo: texts up to this length, this many of them before it starts afresh."""
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Sanitizer:
         if self.key is None:
             self.key, self.key_source = key_from(None)[0], "random"
         self._pseudonyms = Pseudonymizer(self.key)
-        self._scanned: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._remembered: dict[tuple[str, ...], tuple[Any, tuple[str, ...]]] = {}
 
     @classmethod
     def configured(cls, *, policy_file: Path | None, defaults: bool, key_file: Path | None) -> Sanitizer:
@@ -62,9 +63,13 @@ class Sanitizer:
     # --- whole exchanges ----------------------------------------------------------------------
 
     def exchange(self, exchange: Exchange) -> Exchange:
+        """The exchange itself when nothing in it needed sanitizing."""
+        request = self.request(exchange.request)
         response = self.response(exchange.response) if exchange.response else None
         tags = {name: self.scan(value) for name, value in exchange.tags.items()}
-        return replace(exchange, request=self.request(exchange.request), response=response, tags=tags)
+        if request is exchange.request and response is exchange.response and tags == exchange.tags:
+            return exchange
+        return replace(exchange, request=request, response=response, tags=tags)
 
     def request(self, request: Request) -> Request:
         walked = walk_request(request, self)
@@ -85,26 +90,37 @@ class Sanitizer:
         return self._act(rule.action, value)
 
     def scan(self, text: str) -> str:
-        """Short texts are memoized with the rules they fired: the same header values come in every request."""
-        if len(text) > _MEMO_TEXT:
-            return self._scan(text, self.fired.update)
-        known = self._scanned.get(text)
-        if known is None:
-            fired: list[str] = []
-            if len(self._scanned) >= _MEMO_ENTRIES:
-                self._scanned.clear()
-            known = self._scanned[text] = (self._scan(text, fired.extend), tuple(fired))
-        self.fired.update(known[1])
-        return known[0]
+        return self.remembered((text,), lambda: self._scan(text))
 
-    def _scan(self, text: str, count: Callable[[list[str]], None]) -> str:
+    def remembered(self, key: tuple[str, ...], answer: Callable[[], _T]) -> _T:
+        """`answer()`, kept with the rules it fired when the text asked about (the key's last part) is short:
+        the same header lines, query pairs and values come in every exchange, and the walker only asks this
+        for answers that depend on nothing but the key (the policy and the pseudonym key are fixed)."""
+        if len(key[-1]) > _MEMO_TEXT:
+            return answer()
+        known = self._remembered.get(key)
+        if known is None:
+            outer, self.fired = self.fired, Counter()
+            try:
+                value = answer()
+            finally:
+                fired, self.fired = self.fired, outer
+            if len(self._remembered) >= _MEMO_ENTRIES:
+                self._remembered.clear()
+            known = self._remembered[key] = (value, tuple(fired.elements()))
+        if known[1]:
+            self.fired.update(known[1])
+        return known[0]  # type: ignore[no-any-return]  # stored by this same key's `answer`
+
+    def _scan(self, text: str) -> str:
         fired: list[str] = []
-        view = TextView(text)
+        literals = self.policy.literals
+        view = TextView(text, literals)
         for value_rule in self.policy.value_rules:
             if value_rule.may_match(view):
                 text = value_rule.regex.sub(lambda match, rule=value_rule: self._replace(rule, match, fired), text)
-                view = TextView(text)
-        count(fired)
+                view = TextView(text, literals)
+        self.fired.update(fired)
         return text
 
     def json_step(self, path: str, key: str | int) -> str:
@@ -116,8 +132,8 @@ class Sanitizer:
         literals = self.policy.json_key_literals
         if literals is None or "\\" in json_text:
             return True
-        view = TextView(json_text)
-        if any(literal in view.lowered for literal in literals):
+        view = TextView(json_text, self.policy.literals)
+        if view.holds_any(literals):
             return True
         return any(rule.may_match(view) and rule.regex.search(json_text) for rule in self.policy.value_rules)
 

@@ -23,13 +23,17 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 from enum import Enum
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote_plus, unquote_plus
 
 from mitmproxy.net import encoding as codecs
 
 from corpora import Headers, Request, Response, header_value
 from recorder.policy import JSON_ROOT, NamedPlace
+
+
+_T = TypeVar("_T")
 
 
 class Verdict(Enum):
@@ -63,6 +67,9 @@ class Judge(Protocol):
     def dropped_body(self) -> None:
         """Counts a body that could not be inspected."""
 
+    def remembered(self, key: tuple[str, ...], answer: Callable[[], _T]) -> _T:
+        """`answer()`, or what it gave before for this key: asked only for answers that depend on the key alone."""
+
 
 _CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization"})
 _COOKIE_HEADERS = frozenset({"cookie"})
@@ -74,16 +81,23 @@ _PART_NAME = re.compile(rb'\bname="([^"]*)"', re.IGNORECASE)
 
 
 def walk_request(request: Request, judge: Judge) -> Request:
+    """The request itself when the judge changed nothing, like every walker here: no copy to make."""
     headers = walk_headers(request.headers, judge)
+    query = walk_pairs(request.query, "query", judge)
     body = _encoded_body(request.body, request.headers, judge)
-    return replace(request, headers=headers, query=walk_pairs(request.query, "query", judge), body=body)
+    if headers is request.headers and query == request.query and body is request.body:
+        return request
+    return replace(request, headers=headers, query=query, body=body)
 
 
 def walk_response(response: Response, judge: Judge) -> Response:
     headers = walk_headers(response.headers, judge)
     if response.original_encoding or not _content_encoding(response.headers):
-        return replace(response, headers=headers, body=walk_body(response.body, response.headers, judge))
-    body = _encoded_body(response.body, response.headers, judge)
+        body = walk_body(response.body, response.headers, judge)
+    else:
+        body = _encoded_body(response.body, response.headers, judge)
+    if headers is response.headers and body is response.body:
+        return response
     return replace(response, headers=headers, body=body)
 
 
@@ -91,12 +105,14 @@ def walk_response(response: Response, judge: Judge) -> Response:
 
 
 def walk_headers(headers: Headers, judge: Judge) -> Headers:
+    """The list itself when the judge changed no header. Each line's answer is remembered by the judge: the
+    same lines come back in every exchange."""
     result: Headers = []
     for name, value in headers:
-        new = _header(name, value, judge) if value else value
+        new = judge.remembered(("header", name, value), partial(_header, name, value, judge)) if value else value
         if new is not DROP:
             result.append((name, new))
-    return result
+    return headers if result == headers else result
 
 
 def _header(name: str, value: str, judge: Judge) -> str | Verdict:
@@ -158,13 +174,19 @@ def walk_pairs(text: str, place: NamedPlace, judge: Judge) -> str:
         return text
     kept = []
     for part in text.split("&"):
-        name, equals, raw = part.partition("=")
-        value = unquote_plus(raw)
-        new = _slot(place, unquote_plus(name).lower(), value, judge) if value else value
-        if new is DROP:
-            continue
-        kept.append(part if new == value else f"{name}{equals}{quote_plus(new)}")
+        new = judge.remembered((place, part), partial(_pair, part, place, judge))
+        if new is not DROP:
+            kept.append(new)
     return "&".join(kept)
+
+
+def _pair(part: str, place: NamedPlace, judge: Judge) -> str | Verdict:
+    name, equals, raw = part.partition("=")
+    value = unquote_plus(raw)
+    new = _slot(place, unquote_plus(name).lower(), value, judge) if value else value
+    if new is DROP:
+        return DROP
+    return part if new == value else f"{name}{equals}{quote_plus(new)}"
 
 
 # --- bodies -------------------------------------------------------------------------------------
@@ -177,8 +199,10 @@ def _content_encoding(headers: Headers) -> str:
 
 def _encoded_body(body: bytes, headers: Headers, judge: Judge) -> bytes:
     """A body as it travels (maybe compressed): decoded, walked, and re-encoded only if something changed."""
+    if not body:
+        return body
     coding = _content_encoding(headers)
-    if not coding or not body:
+    if not coding:
         return walk_body(body, headers, judge)
     try:
         plain = codecs.decode(body, coding)
@@ -214,10 +238,11 @@ def _body_kind(body: bytes, content_type: str) -> str:
 
 
 def _text_body(body: bytes, _content_type: str, judge: Judge) -> bytes:
-    """Latin-1 maps every byte to one character and back, so bytes around a replaced pattern stay identical."""
-    text = body.decode("latin-1")
+    """UTF-8 with surrogate escapes: the patterns see the characters (digits of any script included), and
+    every byte that is not UTF-8 maps to one character and back, so bytes around a replacement stay identical."""
+    text = body.decode("utf-8", "surrogateescape")
     scanned = judge.scan(text)
-    return body if scanned == text else scanned.encode("latin-1", "replace")
+    return body if scanned == text else scanned.encode("utf-8", "surrogateescape")
 
 
 def _opaque_body(body: bytes, _content_type: str, _judge: Judge) -> bytes:

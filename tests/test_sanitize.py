@@ -174,6 +174,14 @@ def test_value_patterns_in_free_text_and_headers(tmp_path: Path) -> None:
     assert out.headers[0] == ("X-Note", f"Bearer {MASK}")
 
 
+def test_a_card_number_in_non_ascii_digits_is_masked_too(tmp_path: Path) -> None:
+    fullwidth = str.maketrans("0123456789", "０１２３４５６７８９")
+    all_wide, mostly_wide = "4111 1111 1111 1111".translate(fullwidth), "4" + "111 1111 1111 1111".translate(fullwidth)
+    body = f"card {all_wide}, card {mostly_wide}.".encode()
+    out = sanitized(request([("Content-Type", "text/plain")], body=body), POLICY, tmp_path)
+    assert out.body.decode() == f"card {MASK}, card {MASK}."
+
+
 def test_binary_bodies_keep_every_other_byte() -> None:
     body = bytes(range(256)) + b" ann@corp.com " + bytes(range(255, -1, -1))
     out = sanitized(request([("Content-Type", "application/octet-stream")], body=body)).body
