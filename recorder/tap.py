@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -40,7 +41,10 @@ _KEPT_ORDINALS = 100_000
 
 
 class Tap:
-    def __init__(self) -> None:
+    def __init__(self, *, on_running: Callable[[], None] | None = None) -> None:
+        """`on_running` is called once the log is open and the listeners are up (`replaydiff tap` announces
+        them there): a callback rather than an addon of its own, which would see every hook of every flow."""
+        self._on_running = on_running
         self.writer: UpstreamLogWriter | None = None
         self.plan = FaultPlan()
         self.calls = 0
@@ -90,6 +94,8 @@ class Tap:
             ctx.options.tap_output, routes=self._routes, seed=self.plan.seed, faults=len(self.plan.rules)
         )
         self._ticker = asyncio.get_running_loop().create_task(self._flush_every_half_second())
+        if self._on_running is not None:
+            self._on_running()
 
     async def _flush_every_half_second(self) -> None:
         while self.writer is not None:

@@ -66,10 +66,10 @@ def run_tap(settings: TapSettings, *, on_listening: Callable[[dict[str, str]], N
 
 
 async def _serve(settings: TapSettings, on_listening: Callable[[dict[str, str]], None]) -> Tap:
-    tap = Tap()
     listeners = settings.listeners()
+    tap = Tap(on_running=lambda: on_listening(_listening_urls([name for name, _ in listeners])))
     await serve_master(
-        [tap, _Announcer([name for name, _ in listeners], on_listening)],
+        [tap],
         confdir=str(settings.confdir),
         mode=[spec for _, spec in listeners],
         listen_host=settings.listen_host,
@@ -81,15 +81,7 @@ async def _serve(settings: TapSettings, on_listening: Callable[[dict[str, str]],
     return tap
 
 
-class _Announcer:
-    """Reports each dependency's real listening address once the servers are up (ports may have been 0)."""
-
-    def __init__(self, names: list[str], on_listening: Callable[[dict[str, str]], None]) -> None:
-        self._names = names
-        self._on_listening = on_listening
-
-    def running(self) -> None:
-        addresses = ctx.master.addons.get("proxyserver").listen_addrs()
-        self._on_listening(
-            {name: f"http://{host}:{port}" for name, (host, port, *_) in zip(self._names, addresses)}
-        )
+def _listening_urls(names: list[str]) -> dict[str, str]:
+    """Each dependency's real listening address once the servers are up (ports may have been 0)."""
+    addresses = ctx.master.addons.get("proxyserver").listen_addrs()
+    return {name: f"http://{host}:{port}" for name, (host, port, *_) in zip(names, addresses)}
