@@ -97,8 +97,11 @@ def fast_server(kind: str = "protocol") -> Iterator[str]:
         process.wait()
 
 
-def synthetic_corpus(path: Path, *, count: int, sessions: int, interval_us: int = 1000) -> Path:
-    """GET exchanges one `interval_us` apart, round-robin over `sessions` (1,000/s recorded by default)."""
+def synthetic_corpus(
+    path: Path, *, count: int, sessions: int, interval_us: int = 1000, duration_us: int = 200
+) -> Path:
+    """GET exchanges one `interval_us` apart, round-robin over `sessions` (1,000/s recorded by default), each
+    answered in `duration_us` when recorded."""
     body = b'{"id": 1, "name": "item 1"}'
     with CorpusWriter(path, source="bench") as writer:
         for i in range(count):
@@ -111,7 +114,7 @@ def synthetic_corpus(path: Path, *, count: int, sessions: int, interval_us: int 
                                 headers=[("Host", "shop.internal"), ("Accept", "application/json"),
                                          ("User-Agent", "bench"), ("X-Session", session)]),
                 response=Response(200, headers=[("Content-Type", "application/json")], body=body),
-                duration_us=200,
+                duration_us=duration_us,
             ))
     return path
 

@@ -14,15 +14,11 @@ from corpora import ResultsWriter
 T = TypeVar("T")
 
 
-def run_fast(coroutine: Coroutine[None, None, T], *, precise_timers: bool = False) -> T:
+def run_fast(coroutine: Coroutine[None, None, T]) -> T:
     """uvloop: the same asyncio API at about half the event loop's cost per request, which a replay
-    otherwise spends on every socket read, write and timer.
-
-    But uvloop's clock counts whole milliseconds and rounds each delay to the nearest one, so its timers
-    fire up to 0.8 ms early; a replay on a schedule (`precise_timers`) runs on asyncio's own loop, whose
-    timers are never early and at most about 1 ms late."""
-    factory = asyncio.new_event_loop if precise_timers else uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
+    otherwise spends on every socket read, write and timer. (Its timers count whole milliseconds: see
+    `replayer.engine.TIMER_SLACK_S`.)"""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coroutine)
 
 

@@ -83,7 +83,7 @@ def replay_corpus(job: ReplayJob, *, console: Console) -> ReplaySummary:
             elif job.processes > 1:
                 summary = _replay_in_processes(job, total, console)
             else:
-                summary = run_fast(_replay(job, total, console), precise_timers=job.options.concurrency is None)
+                summary = run_fast(_replay(job, total, console))
     except KeyboardInterrupt:
         raise ReplayInterrupted(
             f"interrupted; the exchanges completed so far are in {job.output} (diff it as usual)"

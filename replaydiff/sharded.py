@@ -119,7 +119,7 @@ def _replay_shard(
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            run_fast(replay(), precise_timers=run.options.concurrency is None)
+            run_fast(replay())
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the part short
         writer.close()

@@ -109,6 +109,11 @@ class ReplaySummary:
 
 RecordSink = Callable[[ReplayRecord], None]
 
+TIMER_SLACK_S = 0.0005
+"""Added to every wait for a due time. uvloop counts whole milliseconds and rounds each delay to the nearest
+one, so a bare wait may end up to a millisecond early (a request sent early is as wrong as a late one, and the
+lag would not show it); with half a millisecond more it ends on time or up to a millisecond late."""
+
 PREFETCH_S = 1.0
 """The longest a replay reads its corpus ahead before its clock starts."""
 
@@ -213,14 +218,18 @@ class Replayer:
             if self.options.concurrency is None:
                 if session.last_done_s is not None:
                     due_s = max(due_s, session.last_done_s + planned.think_s)
-                delay_s = due_s - self._now_s()
-                if delay_s > 0:
-                    await asyncio.sleep(delay_s)
-                await self._fan_out(planned, session, max(0, int((self._now_s() - due_s) * 1e6)))
+                while (delay_s := due_s - self._now_s()) > 0:  # never early, even on a coarse timer
+                    await asyncio.sleep(delay_s + TIMER_SLACK_S)
+                lag_s = self._now_s() - due_s
+                await self._fan_out(planned, session, int(lag_s * 1e6))
+                # Think time counts from when the answers would have come had the request left on time: the
+                # replayer's own lateness must not push the session's later requests (sessions delayed by one
+                # busy moment would otherwise stay bunched together, and bunch more at every turn).
+                session.last_done_s = self._now_s() - lag_s
             else:
                 async with self._slots:
                     await self._fan_out(planned, session, 0)
-            session.last_done_s = self._now_s()
+                session.last_done_s = self._now_s()
             self._backlog.release()
         session.task = None
 
