@@ -97,7 +97,7 @@ def test_run_replays_and_diffs_with_exit_code_1_on_divergence(tmp_path: Path) ->
     with DemoSystem() as system:
         result = subprocess.run(
             [*REPLAYDIFF, "run", "corpora/samples/demo-shop.jsonl.zst", "--baseline", system.baseline,
-             "--candidate", system.candidate, "--concurrency", "32", "--limit", "600",
+             "--candidate", system.candidate, "--concurrency", "32", "--limit", "1500",
              "--rules", str(DEMO_RULES), "-o", str(tmp_path / "r.jsonl.zst"), "--json", str(tmp_path / "report.json")],
             capture_output=True, text=True, timeout=300, cwd=ROOT,
         )  # fmt: skip
