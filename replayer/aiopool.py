@@ -18,6 +18,14 @@ from replayer.http1 import (
 )
 
 
+def _observed(answer: asyncio.Future[RawAnswer]) -> None:
+    """Marks a failure as seen: the caller still gets it when it awaits the answer, but an answer nobody
+    awaits any more (its replay was interrupted while waiting for another target's) is not reported by
+    asyncio, at exit, as an exception never retrieved."""
+    if not answer.cancelled():
+        answer.exception()
+
+
 class Http1Connection(asyncio.Protocol):
     """One keep-alive connection carrying one request at a time (no pipelining: answers stay attributable)."""
 
@@ -117,7 +125,9 @@ class ConnectionPool:
         if not fresh and self._free > 0 and (connection := self._idle_connection()) is not None:
             self._free -= 1
             return self._send_on(connection, wire, method)
-        return asyncio.ensure_future(self._request_when_free(wire, method, fresh=fresh))
+        task = asyncio.ensure_future(self._request_when_free(wire, method, fresh=fresh))
+        task.add_done_callback(_observed)
+        return task
 
     async def _request_when_free(self, wire: bytes, method: str, *, fresh: bool) -> RawAnswer:
         if self._free > 0:
@@ -150,6 +160,7 @@ class ConnectionPool:
         self._busy.discard(connection)
         if answer.cancelled():
             connection.close()  # abandoned mid-answer (Ctrl-C): its state is unknown
+        _observed(answer)
         if not connection.closed:
             self._idle.append(connection)
         self._release_slot()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import gzip
 import ipaddress
 import ssl
@@ -147,3 +148,24 @@ def test_https_targets_verify_against_the_given_ca_or_not_at_all(tmp_path: Path)
     assert untrusted.error == "refused" and "CERTIFICATE_VERIFY_FAILED" in (untrusted.error_detail or "")
     assert with_ca and with_ca.status == 200 and header_value(with_ca.headers, "X-Method") == "GET"
     assert insecure and insecure.status == 200
+
+
+def test_an_answer_nobody_awaits_any_more_is_not_reported_as_lost() -> None:
+    """Ctrl-C can cancel a replay while it waits for one target's answer and not yet the others'; closing
+    the pools then fails those answers, which asyncio must not print as exceptions never retrieved."""
+    reported: list[str] = []
+
+    async def run(url: str) -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: reported.append(context["message"]))
+        client = TargetClient(Target.parse("baseline", url), timeouts=Timeouts())
+        await client.send(_request(), epoch_ns=0)  # answered: the connection is kept alive for the next
+        abandoned = client.begin(_request())  # sent, never awaited
+        await asyncio.sleep(0.05)
+        await client.aclose()
+        await asyncio.sleep(0.05)
+        del abandoned
+        gc.collect()
+
+    with raw_server(OK, b"") as answers_once_then_silent:
+        asyncio.run(run(answers_once_then_silent))
+    assert reported == []
