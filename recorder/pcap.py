@@ -28,11 +28,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mitmproxy.net import encoding as codecs
 from scapy.error import Scapy_Exception
 from scapy.utils import RawPcapReader
 
 from corpora import Exchange, Request, Response, header_value
+from corpora.content import decoded_content
 from recorder.http1 import Message, looks_like_requests, looks_like_responses, parse_requests, parse_responses
 from recorder.importing import Capture, SessionBy, UnreadableInput
 
@@ -349,15 +349,10 @@ def _request(message: Message, server: tuple[bytes, int]) -> Request:
 
 def _response(message: Message) -> Response:
     version, status, reason = message.start
-    body, original_encoding = message.body, None
-    coding = (header_value(message.headers, "content-encoding") or "").strip().lower()
-    if body and coding not in ("", "identity"):
-        try:
-            decoded = codecs.decode(body, coding)
-            assert isinstance(decoded, bytes)
-            body, original_encoding = decoded, coding
-        except ValueError:
-            pass  # kept as captured, like the proxy does with a body that fails to decode
+    try:
+        body, original_encoding = decoded_content(message.body, message.headers)
+    except ValueError:
+        body, original_encoding = message.body, None  # kept as captured, like the proxy does
     return Response(
         status=int(status),
         reason=reason,

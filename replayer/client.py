@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import ssl
 import time
-import zlib
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import zstandard
-
 from corpora import Attempt, Headers, Request, Response
+from corpora.content import decoded_content
 from corpora.model import ErrorKind
 from replayer.aiopool import ConnectionPool
 from replayer.http1 import (
@@ -109,23 +107,6 @@ def _header_line(name: str, value: str) -> bytes:
     if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
         raise UnsendableRequest(f"header {name!r} has a line break; not sent")
     return _wire(f"{name}: {value}")
-
-
-def _decoded(body: bytes, encoding: str) -> bytes:
-    """Bodies are compared (and stored) decoded; raises ValueError when the body does not decode."""
-    try:
-        if encoding in ("gzip", "x-gzip"):
-            return zlib.decompress(body, wbits=47)
-        if encoding == "deflate":
-            try:
-                return zlib.decompress(body)
-            except zlib.error:
-                return zlib.decompress(body, wbits=-15)  # raw deflate, which some servers send
-        if encoding == "zstd":
-            return zstandard.ZstdDecompressor().decompressobj().decompress(body)
-    except (zlib.error, zstandard.ZstdError) as exc:
-        raise ValueError(f"its {encoding} body does not decode: {exc}") from exc
-    raise ValueError(f"content-encoding {encoding!r} is not decoded by the replayer; body kept as received")
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,15 +215,15 @@ class TargetCodec:
 
     def _response(self, answer: RawAnswer) -> tuple[Response, str | None]:
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in answer.headers]
-        body = bytes(answer.body)
-        detail = f"body truncated at {self.max_body} bytes" if answer.truncated else None
-        encoding = next((v.strip().lower() for n, v in headers if n.lower() == "content-encoding"), "")
-        original_encoding = None
-        if encoding and encoding != "identity" and body and not answer.truncated:
+        body, original_encoding = bytes(answer.body), None
+        if answer.truncated:
+            detail: str | None = f"body truncated at {self.max_body} bytes"  # a cut body cannot be decoded
+        else:
             try:
-                body, original_encoding = _decoded(body, encoding), encoding
+                body, original_encoding = decoded_content(body, headers)
+                detail = None
             except ValueError as exc:
-                detail = str(exc)
+                detail = f"body kept as received: {exc}"
         response = Response(
             status=answer.status,
             reason=answer.reason.decode("latin-1"),

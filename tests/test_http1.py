@@ -100,6 +100,13 @@ def test_answers_ended_by_close_and_interim_answers() -> None:
     assert after_continue and after_continue.status == 200 and after_continue.body == b"ok"
 
 
+def test_a_body_that_does_not_decode_as_it_says_is_kept_as_received() -> None:
+    with raw_server(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 8\r\n\r\nnot gzip") as lying:
+        [(attempt, response)] = _send_all(lying, _request())
+    assert response and response.body == b"not gzip" and response.original_encoding is None
+    assert attempt.error is None and "kept as received" in (attempt.error_detail or "")
+
+
 def test_a_kept_alive_connection_the_server_closed_is_retried_only_when_idempotent() -> None:
     with raw_server(OK) as closes_after_one:  # keep-alive by HTTP/1.1 default, yet closed after the answer
         get_answers = _send_all(closes_after_one, _request(), _request())
