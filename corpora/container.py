@@ -68,18 +68,16 @@ class ContainerWriter:
         self.flush()
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._file is None:
-            raise CorpusError(self.path, "write after close")
-        self._pending += _line(record)
-        self.count += 1
-        self.flush_if_due()
+        self._append(_line(record))
 
     def write_raw(self, line: bytes) -> None:
         """A record line exactly as another container holds it (see `ContainerReader.raw_records`)."""
+        self._append(line + b"\n")
+
+    def _append(self, line: bytes) -> None:
         if self._file is None:
             raise CorpusError(self.path, "write after close")
         self._pending += line
-        self._pending += b"\n"
         self.count += 1
         self.flush_if_due()
 

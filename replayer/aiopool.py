@@ -8,8 +8,6 @@ from typing import cast
 
 from replayer.http1 import (
     AnswerReader,
-    ConnectFailed,
-    ConnectTimeout,
     HttpClientError,
     Origin,
     ProtocolViolation,
@@ -200,10 +198,8 @@ class ConnectionPool:
                     ssl=origin.tls,
                     server_hostname=origin.host if origin.tls else None,
                 )
-        except TimeoutError:
-            raise ConnectTimeout(f"no connection to {origin.host}:{origin.port} within {self._connect_timeout:g} s")
-        except OSError as exc:
-            raise ConnectFailed(f"cannot connect to {origin.host}:{origin.port}: {exc.strerror or exc}") from exc
+        except OSError as exc:  # a timeout included
+            raise origin.connect_error(exc, self._connect_timeout) from exc
         connection.connection_made(transport)  # uvloop calls it only on its next turn; the request goes out now
         return connection
 

@@ -12,9 +12,7 @@ import socket
 from replayer.http1 import (
     IDEMPOTENT_METHODS,
     AnswerReader,
-    ConnectFailed,
     ConnectionReset,
-    ConnectTimeout,
     Origin,
     RawAnswer,
     ReadTimeout,
@@ -97,12 +95,8 @@ class BlockingPool:
             sock = socket.create_connection((origin.host, origin.port), timeout=self._connect_timeout)
             if origin.tls is not None:
                 sock = origin.tls.wrap_socket(sock, server_hostname=origin.host)
-        except TimeoutError:
-            raise ConnectTimeout(
-                f"no connection to {origin.host}:{origin.port} within {self._connect_timeout:g} s"
-            ) from None
-        except OSError as exc:
-            raise ConnectFailed(f"cannot connect to {origin.host}:{origin.port}: {exc.strerror or exc}") from exc
+        except OSError as exc:  # a timeout included
+            raise origin.connect_error(exc, self._connect_timeout) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return BlockingConnection(sock, self._max_body)
 

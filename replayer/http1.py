@@ -197,3 +197,9 @@ class Origin:
     host: str
     port: int
     tls: ssl.SSLContext | None
+
+    def connect_error(self, exc: OSError, timeout_s: float) -> HttpClientError:
+        """What a failed connection attempt is called in the results, whichever transport made it."""
+        if isinstance(exc, TimeoutError):
+            return ConnectTimeout(f"no connection to {self.host}:{self.port} within {timeout_s:g} s")
+        return ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}")
