@@ -23,7 +23,7 @@ test: $(STAMP)
 
 # Re-record the bundled sample corpus through the recorder (see replaydiff/demo/traffic.py).
 corpus: $(STAMP)
-	$(BIN)/python -m replaydiff.demo.traffic -o corpora/samples/demo-shop.jsonl.zst
+	$(BIN)/python -m replaydiff.demo.traffic -o replaydiff/demo/demo-shop.jsonl.zst
 
 # The HTML report's rendering test needs a headless browser; it skips with a reason when this is missing.
 chromium:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import zstandard
 
-from corpora import CorpusReader, CorpusWriter, Exchange, Request, Response
+from replaydiff.corpora import CorpusReader, CorpusWriter, Exchange, Request, Response
 
 
 def _exchanges(count: int) -> list[Exchange]:

@@ -23,9 +23,9 @@ from typing import Any
 
 from deepdiff import DeepDiff
 
-from corpora import Attempt, ReplayRecord, Response
-from diff import DiffOptions, analyze
-from diff.compare import compare
+from replaydiff.corpora import Attempt, ReplayRecord, Response
+from replaydiff.diff import DiffOptions, analyze
+from replaydiff.diff.compare import compare
 
 HEADERS = [("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", "no-store"),
            ("Vary", "Accept-Encoding"), ("Strict-Transport-Security", "max-age=63072000")]  # fmt: skip

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from corpora import CorpusWriter, Exchange, Request, Response
+from replaydiff.corpora import CorpusWriter, Exchange, Request, Response
 
 _RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n"

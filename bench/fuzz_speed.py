@@ -23,8 +23,9 @@ import statistics
 import time
 from pathlib import Path
 
-from corpora import CorpusReader, sample_path
-from diff.rules import load_rules
+from replaydiff.corpora import CorpusReader
+from replaydiff.demo.samples import sample_path
+from replaydiff.diff.rules import load_rules
 from replaydiff.demo.system import DemoSystem
 from replaydiff.fuzz.infer import EndpointShape, infer_endpoints, select
 from replaydiff.fuzz.sender import FuzzTargets, Sender

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from scapy.utils import RawPcapReader
 
-from recorder.importing import import_capture
-from recorder.pcap import read_pcap
-from recorder.retries import RetryTagger
-from recorder.sanitize import Sanitizer
+from replaydiff.recorder.importing import import_capture
+from replaydiff.recorder.pcap import read_pcap
+from replaydiff.recorder.retries import RetryTagger
+from replaydiff.recorder.sanitize import Sanitizer
 
 _ETHER = b"\x00" * 12 + b"\x08\x00"
 _TURNS = 4

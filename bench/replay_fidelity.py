@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from corpora import ResultsReader
+from replaydiff.corpora import ResultsReader
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import fast_server, machine_note, synthetic_corpus, timed_run  # noqa: E402

@@ -1,8 +1,8 @@
 """The shared core: the data model and the file formats every package uses."""
 
-from corpora.endpoints import endpoint_of, path_template
-from corpora.errors import CorpusError, CorpusNotFound, CorpusTruncated, NotACorpus, UnsupportedFormat
-from corpora.files import (
+from replaydiff.corpora.endpoints import endpoint_of, path_template
+from replaydiff.corpora.errors import CorpusError, CorpusNotFound, CorpusTruncated, NotACorpus, UnsupportedFormat
+from replaydiff.corpora.files import (
     CORPUS_FORMAT,
     RESULTS_FORMAT,
     UPSTREAM_FORMAT,
@@ -13,7 +13,7 @@ from corpora.files import (
     UpstreamLogReader,
     UpstreamLogWriter,
 )
-from corpora.model import (
+from replaydiff.corpora.model import (
     Attempt,
     Divergence,
     Exchange,
@@ -24,7 +24,6 @@ from corpora.model import (
     UpstreamCall,
     header_value,
 )
-from corpora.samples import sample_path
 
 __all__ = [
     "CORPUS_FORMAT",
@@ -52,5 +51,4 @@ __all__ = [
     "endpoint_of",
     "header_value",
     "path_template",
-    "sample_path",
 ]

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 import orjson
 import zstandard
 
-from corpora.errors import CorpusError, CorpusNotFound, CorpusTruncated, NotACorpus, UnsupportedFormat
+from replaydiff.corpora.errors import CorpusError, CorpusNotFound, CorpusTruncated, NotACorpus, UnsupportedFormat
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 FLUSH_INTERVAL_S = 1.0

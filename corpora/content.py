@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mitmproxy.net import encoding as codecs
 
-from corpora.model import Headers, header_value
+from replaydiff.corpora.model import Headers, header_value
 
 
 def decoded_content(body: bytes, headers: Headers) -> tuple[bytes, str | None]:

@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from corpora.container import FLUSH_INTERVAL_S, ContainerReader, ContainerWriter
-from corpora.errors import NotACorpus
-from corpora.model import Exchange, ReplayRecord, UpstreamCall
+from replaydiff.corpora.container import FLUSH_INTERVAL_S, ContainerReader, ContainerWriter
+from replaydiff.corpora.errors import NotACorpus
+from replaydiff.corpora.model import Exchange, ReplayRecord, UpstreamCall
 
 CORPUS_FORMAT = "replaydiff-corpus/1"
 RESULTS_FORMAT = "replaydiff-results/1"

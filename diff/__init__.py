@@ -1,14 +1,14 @@
 """Verdict: compare what the targets answered, filter noise, report divergences."""
 
-from diff.analysis import analyze
-from diff.findings import SCHEMA, DiffOptions, DiffReport
-from diff.html import render_html
-from diff.junit import render_junit
-from diff.latency import LatencyThresholds
-from diff.noise import NoiseThresholds
-from diff.openapi import load_openapi
-from diff.report import render_text
-from diff.rules import Rules, RulesError, load_rules, parse_rules
+from replaydiff.diff.analysis import analyze
+from replaydiff.diff.findings import SCHEMA, DiffOptions, DiffReport
+from replaydiff.diff.html import render_html
+from replaydiff.diff.junit import render_junit
+from replaydiff.diff.latency import LatencyThresholds
+from replaydiff.diff.noise import NoiseThresholds
+from replaydiff.diff.openapi import load_openapi
+from replaydiff.diff.report import render_text
+from replaydiff.diff.rules import Rules, RulesError, load_rules, parse_rules
 
 __all__ = [
     "SCHEMA",

@@ -14,10 +14,10 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from corpora import Divergence, ReplayRecord, Response
-from diff.compare import Difference, Key, compare, outcome
-from diff.excerpt import response_text
-from diff.findings import (
+from replaydiff.corpora import Divergence, ReplayRecord, Response
+from replaydiff.diff.compare import Difference, Key, compare, outcome
+from replaydiff.diff.excerpt import response_text
+from replaydiff.diff.findings import (
     LATE_MS,
     DiffOptions,
     DiffReport,
@@ -27,7 +27,7 @@ from diff.findings import (
     SuppressedLocation,
     Totals,
 )
-from diff.latency import (
+from replaydiff.diff.latency import (
     PairedLatency,
     Percentiles,
     Reservoir,
@@ -38,7 +38,7 @@ from diff.latency import (
     log_edges,
     percentiles,
 )
-from diff.noise import split_signal
+from replaydiff.diff.noise import split_signal
 
 ROLES = ("baseline", "baseline2", "candidate")
 """Also the column order of latency samples."""

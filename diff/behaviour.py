@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from corpora import ReplayRecord, UpstreamCall
-from diff.difference import Difference
+from replaydiff.corpora import ReplayRecord, UpstreamCall
+from replaydiff.diff.difference import Difference
 
 
 def compare_behaviour(left: ReplayRecord, right: ReplayRecord) -> list[Difference]:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from corpora import Headers, ReplayRecord, Response
-from diff.behaviour import compare_behaviour
-from diff.difference import Difference, Key
-from diff.excerpt import body_excerpts, clip
-from diff.rules import NO_RULES, EndpointRules, ValueRule
-from diff.structure import json_changes
+from replaydiff.corpora import Headers, ReplayRecord, Response
+from replaydiff.diff.behaviour import compare_behaviour
+from replaydiff.diff.difference import Difference, Key
+from replaydiff.diff.excerpt import body_excerpts, clip
+from replaydiff.diff.rules import NO_RULES, EndpointRules, ValueRule
+from replaydiff.diff.structure import json_changes
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"})
 """Describe one connection, not the answer (RFC 9110 §7.6.1); `proxy-*` and names listed in `Connection` too."""

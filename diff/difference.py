@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from corpora.model import DivergenceKind
+from replaydiff.corpora.model import DivergenceKind
 
 Key = tuple[DivergenceKind, str]
 """(kind, location): where two answers differ, the same in every exchange of an endpoint."""

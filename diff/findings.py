@@ -10,11 +10,11 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from corpora import Divergence
-from corpora.model import DivergenceKind
-from diff.latency import LatencyThresholds, PairedLatency, Percentiles, TailLatency
-from diff.noise import NoiseThresholds
-from diff.rules import Rules
+from replaydiff.corpora import Divergence
+from replaydiff.corpora.model import DivergenceKind
+from replaydiff.diff.latency import LatencyThresholds, PairedLatency, Percentiles, TailLatency
+from replaydiff.diff.noise import NoiseThresholds
+from replaydiff.diff.rules import Rules
 
 LATE_MS = 50
 """A request sent this much after its planned time means the replaying machine could not keep up."""

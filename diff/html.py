@@ -13,8 +13,8 @@ import math
 from collections.abc import Collection, Iterable
 from html import escape
 
-from diff.findings import DiffReport, DivergenceGroup, EndpointStats, Example
-from diff.latency import Percentiles
+from replaydiff.diff.findings import DiffReport, DivergenceGroup, EndpointStats, Example
+from replaydiff.diff.latency import Percentiles
 
 COLOURS = {"baseline": "#2563eb", "baseline2": "#9ca3af", "candidate": "#ea580c"}
 _PLOT_W, _PLOT_H, _MARGIN = 360, 120, 28

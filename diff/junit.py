@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Collection
 
-from diff.findings import DiffReport, DivergenceGroup
+from replaydiff.diff.findings import DiffReport, DivergenceGroup
 
 
 def render_junit(report: DiffReport, *, fail_on: Collection[str] | None = None) -> str:

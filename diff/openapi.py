@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from corpora.endpoints import EndpointPatterns
-from diff.rules import RulesError, read_text
+from replaydiff.corpora.endpoints import EndpointPatterns
+from replaydiff.diff.rules import RulesError, read_text
 
 _METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 

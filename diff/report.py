@@ -16,8 +16,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from diff.findings import DiffReport, DivergenceGroup, EndpointStats
-from diff.latency import Percentiles
+from replaydiff.diff.findings import DiffReport, DivergenceGroup, EndpointStats
+from replaydiff.diff.latency import Percentiles
 
 _SHOWN_SUPPRESSED = 5
 _SHOWN_ENDPOINTS = 5

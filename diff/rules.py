@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from corpora.endpoints import EndpointPatterns
+from replaydiff.corpora.endpoints import EndpointPatterns
 
 
 class RulesError(ValueError):

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from diff.excerpt import json_value
-from diff.rules import ValueRule
+from replaydiff.diff.excerpt import json_value
+from replaydiff.diff.rules import ValueRule
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 

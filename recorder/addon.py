@@ -31,12 +31,12 @@ from pathlib import Path
 from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.addonmanager import Loader
 
-from corpora import CorpusError, CorpusWriter
-from recorder.capture import DEFAULT_MAX_BODY, exchange_from_flow, truncated
-from recorder.policy import PolicyError
-from recorder.pseudonym import PseudonymKeyError
-from recorder.retries import DEFAULT_RETRY_WINDOW_S, RetryTagger
-from recorder.sanitize import Sanitizer
+from replaydiff.corpora import CorpusError, CorpusWriter
+from replaydiff.recorder.capture import DEFAULT_MAX_BODY, exchange_from_flow, truncated
+from replaydiff.recorder.policy import PolicyError
+from replaydiff.recorder.pseudonym import PseudonymKeyError
+from replaydiff.recorder.retries import DEFAULT_RETRY_WINDOW_S, RetryTagger
+from replaydiff.recorder.sanitize import Sanitizer
 
 FLUSH_TICK_S = 0.5
 """The timer period and the writer's flush interval: a record reaches disk within two ticks, one second."""

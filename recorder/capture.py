@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from mitmproxy import http
 
-from corpora import Exchange, Headers, Request, Response, header_value
+from replaydiff.corpora import Exchange, Headers, Request, Response, header_value
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 TRUNCATED_TAG = "truncated"

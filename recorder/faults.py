@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from corpora.tomlfile import read_toml
+from replaydiff.corpora.tomlfile import read_toml
 
 FaultKind = Literal["status", "delay", "reset"]
 

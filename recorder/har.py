@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from corpora import CorpusReader, Exchange, Headers, Request, Response, header_value
+from replaydiff.corpora import CorpusReader, Exchange, Headers, Request, Response, header_value
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _NO_SESSION = "har"

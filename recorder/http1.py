@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from corpora import Headers
-from recorder.capture import header_text
+from replaydiff.corpora import Headers
+from replaydiff.recorder.capture import header_text
 
 REQUEST_LINE = re.compile(rb"([A-Z][A-Z-]{0,19}) (\S+) (HTTP/1\.[01])\r?\n")
 STATUS_LINE = re.compile(rb"(HTTP/1\.[01]) (\d{3})(?: ([^\r\n]*))?\r?\n")

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from corpora import CorpusWriter, Exchange
-from recorder.retries import RetryTagger
-from recorder.sanitize import Sanitizer
+from replaydiff.corpora import CorpusWriter, Exchange
+from replaydiff.recorder.retries import RetryTagger
+from replaydiff.recorder.sanitize import Sanitizer
 
 Kind = Literal["har", "pcap", "pcapng", "mitmproxy"]
 SessionBy = Literal["connection", "client"]
@@ -68,7 +68,7 @@ def read_capture(path: Path, *, session_by: SessionBy = "connection") -> tuple[K
     HAR and flow files carry their own sessions."""
     kind = detect_kind(path)
     if kind in ("pcap", "pcapng"):
-        from recorder.pcap import read_pcap
+        from replaydiff.recorder.pcap import read_pcap
 
         return kind, read_pcap(path, session_by=session_by)
     return kind, _READERS[kind](path)
@@ -109,7 +109,7 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _read_har(path: Path) -> Capture:
-    from recorder.har import HarError, read_har
+    from replaydiff.recorder.har import HarError, read_har
 
     try:
         return Capture(read_har(path))
@@ -123,7 +123,7 @@ def _read_flows(path: Path) -> Capture:
     from mitmproxy.exceptions import FlowReadException
     from mitmproxy.io import FlowReader
 
-    from recorder.capture import exchange_from_flow
+    from replaydiff.recorder.capture import exchange_from_flow
 
     flows: list[http.HTTPFlow] = []
     other = 0

@@ -31,10 +31,10 @@ from pathlib import Path
 from scapy.error import Scapy_Exception
 from scapy.utils import RawPcapReader
 
-from corpora import Exchange, Request, Response, header_value
-from corpora.content import decoded_content
-from recorder.http1 import Message, looks_like_requests, looks_like_responses, parse_requests, parse_responses
-from recorder.importing import Capture, SessionBy, UnreadableInput
+from replaydiff.corpora import Exchange, Request, Response, header_value
+from replaydiff.corpora.content import decoded_content
+from replaydiff.recorder.http1 import Message, looks_like_requests, looks_like_responses, parse_requests, parse_responses
+from replaydiff.recorder.importing import Capture, SessionBy, UnreadableInput
 
 _MASK32 = 0xFFFFFFFF
 _HALF = 1 << 31

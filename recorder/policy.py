@@ -28,7 +28,7 @@ from itertools import filterfalse
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from corpora.tomlfile import read_toml
+from replaydiff.corpora.tomlfile import read_toml
 
 Place = Literal["header", "cookie", "query", "form", "json", "pattern", "regex"]
 NamedPlace = Literal["header", "cookie", "query", "form", "json"]

@@ -20,9 +20,9 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.options import Options
 from mitmproxy.tools.dump import DumpMaster
 
-from recorder.addon import Recorder
-from recorder.capture import DEFAULT_MAX_BODY
-from recorder.retries import DEFAULT_RETRY_WINDOW_S
+from replaydiff.recorder.addon import Recorder
+from replaydiff.recorder.capture import DEFAULT_MAX_BODY
+from replaydiff.recorder.retries import DEFAULT_RETRY_WINDOW_S
 
 DEFAULT_LISTEN = ("127.0.0.1", 8080)
 DEFAULT_CONFDIR = Path(".replaydiff/mitmproxy")

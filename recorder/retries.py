@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 
-from corpora import Exchange, header_value
+from replaydiff.corpora import Exchange, header_value
 
 DEFAULT_RETRY_WINDOW_S = 10.0
 RETRY_OF = "retry_of"

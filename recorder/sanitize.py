@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
-from corpora import Exchange, Request, Response
-from recorder.policy import DEFAULT_POLICY, Action, NamedPlace, Policy, TextView, ValueRule, load_policy, luhn_ok
-from recorder.pseudonym import Pseudonymizer, key_from
-from recorder.walk import DROP, DROPPED_BODY, NO_RULE, walk_request, walk_response
+from replaydiff.corpora import Exchange, Request, Response
+from replaydiff.recorder.policy import DEFAULT_POLICY, Action, NamedPlace, Policy, TextView, ValueRule, load_policy, luhn_ok
+from replaydiff.recorder.pseudonym import Pseudonymizer, key_from
+from replaydiff.recorder.walk import DROP, DROPPED_BODY, NO_RULE, walk_request, walk_response
 
 MASK = "[masked]"
 QUERY_MASK = quote(MASK, safe="")

@@ -22,9 +22,9 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy.mode_specs import ReverseMode
 
-from corpora import UpstreamCall, UpstreamLogWriter
-from corpora.trace import exchange_key, parse_traceparent
-from recorder.faults import Fault, FaultPlan, FaultRulesError, load_fault_plan
+from replaydiff.corpora import UpstreamCall, UpstreamLogWriter
+from replaydiff.corpora.trace import exchange_key, parse_traceparent
+from replaydiff.recorder.faults import Fault, FaultPlan, FaultRulesError, load_fault_plan
 
 _METADATA = "replaydiff_tap"
 

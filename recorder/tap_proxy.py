@@ -10,8 +10,8 @@ from pathlib import Path
 
 from mitmproxy import ctx
 
-from recorder.proxy import DEFAULT_CONFDIR, ProxyError, check_listen_address, parse_upstream, serve_master
-from recorder.tap import Tap
+from replaydiff.recorder.proxy import DEFAULT_CONFDIR, ProxyError, check_listen_address, parse_upstream, serve_master
+from replaydiff.recorder.tap import Tap
 
 
 @dataclass(frozen=True, slots=True)

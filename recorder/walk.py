@@ -29,8 +29,8 @@ from urllib.parse import quote_plus, unquote_plus
 
 from mitmproxy.net import encoding as codecs
 
-from corpora import Headers, Request, Response, header_value
-from recorder.policy import JSON_ROOT, NamedPlace
+from replaydiff.corpora import Headers, Request, Response, header_value
+from replaydiff.recorder.policy import JSON_ROOT, NamedPlace
 
 
 _T = TypeVar("_T")

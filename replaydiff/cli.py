@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from corpora import CorpusError
-from replayer.targets import ReplayError
+from replaydiff.corpora import CorpusError
+from replaydiff.replayer.targets import ReplayError
 from replaydiff.errors import EXIT_INTERRUPTED, EXIT_USAGE, UserError
 from replaydiff.replaying import ReplayInterrupted
 

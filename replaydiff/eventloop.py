@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import uvloop
 
-from corpora import ResultsWriter
+from replaydiff.corpora import ResultsWriter
 
 T = TypeVar("T")
 

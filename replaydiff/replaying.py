@@ -18,14 +18,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from corpora import CorpusReader, ResultsWriter
-from replayer.engine import Replayer, ReplayOptions, ReplaySummary
-from replayer.locust_engine import run_locust_replay
-from replayer.upstream import attach_upstream
+from replaydiff.corpora import CorpusReader, ResultsWriter
+from replaydiff.replayer.engine import Replayer, ReplayOptions, ReplaySummary
+from replaydiff.replayer.locust_engine import run_locust_replay
+from replaydiff.replayer.upstream import attach_upstream
 from replaydiff.eventloop import flushing, run_fast
 from replaydiff.sharded import ShardedReplay, replay_in_processes
-from replayer.plan import Pacing, PlannedRequest, Selection, plan
-from replayer.targets import MUTATING_METHODS, Target, check_reachable, check_write_safety, is_loopback
+from replaydiff.replayer.plan import Pacing, PlannedRequest, Selection, plan
+from replaydiff.replayer.targets import MUTATING_METHODS, Target, check_reachable, check_write_safety, is_loopback
 
 
 @dataclass(frozen=True, slots=True)

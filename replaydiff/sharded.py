@@ -29,11 +29,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from corpora import CorpusTruncated, ResultsReader, ResultsWriter
-from replayer.engine import Replayer, ReplayOptions, ReplayStart, ReplaySummary
-from replayer.plan import PlannedRequest
-from replayer.sessions import shard_of
-from replayer.targets import ReplayError, Target
+from replaydiff.corpora import CorpusTruncated, ResultsReader, ResultsWriter
+from replaydiff.replayer.engine import Replayer, ReplayOptions, ReplayStart, ReplaySummary
+from replaydiff.replayer.plan import PlannedRequest
+from replaydiff.replayer.sessions import shard_of
+from replaydiff.replayer.targets import ReplayError, Target
 from replaydiff.eventloop import flushing, run_fast
 
 STARTUP_S = 0.3

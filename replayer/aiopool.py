@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 from typing import cast
 
-from replayer.http1 import (
+from replaydiff.replayer.http1 import (
     AnswerReader,
     HttpClientError,
     Origin,

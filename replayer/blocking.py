@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from replayer.http1 import (
+from replaydiff.replayer.http1 import (
     IDEMPOTENT_METHODS,
     AnswerReader,
     ConnectionReset,

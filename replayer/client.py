@@ -20,11 +20,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from corpora import Attempt, Headers, Request, Response
-from corpora.content import decoded_content
-from corpora.model import ErrorKind
-from replayer.aiopool import ConnectionPool
-from replayer.http1 import (
+from replaydiff.corpora import Attempt, Headers, Request, Response
+from replaydiff.corpora.content import decoded_content
+from replaydiff.corpora.model import ErrorKind
+from replaydiff.replayer.aiopool import ConnectionPool
+from replaydiff.replayer.http1 import (
     IDEMPOTENT_METHODS,
     ConnectFailed,
     ConnectTimeout,
@@ -35,7 +35,7 @@ from replayer.http1 import (
     ReadTimeout,
     StaleConnection,
 )
-from replayer.targets import Target
+from replaydiff.replayer.targets import Target
 
 # Headers that describe one hop's connection or are recomputed by the client for the body it sends.
 _NOT_FORWARDED = frozenset(

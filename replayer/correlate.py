@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from corpora import Exchange, Headers, Request, Response
-from corpora.tomlfile import read_toml
+from replaydiff.corpora import Exchange, Headers, Request, Response
+from replaydiff.corpora.tomlfile import read_toml
 
 Scalar = str | int
 Location = tuple[str | int, ...]

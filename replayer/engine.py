@@ -24,14 +24,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from corpora import Attempt, ReplayRecord, Request, Response
-from replayer.client import EncodedRequest, PendingAttempt, TargetClient, Timeouts, TLSOptions
-from replayer.correlate import CarryRules, SessionCorrelator
-from replayer.plan import PlannedRequest
-from replayer.retry import RetryPolicy
-from replayer.sessions import SessionTable
-from replayer.targets import Target
-from replayer.tracing import new_span_id, trace_id_for, traceparent
+from replaydiff.corpora import Attempt, ReplayRecord, Request, Response
+from replaydiff.replayer.client import EncodedRequest, PendingAttempt, TargetClient, Timeouts, TLSOptions
+from replaydiff.replayer.correlate import CarryRules, SessionCorrelator
+from replaydiff.replayer.plan import PlannedRequest
+from replaydiff.replayer.retry import RetryPolicy
+from replaydiff.replayer.sessions import SessionTable
+from replaydiff.replayer.targets import Target
+from replaydiff.replayer.tracing import new_span_id, trace_id_for, traceparent
 
 
 @dataclass(frozen=True, slots=True)

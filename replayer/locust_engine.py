@@ -26,13 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from corpora import Exchange
-from replayer.client import Timeouts, TLSOptions
-from replayer.engine import ReplayOptions, ReplaySummary
-from replayer.plan import Pacing, PlannedRequest, Selection
-from replayer.correlate import CarryRules
-from replayer.retry import RetryPolicy
-from replayer.targets import ReplayError, Target
+from replaydiff.corpora import Exchange
+from replaydiff.replayer.client import Timeouts, TLSOptions
+from replaydiff.replayer.engine import ReplayOptions, ReplaySummary
+from replaydiff.replayer.plan import Pacing, PlannedRequest, Selection
+from replaydiff.replayer.correlate import CarryRules
+from replaydiff.replayer.retry import RetryPolicy
+from replaydiff.replayer.targets import ReplayError, Target
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 

@@ -36,17 +36,17 @@ from locust import User, constant, events, task
 from locust.env import Environment
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
-from corpora import Attempt, CorpusReader, ReplayRecord, Request, Response, ResultsWriter
-from replayer import locust_engine as protocol
-from replayer.blocking import BlockingPool
-from replayer.client import TargetCodec
-from replayer.http1 import HttpClientError, RawAnswer
-from replayer.correlate import SessionCorrelator
-from replayer.engine import ReplaySummary
-from replayer.plan import PlannedRequest, plan
-from replayer.sessions import SessionTable, shard_of
-from replayer.targets import Target
-from replayer.tracing import new_span_id, trace_id_for, traceparent
+from replaydiff.corpora import Attempt, CorpusReader, ReplayRecord, Request, Response, ResultsWriter
+from replaydiff.replayer import locust_engine as protocol
+from replaydiff.replayer.blocking import BlockingPool
+from replaydiff.replayer.client import TargetCodec
+from replaydiff.replayer.http1 import HttpClientError, RawAnswer
+from replaydiff.replayer.correlate import SessionCorrelator
+from replaydiff.replayer.engine import ReplaySummary
+from replaydiff.replayer.plan import PlannedRequest, plan
+from replaydiff.replayer.sessions import SessionTable, shard_of
+from replaydiff.replayer.targets import Target
+from replaydiff.replayer.tracing import new_span_id, trace_id_for, traceparent
 
 BATCH = 200
 """Planned requests or records per message at most; timers send smaller batches so nothing waits long."""

@@ -13,7 +13,7 @@ import heapq
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-from corpora import Exchange, endpoint_of
+from replaydiff.corpora import Exchange, endpoint_of
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from corpora import Attempt
+from replaydiff.corpora import Attempt
 
 DEFAULT_RETRY_ON = frozenset({"502", "503", "504", "timeout", "reset"})
 

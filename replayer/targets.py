@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from corpora import Headers
+from replaydiff.corpora import Headers
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 

@@ -11,7 +11,7 @@ import functools
 import hashlib
 import random
 
-from corpora.trace import EXCHANGE_DIGITS
+from replaydiff.corpora.trace import EXCHANGE_DIGITS
 
 
 def trace_id_for(run_salt: str, exchange_id: str, target: str) -> str:

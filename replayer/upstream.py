@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from corpora import CorpusTruncated, ReplayRecord, ResultsReader, ResultsWriter, UpstreamCall, UpstreamLogReader
+from replaydiff.corpora import CorpusTruncated, ReplayRecord, ResultsReader, ResultsWriter, UpstreamCall, UpstreamLogReader
 
 TAP_FLUSH_WAIT_S = 1.2
 """The tap writes a frame at least every second; waiting a little longer sees every call of the replay."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from corpora import Attempt, ReplayRecord, Response, UpstreamCall
-from diff.behaviour import compare_behaviour
+from replaydiff.corpora import Attempt, ReplayRecord, Response, UpstreamCall
+from replaydiff.diff.behaviour import compare_behaviour
 
 
 def _record(statuses: list[int], target: str = "baseline", attempts: int = 1, gap_us: int = 50_000) -> ReplayRecord:
@@ -36,7 +36,7 @@ def test_a_different_number_of_calls_without_retries_is_an_upstream_divergence()
 
 
 def test_upstream_differences_that_follow_from_a_different_status_are_not_repeated() -> None:
-    from diff.compare import compare
+    from replaydiff.diff.compare import compare
 
     failed_early = _record([], "candidate")
     failed_early.response = Response(500)

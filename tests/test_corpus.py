@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corpora import (
+from replaydiff.corpora import (
     CorpusNotFound,
     CorpusReader,
     CorpusTruncated,
@@ -23,7 +23,7 @@ from corpora import (
     ResultsReader,
     UnsupportedFormat,
 )
-from corpora.container import decompressed_bytes
+from replaydiff.corpora.container import decompressed_bytes
 from tests.strategies import exchanges
 
 
@@ -41,7 +41,7 @@ def test_round_trip_keeps_every_field(tmp_path: Path, batch: list, background: b
 
 
 def _write(path: Path, count: int) -> None:
-    from corpora import Exchange, Request, Response
+    from replaydiff.corpora import Exchange, Request, Response
 
     with CorpusWriter(path, source="test", flush_interval=0) as writer:
         for i in range(count):
@@ -83,7 +83,7 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path: Path) -> None:
     path = tmp_path / "killed.jsonl.zst"
     script = f"""
 import time
-from corpora import CorpusWriter, Exchange, Request
+from replaydiff.corpora import CorpusWriter, Exchange, Request
 w = CorpusWriter({str(path)!r}, source="test")
 i = 0
 while True:

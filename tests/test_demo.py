@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from corpora import ResultsReader
+from replaydiff.corpora import ResultsReader
 from replaydiff.commands.demo import DEMO_RULES, PLANTED
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
@@ -96,7 +96,7 @@ def test_run_replays_and_diffs_with_exit_code_1_on_divergence(tmp_path: Path) ->
 
     with DemoSystem() as system:
         result = subprocess.run(
-            [*REPLAYDIFF, "run", "corpora/samples/demo-shop.jsonl.zst", "--baseline", system.baseline,
+            [*REPLAYDIFF, "run", "replaydiff/demo/demo-shop.jsonl.zst", "--baseline", system.baseline,
              "--candidate", system.candidate, "--concurrency", "32", "--limit", "1500",
              "--rules", str(DEMO_RULES), "-o", str(tmp_path / "r.jsonl.zst"), "--json", str(tmp_path / "report.json")],
             capture_output=True, text=True, timeout=300, cwd=ROOT,
@@ -116,7 +116,7 @@ def test_correlation_carries_created_order_ids_into_later_requests(tmp_path: Pat
         for correlate in (True, False):
             out = tmp_path / f"r-{correlate}.jsonl.zst"
             result = subprocess.run(
-                [*REPLAYDIFF, "replay", "corpora/samples/demo-shop.jsonl.zst", "--baseline", system.baseline,
+                [*REPLAYDIFF, "replay", "replaydiff/demo/demo-shop.jsonl.zst", "--baseline", system.baseline,
                  "--candidate", system.candidate, "--concurrency", "16", "--filter", "/api/orders*",
                  "-o", str(out), *([] if correlate else ["--no-correlate"])],
                 capture_output=True, text=True, timeout=300, cwd=ROOT,

@@ -33,7 +33,7 @@ def test_retry_and_timeout_divergences_in_ten_of_ten_runs(tmp_path: Path) -> Non
         for repetition in range(REPETITIONS):
             report = tmp_path / f"report-{repetition}.json"
             result = subprocess.run(
-                [*REPLAYDIFF, "run", "corpora/samples/demo-shop.jsonl.zst", "--baseline", demo.baseline,
+                [*REPLAYDIFF, "run", "replaydiff/demo/demo-shop.jsonl.zst", "--baseline", demo.baseline,
                  "--candidate", demo.candidate, "--concurrency", "16", "--upstream-log", str(demo.upstream_log),
                  "--rules", str(DEMO_RULES), "-o", str(tmp_path / f"r-{repetition}.jsonl.zst"), "--json", str(report),
                  *(arg for endpoint in ENDPOINTS for arg in ("--filter", endpoint))],

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from corpora import endpoint_of
+from replaydiff.corpora import endpoint_of
 from replaydiff.demo.services import demo_services
 from replaydiff.demo.system import DemoSystem, DemoSystemError, _parse_urls
 from replaydiff.demo.traffic import (

@@ -14,14 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from corpora import Attempt, ReplayRecord, Response
-from corpora.model import ErrorKind
-from diff import DiffOptions, NoiseThresholds, analyze, render_text
-from diff.compare import compare
-from diff.excerpt import MAX_CHARS
-from diff.latency import LatencyThresholds, assess, percentiles, signed_rank_p
-from diff.noise import is_signal
-from diff.structure import member
+from replaydiff.corpora import Attempt, ReplayRecord, Response
+from replaydiff.corpora.model import ErrorKind
+from replaydiff.diff import DiffOptions, NoiseThresholds, analyze, render_text
+from replaydiff.diff.compare import compare
+from replaydiff.diff.excerpt import MAX_CHARS
+from replaydiff.diff.latency import LatencyThresholds, assess, percentiles, signed_rank_p
+from replaydiff.diff.noise import is_signal
+from replaydiff.diff.structure import member
 from tests.strategies import responses
 
 ENDPOINT = "GET /items/{id}"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from corpora import Attempt, CorpusWriter, ReplayRecord, Response, ResultsWriter
+from replaydiff.corpora import Attempt, CorpusWriter, ReplayRecord, Response, ResultsWriter
 
 REPLAYDIFF = Path(sys.executable).parent / "replaydiff"
 TARGETS = {

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from diff import analyze
-from diff.latency import LatencyThresholds, Reservoir, assess_tail, exceedance_p
+from replaydiff.diff import analyze
+from replaydiff.diff.latency import LatencyThresholds, Reservoir, assess_tail, exceedance_p
 from tests.test_diff import doc, noisy_pairs
 
 Triples = list[tuple[float, float, float]]

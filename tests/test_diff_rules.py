@@ -11,12 +11,12 @@ from deepdiff import DeepDiff
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corpora.endpoints import EndpointPatterns
-from diff import DiffOptions, analyze
-from diff.compare import compare
-from diff.openapi import openapi_patterns
-from diff.rules import EndpointRules, Rules, RulesError, ValueRule, parse_rules
-from diff.structure import json_changes
+from replaydiff.corpora.endpoints import EndpointPatterns
+from replaydiff.diff import DiffOptions, analyze
+from replaydiff.diff.compare import compare
+from replaydiff.diff.openapi import openapi_patterns
+from replaydiff.diff.rules import EndpointRules, Rules, RulesError, ValueRule, parse_rules
+from replaydiff.diff.structure import json_changes
 from tests.test_diff import ENDPOINT, doc, exchange
 
 json_scalars = st.none() | st.booleans() | st.integers(-1000, 1000) | st.floats(-1e6, 1e6) | st.text(max_size=6)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recorder.faults import FaultPlan, FaultRule, FaultRulesError, load_fault_plan
+from replaydiff.recorder.faults import FaultPlan, FaultRule, FaultRulesError, load_fault_plan
 
 keys = st.text(alphabet="0123456789abcdef", min_size=24, max_size=24)
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from corpora import CorpusReader, ResultsReader, sample_path
+from replaydiff.corpora import CorpusReader, ResultsReader
+from replaydiff.demo.samples import sample_path
 from replaydiff.cli import main
 from replaydiff.demo.system import DemoSystem
 

@@ -10,9 +10,9 @@ from urllib.parse import parse_qsl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corpora import Attempt, CorpusReader, Exchange, Headers, ReplayRecord, Request, Response
-from diff.rules import parse_rules
-from replayer.targets import Target
+from replaydiff.corpora import Attempt, CorpusReader, Exchange, Headers, ReplayRecord, Request, Response
+from replaydiff.diff.rules import parse_rules
+from replaydiff.replayer.targets import Target
 from replaydiff.fuzz.curl import curl_command
 from replaydiff.fuzz.infer import ValueShape, infer_endpoints, select
 from replaydiff.fuzz.regressions import append_failures

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corpora import CorpusReader, CorpusWriter, Exchange, Request, Response, header_value
-from corpora.container import decompressed_bytes
-from recorder.har import exchanges_from_har, har_from_exchanges
-from recorder.sanitize import MASK, QUERY_MASK
+from replaydiff.corpora import CorpusReader, CorpusWriter, Exchange, Request, Response, header_value
+from replaydiff.corpora.container import decompressed_bytes
+from replaydiff.recorder.har import exchanges_from_har, har_from_exchanges
+from replaydiff.recorder.sanitize import MASK, QUERY_MASK
 from tests.strategies import exchanges
 
 REPLAYDIFF = Path(sys.executable).with_name("replaydiff")

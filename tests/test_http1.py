@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from corpora import Attempt, Request, Response
-from corpora.model import header_value
-from replayer.client import TargetClient, Timeouts, TLSOptions
-from replayer.targets import Target
+from replaydiff.corpora import Attempt, Request, Response
+from replaydiff.corpora.model import header_value
+from replaydiff.replayer.client import TargetClient, Timeouts, TLSOptions
+from replaydiff.replayer.targets import Target
 from tests.servers import raw_server, serve
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

@@ -10,11 +10,11 @@ from pathlib import Path
 from mitmproxy import io
 from mitmproxy.test import tflow
 
-from corpora import CorpusReader, Exchange, Request, Response
-from corpora.container import decompressed_bytes
-from recorder.importing import detect_kind
-from recorder.retries import RetryTagger
-from recorder.sanitize import MASK
+from replaydiff.corpora import CorpusReader, Exchange, Request, Response
+from replaydiff.corpora.container import decompressed_bytes
+from replaydiff.recorder.importing import detect_kind
+from replaydiff.recorder.retries import RetryTagger
+from replaydiff.recorder.sanitize import MASK
 
 REPLAYDIFF = Path(sys.executable).with_name("replaydiff")
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from corpora import sample_path
+from replaydiff.demo.samples import sample_path
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
 

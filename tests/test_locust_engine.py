@@ -19,19 +19,19 @@ from pathlib import Path
 import psutil
 from aiohttp import web
 
-from corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
-from diff.analysis import analyze
-from replayer.engine import ReplayOptions
-from replayer.locust_engine import LocustJob, run_locust_replay
-from replayer.sessions import shard_of
-from replayer.plan import Pacing, Selection
-from replayer.retry import RetryPolicy
-from replayer.targets import Target
+from replaydiff.corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
+from replaydiff.diff.analysis import analyze
+from replaydiff.replayer.engine import ReplayOptions
+from replaydiff.replayer.locust_engine import LocustJob, run_locust_replay
+from replaydiff.replayer.sessions import shard_of
+from replaydiff.replayer.plan import Pacing, Selection
+from replaydiff.replayer.retry import RetryPolicy
+from replaydiff.replayer.targets import Target
 from replaydiff.demo.system import DemoSystem
 from tests.servers import serve
 
 REPO = Path(__file__).parent.parent
-DEMO_CORPUS = REPO / "corpora" / "samples" / "demo-shop.jsonl.zst"
+DEMO_CORPUS = REPO / "replaydiff" / "demo" / "demo-shop.jsonl.zst"
 
 
 def _fingerprints(results: Path) -> set[str]:
@@ -141,8 +141,8 @@ def test_a_worker_started_with_replaydiff_worker_joins_and_sessions_keep_order(t
 _INTERRUPTIBLE = """
 import sys
 from pathlib import Path
-from replayer.locust_engine import run_locust_replay
-from replayer.targets import Target
+from replaydiff.replayer.locust_engine import run_locust_replay
+from replaydiff.replayer.targets import Target
 try:
     run_locust_replay(Path(sys.argv[1]), [Target("baseline", sys.argv[2]), Target("candidate", sys.argv[2])],
                       Path(sys.argv[3]), workers=2)

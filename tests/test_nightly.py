@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from corpora import sample_path
+from replaydiff.demo.samples import sample_path
 from replaydiff.demo.system import DemoSystem
 from tests.servers import serve
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from corpora import ResultsReader
-from diff.analysis import analyze
-from diff.findings import DiffReport
+from replaydiff.corpora import ResultsReader
+from replaydiff.diff.analysis import analyze
+from replaydiff.diff.findings import DiffReport
 from replaydiff.errors import UserError
 from replaydiff.nightly.accepted import load_accepted
 from replaydiff.nightly.classify import status, verdicts

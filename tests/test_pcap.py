@@ -20,10 +20,10 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap, wrpcapng
 
-from corpora import CorpusReader, Exchange
-from corpora.container import decompressed_bytes
-from recorder.pcap import read_pcap
-from recorder.sanitize import MASK
+from replaydiff.corpora import CorpusReader, Exchange
+from replaydiff.corpora.container import decompressed_bytes
+from replaydiff.recorder.pcap import read_pcap
+from replaydiff.recorder.sanitize import MASK
 from tests.test_import import run_import
 from tests.test_recorder import upstream  # noqa: F401  # a fixture: the service the loopback test talks to
 

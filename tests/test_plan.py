@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corpora import Exchange, Request
-from replayer.plan import Pacing, Selection, in_start_order, plan
+from replaydiff.corpora import Exchange, Request
+from replaydiff.replayer.plan import Pacing, Selection, in_start_order, plan
 
 
 def _exchange(i: int, session: int, start_us: int, method: str = "GET") -> Exchange:

@@ -21,9 +21,9 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from corpora import CorpusReader, CorpusTruncated, header_value
-from corpora.container import decompressed_bytes
-from recorder.sanitize import MASK, QUERY_MASK
+from replaydiff.corpora import CorpusReader, CorpusTruncated, header_value
+from replaydiff.corpora.container import decompressed_bytes
+from replaydiff.recorder.sanitize import MASK, QUERY_MASK
 
 BIN = Path(sys.executable).parent
 ADDON = Path(__file__).resolve().parents[1] / "recorder" / "addon.py"

@@ -14,8 +14,8 @@ import aiohttp
 import httpx
 from aiohttp import web
 
-from corpora import CorpusReader, CorpusTruncated
-from corpora.container import decompressed_bytes
+from replaydiff.corpora import CorpusReader, CorpusTruncated
+from replaydiff.corpora.container import decompressed_bytes
 from tests.servers import serve
 from tests.test_recorder import BIN, Proxy, upstream  # noqa: F401  # `upstream` is a fixture used below
 

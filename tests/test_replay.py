@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
+from replaydiff.corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
 from tests.servers import serve
 
 NAME = web.AppKey("name", str)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
-from corpora.trace import exchange_key
+from replaydiff.corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
+from replaydiff.corpora.trace import exchange_key
 from tests.servers import raw_server, serve
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
@@ -179,7 +179,7 @@ def test_garbage_and_huge_answers_are_outcomes(tmp_path: Path) -> None:
 
 
 def test_a_candidate_changing_a_value_the_baseline_kept_is_not_carried_forward() -> None:
-    from replayer.correlate import SessionCorrelator
+    from replaydiff.replayer.correlate import SessionCorrelator
 
     recorded = _exchange(0, "s", "/top", response=Response(200, body=b'{"top": 1234, "id": "rec-0000000001"}'))
     later = _exchange(1, "s", "/products/1234")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from diff import analyze
-from diff.html import render_html
+from replaydiff.diff import analyze
+from replaydiff.diff.html import render_html
 from tests.test_diff import doc, planted_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

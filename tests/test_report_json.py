@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from diff.findings import SCHEMA
+from replaydiff.diff.findings import SCHEMA
 from tests.test_diff import planted_report
 
 SCHEMA_DOC = Path(__file__).parent.parent / "docs" / "report-schema.md"

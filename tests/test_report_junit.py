@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from diff.junit import render_junit
+from replaydiff.diff.junit import render_junit
 from tests.test_diff import planted_report
 
 

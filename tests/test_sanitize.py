@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from corpora import CorpusReader, Exchange, Request, Response
-from corpora.container import decompressed_bytes
-from recorder.policy import DEFAULT_POLICY, NO_POLICY, PolicyError, load_policy
-from recorder.pseudonym import EMAIL_DOMAIN, Pseudonymizer
-from recorder.sanitize import MASK, QUERY_MASK, Sanitizer
+from replaydiff.corpora import CorpusReader, Exchange, Request, Response
+from replaydiff.corpora.container import decompressed_bytes
+from replaydiff.recorder.policy import DEFAULT_POLICY, NO_POLICY, PolicyError, load_policy
+from replaydiff.recorder.pseudonym import EMAIL_DOMAIN, Pseudonymizer
+from replaydiff.recorder.sanitize import MASK, QUERY_MASK, Sanitizer
 
 REPLAYDIFF = Path(sys.executable).with_name("replaydiff")
 KEY = b"test-key"

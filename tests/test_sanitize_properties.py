@@ -31,12 +31,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corpora import CorpusReader, CorpusWriter, Exchange, Headers, Request, Response
-from corpora.container import decompressed_bytes
-from recorder.policy import load_policy
-from recorder.pseudonym import Pseudonymizer
-from recorder.sanitize import MASK, QUERY_MASK, Sanitizer
-from recorder.walk import DROP
+from replaydiff.corpora import CorpusReader, CorpusWriter, Exchange, Headers, Request, Response
+from replaydiff.corpora.container import decompressed_bytes
+from replaydiff.recorder.policy import load_policy
+from replaydiff.recorder.pseudonym import Pseudonymizer
+from replaydiff.recorder.sanitize import MASK, QUERY_MASK, Sanitizer
+from replaydiff.recorder.walk import DROP
 
 KEY = b"property-test-key"
 POLICY_TOML = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from replayer.sessions import SessionTable
+from replaydiff.replayer.sessions import SessionTable
 
 
 @dataclass

@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
-from corpora.trace import exchange_key
+from replaydiff.corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
+from replaydiff.corpora.trace import exchange_key
 from tests.servers import serve, stock_app
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]

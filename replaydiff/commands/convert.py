@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from recorder import har
-from recorder.importing import SessionBy, UnreadableInput, import_capture
-from recorder.policy import PolicyError
-from recorder.pseudonym import PseudonymKeyError
-from recorder.retries import RetryTagger
-from recorder.sanitize import Sanitizer
+from replaydiff.recorder import har
+from replaydiff.recorder.importing import SessionBy, UnreadableInput, import_capture
+from replaydiff.recorder.policy import PolicyError
+from replaydiff.recorder.pseudonym import PseudonymKeyError
+from replaydiff.recorder.retries import RetryTagger
+from replaydiff.recorder.sanitize import Sanitizer
 from replaydiff.commands.record import Sanitizing, sanitize_options
 from replaydiff.errors import UserError
 

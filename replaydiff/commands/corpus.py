@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from corpora import CorpusReader, endpoint_of
+from replaydiff.corpora import CorpusReader, endpoint_of
 
 
 @dataclass(slots=True)

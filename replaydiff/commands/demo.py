@@ -13,9 +13,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from corpora import sample_path
-from replayer.plan import Pacing, Selection
-from replayer.targets import Target
+from replaydiff.demo.samples import sample_path
+from replaydiff.replayer.plan import Pacing, Selection
+from replaydiff.replayer.targets import Target
 from replaydiff.commands.diffing import DiffSettings, diff_options, report_results
 from replaydiff.demo.system import DEMO_FAULTS, DemoSystem, DemoSystemError
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, UserError

@@ -17,9 +17,9 @@ from typing import Any
 import click
 from rich.console import Console
 
-from corpora import ResultsReader
-from corpora.model import DivergenceKind
-from diff import (
+from replaydiff.corpora import ResultsReader
+from replaydiff.corpora.model import DivergenceKind
+from replaydiff.diff import (
     DiffOptions,
     DiffReport,
     LatencyThresholds,

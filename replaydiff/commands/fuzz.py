@@ -11,8 +11,8 @@ import click
 from hypothesis import configuration
 from rich.console import Console
 
-from diff.rules import Rules, RulesError, load_rules
-from replayer.client import Timeouts
+from replaydiff.diff.rules import Rules, RulesError, load_rules
+from replaydiff.replayer.client import Timeouts
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, UserError
 from replaydiff.fuzz.live import LiveView
 from replaydiff.fuzz.report import print_report

@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 
-from recorder.capture import DEFAULT_MAX_BODY
-from recorder.proxy import DEFAULT_CONFDIR, ProxyError, ProxySettings, parse_listen, parse_upstream, run
-from recorder.retries import DEFAULT_RETRY_WINDOW_S
+from replaydiff.recorder.capture import DEFAULT_MAX_BODY
+from replaydiff.recorder.proxy import DEFAULT_CONFDIR, ProxyError, ProxySettings, parse_listen, parse_upstream, run
+from replaydiff.recorder.retries import DEFAULT_RETRY_WINDOW_S
 from replaydiff.errors import EXIT_USAGE, UserError
 
 @dataclass(frozen=True, slots=True)

@@ -9,12 +9,12 @@ from typing import Any
 import click
 from rich.console import Console
 
-from replayer.client import Timeouts, TLSOptions
-from replayer.correlate import CarryRules, CarryRulesError, load_carry_rules
-from replayer.engine import ReplayOptions
-from replayer.plan import Pacing, Selection
-from replayer.retry import DEFAULT_RETRY_ON, RetryPolicy
-from replayer.targets import Target
+from replaydiff.replayer.client import Timeouts, TLSOptions
+from replaydiff.replayer.correlate import CarryRules, CarryRulesError, load_carry_rules
+from replaydiff.replayer.engine import ReplayOptions
+from replaydiff.replayer.plan import Pacing, Selection
+from replaydiff.replayer.retry import DEFAULT_RETRY_ON, RetryPolicy
+from replaydiff.replayer.targets import Target
 from replaydiff.commands.diffing import DiffSettings, diff_options, diff_results
 from replaydiff.commands.worker import master_address
 from replaydiff.errors import UserError

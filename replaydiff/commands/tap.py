@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from recorder.proxy import DEFAULT_CONFDIR, ProxyError
-from recorder.tap_proxy import TapSettings, parse_route, run_tap
+from replaydiff.recorder.proxy import DEFAULT_CONFDIR, ProxyError
+from replaydiff.recorder.tap_proxy import TapSettings, parse_route, run_tap
 from replaydiff.errors import UserError
 
 

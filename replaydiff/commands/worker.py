@@ -12,7 +12,7 @@ import subprocess
 
 import click
 
-from replayer.locust_engine import worker_command
+from replaydiff.replayer.locust_engine import worker_command
 from replaydiff.errors import EXIT_INTERRUPTED
 
 

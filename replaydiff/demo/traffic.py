@@ -1,6 +1,6 @@
 """Generates the bundled sample corpus by playing realistic shop traffic through the real recorder.
 
-    python -m replaydiff.demo.traffic -o corpora/samples/demo-shop.jsonl.zst [--sessions N] [--seed S]
+    python -m replaydiff.demo.traffic -o replaydiff/demo/demo-shop.jsonl.zst [--sessions N] [--seed S]
 
 It starts the demo system, puts `replaydiff record` in front of the baseline
 shop as a reverse proxy, and lets a few hundred users arrive (Poisson) over
@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from corpora import CorpusReader, endpoint_of
+from replaydiff.corpora import CorpusReader, endpoint_of
 from replaydiff.demo.services import CATEGORIES, CATEGORY_NAMES, PRODUCT_IDS, category_of
 from replaydiff.demo.system import DemoSystem
 

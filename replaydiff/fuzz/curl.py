@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import shlex
 
-from corpora import Request
-from replayer.client import outgoing_headers
-from replayer.targets import Target
+from replaydiff.corpora import Request
+from replaydiff.replayer.client import outgoing_headers
+from replaydiff.replayer.targets import Target
 
 
 def curl_command(request: Request, target: Target) -> str:

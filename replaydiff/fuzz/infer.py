@@ -22,8 +22,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import parse_qsl
 
-from corpora import Exchange, Request
-from corpora.endpoints import EndpointPatterns
+from replaydiff.corpora import Exchange, Request
+from replaydiff.corpora.endpoints import EndpointPatterns
 
 KEPT_VALUES = 64
 KEPT_SEEDS = 64

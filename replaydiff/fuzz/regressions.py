@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from corpora import CorpusReader, CorpusWriter, Exchange
+from replaydiff.corpora import CorpusReader, CorpusWriter, Exchange
 from replaydiff.fuzz.session import Failure
 
 SPACING_US = 10_000

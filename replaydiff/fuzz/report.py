@@ -12,7 +12,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from corpora import ReplayRecord, Request, header_value
+from replaydiff.corpora import ReplayRecord, Request, header_value
 from replaydiff.fuzz.curl import curl_command
 from replaydiff.fuzz.sender import FuzzTargets
 from replaydiff.fuzz.session import Failure, SessionResult

@@ -15,9 +15,9 @@ from types import TracebackType
 from collections.abc import Awaitable, Iterable
 from typing import NamedTuple, TypeVar
 
-from corpora import ReplayRecord, Request
-from replayer.client import TargetClient, Timeouts
-from replayer.targets import Target, check_reachable
+from replaydiff.corpora import ReplayRecord, Request
+from replaydiff.replayer.client import TargetClient, Timeouts
+from replaydiff.replayer.targets import Target, check_reachable
 
 
 T = TypeVar("T")

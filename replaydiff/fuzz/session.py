@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.strategies import SearchStrategy
 
-from corpora import ReplayRecord, Request
-from diff.compare import Difference
+from replaydiff.corpora import ReplayRecord, Request
+from replaydiff.diff.compare import Difference
 from replaydiff.fuzz.infer import EndpointShape
 from replaydiff.fuzz.sender import Sender
 from replaydiff.fuzz.strategies import requests

@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
-from corpora import Request
+from replaydiff.corpora import Request
 from replaydiff.fuzz.infer import EndpointShape, ValueShape, json_kind
 
 T = TypeVar("T")

@@ -29,8 +29,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from corpora import CorpusReader
-from diff.rules import Rules, load_rules
+from replaydiff.corpora import CorpusReader
+from replaydiff.diff.rules import Rules, load_rules
 from replaydiff.fuzz.infer import infer_endpoints, select
 from replaydiff.fuzz.live import Quiet
 from replaydiff.fuzz.report import print_report

@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from corpora import ReplayRecord, header_value
-from diff.compare import Difference, Key, compare, outcome
-from diff.rules import Rules
+from replaydiff.corpora import ReplayRecord, header_value
+from replaydiff.diff.compare import Difference, Key, compare, outcome
+from replaydiff.diff.rules import Rules
 
 
 def failed(record: ReplayRecord) -> bool:

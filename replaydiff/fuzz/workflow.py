@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corpora import CorpusReader
-from diff.rules import Rules
-from replayer.client import Timeouts
-from replayer.targets import MUTATING_METHODS, check_write_safety
+from replaydiff.corpora import CorpusReader
+from replaydiff.diff.rules import Rules
+from replaydiff.replayer.client import Timeouts
+from replaydiff.replayer.targets import MUTATING_METHODS, check_write_safety
 from replaydiff.errors import UserError
 from replaydiff.fuzz.infer import EndpointShape, infer_endpoints, select
 from replaydiff.fuzz.regressions import append_failures, check_regression_corpus

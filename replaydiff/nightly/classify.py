@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from diff.findings import DiffReport, DivergenceGroup
+from replaydiff.diff.findings import DiffReport, DivergenceGroup
 
 Status = Literal["new", "known", "intermittent", "accepted"]
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from diff.findings import EndpointStats
+from replaydiff.diff.findings import EndpointStats
 from replaydiff.errors import UserError
 from replaydiff.nightly.classify import Verdict
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from html import escape
 
-from diff.html import COLOURS
+from replaydiff.diff.html import COLOURS
 from replaydiff.nightly.history import Point, Trends
 from replaydiff.nightly.run import EntryResult, Night
 

@@ -21,7 +21,7 @@ from replaydiff.commands.diffing import DiffSettings, diff_options
 from replaydiff.commands.replay import build_job, replay_options
 from replaydiff.errors import UserError
 from replaydiff.replaying import ReplayJob
-from replayer.targets import ReplayError
+from replaydiff.replayer.targets import ReplayError
 
 TARGET_KEYS = frozenset(
     {"baseline", "candidate", "baseline2", "routing-key", "baseline-header", "candidate-header", "host-header",

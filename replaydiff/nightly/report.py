@@ -18,9 +18,9 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from diff.findings import DiffReport, DivergenceGroup
-from diff.html import render_html
-from diff.junit import render_junit
+from replaydiff.diff.findings import DiffReport, DivergenceGroup
+from replaydiff.diff.html import render_html
+from replaydiff.diff.junit import render_junit
 from replaydiff.errors import UserError
 from replaydiff.nightly.history import Trends
 from replaydiff.nightly.html import render_run_html

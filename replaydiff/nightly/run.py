@@ -16,15 +16,15 @@ from typing import Literal
 
 from rich.console import Console
 
-from corpora import CorpusError, ResultsReader
-from diff.analysis import analyze
-from diff.findings import DiffReport
+from replaydiff.corpora import CorpusError, ResultsReader
+from replaydiff.diff.analysis import analyze
+from replaydiff.diff.findings import DiffReport
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, EXIT_USAGE
 from replaydiff.nightly.classify import WINDOW, Verdict, gone, verdicts
 from replaydiff.nightly.history import History
 from replaydiff.nightly.suite import Entry, Suite
 from replaydiff.replaying import replay_corpus
-from replayer.targets import ReplayError
+from replaydiff.replayer.targets import ReplayError
 
 Outcome = Literal["ran", "error", "skipped"]
 SHOWN_NEW = 3
