@@ -34,9 +34,10 @@ def test_sigkill_loses_at_most_the_last_second(tmp_path: Path, upstream: str) ->
     try:
         url = proxy.wait_for_listening_url()
         with httpx.Client(base_url=url, trust_env=False, timeout=10) as client:
-            deadline = time.monotonic() + 3
+            # Keep sending until more than 20 answers are over a second old: a count, not a duration, so a
+            # loaded machine makes the test slower, never wrong.
             number = 0
-            while time.monotonic() < deadline:
+            while sum(time.monotonic() - at > 1.5 for at in finished.values()) <= 25:
                 assert client.get(f"/binary?n={number}").status_code == 200
                 finished[f"n={number}"] = time.monotonic()
                 number += 1
