@@ -15,10 +15,10 @@ import socket
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
+import pytest
 from aiohttp import web
 
 from replaydiff.corpora import CorpusReader, CorpusWriter, Exchange, ReplayRecord, Request, Response, ResultsReader
@@ -32,8 +32,11 @@ from replaydiff.replayer.retry import RetryPolicy
 from replaydiff.replayer.targets import Target
 from replaydiff.demo.system import DemoSystem
 from tests.servers import serve
+from tests.waiting import readable_records, wait_until
 
 REPO = Path(__file__).parent.parent
+
+pytestmark = pytest.mark.slow  # real replays in subprocesses, a minute or more for the module
 DEMO_CORPUS = REPO / "replaydiff" / "demo" / "demo-shop.jsonl.zst"
 
 
@@ -160,7 +163,8 @@ def test_ctrl_c_stops_every_locust_process_and_leaves_a_valid_results_file(tmp_p
         replay = subprocess.Popen([sys.executable, "-c", _INTERRUPTIBLE, str(corpus), url, str(tmp_path / "r.jsonl.zst")],
                                   cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)  # its own process group, as a terminal's Ctrl-C sees it
-        time.sleep(6)
+        wait_until(lambda: readable_records(tmp_path / "r.jsonl.zst") >= 20, "the first records of the replay",
+                   timeout_s=60)
         os.killpg(replay.pid, signal.SIGINT)
         assert replay.wait(30) == 130
     reader = ResultsReader(tmp_path / "r.jsonl.zst")
@@ -179,7 +183,8 @@ def test_a_worker_killed_mid_replay_ends_the_run_with_a_one_line_error_and_valid
              "--engine", "locust", "--workers", "2", "-o", str(tmp_path / "r.jsonl.zst")],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        time.sleep(5)
+        wait_until(lambda: readable_records(tmp_path / "r.jsonl.zst") >= 20, "the first records of the replay",
+                   timeout_s=60)
         workers = [p for p in psutil.Process(replay.pid).children() if "--worker" in p.cmdline()]
         assert len(workers) == 2
         workers[0].kill()

@@ -12,7 +12,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +23,11 @@ from aiohttp import web
 from replaydiff.demo.samples import sample_path
 from replaydiff.demo.system import DemoSystem
 from tests.servers import serve
+from tests.waiting import readable_records, wait_until
 
 REPLAYDIFF = Path(sys.executable).parent / "replaydiff"
+
+pytestmark = pytest.mark.slow  # real replays in subprocesses, a minute or more for the module
 REGRESSION = "GET /api/categories|body|$.categories[*].product_count"
 ACCEPTED = "GET /api/products|header|cache-control"
 KNOWN = "GET /api/products/{id}|body|$.price"
@@ -189,10 +191,9 @@ def test_ctrl_c_leaves_whole_entries_and_an_unfinished_run(tmp_path: Path, demo:
     night = subprocess.Popen([REPLAYDIFF, "nightly", suite, "--out", "run"], cwd=tmp_path, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
     second = tmp_path / "run" / "entries" / "shop__long" / "results.jsonl.zst"
-    deadline = time.monotonic() + 60
-    while night.poll() is None and not second.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # into the second, long entry's replay
+    wait_until(lambda: night.poll() is not None or readable_records(second), "the second, long entry's first records",
+               timeout_s=60)
+    assert night.poll() is None, "the long entry is still replaying"
     night.send_signal(signal.SIGINT)
     _, stderr = night.communicate(timeout=30)
     assert night.returncode == 130, stderr
