@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/replaydiff demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 # Re-record the bundled sample corpus through the recorder (see replaydiff/demo/traffic.py).
 corpus: $(STAMP)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import fast_server, machine_note, synthetic_corpus  # noqa: E402
 
 GOAL_MB = 300
-IMPORTS = "import replaydiff.cli, replayer.engine, replaydiff.replaying"
+IMPORTS = "import replaydiff.cli, replaydiff.replayer.engine, replaydiff.replaying"
 POLL_S = 0.02
 
 

@@ -16,22 +16,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import random
 import time
 from array import array
-from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from replaydiff.corpora import Attempt, ReplayRecord, Request, Response
+from replaydiff.corpora import Attempt, ReplayRecord, Request
 from replaydiff.replayer.client import EncodedRequest, PendingAttempt, TargetClient, Timeouts, TLSOptions
-from replaydiff.replayer.correlate import CarryRules, SessionCorrelator
+from replaydiff.replayer.correlate import CarryRules
 from replaydiff.replayer.plan import PlannedRequest
 from replaydiff.replayer.retry import RetryPolicy
-from replaydiff.replayer.sessions import SessionTable
+from replaydiff.replayer.session_loop import AttemptLog, ReplaySession, Send, SessionLoop, Wait
 from replaydiff.replayer.targets import Target
-from replaydiff.replayer.tracing import new_span_id, trace_id_for, traceparent
+from replaydiff.replayer.tracing import new_span_id, traceparent
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +108,6 @@ class ReplaySummary:
 
 RecordSink = Callable[[ReplayRecord], None]
 
-TIMER_SLACK_S = 0.0005
-"""Added to every wait for a due time. uvloop counts whole milliseconds and rounds each delay to the nearest
-one, so a bare wait may end up to a millisecond early (a request sent early is as wrong as a late one, and the
-lag would not show it); with half a millisecond more it ends on time or up to a millisecond late."""
-
 PREFETCH_S = 1.0
 """The longest a replay reads its corpus ahead before its clock starts."""
 
@@ -131,15 +125,9 @@ class ReplayStart:
         return cls(time.perf_counter_ns() + int(delay_s * 1e9), time.time_ns() // 1000 + int(delay_s * 1e6))
 
 
-@dataclass(slots=True)
-class _Session:
-    queue: deque[PlannedRequest] = field(default_factory=deque)
-    task: asyncio.Task[None] | None = None
-    last_done_s: float | None = None
-    correlator: SessionCorrelator = field(default_factory=SessionCorrelator)
-
-
 class Replayer:
+    """Runs the session loop (`replayer.session_loop`) on asyncio: one task per session with requests waiting."""
+
     def __init__(
         self,
         targets: list[Target],
@@ -153,12 +141,9 @@ class Replayer:
         self.summary = ReplaySummary()
         self._sink = sink
         self._on_progress = on_progress
-        self._rng = random.Random()
-        self._sessions: SessionTable[_Session] = SessionTable(
-            lambda: _Session(correlator=SessionCorrelator(rules=options.carry)), busy=lambda s: s.task is not None
-        )
+        self._loop = SessionLoop(options)
+        self._drains: set[asyncio.Task[None]] = set()
         self._clients: list[TargetClient] = []
-        self._epoch_ns = 0
         self._backlog = asyncio.Semaphore(options.max_backlog)
         self._slots = asyncio.Semaphore(options.concurrency or 1)
         """Closed loop only: open loop sends each request when it is due."""
@@ -170,109 +155,84 @@ class Replayer:
             TargetClient(t, timeouts=self.options.timeouts, tls=self.options.tls) for t in self.targets
         ]
         stream = iter(planned)
-        shared = start is not None
-        self._epoch_ns = start.perf_ns if start else time.perf_counter_ns() + int(PREFETCH_S * 1e9)
+        self._loop.epoch_ns = start.perf_ns if start else time.perf_counter_ns() + int(PREFETCH_S * 1e9)
         try:
-            # Open loop, before the clock starts and without yielding (so no session runs yet): read ahead up to
-            # the backlog, so that reading the corpus does not compete with the first requests for the loop.
-            read_ahead = self.options.max_backlog if self.options.concurrency is None else 0
-            for request in itertools.islice(stream, read_ahead):
-                await self._backlog.acquire()  # free, so it returns at once
-                self._dispatch(request)
-                if self._now_s() >= 0:
-                    break
-            if shared:
-                await asyncio.sleep(max(0.0, -self._now_s()))
-            else:
-                start = ReplayStart.now()
-                self._epoch_ns = start.perf_ns
-            assert start is not None
+            start = await self._read_ahead(stream, start)
             self.summary.epoch_unix_us = start.unix_us
             for number, request in enumerate(stream):
                 await self._backlog.acquire()
                 self._dispatch(request)
                 if number % 64 == 0:
                     await asyncio.sleep(0)  # reading the corpus must not starve the senders
-            await asyncio.gather(*(s.task for s in self._sessions if s.task))
+            await asyncio.gather(*list(self._drains))
         finally:
-            for session in self._sessions:
-                if session.task:
-                    session.task.cancel()
-            self.summary.elapsed_s = self._now_s()
+            for drain in self._drains:
+                drain.cancel()
+            self.summary.elapsed_s = self._loop.now_s()
             await asyncio.gather(*(client.aclose() for client in self._clients), return_exceptions=True)
         return self.summary
 
-    def _now_s(self) -> float:
-        return (time.perf_counter_ns() - self._epoch_ns) / 1e9
+    async def _read_ahead(self, stream: Iterator[PlannedRequest], start: ReplayStart | None) -> ReplayStart:
+        """Open loop, before the clock starts and without yielding (so no session runs yet): read ahead up to
+        the backlog, so that reading the corpus does not compete with the first requests for the loop. Then
+        start the clock, or wait for the start shared with the other processes."""
+        read_ahead = self.options.max_backlog if self.options.concurrency is None else 0
+        for request in itertools.islice(stream, read_ahead):
+            await self._backlog.acquire()  # free, so it returns at once
+            self._dispatch(request)
+            if self._loop.now_s() >= 0:
+                break
+        if start is not None:
+            await asyncio.sleep(max(0.0, -self._loop.now_s()))
+            return start
+        start = ReplayStart.now()
+        self._loop.epoch_ns = start.perf_ns
+        return start
 
     def _dispatch(self, request: PlannedRequest) -> None:
-        session = self._sessions.get(request.exchange.session)
-        session.queue.append(request)
-        if session.task is None:
-            session.task = asyncio.create_task(self._drain(session))
+        session = self._loop.enqueue(request)
+        if session is not None:
+            drain = asyncio.create_task(self._drain(session))
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
 
-    async def _drain(self, session: _Session) -> None:
-        while session.queue:
-            planned = session.queue.popleft()
-            due_s = planned.due_s
+    async def _drain(self, session: ReplaySession) -> None:
+        for step in self._loop.steps(session):
+            if isinstance(step, Wait):
+                await asyncio.sleep(step.seconds)
+                continue
             if self.options.concurrency is None:
-                if session.last_done_s is not None:
-                    due_s = max(due_s, session.last_done_s + planned.think_s)
-                while (delay_s := due_s - self._now_s()) > 0:  # never early, even on a coarse timer
-                    await asyncio.sleep(delay_s + TIMER_SLACK_S)
-                lag_s = self._now_s() - due_s
-                await self._fan_out(planned, session, int(lag_s * 1e6))
-                # Think time counts from when the answers would have come had the request left on time: the
-                # replayer's own lateness must not push the session's later requests (sessions delayed by one
-                # busy moment would otherwise stay bunched together, and bunch more at every turn).
-                session.last_done_s = self._now_s() - lag_s
+                await self._fan_out(step, session)
             else:
                 async with self._slots:
-                    await self._fan_out(planned, session, 0)
-                session.last_done_s = self._now_s()
+                    await self._fan_out(step, session)
             self._backlog.release()
-        session.task = None
 
-    async def _fan_out(self, planned: PlannedRequest, session: _Session, lag_us: int) -> None:
+    async def _fan_out(self, send: Send, session: ReplaySession) -> None:
+        planned = send.planned
         encoded = EncodedRequest.shared(planned.exchange.request)
         started = [self._begin(planned, client, session, encoded) for client in self._clients]  # all sent now
         pairs = zip(self._clients, started)
         if self.options.retry.retries:  # each target retries on its own clock
-            outcomes = await asyncio.gather(*(self._attempts(client, first) for client, first in pairs))
+            logs = await asyncio.gather(*(self._attempts(client, first) for client, first in pairs))
         else:  # one attempt each, already sent: no task needed to wait for them in turn
-            outcomes = [await self._attempts(client, first) for client, first in pairs]
-        live: dict[str, Response | None] = {}
-        for client, (trace_id, _, _), (attempts, response) in zip(self._clients, started, outcomes):
-            name = client.target.name
-            live[name] = response
-            self.summary.count(name, attempts[-1])
-            self._sink(
-                ReplayRecord(
-                    exchange_id=planned.exchange.id,
-                    target=name,
-                    endpoint=planned.endpoint,
-                    attempts=attempts,
-                    response=response,
-                    schedule_lag_us=lag_us,
-                    trace_id=trace_id,
-                )
-            )
-        if self.options.correlate:
-            session.correlator.observe(planned.exchange, live)
+            logs = [await self._attempts(client, first) for client, first in pairs]
+        outcomes = [(client.target.name, trace_id, log) for client, (trace_id, _, _), log
+                    in zip(self._clients, started, logs)]
+        for record in self._loop.records(send, session, outcomes):
+            self.summary.count(record.target, record.attempts[-1])
+            self._sink(record)
         self.summary.completed += 1
-        self.summary.lags_us.append(lag_us)
+        self.summary.lags_us.append(send.lag_us)
         self._on_progress()
 
     def _begin(
-        self, planned: PlannedRequest, client: TargetClient, session: _Session, encoded: Request | EncodedRequest
+        self, planned: PlannedRequest, client: TargetClient, session: ReplaySession, encoded: EncodedRequest
     ) -> tuple[str, Request | EncodedRequest, PendingAttempt]:
-        request: Request | EncodedRequest = planned.exchange.request
-        if self.options.correlate:
-            request = session.correlator.rewrite(planned.exchange.request, client.target.name)
-        if request is planned.exchange.request:
-            request = encoded  # unchanged for this target: the bytes encoded once for all targets
-        trace_id = trace_id_for(self.options.trace_salt, planned.exchange.id, client.target.name)
-        return trace_id, request, self._send(client, request, trace_id)
+        trace_id, request = self._loop.request_for(planned, session, client.target.name)
+        # unchanged for this target: the bytes encoded once for all targets
+        wire: Request | EncodedRequest = encoded if request is planned.exchange.request else request
+        return trace_id, wire, self._send(client, wire, trace_id)
 
     def _send(self, client: TargetClient, request: Request | EncodedRequest, trace_id: str) -> PendingAttempt:
         span_id = new_span_id()
@@ -280,14 +240,11 @@ class Replayer:
 
     async def _attempts(
         self, client: TargetClient, first: tuple[str, Request | EncodedRequest, PendingAttempt]
-    ) -> tuple[list[Attempt], Response | None]:
+    ) -> AttemptLog:
         """Every attempt at one target under the retry policy; the last one's response is final."""
         trace_id, request, pending = first
-        attempts: list[Attempt] = []
-        while True:
-            attempt, response = await client.finish(pending, epoch_ns=self._epoch_ns)
-            attempts.append(attempt)
-            if not self.options.retry.should_retry(attempt, len(attempts)):
-                return attempts, response
-            await asyncio.sleep(self.options.retry.backoff(len(attempts), self._rng))
+        log = self._loop.attempts()
+        while (backoff_s := log.add(*await client.finish(pending, epoch_ns=self._loop.epoch_ns))) is not None:
+            await asyncio.sleep(backoff_s)
             pending = self._send(client, request, trace_id)
+        return log

@@ -8,8 +8,10 @@ itself when the plan is exhausted.
 
 Worker: each locust user is a slot that takes the next session with requests
 waiting and sends them in order, each to all targets at the same moment (one
-greenlet per target, joined). The corpus logic lives in `_WorkerReplay`; the
-user only fetches the next session and sends it.
+greenlet per target, joined). The session loop is the asyncio engine's own
+(`replayer.session_loop`: due times, think time, timer slack, retries,
+correlation); `_WorkerReplay` drives it with gevent's waits, and the user only
+fetches the next session and sends it.
 
 Requests go out on blocking sockets that gevent makes cooperative
 (`replayer.blocking`), as the same bytes the asyncio engine sends and read by
@@ -22,10 +24,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import random
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +40,12 @@ from replaydiff.replayer import locust_engine as protocol
 from replaydiff.replayer.blocking import BlockingPool
 from replaydiff.replayer.client import TargetCodec
 from replaydiff.replayer.http1 import HttpClientError, RawAnswer
-from replaydiff.replayer.correlate import SessionCorrelator
 from replaydiff.replayer.engine import ReplaySummary
 from replaydiff.replayer.plan import PlannedRequest, plan
-from replaydiff.replayer.sessions import SessionTable, shard_of
+from replaydiff.replayer.session_loop import AttemptLog, ReplaySession, Send, SessionLoop, Wait
+from replaydiff.replayer.sessions import shard_of
 from replaydiff.replayer.targets import Target
-from replaydiff.replayer.tracing import new_span_id, trace_id_for, traceparent
+from replaydiff.replayer.tracing import new_span_id, traceparent
 
 BATCH = 200
 """Planned requests or records per message at most; timers send smaller batches so nothing waits long."""
@@ -216,32 +215,22 @@ class _TargetSender:
         return self._codec.outcome(result, started_ns=started, epoch_ns=epoch_ns, span_id=span_id)
 
 
-@dataclass(slots=True)
-class _Session:
-    queue: deque[PlannedRequest] = field(default_factory=deque)
-    busy: bool = False
-    """Waiting for or held by a slot; a session is never in two slots, which keeps its order."""
-    last_done_s: float | None = None
-    correlator: SessionCorrelator = field(default_factory=SessionCorrelator)
-
-
 class _WorkerReplay:
-    """This worker's shard: sessions with waiting requests, the target clients, and records for the master."""
+    """This worker's shard: the session loop (`replayer.session_loop`) on gevent, the target senders, and records
+    for the master."""
 
     def __init__(self, environment: Environment) -> None:
         assert isinstance(environment.runner, WorkerRunner)
         self.environment = environment
         self.runner = environment.runner
         self.job: protocol.LocustJob | None = None
+        self.loop: SessionLoop | None = None
         self.senders: list[_TargetSender] = []
-        self.sessions: SessionTable[_Session] = SessionTable(self._new_session, busy=lambda s: s.busy)
-        self.ready: Queue[_Session] = Queue()
-        self.epoch_ns = 0
+        self.ready: Queue[ReplaySession] = Queue()
         self.spawned = Event()
         self.received = self.completed = 0
         self.ended = self.reported = False
         self.records: list[dict[str, Any]] = []
-        self.rng = random.Random()
         for message, handler in ((protocol.JOB, self.on_job), (protocol.PLANNED, self.on_planned),
                                  (protocol.END, self.on_end)):
             self.runner.register_message(message, handler)
@@ -249,21 +238,21 @@ class _WorkerReplay:
 
     def on_job(self, msg: Any, **_: Any) -> None:
         self.job = protocol.LocustJob.from_json(msg.data)
+        self.loop = SessionLoop(self.job.options)
         self.senders = [_TargetSender(target, self.job) for target in self.job.targets]
         gevent.spawn(self._send_periodically)
 
     def on_spawned(self, **_: Any) -> None:
         """The replay clock starts once every slot exists: starting earlier would show spawning as lag."""
-        self.epoch_ns = time.perf_counter_ns()
+        assert self.loop is not None  # locust spawns the users only after the master's JOB
+        self.loop.epoch_ns = time.perf_counter_ns()
         self.spawned.set()
 
     def on_planned(self, msg: Any, **_: Any) -> None:
+        assert self.loop is not None  # planned requests only come after the job
         for data in msg.data:
-            planned = protocol.planned_from_json(data)
-            session = self.sessions.get(planned.exchange.session)
-            session.queue.append(planned)
-            if not session.busy:
-                session.busy = True
+            session = self.loop.enqueue(protocol.planned_from_json(data))
+            if session is not None:
                 self.ready.put(session)
         self.received += len(msg.data)
 
@@ -271,80 +260,50 @@ class _WorkerReplay:
         self.ended = True
         self._report_if_done()
 
-    def _new_session(self) -> _Session:
-        assert self.job is not None  # planned requests only come after the job
-        return _Session(correlator=SessionCorrelator(rules=self.job.options.carry))
-
-    def next_session(self) -> _Session:
+    def next_session(self) -> ReplaySession:
         self.spawned.wait()
         return self.ready.get()
 
-    def drain(self, session: _Session) -> None:
-        """In order; open loop waits for each due time (and think time after the previous answer)."""
-        assert self.job is not None
-        open_loop = self.job.options.concurrency is None
-        while session.queue:
-            planned = session.queue.popleft()
-            due_s = planned.due_s
-            lag_us = 0
-            if open_loop:
-                if session.last_done_s is not None:
-                    due_s = max(due_s, session.last_done_s + planned.think_s)
-                delay_s = due_s - self._now_s()
-                if delay_s > 0:
-                    gevent.sleep(delay_s)
-                lag_us = max(0, int((self._now_s() - due_s) * 1e6))
-            self._fan_out(planned, session, lag_us)
-            session.last_done_s = self._now_s()
-        session.busy = False
+    def drain(self, session: ReplaySession) -> None:
+        assert self.loop is not None
+        for step in self.loop.steps(session):
+            if isinstance(step, Wait):
+                gevent.sleep(step.seconds)
+            else:
+                self._fan_out(step, session)
         self._report_if_done()
 
-    def _now_s(self) -> float:
-        return (time.perf_counter_ns() - self.epoch_ns) / 1e9
-
-    def _fan_out(self, planned: PlannedRequest, session: _Session, lag_us: int) -> None:
-        sends = [gevent.spawn(self._attempts, planned, sender, session) for sender in self.senders]
+    def _fan_out(self, send: Send, session: ReplaySession) -> None:
+        """Every target at the same moment, one greenlet each, joined."""
+        sends = [gevent.spawn(self._attempts, send.planned, sender, session) for sender in self.senders]
         gevent.joinall(sends, raise_error=True)
-        live: dict[str, Response | None] = {}
-        for sender, greenlet in zip(self.senders, sends):
-            trace_id, attempts, response = greenlet.value
-            live[sender.target.name] = response
-            record = ReplayRecord(planned.exchange.id, sender.target.name, planned.endpoint, attempts, response,
-                                  schedule_lag_us=lag_us, trace_id=trace_id)
+        assert self.loop is not None
+        for record in self.loop.records(send, session, [greenlet.value for greenlet in sends]):
             self.records.append(record.to_json())
-            self._report_request(record, response)
-        assert self.job is not None
-        if self.job.options.correlate:
-            session.correlator.observe(planned.exchange, live)
+            self._report_request(record)
         self.completed += 1
         if len(self.records) >= BATCH:
             self._send_records()
 
     def _attempts(
-        self, planned: PlannedRequest, sender: _TargetSender, session: _Session
-    ) -> tuple[str, list[Attempt], Response | None]:
+        self, planned: PlannedRequest, sender: _TargetSender, session: ReplaySession
+    ) -> tuple[str, str, AttemptLog]:
         """Every attempt at one target under the retry policy; the last one's response is final."""
-        assert self.job is not None
-        request = planned.exchange.request
-        if self.job.options.correlate:
-            request = session.correlator.rewrite(request, sender.target.name)
-        trace_id = trace_id_for(self.job.options.trace_salt, planned.exchange.id, sender.target.name)
-        attempts: list[Attempt] = []
-        while True:
-            attempt, response = sender.send(request, epoch_ns=self.epoch_ns, trace_id=trace_id)
-            attempts.append(attempt)
-            if not self.job.options.retry.should_retry(attempt, len(attempts)):
-                return trace_id, attempts, response
-            gevent.sleep(self.job.options.retry.backoff(len(attempts), self.rng))
+        assert self.loop is not None
+        trace_id, request = self.loop.request_for(planned, session, sender.target.name)
+        log = self.loop.attempts()
+        while (backoff_s := log.add(*sender.send(request, epoch_ns=self.loop.epoch_ns, trace_id=trace_id))) is not None:
+            gevent.sleep(backoff_s)
+        return sender.target.name, trace_id, log
 
-    def _report_request(self, record: ReplayRecord, response: Response | None) -> None:
+    def _report_request(self, record: ReplayRecord) -> None:
         """Locust's own statistics, per target and endpoint, so its summary describes the replay too."""
         final = record.attempts[-1]
         self.environment.events.request.fire(
             request_type=record.endpoint.split(" ", 1)[0],
             name=f"{record.target} {record.endpoint}",
             response_time=final.duration_us / 1000,
-            response_length=len(response.body) if response else 0,
+            response_length=len(record.response.body) if record.response else 0,
             response=None,
             context={},
             exception=ConnectionError(final.error_detail or final.error) if final.error else None,

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -94,9 +93,9 @@ while True:
 """
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
-    time.sleep(2.5)
+    written = [proc.stdout.readline() for _ in range(250)]  # about 2.5 s of writes, however long they take
     os.kill(proc.pid, signal.SIGKILL)
-    written = proc.stdout.read().split()
+    written += proc.stdout.read().split()
     proc.wait()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

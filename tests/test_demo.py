@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 
 from replaydiff.corpora import ResultsReader
-from replaydiff.commands.demo import DEMO_RULES, PLANTED
+from replaydiff.commands.demo import DEMO_RULES
+from replaydiff.demo.services import PLANTED
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
 ROOT = Path(__file__).parent.parent

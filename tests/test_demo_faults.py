@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from replaydiff.commands.demo import DEMO_RULES, PLANTED
+from replaydiff.commands.demo import DEMO_RULES
+from replaydiff.demo.services import PLANTED
 from replaydiff.demo.system import DEMO_FAULTS, DemoSystem
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]

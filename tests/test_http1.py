@@ -119,7 +119,7 @@ def test_silence_is_a_timeout_and_a_line_break_in_a_header_is_not_sent() -> None
     with raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf", b"") as stalls:  # then silent
         [(stalled, _)] = _send_all(stalls, _request(), timeouts=Timeouts(read_s=0.3))
         [(injected, response)] = _send_all(stalls, _request(headers=[("X-Evil", "a\r\nX-Injected: 1")]))
-    assert stalled.error == "timeout" and 0.25 < stalled.duration_us / 1e6 < 3
+    assert stalled.error == "timeout" and stalled.duration_us >= 250_000  # waited for the read timeout
     assert injected.error == "other" and response is None and "line break" in (injected.error_detail or "")
 
 

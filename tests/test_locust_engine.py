@@ -6,6 +6,8 @@ each test also checks that it never leaked into the pytest process.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import os
 import signal
@@ -13,24 +15,28 @@ import socket
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
+import pytest
 from aiohttp import web
 
-from replaydiff.corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
+from replaydiff.corpora import CorpusReader, CorpusWriter, Exchange, ReplayRecord, Request, Response, ResultsReader
 from replaydiff.diff.analysis import analyze
-from replaydiff.replayer.engine import ReplayOptions
+from replaydiff.eventloop import run_fast
+from replaydiff.replayer.engine import Replayer, ReplayOptions
 from replaydiff.replayer.locust_engine import LocustJob, run_locust_replay
 from replaydiff.replayer.sessions import shard_of
-from replaydiff.replayer.plan import Pacing, Selection
+from replaydiff.replayer.plan import Pacing, PlannedRequest, Selection, plan
 from replaydiff.replayer.retry import RetryPolicy
 from replaydiff.replayer.targets import Target
 from replaydiff.demo.system import DemoSystem
 from tests.servers import serve
+from tests.waiting import readable_records, wait_until
 
 REPO = Path(__file__).parent.parent
+
+pytestmark = pytest.mark.slow  # real replays in subprocesses, a minute or more for the module
 DEMO_CORPUS = REPO / "replaydiff" / "demo" / "demo-shop.jsonl.zst"
 
 
@@ -157,7 +163,8 @@ def test_ctrl_c_stops_every_locust_process_and_leaves_a_valid_results_file(tmp_p
         replay = subprocess.Popen([sys.executable, "-c", _INTERRUPTIBLE, str(corpus), url, str(tmp_path / "r.jsonl.zst")],
                                   cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)  # its own process group, as a terminal's Ctrl-C sees it
-        time.sleep(6)
+        wait_until(lambda: readable_records(tmp_path / "r.jsonl.zst") >= 20, "the first records of the replay",
+                   timeout_s=60)
         os.killpg(replay.pid, signal.SIGINT)
         assert replay.wait(30) == 130
     reader = ResultsReader(tmp_path / "r.jsonl.zst")
@@ -176,7 +183,8 @@ def test_a_worker_killed_mid_replay_ends_the_run_with_a_one_line_error_and_valid
              "--engine", "locust", "--workers", "2", "-o", str(tmp_path / "r.jsonl.zst")],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        time.sleep(5)
+        wait_until(lambda: readable_records(tmp_path / "r.jsonl.zst") >= 20, "the first records of the replay",
+                   timeout_s=60)
         workers = [p for p in psutil.Process(replay.pid).children() if "--worker" in p.cmdline()]
         assert len(workers) == 2
         workers[0].kill()
@@ -220,3 +228,98 @@ def test_replay_command_runs_on_the_locust_engine(tmp_path: Path) -> None:
     records = list(reader)
     assert reader.complete
     assert len(records) == 360 and {r.target for r in records} == {"baseline", "baseline2", "candidate"}
+
+
+def _stateful_corpus(path: Path, sessions: int) -> Path:
+    """Per session: create an order (recorded id 1000+k, answered slowly on replay), read it back after 60 ms of
+    think time, then call an endpoint that fails once per trace (a retry)."""
+    with CorpusWriter(path, source="test") as writer:
+        for k in range(sessions):
+            start = k * 40_000
+            common = dict(scheme="http", host="shop.internal", port=80, headers=[("Host", "shop.internal")])
+            writer.write(Exchange(id=f"create{k}", session=f"s{k}", start_us=start, duration_us=5_000,
+                                  request=Request("POST", path="/orders", body=b"{}", **common),
+                                  response=Response(201, body=json.dumps({"order_id": 1000 + k}).encode())))
+            writer.write(Exchange(id=f"read{k}", session=f"s{k}", start_us=start + 65_000, duration_us=5_000,
+                                  request=Request("GET", path=f"/orders/{1000 + k}", **common),
+                                  response=Response(200, body=b"{}")))
+            writer.write(Exchange(id=f"flaky{k}", session=f"s{k}", start_us=start + 80_000, duration_us=1_000,
+                                  request=Request("GET", path="/flaky", **common), response=Response(200, body=b"{}")))
+    return path
+
+
+def _stateful_app() -> web.Application:
+    orders = itertools.count(50_000)
+    known: set[str] = set()
+    seen_traces: set[str] = set()
+
+    async def create(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.25)  # much slower than recorded: the read must wait for it, plus its think time
+        order_id = next(orders)
+        known.add(str(order_id))
+        return web.json_response({"order_id": order_id}, status=201)
+
+    async def read(request: web.Request) -> web.Response:
+        return web.json_response({}, status=200 if request.match_info["id"] in known else 404)
+
+    async def flaky(request: web.Request) -> web.Response:
+        trace = request.headers["traceparent"].split("-")[1]
+        first = trace not in seen_traces
+        seen_traces.add(trace)
+        return web.json_response({}, status=503 if first else 200)
+
+    app = web.Application()
+    app.router.add_post("/orders", create)
+    app.router.add_get("/orders/{id}", read)
+    app.router.add_get("/flaky", flaky)
+    return app
+
+
+def _send_plan(records: list[ReplayRecord]) -> dict[tuple[str, str], tuple[str, int, int | None]]:
+    """What each target was sent and how it ended: (trace id, attempts, final status) per exchange and target."""
+    return {(r.exchange_id, r.target): (r.trace_id, len(r.attempts), r.final.status if r.final else None)
+            for r in records}
+
+
+def _check_timing(records: list[ReplayRecord], planned: dict[str, PlannedRequest]) -> None:
+    """Each request left when the session loop says (`replayer.session_loop`): at its due time, or its think
+    time after the previous request's answers would have come had it left on time; never early."""
+    by_id: dict[str, list[ReplayRecord]] = {}
+    for record in records:
+        by_id.setdefault(record.exchange_id, []).append(record)
+    for exchange_id, previous_id in [(f"read{k}", f"create{k}") for k in range(6)]:
+        lag_us = by_id[exchange_id][0].schedule_lag_us
+        planned_for_us = min(r.attempts[0].sent_us for r in by_id[exchange_id]) - lag_us
+        previous = by_id[previous_id]
+        answered_on_time_us = (max(r.attempts[-1].sent_us + r.attempts[-1].duration_us for r in previous)
+                               - previous[0].schedule_lag_us)
+        expected_us = max(planned[exchange_id].due_s * 1e6, answered_on_time_us + planned[exchange_id].think_s * 1e6)
+        assert expected_us - 2_000 <= planned_for_us <= expected_us + 100_000, (exchange_id, planned_for_us,
+                                                                                  expected_us)
+        assert lag_us >= 0
+
+
+def test_both_engines_send_the_same_plan(tmp_path: Path) -> None:
+    """The same corpus and options on the asyncio engine and the locust engine: the same requests to each target,
+    the same trace ids, the same retries, the same learned ids, and each request sent at the moment the one
+    session loop both engines run gives it."""
+    corpus = _stateful_corpus(tmp_path / "c.jsonl.zst", 6)
+    options = ReplayOptions(retry=RetryPolicy(retries=1, backoff_s=0.01), trace_salt="same-plan")
+    planned = {p.exchange.id: p for p in plan([CorpusReader(corpus)])}
+    asyncio_records: list[ReplayRecord] = []
+    with serve(_stateful_app()) as url:  # a fresh server per engine: it fails each trace id's first call
+        targets = [Target("baseline", url), Target("candidate", url)]
+        run_fast(Replayer(targets, sink=asyncio_records.append, options=options).run(plan([CorpusReader(corpus)])))
+    with serve(_stateful_app()) as url:
+        targets = [Target("baseline", url), Target("candidate", url)]
+        run_locust_replay(corpus, targets, tmp_path / "locust.jsonl.zst", workers=1, options=options,
+                          log=subprocess.DEVNULL)
+    locust_records = list(ResultsReader(tmp_path / "locust.jsonl.zst"))
+    assert _send_plan(locust_records) == _send_plan(asyncio_records)
+    plan_of = _send_plan(asyncio_records)
+    assert len(plan_of) == 6 * 3 * 2
+    assert {plan_of[(f"read{k}", t)][1:] for k in range(6) for t in ("baseline", "candidate")} == {(1, 200)}
+    assert {plan_of[(f"flaky{k}", t)][1:] for k in range(6) for t in ("baseline", "candidate")} == {(2, 200)}
+    _check_timing(asyncio_records, planned)
+    _check_timing(locust_records, planned)
+    assert "locust" not in sys.modules and "gevent" not in sys.modules

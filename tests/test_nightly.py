@@ -12,7 +12,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +23,11 @@ from aiohttp import web
 from replaydiff.demo.samples import sample_path
 from replaydiff.demo.system import DemoSystem
 from tests.servers import serve
+from tests.waiting import readable_records, wait_until
 
 REPLAYDIFF = Path(sys.executable).parent / "replaydiff"
+
+pytestmark = pytest.mark.slow  # real replays in subprocesses, a minute or more for the module
 REGRESSION = "GET /api/categories|body|$.categories[*].product_count"
 ACCEPTED = "GET /api/products|header|cache-control"
 KNOWN = "GET /api/products/{id}|body|$.price"
@@ -99,7 +101,7 @@ def statuses(run: Path) -> dict[str, tuple[str, bool]]:
     return {d["fingerprint"]: (d["status"], d["fails"]) for e in report["entries"] for d in e["divergences"]}
 
 
-def test_two_nights_fail_only_on_the_new_divergence(tmp_path: Path, demo: DemoSystem) -> None:
+def test_nights_stay_red_while_a_divergence_persists_unaccepted(tmp_path: Path, demo: DemoSystem) -> None:
     corpus = str(sample_path("demo-shop"))
     night1 = write_suite(tmp_path, {"shop": (demo.baseline, demo.candidate)}, [(corpus, "shop")])
     first = replaydiff("nightly", night1, "--out", "night1", cwd=tmp_path)
@@ -118,15 +120,20 @@ def test_two_nights_fail_only_on_the_new_divergence(tmp_path: Path, demo: DemoSy
     print(second.stdout, second.stderr)
     assert second.returncode == 1, second.stderr
     assert statuses(tmp_path / "night2") == {
-        REGRESSION: ("new", True), ACCEPTED: ("accepted", False), KNOWN: ("known", False)
+        REGRESSION: ("new", True), ACCEPTED: ("accepted", False), KNOWN: ("known", True)
     }  # fmt: skip
-    assert second.stdout.splitlines()[-1] == (
-        f"replaydiff nightly: 1 entry, 1 new divergence ({REGRESSION}), 1 accepted, 0 intermittent, 1 known — FAIL"
+    assert second.stdout.splitlines()[-1] in (
+        f"replaydiff nightly: 1 entry, 2 failing divergences ({first_}, {then}), 1 new, 1 known, 0 intermittent, "
+        "1 accepted — FAIL" for first_, then in ((REGRESSION, KNOWN), (KNOWN, REGRESSION))
     )
+    report = json.loads((tmp_path / "night2" / "report.json").read_text())
+    since = {d["fingerprint"]: d["nights"] for d in report["entries"][0]["divergences"]}
+    assert since == {REGRESSION: 1, ACCEPTED: 2, KNOWN: 2}
+    assert "known FAILS" in second.stdout and "2 runs in a row" in second.stdout
 
     junit = ET.parse(tmp_path / "night2" / "junit.xml").getroot()
     failed = [case.get("name") for case in junit.iter("testcase") if case.find("failure") is not None]
-    assert failed == ["GET /api/categories"]
+    assert failed == ["GET /api/categories", "GET /api/products/{id}"]  # the new divergence and the known one
     page = (tmp_path / "night2" / "report.html").read_text()
     assert "<svg" in page and "Trends" in page and "cache headers on purpose" in page
     assert (tmp_path / "night2" / "entries" / "shop__demo-shop" / "results.jsonl.zst").exists()
@@ -138,6 +145,15 @@ def test_two_nights_fail_only_on_the_new_divergence(tmp_path: Path, demo: DemoSy
     assert len(rows) == 2 and rows[0].rstrip().endswith("–")
     assert rows[1].rstrip().endswith("+body $.categories[*].product_count (new)")
     assert "GET /api/products" not in history.stdout
+
+    # The old policy on request: the same two divergences, known by now, no longer fail with --fail-on new
+    with serve(regressing_proxy(demo.candidate)) as proxy:
+        write_suite(tmp_path, {"shop": (demo.baseline, proxy)}, [(corpus, "shop")])
+        third = replaydiff("nightly", night2, "--out", "night3", "--fail-on", "new", cwd=tmp_path)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert statuses(tmp_path / "night3") == {
+        REGRESSION: ("known", False), ACCEPTED: ("accepted", False), KNOWN: ("known", False)
+    }  # fmt: skip
 
 
 def test_a_down_target_fails_its_entry_and_a_corrupt_corpus_is_skipped(tmp_path: Path, demo: DemoSystem) -> None:
@@ -159,7 +175,7 @@ def test_a_down_target_fails_its_entry_and_a_corrupt_corpus_is_skipped(tmp_path:
     assert outcome == "error" and f"candidate {down} is unreachable" in message
     assert outcomes["aa/broken"][0] == "skipped" and "broken.jsonl.zst" in outcomes["aa/broken"][1]
     assert result.stdout.splitlines()[-1] == (
-        "replaydiff nightly: 3 entries, 0 new divergences, 0 accepted, 0 intermittent, "
+        "replaydiff nightly: 3 entries, 0 failing divergences, 0 new, 0 known, 0 intermittent, 0 accepted, "
         "1 failed to run (down/demo-shop), 1 skipped (aa/broken) — FAIL"
     )
     assert "Traceback" not in result.stderr
@@ -175,10 +191,9 @@ def test_ctrl_c_leaves_whole_entries_and_an_unfinished_run(tmp_path: Path, demo:
     night = subprocess.Popen([REPLAYDIFF, "nightly", suite, "--out", "run"], cwd=tmp_path, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)  # fmt: skip
     second = tmp_path / "run" / "entries" / "shop__long" / "results.jsonl.zst"
-    deadline = time.monotonic() + 60
-    while night.poll() is None and not second.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # into the second, long entry's replay
+    wait_until(lambda: night.poll() is not None or readable_records(second), "the second, long entry's first records",
+               timeout_s=60)
+    assert night.poll() is None, "the long entry is still replaying"
     night.send_signal(signal.SIGINT)
     _, stderr = night.communicate(timeout=30)
     assert night.returncode == 130, stderr
@@ -224,6 +239,14 @@ def test_a_bad_suite_is_one_line_exit_2(tmp_path: Path, text: str, message: str)
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert str(suite) in result.stderr and message in result.stderr, result.stderr
     assert not (tmp_path / ".replaydiff").exists(), "nothing is recorded for a suite that cannot run"
+
+
+def test_a_bad_fail_on_is_one_line_exit_2(tmp_path: Path) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text(VALID)
+    result = replaydiff("nightly", suite, "--fail-on", "new,accepted", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--fail-on" in result.stderr and "accepted is not a status that can fail a night" in result.stderr
 
 
 def test_a_mistyped_fingerprint_is_refused(tmp_path: Path) -> None:

@@ -28,9 +28,14 @@ def test_sessions_keep_recorded_order_and_due_times_scale(exchanges: list[Exchan
     assert dues == sorted(dues)
     if exchanges:
         first = min(e.start_us for e in exchanges)
+        previous_end: dict[str, int] = {}
         for p in planned:
             assert abs(p.due_s - (p.exchange.start_us - first) / 1e6 / speed) < 1e-6
-            assert p.think_s >= 0
+            # think time: the recorded pause since the session's previous answer, never negative, scaled
+            ended = previous_end.get(p.exchange.session)
+            expected_think_s = 0.0 if ended is None else max(0, p.exchange.start_us - ended) / 1e6 / speed
+            assert abs(p.think_s - expected_think_s) < 1e-9
+            previous_end[p.exchange.session] = p.exchange.start_us + p.exchange.duration_us
 
 
 @given(exchanges=corpora_, rate=st.floats(1, 1000), loops=st.integers(1, 3))

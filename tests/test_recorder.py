@@ -21,9 +21,10 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from replaydiff.corpora import CorpusReader, CorpusTruncated, header_value
+from replaydiff.corpora import CorpusReader, header_value
 from replaydiff.corpora.container import decompressed_bytes
 from replaydiff.recorder.sanitize import MASK, QUERY_MASK
+from tests.waiting import readable_records, wait_until
 
 BIN = Path(sys.executable).parent
 ADDON = Path(__file__).resolve().parents[1] / "recorder" / "addon.py"
@@ -246,10 +247,8 @@ def test_replaydiff_record_writes_a_sanitized_corpus_and_closes_it_on_sigterm(tm
         url = proxy.wait_for_listening_url()
         assert proxy.lines[0] == f"replaydiff: recording {url} -> {upstream}, writing shop.jsonl.zst (Ctrl-C to stop)\n"
         send_traffic(url)
-        time.sleep(1.2)  # a quiet recorder still reaches disk within a second
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", CorpusTruncated)
-            assert len(list(CorpusReader(corpus))) == 5
+        wait_until(lambda: readable_records(corpus, CorpusReader) == 5, "a quiet recorder to flush its 5 exchanges to disk")
+        assert proxy.process.poll() is None, "on disk while it still records"
         assert proxy.stop() == 0, "".join(proxy.lines)
     finally:
         proxy.kill()
@@ -376,7 +375,7 @@ def test_a_corpus_that_cannot_be_written_stops_recording_loudly_but_not_the_traf
         url = proxy.wait_for_listening_url()
         with httpx.Client(base_url=url, trust_env=False, timeout=10) as client:
             assert len(client.get("/big").content) == 256 * 1024  # incompressible, bigger than the file may grow
-            time.sleep(1.5)  # the flush that fails comes within a second
+            wait_until(lambda: len(proxy.lines) > 1, "the recorder to report the flush that fails")
             assert client.get("/binary").content == BINARY_BODY, "the service is still reachable"
             assert client.get("/binary").content == BINARY_BODY
         assert proxy.process.poll() is None

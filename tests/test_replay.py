@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from aiohttp import web
 
 from replaydiff.corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
 from tests.servers import serve
+from tests.waiting import wait_until
 
 NAME = web.AppKey("name", str)
 
@@ -196,7 +196,7 @@ def test_ctrl_c_leaves_a_valid_results_file(tmp_path: Path, processes: str) -> N
              "--processes", processes],
             cwd=tmp_path, stderr=subprocess.PIPE, text=True,
         )
-        time.sleep(2.5)
+        wait_until(lambda: len(seen) >= 150, "the replay to be well under way (50 exchanges sent to 3 targets)")
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr

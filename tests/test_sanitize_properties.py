@@ -70,9 +70,8 @@ SAFE_TEXT = SAFE_LETTERS + "aeiou ,.;:!?"
 Case = tuple[Exchange, Exchange, list[str]]
 """An exchange with secrets planted, the exchange expected after sanitizing, and the planted secrets."""
 
-placements = 0
-"""Secrets planted and checked so far in this process (see `test_enough_placements_were_checked`)."""
 MIN_PLACEMENTS = 10_000
+"""Secrets the bounded form plants and checks at least (about 15 per example)."""
 
 
 # --- secrets and what they become -------------------------------------------------------------
@@ -403,8 +402,8 @@ def decoded(exchange: Exchange) -> Exchange:
     return replace(exchange, request=replace(exchange.request, body=gzip.decompress(exchange.request.body)))
 
 
-def check(case: Case) -> None:
-    global placements
+def check(case: Case) -> int:
+    """The number of secrets planted and checked."""
     sent, expected, secrets = case
     raw, stored = sanitize_through_the_corpus(sent)
     stored = decoded(stored)
@@ -413,7 +412,7 @@ def check(case: Case) -> None:
         assert secret.encode() not in raw, f"{secret!r} reached the corpus"
         assert secret.encode() not in plain_bodies, f"{secret!r} reached the corpus inside a compressed body"
     assert stored == decoded(expected)
-    placements += len(secrets)
+    return len(secrets)
 
 
 BOUNDED = settings(
@@ -421,24 +420,32 @@ BOUNDED = settings(
 )
 
 
-@BOUNDED
-@given(planted_exchanges())
-def test_planted_secrets_never_reach_the_corpus_and_the_rest_is_untouched(case: Case) -> None:
-    check(case)
+def checked_placements(config: settings) -> int:
+    """Runs the property under `config` and counts the secrets it planted and checked: within one test, so the
+    count does not depend on which other tests ran, or in which order."""
+    placements = 0
+
+    @config
+    @given(planted_exchanges())
+    def planted_secrets_never_reach_the_corpus(case: Case) -> None:
+        nonlocal placements
+        placements += check(case)
+
+    planted_secrets_never_reach_the_corpus()
+    return placements
+
+
+@pytest.mark.slow  # about half a minute
+def test_planted_secrets_never_reach_the_corpus_and_the_rest_is_untouched(capsys: pytest.CaptureFixture[str]) -> None:
+    placements = checked_placements(BOUNDED)
+    with capsys.disabled():
+        print(f"\n[sanitizer properties] {placements} planted secrets checked")
+    assert placements >= MIN_PLACEMENTS
 
 
 @pytest.mark.exhaustive
-@settings(BOUNDED, max_examples=10_000)
-@given(planted_exchanges())
-def test_exhaustive_planted_secrets(case: Case) -> None:
-    check(case)
-
-
-@pytest.mark.parametrize("minimum", [MIN_PLACEMENTS, pytest.param(0, marks=pytest.mark.exhaustive)])
-def test_enough_placements_were_checked(minimum: int, capsys: pytest.CaptureFixture[str]) -> None:
-    """Runs after the property tests in file order (selected with the bounded or the exhaustive form)."""
-    if not placements:
-        pytest.skip("no property test ran in this session")
+def test_exhaustive_planted_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+    placements = checked_placements(settings(BOUNDED, max_examples=10_000))
     with capsys.disabled():
-        print(f"\n[sanitizer properties] {placements} planted secrets checked")
-    assert placements >= minimum
+        print(f"\n[sanitizer properties, exhaustive] {placements} planted secrets checked")
+    assert placements >= 10 * MIN_PLACEMENTS

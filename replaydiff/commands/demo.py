@@ -17,36 +17,13 @@ from replaydiff.demo.samples import sample_path
 from replaydiff.replayer.plan import Pacing, Selection
 from replaydiff.replayer.targets import Target
 from replaydiff.commands.diffing import DiffSettings, diff_options, report_results
+from replaydiff.demo.services import PLANTED
 from replaydiff.demo.system import DEMO_FAULTS, DemoSystem, DemoSystemError
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, UserError
 from replaydiff.replaying import ReplayJob, replay_corpus
 
 DEMO_RULES = Path(__file__).parent.parent / "demo" / "rules.toml"
 """Tolerates the rating drift and the category order the candidate plants: they must not be reported."""
-
-PLANTED = frozenset(
-    {
-        "GET /api/products/{id}|body|$.price",  # a number became a string
-        "POST /api/cart/quote|status|",  # 500 for coupon SPRING-XL
-        "GET /api/products|header|cache-control",  # a header added
-        "GET /api/products/{id}/reviews|body|$.reviews",  # the same reviews in another order
-        "GET /api/recommendations|body|$.strategy",  # a field added
-        "POST /api/checkout|body|$.reservation_id",  # a field removed
-        "GET /api/search|latency|p50",  # +30 ms on every call
-        "GET /api/products|latency|p99",  # +200 ms on 3% of calls: only the tail moves
-        # Under the tap's seeded faults (demo/faults.toml) the candidate retries inventory three times without
-        # backoff where the baseline retries once, and gives up on a slow reservation sooner:
-        "GET /api/products/{id}|retry|inventory",  # more retries after two 503s in a row...
-        "GET /api/products/{id}|status|",  # ...so the candidate answers 200 where the baseline gave up (503)
-        "POST /api/cart/quote|retry|inventory",
-        "POST /api/checkout|retry|inventory",  # the reservation retried after the candidate's short timeout
-        "POST /api/checkout|upstream|inventory",  # a timed-out call where the baseline waited for its answer
-        "POST /api/checkout|status|",  # once, a third 503 in a row: the baseline gave up, the candidate did not
-    }
-)
-"""Not planted to be found: the rating drift within tolerance, the category order the rules ignore, a `promo`
-field in one call in ten on both versions, and order ids only a correlating replay can follow."""
-
 
 @click.command()
 @click.option("--aa", is_flag=True, help="Use the baseline as the candidate too: an A/A run must report nothing.")

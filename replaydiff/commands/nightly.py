@@ -1,8 +1,9 @@
 """`replaydiff nightly SUITE`, `replaydiff history` and `replaydiff accept FINGERPRINT`.
 
-Exit codes of `nightly`: 0 nothing new diverged, 1 a new divergence or an
-entry that could not run, 2 a usage or input error (a bad suite, or no
-entry could run at all).
+Exit codes of `nightly`: 0 no failing divergence, 1 a failing divergence (by
+default any that is neither fixed nor accepted, new or known) or an entry that
+could not run, 2 a usage or input error (a bad suite, or no entry could run
+at all).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import click
 from rich.console import Console
 
 from replaydiff.nightly.accepted import checked_fingerprint
+from replaydiff.nightly.classify import FAIL_BY_DEFAULT, FAILABLE, parse_fail_statuses
 from replaydiff.nightly.history import History
 from replaydiff.nightly.report import print_night, write_reports
 from replaydiff.nightly.run import run_suite
@@ -38,17 +40,24 @@ def _db_option(default_help: str) -> Callable[[Callable[..., Any]], Callable[...
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="The run directory [default: nightly-runs/<UTC time>].")  # fmt: skip
 @_db_option(f"{DEFAULT_DB} next to the suite")
+@click.option("--fail-on", "fail_statuses", default=",".join(sorted(FAIL_BY_DEFAULT)), show_default=True,
+              metavar="STATUSES", callback=lambda _ctx, _param, text: _fail_statuses(text),
+              help=f"Which divergences fail the run, by status: some of {', '.join(FAILABLE)}. "
+                   "'new' fails only the night a divergence appears.")  # fmt: skip
 @click.pass_context
-def nightly(ctx: click.Context, suite: Path, out: Path | None, db: Path | None) -> None:
+def nightly(ctx: click.Context, suite: Path, out: Path | None, db: Path | None, fail_statuses: frozenset[str]) -> None:
     """Replay and diff every entry of SUITE, judge the divergences against the history, write the run's reports.
 
-    Only new divergences fail the run: known ones failed the night they
-    appeared, accepted ones are intended, intermittent ones come and go.
+    A run fails while any divergence that is neither fixed nor accepted
+    persists, new or known; intermittent ones (they come and go) are shown
+    and do not fail unless --fail-on names them; accepted ones are intended.
+    Each divergence shows since when it has been showing.
     """
     loaded = load_suite(suite)
     directory = out or Path("nightly-runs") / datetime.now(timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
     with History(db or suite.parent / DEFAULT_DB) as history:
-        night = run_suite(loaded, directory=directory, history=history, console=Console(stderr=True))
+        night = run_suite(loaded, directory=directory, history=history, console=Console(stderr=True),
+                          fail_statuses=fail_statuses)
         write_reports(night, history.trends(last=TREND_RUNS))
     print_night(night, Console())
     click.echo(night.summary)
@@ -82,6 +91,13 @@ def accept(fingerprint: str, reason: str, db: Path | None) -> None:
     click.echo(f"accepted {fingerprint} (seen in {seen} finished runs)")
     if not seen:
         click.echo("replaydiff: warning: no run of this history showed it; check the fingerprint", err=True)
+
+
+def _fail_statuses(text: str) -> frozenset[str]:
+    try:
+        return parse_fail_statuses(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fail-on") from None
 
 
 def _existing(db: Path) -> Path:

@@ -9,12 +9,16 @@ Every answer is a pure function of the request, apart from the volatile fields
 (`generated_at`, `request_id`, `order_id`, the `X-Request-Id` header, and a
 `promo` that about one call in ten carries): the replayer sends each request
 to baseline, baseline again and candidate, so any other server-side state
-would show up as a difference that no code change caused. The one exception
+would show up as a difference that no code change caused. Every random choice
+(the promo, the candidate's listing stalls) is drawn from the replayed
+exchange's `traceparent`, as the tap's faults are (`call_random`): a replay
+rerun with the same trace ids meets the same promos and stalls, so the demo's
+exact check cannot flake. The one exception
 is deliberate: orders (`POST /api/orders`, then `GET`/`PUT /api/orders/{id}`)
 live in each shop's memory, so a replay needs the id each target returned.
 
 The candidate is the same code with `candidate=True`; search for `PLANTED`
-for what it changes. Reported: a price that turns into a string, a 500 for
+for what it changes, and `PLANTED` (the constant) for what a replay must report. Reported: a price that turns into a string, a 500 for
 the coupon `SPRING-XL`, a search 30 ms slower, a listing slower only at its
 p99, a new `Cache-Control` header, reviews in another order, a field added
 to recommendations and one removed from checkouts. Not reported with the
@@ -50,6 +54,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from replaydiff.corpora.trace import exchange_key, parse_traceparent
+
 JSON = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -79,10 +85,47 @@ COUPON_AMOUNT_OFF_CENTS = {"WELCOME5": 500}
 FREE_SHIPPING_COUPONS = frozenset({"FREESHIP"})
 PROMOS = ("SPRING10", "FREESHIP", "WELCOME5")
 PROMO_SHARE = 0.10
-"""Of product pages that show a promo, drawn per call: a field that is volatile only sometimes."""
+"""Of product pages that show a promo, drawn per call (per exchange and target): volatile only sometimes."""
 SLOW_LISTING_SHARE = 0.03
 SLOW_LISTING_S = 0.200
-"""The candidate's listing stalls this long on this share of calls: a regression at p99 only."""
+"""The candidate's listing stalls this long on this share of exchanges: a regression at p99 only."""
+
+PLANTED = frozenset(
+    {
+        "GET /api/products/{id}|body|$.price",  # a number became a string
+        "POST /api/cart/quote|status|",  # 500 for coupon SPRING-XL
+        "GET /api/products|header|cache-control",  # a header added
+        "GET /api/products/{id}/reviews|body|$.reviews",  # the same reviews in another order
+        "GET /api/recommendations|body|$.strategy",  # a field added
+        "POST /api/checkout|body|$.reservation_id",  # a field removed
+        "GET /api/search|latency|p50",  # +30 ms on every call
+        "GET /api/products|latency|p99",  # +200 ms on 3% of exchanges: only the tail moves
+        # Under the tap's seeded faults (demo/faults.toml) the candidate retries inventory three times without
+        # backoff where the baseline retries once, and gives up on a slow reservation sooner:
+        "GET /api/products/{id}|retry|inventory",  # more retries after two 503s in a row...
+        "GET /api/products/{id}|status|",  # ...so the candidate answers 200 where the baseline gave up (503)
+        "POST /api/cart/quote|retry|inventory",
+        "POST /api/checkout|retry|inventory",  # the reservation retried after the candidate's short timeout
+        "POST /api/checkout|upstream|inventory",  # a timed-out call where the baseline waited for its answer
+        "POST /api/checkout|status|",  # once, a third 503 in a row: the baseline gave up, the candidate did not
+    }
+)
+"""What a replay of the bundled corpus through the candidate, with the demo's rules and faults, must report:
+the fingerprints of the `# PLANTED` changes below. Not planted to be found: the rating drift within tolerance,
+the category order the rules ignore, a `promo` field in one call in ten on both versions, and order ids only a
+correlating replay can follow."""
+
+
+def call_random(request: web.Request, purpose: str, *, per_target: bool = True) -> random.Random:
+    """The random draws of one call, seeded by the replayed exchange's trace id, as the tap's faults are
+    (`corpora.trace`): the same for a rerun with the same trace ids. `per_target`: each target's copy of the
+    exchange draws on its own (a promo that differs between the two baselines is noise), else all alike (a
+    stall hits the exchange). A call that no replay traced (the traffic generator, a person with curl) draws
+    afresh."""
+    trace_id, _ = parse_traceparent(request.headers.get("traceparent", ""))
+    if not trace_id:
+        return random.Random()
+    return random.Random(f"{purpose}\0{trace_id if per_target else exchange_key(trace_id)}")
 
 
 def category_of(product_id: int) -> str:
@@ -395,7 +438,7 @@ async def products(request: web.Request) -> web.Response:
     payload = {"page": page, "pages": pages, "total": len(matching), "products": listing}
     if not request.app[CANDIDATE]:
         return reply(payload)
-    if random.random() < SLOW_LISTING_SHARE:
+    if call_random(request, "stall", per_target=False).random() < SLOW_LISTING_SHARE:
         await asyncio.sleep(SLOW_LISTING_S)  # PLANTED: a stall on a few calls: slower at p99, not at p50
     return reply(payload, headers={"Cache-Control": "public, max-age=60"})  # PLANTED: a new header
 
@@ -410,8 +453,9 @@ async def product(request: web.Request) -> web.Response:
         "review_count": len(reviews_of(product_id)),
         "stock": {"available": level["available"], "warehouse": level["warehouse"]},
     }
-    if random.random() < PROMO_SHARE:
-        detail["promo"] = random.choice(PROMOS)  # volatile, but only sometimes: noise, on both versions
+    draw = call_random(request, "promo")
+    if draw.random() < PROMO_SHARE:
+        detail["promo"] = draw.choice(PROMOS)  # volatile, but only sometimes: noise, on both versions
     if candidate:
         detail["price"] = f"{price_cents(product_id) / 100:.2f}"  # PLANTED: the price becomes a string
     return reply(detail)

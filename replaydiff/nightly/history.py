@@ -19,7 +19,7 @@ from pathlib import Path
 
 from replaydiff.diff.findings import EndpointStats
 from replaydiff.errors import UserError
-from replaydiff.nightly.classify import Verdict
+from replaydiff.nightly.classify import JudgedDivergence, PastRun
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -127,10 +127,10 @@ class History:
         message: str = "",
         compared: int = 0,
         endpoints: Iterable[EndpointStats] = (),
-        verdicts: Iterable[Verdict] = (),
+        judged: Iterable[JudgedDivergence] = (),
     ) -> None:
         """One transaction: an entry is in the history with all its endpoints and divergences, or not at all."""
-        verdicts = list(verdicts)
+        judged = list(judged)
         with self._db:
             entry = self._db.execute(
                 "INSERT INTO entries (run_id, name, outcome, message, compared) VALUES (?, ?, ?, ?, ?)",
@@ -138,13 +138,13 @@ class History:
             ).lastrowid
             self._db.executemany(
                 "INSERT INTO endpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(entry, stats.endpoint, stats.exchanges, stats.divergent, _endpoint_verdict(stats.endpoint, verdicts),
+                [(entry, stats.endpoint, stats.exchanges, stats.divergent, _endpoint_verdict(stats.endpoint, judged),
                   *_percentiles(stats, "baseline"), *_percentiles(stats, "candidate")) for stats in endpoints],
             )  # fmt: skip
             self._db.executemany(
                 "INSERT INTO divergences VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(entry, v.group.fingerprint, v.group.endpoint, v.group.kind, v.group.location, v.group.count,
-                  v.group.total, v.status, v.fails) for v in verdicts],
+                  v.group.total, v.status, v.fails) for v in judged],
             )  # fmt: skip
 
     def finish_run(self, run: int, *, finished: datetime, exit_code: int, summary: str) -> None:
@@ -154,15 +154,15 @@ class History:
                 (finished.isoformat(timespec="seconds"), exit_code, summary, run),
             )
 
-    def past_fingerprints(self, name: str, *, before: int, window: int) -> list[frozenset[str]]:
-        """The divergences of the entry's last `window` finished runs that replayed it, oldest first."""
+    def past_runs(self, name: str, *, before: int, last: int) -> list[PastRun]:
+        """The entry's last `last` finished runs that replayed it, oldest first, with their divergences."""
         rows = self._db.execute(
-            """SELECT e.id FROM entries e JOIN runs r ON r.id = e.run_id
+            """SELECT e.id, r.started FROM entries e JOIN runs r ON r.id = e.run_id
                WHERE e.name = ? AND e.outcome = 'ran' AND r.finished IS NOT NULL AND r.id < ?
                ORDER BY r.id DESC LIMIT ?""",
-            (name, before, window),
+            (name, before, last),
         ).fetchall()
-        return [self._fingerprints(entry) for (entry,) in reversed(rows)]
+        return [PastRun(started, self._fingerprints(entry)) for entry, started in reversed(rows)]
 
     def _fingerprints(self, entry: int) -> frozenset[str]:
         rows = self._db.execute("SELECT fingerprint FROM divergences WHERE entry_id = ?", (entry,))
@@ -215,8 +215,8 @@ class History:
         return dict(rows.fetchall())
 
 
-def _endpoint_verdict(endpoint: str, verdicts: list[Verdict]) -> str:
-    mine = [verdict for verdict in verdicts if verdict.group.endpoint == endpoint]
+def _endpoint_verdict(endpoint: str, judged: list[JudgedDivergence]) -> str:
+    mine = [divergence for divergence in judged if divergence.group.endpoint == endpoint]
     return "failing" if any(v.fails for v in mine) else "divergent" if mine else "same"
 
 

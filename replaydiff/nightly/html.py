@@ -75,19 +75,21 @@ def _divergences(entries: list[EntryResult]) -> str:
     rows = [
         f"<tr><td>{escape(result.entry.name)}</td><td>{_badge(v.status)}{' fails' if v.fails else ''}</td>"
         f"<td><code>{escape(v.group.fingerprint)}</code></td><td class=n>{v.group.count:,}/{v.group.total:,}</td>"
+        f"<td>{escape(v.since[:10])} ({v.nights} run{'s' if v.nights > 1 else ''})</td>"
         f"<td class=dim>{escape(v.reason)}</td></tr>"
         for result in entries
-        for v in result.verdicts
+        for v in result.judged
     ]
     rows += [
         f"<tr><td>{escape(result.entry.name)}</td><td>{_badge('gone')}</td><td><code>{escape(fingerprint)}</code>"
-        "</td><td></td><td class=dim>shown by the previous run, not by this one</td></tr>"
+        "</td><td></td><td></td><td class=dim>shown by the previous run, not by this one</td></tr>"
         for result in entries
         for fingerprint in result.gone
     ]
     if not rows:
         return "<h2>Divergences</h2><p>None.</p>"
-    head = "<tr><th>entry</th><th>status</th><th>fingerprint</th><th>exchanges</th><th>reason accepted</th></tr>"
+    head = ("<tr><th>entry</th><th>status</th><th>fingerprint</th><th>exchanges</th><th>showing since</th>"
+            "<th>reason accepted</th></tr>")
     return f"<h2>Divergences</h2><table>{head}{''.join(rows)}</table>"
 
 

@@ -1,9 +1,9 @@
 """A night's reports: the one-line summary, `report.json`, `junit.xml`, and each entry's detail page.
 
 The differ's renderers (`diff.junit`, `diff.html`) ask a report which of its
-divergences fail; `JudgedReport` answers with the nightly's judgement (new
-ones only), so known and accepted divergences come out as visible but not
-failing, the way the exit code treats them.
+divergences fail; `JudgedReport` answers with the nightly's judgement (by
+default new and known ones), so accepted and intermittent divergences come
+out as visible but not failing, the way the exit code treats them.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from replaydiff.diff.findings import DiffReport, DivergenceGroup
 from replaydiff.diff.html import render_html
 from replaydiff.diff.junit import render_junit
 from replaydiff.errors import UserError
+from replaydiff.nightly.classify import JudgedDivergence
 from replaydiff.nightly.history import Trends
 from replaydiff.nightly.html import render_run_html
 from replaydiff.nightly.run import EntryResult, Night
@@ -32,14 +33,14 @@ _STYLES = {"new": "bold red", "intermittent": "magenta", "known": "yellow", "acc
 
 @dataclass(frozen=True, slots=True)
 class JudgedReport(DiffReport):
-    """A diff report whose failing divergences are those the night judged new."""
+    """A diff report whose failing divergences are those the night judged failing."""
 
     failing_fingerprints: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, result: EntryResult) -> JudgedReport:
         assert result.report is not None, "only entries that ran have a report"
-        failing = frozenset(verdict.group.fingerprint for verdict in result.verdicts if verdict.fails)
+        failing = frozenset(judged.group.fingerprint for judged in result.judged if judged.fails)
         return cls(**{f.name: getattr(result.report, f.name) for f in fields(DiffReport)}, failing_fingerprints=failing)
 
     def failing(self, kinds: Collection[str] | None = None) -> list[DivergenceGroup]:
@@ -69,7 +70,7 @@ def _entry_json(result: EntryResult, directory: Path) -> dict[str, Any]:
         "outcome": result.outcome,
         "message": result.message,
         "results": str(result.results.relative_to(directory)) if result.results else None,
-        "divergences": [verdict.to_json() for verdict in result.verdicts],
+        "divergences": [judged.to_json() for judged in result.judged],
         "gone": result.gone,
         "report": JudgedReport.of(result).to_json() if result.outcome == "ran" else None,
     }
@@ -93,7 +94,7 @@ def write_reports(night: Night, trends: Trends) -> None:
 
 
 def print_night(night: Night, console: Console) -> None:
-    """Each entry's verdicts, one line per divergence, for the CI log."""
+    """Each entry's judged divergences, one line each, for the CI log."""
     for result in night.entries:
         if result.outcome != "ran":
             console.print(f"[bold]{escape(result.entry.name)}[/]  [red]{result.outcome}[/]: {escape(result.message)}")
@@ -101,15 +102,21 @@ def print_night(night: Night, console: Console) -> None:
         assert result.report is not None
         console.print(
             f"[bold]{escape(result.entry.name)}[/]  {result.report.totals.compared:,} exchanges compared, "
-            f"{len(result.verdicts)} divergences"
+            f"{len(result.judged)} divergences"
         )
         lines = [(v.status + (" FAILS" if v.fails else ""), v.group.fingerprint, f"{v.group.count}/{v.group.total}",
-                  v.reason) for v in result.verdicts] + [("gone", fp, "", "") for fp in result.gone]  # fmt: skip
+                  _since(v) + (f"; {v.reason}" if v.reason else "")) for v in result.judged]
+        lines += [("gone", fp, "", "") for fp in result.gone]  # fmt: skip
         for status, fingerprint, counts, note in lines:
             style = _STYLES[status.split()[0]]
             console.print(f"  [{style}]{status:<18}[/] {escape(fingerprint)}  {counts}"
                           + (f"  [dim]({escape(note)})[/]" if note else ""), soft_wrap=True)  # fmt: skip
     console.print(f"report: {night.directory / 'report.html'}", soft_wrap=True)
+
+
+def _since(judged: JudgedDivergence) -> str:
+    """Since when a divergence has been showing, for a person reading a CI log."""
+    return f"since {judged.since[:10]}, {judged.nights} run{'s' if judged.nights > 1 else ''} in a row"
 
 
 def run_junit(night: Night) -> str:

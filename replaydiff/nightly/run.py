@@ -9,6 +9,7 @@ history, in an unfinished run that later nights do not compare with.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,15 +21,17 @@ from replaydiff.corpora import CorpusError, ResultsReader
 from replaydiff.diff.analysis import analyze
 from replaydiff.diff.findings import DiffReport
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, EXIT_USAGE
-from replaydiff.nightly.classify import WINDOW, Verdict, gone, verdicts
+from replaydiff.nightly.classify import FAIL_BY_DEFAULT, JudgedDivergence, gone, judge_divergences
 from replaydiff.nightly.history import History
 from replaydiff.nightly.suite import Entry, Suite
 from replaydiff.replaying import replay_corpus
 from replaydiff.replayer.targets import ReplayError
 
 Outcome = Literal["ran", "error", "skipped"]
-SHOWN_NEW = 3
-"""New fingerprints named in the summary line: a chat message must stay one line."""
+SHOWN_FAILING = 3
+"""Failing fingerprints named in the summary line: a chat message must stay one line."""
+SINCE_RUNS = 366
+"""How far back a night looks to say since when a divergence has been showing: a year of nightly runs."""
 
 
 @dataclass(frozen=True)
@@ -39,12 +42,12 @@ class EntryResult:
     """Why it did not run."""
     results: Path | None = None
     report: DiffReport | None = None
-    verdicts: list[Verdict] = field(default_factory=list)
+    judged: list[JudgedDivergence] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     """Divergences of the entry's previous run that this one no longer shows."""
 
-    def with_status(self, status: str) -> list[Verdict]:
-        return [verdict for verdict in self.verdicts if verdict.status == status]
+    def with_status(self, status: str) -> list[JudgedDivergence]:
+        return [judged for judged in self.judged if judged.status == status]
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,8 @@ class Night:
     entries: list[EntryResult]
 
     @property
-    def failing(self) -> list[Verdict]:
-        return [verdict for result in self.entries for verdict in result.verdicts if verdict.fails]
+    def failing(self) -> list[JudgedDivergence]:
+        return [judged for result in self.entries for judged in result.judged if judged.fails]
 
     def count(self, status: str) -> int:
         return sum(len(result.with_status(status)) for result in self.entries)
@@ -78,16 +81,17 @@ class Night:
     @property
     def summary(self) -> str:
         """One line for a CI log or a chat message."""
-        new = [verdict.group.fingerprint for verdict in self.failing]
-        named = ", ".join(new[:SHOWN_NEW]) + (f", +{len(new) - SHOWN_NEW} more" if len(new) > SHOWN_NEW else "")
+        failing = [judged.group.fingerprint for judged in self.failing]
+        named = ", ".join(failing[:SHOWN_FAILING]) + (
+            f", +{len(failing) - SHOWN_FAILING} more" if len(failing) > SHOWN_FAILING else "")
         parts = [
             _plural(len(self.entries), "entry", "entries"),
-            _plural(len(new), "new divergence") + (f" ({named})" if new else ""),
-            f"{self.count('accepted')} accepted",
+            _plural(len(failing), "failing divergence") + (f" ({named})" if failing else ""),
+            f"{self.count('new')} new",
+            f"{self.count('known')} known",
             f"{self.count('intermittent')} intermittent",
+            f"{self.count('accepted')} accepted",
         ]
-        if known := self.count("known"):
-            parts.append(f"{known} known")
         if errors := self.outcomes("error"):
             parts.append(f"{len(errors)} failed to run ({', '.join(r.entry.name for r in errors)})")
         if skipped := self.outcomes("skipped"):
@@ -95,19 +99,24 @@ class Night:
         return f"replaydiff nightly: {', '.join(parts)} — {'PASS' if self.passed else 'FAIL'}"
 
 
-def run_suite(suite: Suite, *, directory: Path, history: History, console: Console) -> Night:
-    """Replays, diffs and records every entry, then marks the run finished; the caller writes the reports."""
+def run_suite(
+    suite: Suite, *, directory: Path, history: History, console: Console,
+    fail_statuses: Collection[str] = FAIL_BY_DEFAULT,
+) -> Night:
+    """Replays, diffs and records every entry, then marks the run finished; the caller writes the reports.
+    `fail_statuses`: which divergences fail the night (`classify.FAIL_BY_DEFAULT`: new and known ones)."""
     accepted = {**history.accepted(), **suite.accepted}
     started = datetime.now(timezone.utc)
     run = history.start_run(suite=suite.path, directory=directory, started=started)
     entries = []
     for entry in suite.entries:
         console.rule(entry.name)
-        result = _run_entry(entry, directory / "entries" / entry.slug, history, run, accepted, console)
+        result = _run_entry(entry, directory / "entries" / entry.slug, history, run, accepted, console,
+                            fail_statuses, started)
         history.record_entry(
             run, entry.name, outcome=result.outcome, message=result.message,
             compared=result.report.totals.compared if result.report else 0,
-            endpoints=result.report.endpoints if result.report else (), verdicts=result.verdicts,
+            endpoints=result.report.endpoints if result.report else (), judged=result.judged,
         )  # fmt: skip
         entries.append(result)
     night = Night(run, suite.path, directory, started, entries)
@@ -116,7 +125,8 @@ def run_suite(suite: Suite, *, directory: Path, history: History, console: Conso
 
 
 def _run_entry(
-    entry: Entry, directory: Path, history: History, run: int, accepted: dict[str, str], console: Console
+    entry: Entry, directory: Path, history: History, run: int, accepted: dict[str, str], console: Console,
+    fail_statuses: Collection[str], started: datetime,
 ) -> EntryResult:
     directory.mkdir(parents=True, exist_ok=True)
     job = replace(entry.job, output=directory / "results.jsonl.zst")
@@ -131,8 +141,9 @@ def _run_entry(
     if not report.totals.compared:
         message = f"nothing compared: no exchange of {entry.corpus} has both a baseline and a candidate record"
         return EntryResult(entry, "error", message, job.output, report)
-    past = history.past_fingerprints(entry.name, before=run, window=WINDOW)
-    found = verdicts(report, past, accepted, entry.diff.fail_on)
+    past = history.past_runs(entry.name, before=run, last=SINCE_RUNS)
+    found = judge_divergences(report, past, accepted, tonight=started.isoformat(timespec="seconds"),
+                              fail_kinds=entry.diff.fail_on, fail_statuses=fail_statuses)
     return EntryResult(entry, "ran", "", job.output, report, found, gone(report, past))
 
 
