@@ -51,7 +51,7 @@ MAX_BODY = 10 * 1024 * 1024
 class Timeouts:
     connect_s: float = 5.0
     read_s: float = 30.0
-    """The longest silence while waiting for or reading an answer."""
+    """The longest wait for a whole answer, headers and body, from when the request left."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,11 @@ class ConnectTimeout(HttpClientError):
 
 
 class ReadTimeout(HttpClientError):
-    pass
+    """The whole answer (headers and body) did not arrive within the timeout, however it trickled in."""
+
+    @classmethod
+    def after(cls, timeout_s: float) -> ReadTimeout:
+        return cls(f"no complete answer within {timeout_s:g} s")
 
 
 class ConnectionReset(HttpClientError):
