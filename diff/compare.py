@@ -68,15 +68,39 @@ def outcome(record: ReplayRecord) -> str:
     return (final.error if final else None) or "no response"
 
 
+MAX_HEADER_LOCATIONS = 50
+"""Differing header names reported one by one on one exchange; more are one divergence at `ALL_HEADERS`.
+
+Real answers differ in a handful of headers, each worth its own place (and its own noise count); a target
+sending thousands of distinct headers would otherwise make thousands of divergences per exchange."""
+
+ALL_HEADERS = "*"
+
+
 def compare_headers(left: Headers, right: Headers, rules: dict[str, ValueRule] | None = None) -> list[Difference]:
+    """Linear in the number of headers."""
     if left == right:
         return []
     left_values, right_values = _comparable_headers(left, rules), _comparable_headers(right, rules)
-    return [
-        Difference("header", name, _joined(left_values.get(name)), _joined(right_values.get(name)))
+    differing = [
+        name
         for name in sorted(left_values.keys() | right_values.keys())
         if left_values.get(name) != right_values.get(name)
     ]
+    if len(differing) > MAX_HEADER_LOCATIONS:
+        return [_many_headers(differing, left_values, right_values)]
+    return [Difference("header", name, _joined(left_values.get(name)), _joined(right_values.get(name))) for name in differing]
+
+
+def _many_headers(differing: list[str], left: dict[str, list[str]], right: dict[str, list[str]]) -> Difference:
+    """One divergence with counts: how many names differ, how many each side has that the other lacks."""
+    only_left = sum(1 for name in differing if name not in right)
+    only_right = sum(1 for name in differing if name not in left)
+    changed = len(differing) - only_left - only_right
+    examples = ", ".join(differing[:5])
+    summary = f"{len(differing)} headers differ ({changed} changed, {only_left} only here; e.g. {examples})"
+    other = f"{len(differing)} headers differ ({changed} changed, {only_right} only here; e.g. {examples})"
+    return Difference("header", ALL_HEADERS, clip(summary), clip(other))
 
 
 def _comparable_headers(headers: Headers, rules: dict[str, ValueRule] | None) -> dict[str, list[str]]:
