@@ -51,6 +51,8 @@ RESPONSE: dict[str, Any] = {
     "?headers": ListOf(PAIR),
     "?body": BODY,
     "?original_encoding": Nullable(str),
+    "?body_size": Nullable(int),
+    "?body_digest": Nullable(str),
 }
 
 UPSTREAM_CALL: dict[str, Any] = {

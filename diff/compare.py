@@ -13,6 +13,7 @@ first occurrence standing for the rest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -130,12 +131,32 @@ def compare_bodies(left: Response, right: Response, rules: dict[str, ValueRule] 
     Equal bytes are equal answers whatever the rules (rules only relax), so
     identical pairs never pay for parsing.
     """
+    if left.body_digest is not None or right.body_digest is not None:
+        return _compare_cut_bodies(left, right)
     if left.body == right.body:
         return []
     left_doc, right_doc = _parse_json(left.body), _parse_json(right.body)
     if left_doc is _NOT_JSON or right_doc is _NOT_JSON:
         return [Difference("body", "", *body_excerpts(left.body, right.body))]
     return [Difference("body", c.path, c.left, c.right) for c in json_changes(left_doc, right_doc, rules or {})]
+
+
+def _compare_cut_bodies(left: Response, right: Response) -> list[Difference]:
+    """A body above the cap is its size and digest plus a prefix: equal when the digests are, else shown as
+    the sizes and digests with the prefixes' first difference."""
+    if _digest(left) == _digest(right):
+        return []
+    left_excerpt, right_excerpt = body_excerpts(left.body, right.body)
+    return [Difference("body", "", clip(f"{_size(left)}; {left_excerpt}"), clip(f"{_size(right)}; {right_excerpt}"))]
+
+
+def _digest(response: Response) -> str:
+    return response.body_digest or f"sha256:{hashlib.sha256(response.body).hexdigest()}"
+
+
+def _size(response: Response) -> str:
+    size = response.body_size if response.body_size is not None else len(response.body)
+    return f"<{size} bytes, {_digest(response)[:19]}>"
 
 
 def _parse_json(body: bytes) -> Any:

@@ -59,3 +59,15 @@ def test_the_json_report_of_twenty_answers_with_ten_thousand_headers_is_small(tm
     (divergence,) = json.loads(report.read_text())["divergences"]
     assert divergence["fingerprint"] == "GET /items/{id}|header|*"
     assert divergence["count"] == 20
+
+
+def test_bodies_above_the_cap_compare_by_digest_not_by_their_kept_prefix() -> None:
+    from replaydiff.diff.compare import compare_bodies
+
+    def cut(digest: str) -> Response:
+        return Response(200, body=b"a" * 1000, body_size=50_000_000, body_digest=digest)
+
+    assert compare_bodies(cut("sha256:" + "1" * 64), cut("sha256:" + "1" * 64)) == []
+    (difference,) = compare_bodies(cut("sha256:" + "1" * 64), cut("sha256:" + "2" * 64))
+    assert difference.left is not None and difference.left.startswith("<50000000 bytes, sha256:111111111111>")
+    assert difference.right is not None and "sha256:222222222222" in difference.right
