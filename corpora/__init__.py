@@ -1,7 +1,15 @@
 """The shared core: the data model and the file formats every package uses."""
 
 from replaydiff.corpora.endpoints import endpoint_of, path_template
-from replaydiff.corpora.errors import CorpusError, CorpusNotFound, CorpusTruncated, NotACorpus, UnsupportedFormat
+from replaydiff.corpora.errors import (
+    CorpusError,
+    CorpusNotFound,
+    CorpusTruncated,
+    MalformedRecord,
+    NoCompleteRecord,
+    NotACorpus,
+    UnsupportedFormat,
+)
 from replaydiff.corpora.files import (
     CORPUS_FORMAT,
     RESULTS_FORMAT,
@@ -38,6 +46,8 @@ __all__ = [
     "Divergence",
     "Exchange",
     "Headers",
+    "MalformedRecord",
+    "NoCompleteRecord",
     "NotACorpus",
     "ReplayRecord",
     "Request",

@@ -22,7 +22,14 @@ from typing import Any, BinaryIO
 import orjson
 import zstandard
 
-from replaydiff.corpora.errors import CorpusError, CorpusNotFound, CorpusTruncated, NotACorpus, UnsupportedFormat
+from replaydiff.corpora.errors import (
+    CorpusError,
+    CorpusNotFound,
+    CorpusTruncated,
+    NoCompleteRecord,
+    NotACorpus,
+    UnsupportedFormat,
+)
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 FLUSH_INTERVAL_S = 1.0
@@ -140,11 +147,15 @@ def _line(record: dict[str, Any]) -> bytes:
 
 
 class ContainerReader:
-    """Streams records in constant memory.
+    """Streams records frame by frame, in memory bounded by one frame.
 
-    A truncated or corrupt tail stops iteration with a `CorpusTruncated`
-    warning; every complete record before it is yielded. After iteration,
-    `complete` tells whether the writer closed the file cleanly.
+    A record counts only when the frame holding it decoded whole (its zstd
+    checksum verified) and its line is complete: damage of any kind, anywhere
+    (a cut, appended bytes, flipped bits), stops iteration with a
+    `CorpusTruncated` warning after every complete record before it. A file
+    whose damage leaves no complete record at all is refused when opened
+    (`NoCompleteRecord`), so a command fails before it does anything with it.
+    After iteration, `complete` tells whether the writer closed the file cleanly.
     """
 
     def __init__(self, path: Path | str, *, expected_format: str) -> None:
@@ -157,10 +168,11 @@ class ContainerReader:
             magic = probe.read(4)
         if magic != ZSTD_MAGIC:
             raise NotACorpus(path, "not a zstd-compressed replaydiff file")
-        self.header = self._read_header(expected_format)
         self.complete = False
         self.end: dict[str, Any] = {}
         self._damage: str | None = None
+        self.header = self._read_header(expected_format)
+        self._refuse_if_no_complete_record()
 
     def _read_header(self, expected_format: str) -> dict[str, Any]:
         for raw in self._raw_lines():
@@ -176,21 +188,58 @@ class ContainerReader:
             break
         raise NotACorpus(self.path, f"has no {expected_format} header")
 
-    def _raw_lines(self) -> Iterator[bytes]:
-        """Complete lines only; a partial last line or undecodable frame ends the stream."""
+    def _refuse_if_no_complete_record(self) -> None:
+        """Reads no further than the first record. A file that is only a header, cleanly closed or still being
+        written (a live tap log), is empty, not damaged; one whose damage took every record is unusable."""
+        lines = self._raw_lines()
+        next(lines, None)
+        first = next(lines, None)
+        lines.close()
+        if first is None and self._damage is not None:
+            raise NoCompleteRecord(
+                self.path, f"{self._damage} and no complete record before it: nothing to use; copy or record it again"
+            )
+
+    def _frames(self) -> Iterator[bytes]:
+        """The decompressed content of each complete frame, in order, until the first damage.
+
+        Frame by frame on purpose: zstd's streaming reader raises on damage with the good frames' last chunk
+        still in its buffer, which lost up to a hundred records that `zstd -dc` recovers."""
+        self._damage = None
+        offset = 0
         with open(self.path, "rb") as handle:
-            reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
-            buffered = b""
-            try:
-                while chunk := reader.read(_READ_CHUNK):
-                    buffered += chunk
-                    *lines, buffered = buffered.split(b"\n")
-                    yield from lines
-            except zstandard.ZstdError:
-                self._damage = "corrupt data"
-                return
-            if buffered:
+            decoder = zstandard.ZstdDecompressor().decompressobj()
+            content = bytearray()
+            pending = 0  # compressed bytes fed to `decoder` for the frame in progress
+            chunk = handle.read(_READ_CHUNK)
+            while chunk:
+                try:
+                    content += decoder.decompress(chunk)
+                except zstandard.ZstdError:
+                    self._damage = f"corrupt data in the frame at byte {offset}"
+                    return
+                if not decoder.eof:
+                    pending += len(chunk)
+                    chunk = handle.read(_READ_CHUNK)
+                    continue
+                rest = decoder.unused_data
+                offset += pending + len(chunk) - len(rest)
+                pending = 0
+                yield bytes(content)
+                content = bytearray()
+                decoder = zstandard.ZstdDecompressor().decompressobj()
+                chunk = rest or handle.read(_READ_CHUNK)
+            if pending:
+                self._damage = f"an incomplete frame at byte {offset}"
+
+    def _raw_lines(self) -> Iterator[bytes]:
+        """Complete lines of complete frames only."""
+        for content in self._frames():
+            *lines, partial = content.split(b"\n")
+            yield from lines
+            if partial:
                 self._damage = "an incomplete last record"
+                return
 
     def raw_records(self) -> Iterator[bytes]:
         """Each record's JSON line, unparsed, header and end marker left out: for copying records between
@@ -211,27 +260,33 @@ class ContainerReader:
             last = raw
         return max(0, lines - 1 - (1 if last.startswith(_END_PREFIX) else 0))
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def numbered(self) -> Iterator[tuple[int, Any]]:
+        """(line number, parsed JSON) of each record; the header is line 1. Stops at the end marker or the
+        first damage; warns, naming what and where, when the file did not end cleanly."""
         lines = self._raw_lines()
         next(lines, None)  # header, already parsed
         kept = 0
-        for raw in lines:
+        for number, raw in enumerate(lines, start=2):
             try:
                 record = orjson.loads(raw)
             except ValueError:
-                self._damage = "an undecodable record"
+                self._damage = f"an undecodable record on line {number}"
                 break
-            if "end" in record:
+            if isinstance(record, dict) and "end" in record:
                 self.complete = True
-                self.end = record["end"]
+                self.end = record["end"] if isinstance(record["end"], dict) else {}
                 return
             kept += 1
-            yield record
+            yield number, record
         what = self._damage or "no end marker (its writer was killed or is still writing)"
         warnings.warn(
-            CorpusTruncated(f"{self.path}: {what} at the end; kept the {kept} complete records before it"),
-            stacklevel=2,
+            CorpusTruncated(f"{self.path}: {what}; kept the {kept} complete records before it"),
+            stacklevel=3,
         )
+
+    def __iter__(self) -> Iterator[Any]:
+        for _, record in self.numbered():
+            yield record
 
 
 def decompressed_bytes(path: Path | str) -> bytes:

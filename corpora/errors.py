@@ -31,3 +31,17 @@ class UnsupportedFormat(NotACorpus):
 
 class CorpusTruncated(UserWarning):
     """A corpus ended in an incomplete or corrupt frame; every complete record before it was kept."""
+
+
+class NoCompleteRecord(NotACorpus):
+    """The file's damage left no complete record: nothing in it can be used, so it is an input error."""
+
+
+class MalformedRecord(NotACorpus):
+    """A complete record of the wrong shape: a field missing, of the wrong type, or the record not an object."""
+
+    def __init__(self, path: Path | str, line: int, field: str, problem: str) -> None:
+        self.line = line
+        self.field = field
+        where = f"field {field}" if field else "the record"
+        super().__init__(path, f"line {line}: {where} {problem}")

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from replaydiff.corpora.container import FLUSH_INTERVAL_S, ContainerReader, ContainerWriter
-from replaydiff.corpora.errors import NotACorpus
+from replaydiff.corpora.errors import MalformedRecord
 from replaydiff.corpora.model import Exchange, ReplayRecord, UpstreamCall
+from replaydiff.corpora.validation import EXCHANGE, REPLAY_RECORD, UPSTREAM_CALL, problem
 
 CORPUS_FORMAT = "replaydiff-corpus/1"
 RESULTS_FORMAT = "replaydiff-results/1"
@@ -71,6 +72,7 @@ _W = TypeVar("_W", bound=_TypedWriter[Any])
 class _TypedReader(Generic[RecordT]):
     format: str
     _decode: Callable[[dict[str, Any]], RecordT]
+    _shape: dict[str, Any]
 
     def __init__(self, path: Path | str) -> None:
         self._container = ContainerReader(path, expected_format=self.format)
@@ -101,11 +103,16 @@ class _TypedReader(Generic[RecordT]):
 
     def __iter__(self) -> Iterator[RecordT]:
         decode = type(self)._decode
-        for number, data in enumerate(self._container, start=2):
+        shape = type(self)._shape
+        for number, data in self._container.numbered():
+            if found := problem(data, shape):
+                raise MalformedRecord(self.path, number, *found)
             try:
-                yield decode(data)
+                record = decode(data)
             except (KeyError, TypeError, ValueError) as exc:
-                raise NotACorpus(self.path, f"record on line {number} is malformed ({exc!r})") from exc
+                # what the shape table cannot see, e.g. a body's b64 that is not base64, an unknown field
+                raise MalformedRecord(self.path, number, "", f"cannot be read: {exc}") from exc
+            yield record
 
 
 class CorpusWriter(_TypedWriter[Exchange]):
@@ -117,6 +124,7 @@ class CorpusWriter(_TypedWriter[Exchange]):
 class CorpusReader(_TypedReader[Exchange]):
     format = CORPUS_FORMAT
     _decode = Exchange.from_json
+    _shape = EXCHANGE
 
 
 class ResultsWriter(_TypedWriter[ReplayRecord]):
@@ -128,6 +136,7 @@ class ResultsWriter(_TypedWriter[ReplayRecord]):
 class ResultsReader(_TypedReader[ReplayRecord]):
     format = RESULTS_FORMAT
     _decode = ReplayRecord.from_json
+    _shape = REPLAY_RECORD
 
 
 class UpstreamLogWriter(_TypedWriter[UpstreamCall]):
@@ -139,3 +148,4 @@ class UpstreamLogWriter(_TypedWriter[UpstreamCall]):
 class UpstreamLogReader(_TypedReader[UpstreamCall]):
     format = UPSTREAM_FORMAT
     _decode = UpstreamCall.from_json
+    _shape = UPSTREAM_CALL

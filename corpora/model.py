@@ -98,6 +98,10 @@ class Response:
     body: bytes = b""
     original_encoding: str | None = None
     """Content-Encoding the body had on the wire; bodies are stored decoded."""
+    body_size: int | None = None
+    """Set when the body was above the cap: its whole size; `body` then holds only a bounded prefix."""
+    body_digest: str | None = None
+    """Set with `body_size`: `sha256:HEX` of the whole body as received, so two cut bodies still compare."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -109,6 +113,9 @@ class Response:
         }
         if self.original_encoding:
             data["original_encoding"] = self.original_encoding
+        if self.body_digest is not None:
+            data["body_size"] = self.body_size
+            data["body_digest"] = self.body_digest
         return data
 
     @classmethod
@@ -120,6 +127,8 @@ class Response:
             headers=_headers_from_json(data.get("headers", [])),
             body=decode_body(data.get("body")),
             original_encoding=data.get("original_encoding"),
+            body_size=data.get("body_size"),
+            body_digest=data.get("body_digest"),
         )
 
 

@@ -13,6 +13,7 @@ first occurrence standing for the rest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -68,15 +69,39 @@ def outcome(record: ReplayRecord) -> str:
     return (final.error if final else None) or "no response"
 
 
+MAX_HEADER_LOCATIONS = 50
+"""Differing header names reported one by one on one exchange; more are one divergence at `ALL_HEADERS`.
+
+Real answers differ in a handful of headers, each worth its own place (and its own noise count); a target
+sending thousands of distinct headers would otherwise make thousands of divergences per exchange."""
+
+ALL_HEADERS = "*"
+
+
 def compare_headers(left: Headers, right: Headers, rules: dict[str, ValueRule] | None = None) -> list[Difference]:
+    """Linear in the number of headers."""
     if left == right:
         return []
     left_values, right_values = _comparable_headers(left, rules), _comparable_headers(right, rules)
-    return [
-        Difference("header", name, _joined(left_values.get(name)), _joined(right_values.get(name)))
+    differing = [
+        name
         for name in sorted(left_values.keys() | right_values.keys())
         if left_values.get(name) != right_values.get(name)
     ]
+    if len(differing) > MAX_HEADER_LOCATIONS:
+        return [_many_headers(differing, left_values, right_values)]
+    return [Difference("header", name, _joined(left_values.get(name)), _joined(right_values.get(name))) for name in differing]
+
+
+def _many_headers(differing: list[str], left: dict[str, list[str]], right: dict[str, list[str]]) -> Difference:
+    """One divergence with counts: how many names differ, how many each side has that the other lacks."""
+    only_left = sum(1 for name in differing if name not in right)
+    only_right = sum(1 for name in differing if name not in left)
+    changed = len(differing) - only_left - only_right
+    examples = ", ".join(differing[:5])
+    summary = f"{len(differing)} headers differ ({changed} changed, {only_left} only here; e.g. {examples})"
+    other = f"{len(differing)} headers differ ({changed} changed, {only_right} only here; e.g. {examples})"
+    return Difference("header", ALL_HEADERS, clip(summary), clip(other))
 
 
 def _comparable_headers(headers: Headers, rules: dict[str, ValueRule] | None) -> dict[str, list[str]]:
@@ -106,12 +131,32 @@ def compare_bodies(left: Response, right: Response, rules: dict[str, ValueRule] 
     Equal bytes are equal answers whatever the rules (rules only relax), so
     identical pairs never pay for parsing.
     """
+    if left.body_digest is not None or right.body_digest is not None:
+        return _compare_cut_bodies(left, right)
     if left.body == right.body:
         return []
     left_doc, right_doc = _parse_json(left.body), _parse_json(right.body)
     if left_doc is _NOT_JSON or right_doc is _NOT_JSON:
         return [Difference("body", "", *body_excerpts(left.body, right.body))]
     return [Difference("body", c.path, c.left, c.right) for c in json_changes(left_doc, right_doc, rules or {})]
+
+
+def _compare_cut_bodies(left: Response, right: Response) -> list[Difference]:
+    """A body above the cap is its size and digest plus a prefix: equal when the digests are, else shown as
+    the sizes and digests with the prefixes' first difference."""
+    if _digest(left) == _digest(right):
+        return []
+    left_excerpt, right_excerpt = body_excerpts(left.body, right.body)
+    return [Difference("body", "", clip(f"{_size(left)}; {left_excerpt}"), clip(f"{_size(right)}; {right_excerpt}"))]
+
+
+def _digest(response: Response) -> str:
+    return response.body_digest or f"sha256:{hashlib.sha256(response.body).hexdigest()}"
+
+
+def _size(response: Response) -> str:
+    size = response.body_size if response.body_size is not None else len(response.body)
+    return f"<{size} bytes, {_digest(response)[:19]}>"
 
 
 def _parse_json(body: bytes) -> Any:

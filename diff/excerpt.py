@@ -57,9 +57,17 @@ def _excerpt(body: bytes, start: int) -> str:
     return clip(("…" if start else "") + window)
 
 
+SHOWN_HEADERS = 60
+"""Headers of an answer shown for reading; the rest are counted. Bounds every example whatever a target sent
+(10,000 headers made each example of a report megabytes, and building it cost per header per divergence)."""
+
+
 def response_text(status: int, reason: str, headers: list[tuple[str, str]], body: bytes) -> str:
-    """A whole answer for reading, as on the wire: status line, headers, blank line, body."""
-    head = "\n".join([f"{status} {reason}".rstrip(), *(f"{name}: {value}" for name, value in headers)])
+    """An answer for reading, as on the wire: status line, headers, blank line, body; bounded in size."""
+    shown = [clip(f"{name}: {value}", 2 * MAX_CHARS) for name, value in headers[:SHOWN_HEADERS]]
+    if len(headers) > SHOWN_HEADERS:
+        shown.append(f"… and {len(headers) - SHOWN_HEADERS} more headers")
+    head = "\n".join([clip(f"{status} {reason}".rstrip()), *shown])
     return f"{head}\n\n{body_text(body)}"
 
 

@@ -22,14 +22,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
-from replaydiff.corpora import Exchange, Request, Response
+from replaydiff.corpora import Exchange, Request, Response, header_value
 from replaydiff.recorder.policy import DEFAULT_POLICY, Action, NamedPlace, Policy, TextView, ValueRule, load_policy, luhn_ok
 from replaydiff.recorder.pseudonym import Pseudonymizer, key_from
-from replaydiff.recorder.walk import DROP, DROPPED_BODY, NO_RULE, walk_request, walk_response
+from replaydiff.recorder.echoes import Echoes
+from replaydiff.recorder.walk import DROP, DROPPED_BODY, NO_RULE, Judge, walk_request, walk_response
 
 MASK = "[masked]"
 QUERY_MASK = quote(MASK, safe="")
 """The mask as it appears in a query string: percent-encoded, so the URL stays valid and decodes to `MASK`."""
+
+ECHO_RULE = "echo"
+"""Fired-count name of the occurrences masked because the same value was masked elsewhere in the exchange."""
 
 _NOT_DIGIT = re.compile(r"\D")
 _MEMO_TEXT = 256
@@ -52,7 +56,9 @@ class Sanitizer:
         if self.key is None:
             self.key, self.key_source = key_from(None)[0], "random"
         self._pseudonyms = Pseudonymizer(self.key)
-        self._remembered: dict[tuple[str, ...], tuple[Any, tuple[str, ...]]] = {}
+        self._remembered: dict[tuple[str, ...], tuple[Any, tuple[str, ...], dict[str, str]]] = {}
+        self._echoes = Echoes()
+        """Values replaced so far in the exchange being sanitized, followed into their echoes."""
 
     @classmethod
     def configured(cls, *, policy_file: Path | None, defaults: bool, key_file: Path | None) -> Sanitizer:
@@ -63,19 +69,26 @@ class Sanitizer:
     # --- whole exchanges ----------------------------------------------------------------------
 
     def exchange(self, exchange: Exchange) -> Exchange:
-        """The exchange itself when nothing in it needed sanitizing."""
+        """The exchange itself when nothing in it needed sanitizing.
+
+        Two passes: the rules, which also collect every value they replaced; then, when some replaced value
+        occurs again anywhere in the exchange (an echo), the same walk replacing those occurrences."""
+        self._echoes = Echoes()
         request = self.request(exchange.request)
         response = self.response(exchange.response) if exchange.response else None
         tags = {name: self.scan(value) for name, value in exchange.tags.items()}
+        echoes, self._echoes = self._echoes, Echoes()
+        if echoes.found and _may_echo(request, response, echoes):
+            request = _walk_request(request, echoes)
+            response = walk_response(response, echoes) if response else None
+            if echoes.replaced:
+                self.fired[ECHO_RULE] += echoes.replaced
         if request is exchange.request and response is exchange.response and tags == exchange.tags:
             return exchange
         return replace(exchange, request=request, response=response, tags=tags)
 
     def request(self, request: Request) -> Request:
-        walked = walk_request(request, self)
-        path = unquote(request.path)
-        scanned = self.scan(path)
-        return walked if scanned == path else replace(walked, path=quote(scanned, safe="/;:@&=+$,!~*'()%"))
+        return _walk_request(request, self)
 
     def response(self, response: Response) -> Response:
         return walk_response(response, self)
@@ -101,15 +114,19 @@ class Sanitizer:
         known = self._remembered.get(key)
         if known is None:
             outer, self.fired = self.fired, Counter()
+            outer_echoes, self._echoes = self._echoes, Echoes()
             try:
                 value = answer()
             finally:
                 fired, self.fired = self.fired, outer
+                replaced, self._echoes = self._echoes.found, outer_echoes
             if len(self._remembered) >= _MEMO_ENTRIES:
                 self._remembered.clear()
-            known = self._remembered[key] = (value, tuple(fired.elements()))
+            known = self._remembered[key] = (value, tuple(fired.elements()), replaced)
         if known[1]:
             self.fired.update(known[1])
+        if known[2]:
+            self._echoes.update(known[2])  # what the answer replaced is followed in this exchange too
         return known[0]  # type: ignore[no-any-return]  # stored by this same key's `answer`
 
     def _scan(self, text: str) -> str:
@@ -155,11 +172,10 @@ class Sanitizer:
         return found[: start - offset] + ("" if new is DROP else str(new)) + found[end - offset :]
 
     def _act(self, action: Action, value: Any) -> Any:
-        if action == "drop":
-            return DROP
-        if action == "mask":
-            return MASK
-        return self._pseudonym(value)
+        new = DROP if action == "drop" else MASK if action == "mask" else self._pseudonym(value)
+        shown = str(new) if isinstance(new, str | int | float) and not isinstance(new, bool) else MASK
+        self._echoes.add(value, shown)  # a dropped value's echoes, or a container's leaves, are masked
+        return new
 
     def _pseudonym(self, value: Any) -> Any:
         """Any JSON value: strings and numbers keep their shape, containers are pseudonymized leaf by leaf."""
@@ -188,3 +204,26 @@ class Sanitizer:
         return {**self.describe(), "fired": dict(sorted(self.fired.items()))}
 
 
+
+
+def _walk_request(request: Request, judge: Judge) -> Request:
+    """The walker's request plus its path, which it does not visit: ids and emails hide there too."""
+    walked = walk_request(request, judge)
+    path = unquote(request.path)
+    scanned = judge.scan(path)
+    return walked if scanned == path else replace(walked, path=quote(scanned, safe="/;:@&=+$,!~*'()%"))
+
+
+def _may_echo(request: Request, response: Response | None, echoes: Echoes) -> bool:
+    """Whether a replaced value (in one of its forms) occurs in the sanitized exchange: a second walk only then.
+    A compressed body cannot be searched as it is stored, so it always takes the walk."""
+    texts = [request.path, request.query, *(value for _, value in request.headers)]
+    bodies = [(request.body, request.headers, False)]
+    if response is not None:
+        texts += [value for _, value in response.headers]
+        bodies.append((response.body, response.headers, bool(response.original_encoding)))
+    for body, headers, decoded in bodies:
+        if body and not decoded and (header_value(headers, "content-encoding") or "identity").lower() != "identity":
+            return True
+        texts.append(body.decode("utf-8", "surrogateescape"))
+    return echoes.occur_in("\n".join(texts))

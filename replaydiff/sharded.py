@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from replaydiff.corpora import CorpusTruncated, ResultsReader, ResultsWriter
+from replaydiff.corpora import CorpusTruncated, NoCompleteRecord, ResultsReader, ResultsWriter
 from replaydiff.replayer.engine import Replayer, ReplayOptions, ReplayStart, ReplaySummary
 from replaydiff.replayer.plan import PlannedRequest
 from replaydiff.replayer.sessions import shard_of
@@ -157,4 +157,8 @@ def _copy_part(part: Path, writer: ResultsWriter) -> None:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CorpusTruncated)  # a killed process's part: its complete records count
-        writer.copy_from(ResultsReader(part))
+        try:
+            part_reader = ResultsReader(part)
+        except NoCompleteRecord:
+            return  # killed inside its first frame: nothing of it reached the disk whole
+        writer.copy_from(part_reader)

@@ -32,7 +32,7 @@ class Http1Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._reader = AnswerReader(max_body)
         self._waiter: asyncio.Future[RawAnswer] | None = None
-        self._last_read = 0.0
+        self._sent_at = 0.0
         self.closed = False
 
     # asyncio.Protocol
@@ -40,7 +40,6 @@ class Http1Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio subclasses
 
     def data_received(self, data: bytes) -> None:
-        self._last_read = self._loop.time()
         try:
             answer = self._reader.feed(data)
         except ProtocolViolation as exc:
@@ -62,17 +61,19 @@ class Http1Connection(asyncio.Protocol):
     # the caller's side
     def start(self, wire: bytes, *, head: bool) -> asyncio.Future[RawAnswer]:
         """Sends one request now; the future completes with its whole answer. The pool's sweeper fails it
-        when the target stays silent too long (`expire_if_silent`)."""
+        when the whole answer has not arrived in time (`expire_if_late`)."""
         assert self._transport is not None and not self._reader.expecting
         self._reader.expect(head=head)
         self._waiter = self._loop.create_future()
-        self._last_read = self._loop.time()
+        self._sent_at = self._loop.time()
         self._transport.write(wire)
         return self._waiter
 
-    def expire_if_silent(self, now: float, read_timeout: float) -> None:
-        if self._reader.expecting and now - self._last_read >= read_timeout:
-            self._fail(ReadTimeout(f"no answer bytes for {read_timeout:g} s"))
+    def expire_if_late(self, now: float, timeout: float) -> None:
+        """Counted from when the request left, not from the last byte read: a target trickling its answer a
+        byte at a time must not hold a replay for longer than the timeout."""
+        if self._reader.expecting and now - self._sent_at >= timeout:
+            self._fail(ReadTimeout.after(timeout))
 
     def _finish(self, answer: RawAnswer) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -174,7 +175,7 @@ class ConnectionPool:
     def _sweep(self) -> None:
         now = asyncio.get_running_loop().time()
         for connection in list(self._busy):
-            connection.expire_if_silent(now, self._read_timeout)
+            connection.expire_if_late(now, self._read_timeout)
         self._sweeping = (
             asyncio.get_running_loop().call_later(self._sweep_every, self._sweep) if self._busy else None
         )

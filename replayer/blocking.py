@@ -8,6 +8,7 @@ engines send and read alike; only the waiting differs (a greenlet blocks in
 from __future__ import annotations
 
 import socket
+import time
 
 from replaydiff.replayer.http1 import (
     IDEMPOTENT_METHODS,
@@ -29,7 +30,7 @@ class BlockingConnection:
         self.closed = False
 
     def exchange(self, wire: bytes, *, head: bool, read_timeout: float) -> RawAnswer:
-        """Sends one request and reads its whole answer; `read_timeout` is the longest silence."""
+        """Sends one request and reads its whole answer, which must be complete within `read_timeout`."""
         self._reader.expect(head=head)
         try:
             self._sock.sendall(wire)
@@ -37,13 +38,17 @@ class BlockingConnection:
             self.close()
             stale = self._reader.answered > 0
             raise (StaleConnection if stale else ConnectionReset)(f"the request could not be sent: {exc}") from exc
-        self._sock.settimeout(read_timeout)
+        deadline = time.monotonic() + read_timeout  # the whole answer, not each read: a trickle is a timeout
         while True:
             try:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                self._sock.settimeout(remaining)
                 data = self._sock.recv(_RECV)
             except TimeoutError:
                 self.close()
-                raise ReadTimeout(f"no answer bytes for {read_timeout:g} s") from None
+                raise ReadTimeout.after(read_timeout) from None
             except OSError as exc:
                 self.close()
                 raise ConnectionReset(f"the connection broke: {exc}") from exc

@@ -51,7 +51,7 @@ MAX_BODY = 10 * 1024 * 1024
 class Timeouts:
     connect_s: float = 5.0
     read_s: float = 30.0
-    """The longest silence while waiting for or reading an answer."""
+    """The longest wait for a whole answer, headers and body, from when the request left."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +216,12 @@ class TargetCodec:
     def _response(self, answer: RawAnswer) -> tuple[Response, str | None]:
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in answer.headers]
         body, original_encoding = bytes(answer.body), None
+        answer.body.clear()  # one copy of a large body at a time
+        size = digest = None
         if answer.truncated:
-            detail: str | None = f"body truncated at {self.max_body} bytes"  # a cut body cannot be decoded
+            assert answer.digest is not None
+            size, digest = answer.size, f"sha256:{answer.digest.hexdigest()}"
+            detail: str | None = f"body of {size} bytes is above {self.max_body}: kept its first {len(body)} and digest"
         else:
             try:
                 body, original_encoding = decoded_content(body, headers)
@@ -231,6 +235,8 @@ class TargetCodec:
             headers=headers,
             body=body,
             original_encoding=original_encoding,
+            body_size=size,
+            body_digest=digest,
         )
         return response, detail
 

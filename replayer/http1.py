@@ -16,6 +16,7 @@ Failures are typed exceptions (`ConnectFailed`, `ReadTimeout`,
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,10 @@ from dataclasses import dataclass, field
 import httptools
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+KEPT_PREFIX = 64 * 1024
+"""What is kept of a body above the cap: enough to show where two answers differ, small enough that a replay
+of 50 MB answers stays within a few hundred MB."""
 
 
 class HttpClientError(Exception):
@@ -43,7 +48,11 @@ class ConnectTimeout(HttpClientError):
 
 
 class ReadTimeout(HttpClientError):
-    pass
+    """The whole answer (headers and body) did not arrive within the timeout, however it trickled in."""
+
+    @classmethod
+    def after(cls, timeout_s: float) -> ReadTimeout:
+        return cls(f"no complete answer within {timeout_s:g} s")
 
 
 class ConnectionReset(HttpClientError):
@@ -66,6 +75,9 @@ class RawAnswer:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body: bytearray = field(default_factory=bytearray)
     truncated: bool = False
+    """The body was above the cap: `body` holds its first `KEPT_PREFIX` bytes, `size` and `digest` the whole."""
+    size: int = 0
+    digest: hashlib._Hash | None = None
     ttfb_ns: int = 0
     """perf_counter_ns() when the first byte of the answer arrived."""
     done_ns: int = 0
@@ -80,9 +92,10 @@ class AnswerReader:
     """One connection's answers, one at a time: feed it the bytes read, it says when an answer is complete.
 
     HEAD answers end after their headers, interim answers (100 Continue) are
-    skipped, a body longer than `max_body` is cut there (and the connection
-    must then be closed), and an answer without length or chunking ends with
-    the connection (`at_close`).
+    skipped, a body longer than `max_body` is read to its end but kept as a
+    prefix and a digest of the whole (so the connection stays usable and two
+    large answers still compare), and an answer without length or chunking
+    ends with the connection (`at_close`).
     """
 
     def __init__(self, max_body: int) -> None:
@@ -167,11 +180,14 @@ class AnswerReader:
         answer = self._answer
         if answer is None or self._complete:
             return
-        room = self._max_body - len(answer.body)
-        if len(chunk) > room:
-            answer.body += chunk[:room]
-            answer.truncated = True  # stop reading a body this large; the connection cannot be reused
-            self._complete, self.keep_alive = True, False
+        answer.size += len(chunk)
+        if answer.digest is not None:
+            answer.digest.update(chunk)
+        elif answer.size > self._max_body:
+            answer.digest = hashlib.sha256(answer.body)
+            answer.digest.update(chunk)
+            del answer.body[min(KEPT_PREFIX, self._max_body) :]
+            answer.truncated = True
         else:
             answer.body += chunk
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import subprocess
 import sys
@@ -174,8 +176,10 @@ def test_garbage_and_huge_answers_are_outcomes(tmp_path: Path) -> None:
     by_target = {r.target: r for r in records}
     assert by_target["baseline"].attempts[0].error == "protocol"
     candidate = by_target["candidate"]
-    assert candidate.response is not None and len(candidate.response.body) == 10 * 1024 * 1024
-    assert "truncated" in (candidate.attempts[0].error_detail or "")
+    assert candidate.response is not None and len(candidate.response.body) == 64 * 1024  # a prefix and a digest
+    assert candidate.response.body_size == 12_000_000
+    assert candidate.response.body_digest == "sha256:" + hashlib.sha256(b"a" * 12_000_000).hexdigest()
+    assert "above" in (candidate.attempts[0].error_detail or "")
 
 
 def test_a_candidate_changing_a_value_the_baseline_kept_is_not_carried_forward() -> None:

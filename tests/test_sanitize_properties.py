@@ -18,6 +18,7 @@ printed); `pytest -m exhaustive` runs many more examples.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import tempfile
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote, quote_plus
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -449,3 +450,85 @@ def test_exhaustive_planted_secrets(capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print(f"\n[sanitizer properties, exhaustive] {placements} planted secrets checked")
     assert placements >= 10 * MIN_PLACEMENTS
+
+
+# --- echoes: secrets the response repeats, in the encodings values travel in ------------------------
+
+ECHO_FORMS = {
+    "raw": lambda v: v,
+    "url": lambda v: quote(v, safe=""),
+    "url-plus": lambda v: quote_plus(v, safe=""),
+    "json-escaped": lambda v: json.dumps(v)[1:-1],
+    "base64": lambda v: base64.b64encode(v.encode()).decode().rstrip("="),
+    "base64url": lambda v: base64.urlsafe_b64encode(v.encode()).decode().rstrip("="),
+}
+passwords = st.text("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789" + '"\\/!&=+% é', min_size=6, max_size=14).map(
+    lambda s: f"Zq{s}9"
+)
+"""Secrets as users choose them: quotes, slashes, spaces and non-ASCII letters, which every encoding changes."""
+tokens = alnum.map(lambda s: f"Zq{s}")
+
+
+@st.composite
+def echoed_exchanges(draw: st.DrawFn) -> tuple[Exchange, list[tuple[str, str, set[str]]]]:
+    """A request with secrets under secret names (Basic credentials, a cookie, a form or multipart password, a
+    query token) and a response echoing some of them, each in one encoding, inside JSON strings, a text body and
+    headers. Returns the exchange and (form of the secret as echoed, encoding, what it may become)."""
+    user, password, cookie, token = draw(tokens), draw(passwords), draw(tokens), draw(tokens)
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    prefix = draw(st.sampled_from(["", "pseudo-"]))
+    replaced = [
+        (password, MASK), (basic, MASK), (f"{user}:{password}", MASK), (cookie, MASK),
+        (token, PSEUDONYMS.token(token) if prefix else MASK),
+    ]  # fmt: skip
+    body_kind = draw(st.sampled_from(["form", "multipart", "json"]))
+    if body_kind == "form":
+        content_type, body = "application/x-www-form-urlencoded", f"user={user}&password={quote_plus(password)}"
+    elif body_kind == "multipart":
+        content_type = f"multipart/form-data; boundary={BOUNDARY}"
+        body = _multipart([("user", "", user), ("password", "", password)])
+    else:
+        content_type, body = "application/json", json.dumps({"user": user, "password": password})
+    request = Request(
+        "POST", "http", "api.local", 8080, "/login", f"{prefix}token={token}&page=2",
+        headers=[("Authorization", f"Basic {basic}"), ("Cookie", f"sid={cookie}"), ("Content-Type", content_type)],
+        body=body.encode(),
+    )  # fmt: skip
+    echoes: list[tuple[str, str, str]] = []
+    strings: list[str] = []
+    text_lines: list[str] = []
+    headers: list[tuple[str, str]] = []
+    for secret in draw(st.lists(st.sampled_from([secret for secret, _ in replaced]), min_size=1, max_size=8)):
+        encoding = draw(st.sampled_from(sorted(ECHO_FORMS)))
+        form = ECHO_FORMS[encoding](secret)
+        before, after = draw(safe_text), draw(safe_text)
+        place = draw(st.sampled_from(["json", "text", "header"]))
+        if place == "json":
+            strings.append(f"{before}<{form}>{after}")
+        elif place == "text":
+            text_lines.append(f"{before}<{form}>{after}")
+        elif "\r" not in form and "\n" not in form:
+            headers.append((f"X-Echo-{len(headers)}", f"{before}<{form}>{after}"))
+        # when two secrets, or two encodings of one, give the same text, any of their replacements is right
+        expected = {
+            encode(new) for other, new in replaced for encode in ECHO_FORMS.values() if encode(other) == form
+        }
+        echoes.append((form, encoding, expected))
+    document = {"echo": strings, "text": "\n".join(text_lines), "page": 2}
+    response = Response(200, "OK", headers=[("Content-Type", "application/json"), *headers],
+                        body=json.dumps(document, ensure_ascii=draw(st.booleans())).encode())  # fmt: skip
+    return Exchange("x1", "s1", 0, request, response), echoes
+
+
+@BOUNDED
+@given(echoed_exchanges())
+def test_a_secret_masked_in_the_request_is_masked_wherever_the_response_echoes_it(case) -> None:
+    exchange, echoes = case
+    raw, stored = sanitize_through_the_corpus(exchange)
+    assert stored.response is not None
+    document = json.loads(stored.response.body)
+    for form, encoding, expected in echoes:
+        assert form.encode() not in raw and json.dumps(form)[1:-1].encode() not in raw, f"{encoding} echo of {form!r}"
+        texts = [*document["echo"], document["text"], *(value for _, value in stored.response.headers)]
+        assert any(f"<{shown}>" in text for text in texts for shown in expected), f"{encoding} echo of {form!r}"
+    assert document["page"] == 2 and "page=2" in stored.request.query
