@@ -17,7 +17,6 @@ from typing import Any
 import click
 from rich.console import Console
 
-from replaydiff.corpora import ResultsReader
 from replaydiff.corpora.model import DivergenceKind
 from replaydiff.diff import (
     DiffOptions,
@@ -26,7 +25,7 @@ from replaydiff.diff import (
     NoiseThresholds,
     Rules,
     RulesError,
-    analyze,
+    analyze_results,
     load_openapi,
     load_rules,
     render_html,
@@ -65,8 +64,7 @@ def report_results(path: Path | str, *, console: Console, settings: DiffSettings
     A file with nothing to compare is an input error rather than `SAME`: a
     replay that reached no target must not pass a CI gate.
     """
-    reader = ResultsReader(path)
-    report = analyze(reader, options=settings.options, targets=reader.header.get("targets") or None)
+    report = analyze_results(path, options=settings.options)
     if not report.totals.compared:
         raise UserError(
             f"{path}: nothing to compare: no exchange has both a baseline and a candidate record "

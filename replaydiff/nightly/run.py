@@ -16,8 +16,8 @@ from typing import Literal
 
 from rich.console import Console
 
-from replaydiff.corpora import CorpusError, ResultsReader
-from replaydiff.diff.analysis import analyze
+from replaydiff.corpora import CorpusError
+from replaydiff.diff.analysis import analyze_results
 from replaydiff.diff.findings import DiffReport
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, EXIT_USAGE
 from replaydiff.nightly.classify import WINDOW, Verdict, gone, verdicts
@@ -126,8 +126,7 @@ def _run_entry(
         return EntryResult(entry, "skipped", f"corpus skipped: {exc}")
     except ReplayError as exc:
         return EntryResult(entry, "error", str(exc))
-    reader = ResultsReader(job.output)
-    report = analyze(reader, options=entry.diff.options, targets=reader.header.get("targets") or None)
+    report = analyze_results(job.output, options=entry.diff.options)
     if not report.totals.compared:
         message = f"nothing compared: no exchange of {entry.corpus} has both a baseline and a candidate record"
         return EntryResult(entry, "error", message, job.output, report)
