@@ -20,6 +20,7 @@ import orjson
 
 from replaydiff.corpora import Divergence, ReplayRecord, ResultsReader, Response
 from replaydiff.corpora.endpoints import learn_endpoints
+from replaydiff.diff.causes import bounded, find_causes
 from replaydiff.diff.compare import Difference, Key, compare, outcome
 from replaydiff.diff.excerpt import response_text
 from replaydiff.diff.findings import (
@@ -192,7 +193,7 @@ class _Tally:
             found = Divergence(
                 baseline.exchange_id, name, difference.kind, difference.location, difference.left, difference.right
             )
-            examples.append(Example(found, _body(baseline.response), _body(candidate.response)))
+            examples.append(bounded(Example(found, _body(baseline.response), _body(candidate.response))))
 
     def report(self, targets: dict[str, str]) -> DiffReport:
         stats: list[EndpointStats] = []
@@ -228,7 +229,7 @@ class _Tally:
             late=self.late,
         )
         errors = {target: dict(counts) for target, counts in sorted(self.errors.items())}
-        return DiffReport(targets, self.options, totals, stats, groups, suppressed, errors)
+        return DiffReport(targets, self.options, totals, stats, groups, suppressed, errors, find_causes(groups))
 
     def _latency(self, name: str, endpoint: _EndpointTally) -> EndpointStats:
         """Percentiles, the paired median test, the tail test and plot data, from the endpoint's latency sample."""

@@ -47,6 +47,8 @@ class DiffSettings:
     html_out: Path | None = None
     fail_on: frozenset[str] | None = None
     """Kinds that fail the run; `None`: every kind."""
+    verbose: bool = False
+    """Print every divergence and every endpoint's latency, not one screen."""
 
 
 def diff_results(path: Path | str, *, console: Console, settings: DiffSettings = DiffSettings()) -> int:
@@ -70,7 +72,7 @@ def report_results(path: Path | str, *, console: Console, settings: DiffSettings
             f"{path}: nothing to compare: no exchange has both a baseline and a candidate record "
             f"({report.totals.exchanges} exchanges read); replay the corpus against both targets"
         )
-    render_text(report, console)
+    render_text(report, console, verbose=settings.verbose)
     if settings.fail_on is not None and (passing := len(report.divergences) - len(report.failing(settings.fail_on))):
         console.print(f"--fail-on {','.join(sorted(settings.fail_on))}: {passing} of the divergences do not fail the run")
     fail_on = settings.fail_on
@@ -103,7 +105,7 @@ def _fail_on(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 
 _OUTPUT = click.Path(dir_okay=False, path_type=Path)
 _INPUT = click.Path(dir_okay=False, path_type=Path)
-_PARAMS = ("rules_file", "openapi", "json_out", "junit_out", "html_out", "fail_on", "relative_noise",
+_PARAMS = ("rules_file", "openapi", "json_out", "junit_out", "html_out", "fail_on", "verbose", "relative_noise",
            "absolute_noise", "latency_abs_ms", "latency_rel", "latency_alpha", "latency_tail_quantile")  # fmt: skip
 
 
@@ -123,6 +125,8 @@ def diff_options(*, default_rules: Path | None = None) -> Callable[[Callable[...
                      help="Also write JUnit XML: one test case per endpoint."),
         click.option("--html", "html_out", type=_OUTPUT, metavar="FILE",
                      help="Also write a self-contained HTML report with latency plots."),
+        click.option("-v", "--verbose", is_flag=True,
+                     help="Print every divergence with an example and every endpoint's latency, not one screen."),
         click.option("--fail-on", callback=_fail_on, metavar="KINDS",
                      help=f"Comma list of kinds that fail the run ({','.join(KINDS)}). [default: all]"),
         click.option("--relative-noise", type=click.FloatRange(0, 1, max_open=True), default=_NOISE.relative,
@@ -163,6 +167,7 @@ def _settings(
     junit_out: Path | None,
     html_out: Path | None,
     fail_on: frozenset[str] | None,
+    verbose: bool,
     relative_noise: float,
     absolute_noise: float,
     latency_abs_ms: float,
@@ -184,7 +189,7 @@ def _settings(
         ),
         rules=rules,
     )
-    return DiffSettings(options, json_out, junit_out, html_out, fail_on)
+    return DiffSettings(options, json_out, junit_out, html_out, fail_on, verbose)
 
 
 @click.command("diff")
