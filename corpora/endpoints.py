@@ -43,6 +43,8 @@ so `v2`, `2024-report` or `index.html` stay literal."""
 _PARAMETER = re.compile(r"^\{[^{}/]+\}$")
 """A whole path segment like `{userId}`, as OpenAPI writes path parameters."""
 LEARNED_PARAMETER = "{name}"
+_EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
+"""`.json`, `.csv`: a learned parameter keeps it (`{name}.json`), so a record's JSON and HTML stay apart."""
 
 MIN_DISTINCT = 10
 """A position becomes a parameter only with at least this many distinct values…"""
@@ -109,8 +111,8 @@ class LearnedEndpoints:
         for segment in path.split("/"):
             segment = segment_template(segment)
             learned = self._by_prefix.get(tuple(templated))
-            if learned is not None and segment not in learned.literals and not _PARAMETER.match(segment):
-                segment = LEARNED_PARAMETER
+            if learned is not None:
+                segment = _parameterized(segment, learned.literals)
             templated.append(segment)
         return "/".join(templated)
 
@@ -123,8 +125,9 @@ def learn_endpoints(paths: Iterable[str] | Counter[str]) -> LearnedEndpoints:
 
     The rule: after the fixed per-segment rule, group the paths by their
     templated prefix; a position is a parameter when it holds at least
-    `MIN_DISTINCT` distinct values and at least `MIN_RARE_SHARE` of them were
-    seen on at most `RARE_HITS` exchanges. A handful of literals hit over and
+    `MIN_DISTINCT` distinct values (counted without a file extension) and at
+    least `MIN_RARE_SHARE` of them were seen on at most `RARE_HITS` exchanges.
+    The parameter keeps the extension: `/tags/war-and-peace.json` → `/tags/{name}.json`. A handful of literals hit over and
     over (`me`, `search`, a table or collection name) never qualifies; a
     position of slugs or record names does. Frequent values at a learned
     position stay literal (see `KEEP_HITS`). Paths may be raw or already
@@ -145,9 +148,21 @@ def learn_endpoints(paths: Iterable[str] | Counter[str]) -> LearnedEndpoints:
             positions.append(learned)
             for segments, _ in rows:
                 if len(segments) > depth and tuple(segments[:depth]) == prefix:
-                    if segments[depth] not in learned.literals and not _PARAMETER.match(segments[depth]):
-                        segments[depth] = LEARNED_PARAMETER
+                    segments[depth] = _parameterized(segments[depth], learned.literals)
     return LearnedEndpoints(positions)
+
+
+def _stem(segment: str) -> tuple[str, str]:
+    """(`war-and-peace`, `.json`) for `war-and-peace.json`."""
+    extension = _EXTENSION.search(segment)
+    return (segment[: extension.start()], extension.group()) if extension else (segment, "")
+
+
+def _parameterized(segment: str, literals: frozenset[str]) -> str:
+    stem, extension = _stem(segment)
+    if stem in literals or not stem or "{" in stem:
+        return segment
+    return LEARNED_PARAMETER + extension
 
 
 def corpus_endpoints(corpus: Path | str) -> LearnedEndpoints:
@@ -156,7 +171,12 @@ def corpus_endpoints(corpus: Path | str) -> LearnedEndpoints:
 
 
 def _learned(prefix: Prefix, seen: Counter[str]) -> LearnedPosition | None:
-    candidates = {value: n for value, n in seen.items() if not _PARAMETER.match(value) and value}
+    """Values are counted by stem: `books`, `books.json` and `books.csv` are one table, not three values."""
+    candidates: Counter[str] = Counter()
+    for value, n in seen.items():
+        stem = _stem(value)[0]
+        if stem and "{" not in stem:
+            candidates[stem] += n
     if len(candidates) < MIN_DISTINCT:
         return None
     rare = sum(1 for n in candidates.values() if n <= RARE_HITS)

@@ -138,7 +138,7 @@ def _detail(finding: Finding) -> str:
         parts.append(f"{_shown(example.baseline)} → {_shown(example.candidate)}")
     if example.exchange_id:
         parts.append(f"e.g. exchange {example.exchange_id}")
-    return " · ".join(parts)
+    return " ".join(" · ".join(parts).split())  # one line: a body excerpt's newlines and indents folded
 
 
 def _listed(names: list[str], shown: int) -> str:
