@@ -16,6 +16,7 @@ stamped can be re-templated (`EndpointPatterns.retemplate`), so results diff wit
 from __future__ import annotations
 
 import re
+import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,9 +49,8 @@ _EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
 
 MIN_DISTINCT = 10
 """A position becomes a parameter only with at least this many distinct values…"""
-MIN_RARE_SHARE = 0.5
-"""…of which at least this share were seen at most `RARE_HITS` times: record names, not a table of contents."""
-RARE_HITS = 2
+RARE_HITS = 5
+"""…and its median value seen on at most this many exchanges: record names, not a table of contents."""
 KEEP_HITS = 5
 KEEP_SHARE = 0.05
 """At a learned position a value with at least `KEEP_HITS` exchanges and `KEEP_SHARE` of the position's stays
@@ -125,8 +125,9 @@ def learn_endpoints(paths: Iterable[str] | Counter[str]) -> LearnedEndpoints:
 
     The rule: after the fixed per-segment rule, group the paths by their
     templated prefix; a position is a parameter when it holds at least
-    `MIN_DISTINCT` distinct values (counted without a file extension) and at
-    least `MIN_RARE_SHARE` of them were seen on at most `RARE_HITS` exchanges.
+    `MIN_DISTINCT` distinct values (counted without a file extension) and its
+    median value was seen on at most `RARE_HITS` exchanges (those of the paths
+    below it included).
     The parameter keeps the extension: `/tags/war-and-peace.json` → `/tags/{name}.json`. A handful of literals hit over and
     over (`me`, `search`, a table or collection name) never qualifies; a
     position of slugs or record names does. Frequent values at a learned
@@ -179,8 +180,7 @@ def _learned(prefix: Prefix, seen: Counter[str]) -> LearnedPosition | None:
             candidates[stem] += n
     if len(candidates) < MIN_DISTINCT:
         return None
-    rare = sum(1 for n in candidates.values() if n <= RARE_HITS)
-    if rare < MIN_RARE_SHARE * len(candidates):
+    if statistics.median_low(candidates.values()) > RARE_HITS:
         return None
     total = sum(seen.values())
     literals = frozenset(v for v, n in candidates.items() if n >= KEEP_HITS and n >= KEEP_SHARE * total)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from replaydiff.corpora import CorpusReader
-from replaydiff.corpora.endpoints import MIN_DISTINCT, LearnedEndpoints, learn_endpoints
+from replaydiff.corpora.endpoints import MIN_DISTINCT, RARE_HITS, LearnedEndpoints, learn_endpoints
 
 
 @dataclass(slots=True)
@@ -127,7 +127,7 @@ def _print_learned(console: Console, stats: CorpusStats) -> None:
     console.print(
         f"endpoints  {len(stats.endpoints)} from {sum(stats.endpoint_paths.values())} distinct paths; "
         "ids inside segments ({id}.json, item-{id}) are parameters, and so is a position under one prefix with "
-        f"≥{MIN_DISTINCT} distinct values mostly seen once or twice",
+        f"≥{MIN_DISTINCT} distinct values whose median is seen on ≤{RARE_HITS} exchanges",
         soft_wrap=True,
     )
     if not stats.learned.positions:

@@ -119,7 +119,7 @@ def _run_entry(
     entry: Entry, directory: Path, history: History, run: int, accepted: dict[str, str], console: Console
 ) -> EntryResult:
     directory.mkdir(parents=True, exist_ok=True)
-    job = replace(entry.job, output=directory / "results.jsonl.zst")
+    job = replace(entry.job, output=directory / "results.jsonl.zst", endpoints=entry.diff.options.rules.patterns)
     try:
         replay_corpus(job, console=console)
     except CorpusError as exc:
