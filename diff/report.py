@@ -175,8 +175,8 @@ def _latency_table(endpoints: list[EndpointStats], width: int) -> Table:
         max(len(line) for text in (heading, *(row[i + 1] for row in rows)) for line in text.split("\n"))
         for i, heading in enumerate(_NUMBER_COLUMNS)
     ]
-    # Every column but the first is padded by one space each side; what is left names the endpoint.
-    name_width = max(12, width - sum(numbers) - 2 * len(numbers))
+    # Each number column costs its width, a space of padding each side and a divider; the edges two more.
+    name_width = max(12, width - sum(numbers) - 3 * len(numbers) - 2)
     table = Table(title="Latency (ms)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("endpoint", no_wrap=True, max_width=name_width)
     for heading in _NUMBER_COLUMNS:
