@@ -62,6 +62,11 @@ def find_causes(groups: Iterable[DivergenceGroup]) -> list[Finding]:
     ]
     for kind_groups in by_kind.values():  # latency, retry, upstream: one finding per divergence
         findings += [_single(group) for group in kind_groups]
+    return ranked(findings)
+
+
+def ranked(findings: Iterable[Finding]) -> list[Finding]:
+    """Most severe first, then the widest."""
     return sorted(findings, key=lambda f: (f.rank, -f.exchanges, f.title))
 
 

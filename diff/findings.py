@@ -166,6 +166,8 @@ class SuppressedLocation:
     location: str
     raw: int
     noise: int
+    resent: int = 0
+    """Confirmation resends on which the baselines differed there too (then `noise` counts the replay only)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -174,6 +176,7 @@ class SuppressedLocation:
             "location": self.location,
             "raw": self.raw,
             "noise": self.noise,
+            "resent": self.resent,
         }
 
 
@@ -249,6 +252,11 @@ class DiffReport:
     """Failed records per target and error kind (`timeout`, `reset`, …)."""
     findings: list[Finding] = field(default_factory=list)
     """The divergences grouped by cause, ranked (`diff.causes`): every divergence is in exactly one."""
+    confirmations: dict[str, str] = field(default_factory=dict)
+    """Fingerprint → `confirmed`, `noise` (then moved to `suppressed`) or `flaky`, for each divergence that
+    confirmation resends judged."""
+    confirm_times: int = 0
+    """How often each request behind a rare divergence was resent to every target; 0: no confirmation."""
 
     @property
     def noise_learned(self) -> bool:
@@ -275,8 +283,12 @@ class DiffReport:
         return lines
 
     def failing(self, kinds: Collection[str] | None = None) -> list[DivergenceGroup]:
-        """The divergences that fail a run: all of them, or those of `kinds` (`--fail-on`)."""
-        return [group for group in self.divergences if kinds is None or group.kind in kinds]
+        """The divergences that fail a run: all of them, or those of `kinds` (`--fail-on`); never a flaky one."""
+        return [
+            group
+            for group in self.divergences
+            if (kinds is None or group.kind in kinds) and self.confirmations.get(group.fingerprint) != "flaky"
+        ]
 
     def failing_findings(self, kinds: Collection[str] | None = None) -> list[Finding]:
         """The findings with a member that fails the run."""
@@ -295,6 +307,8 @@ class DiffReport:
             "totals": self.totals.to_json(),
             "errors": self.errors,
             "findings": [finding.to_json() for finding in self.findings],
+            "confirm_times": self.confirm_times,
+            "confirmations": self.confirmations,
             "endpoints": [stats.to_json() for stats in self.endpoints],
             "divergences": [group.to_json() for group in self.divergences],
             "suppressed": [location.to_json() for location in self.suppressed],

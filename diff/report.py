@@ -80,8 +80,22 @@ def _summary(report: DiffReport, console: Console, verbose: bool) -> Group:
         lines.append(Text("  " + " · ".join(f"{name} {url}" for name, url in report.targets.items()), style="dim"))
     if report.divergences:
         lines.append(Text("  by kind: ") + _kind_counts(report))
+    if report.confirm_times:
+        lines.append(Text("  " + _confirmation(report), style="magenta"))
     lines += [Text(f"  {line}", style="yellow") for line in report.warnings()]
     return Group(*lines)  # wrapped, not cut: a URL or a warning must be read whole
+
+
+def _confirmation(report: DiffReport) -> str:
+    verdicts = list(report.confirmations.values())
+    judged, noise = len(verdicts), verdicts.count("noise")
+    if not judged:
+        return "confirmation: nothing resent (no divergence of an idempotent request on few exchanges)"
+    return (
+        f"confirmation: {_count(judged, 'rare divergence')} resent ×{report.confirm_times} to every target: "
+        f"{verdicts.count('confirmed')} confirmed, {noise} noise (suppressed), "
+        f"{verdicts.count('flaky')} flaky (does not fail the run)"
+    )
 
 
 def _kind_counts(report: DiffReport) -> Text:
