@@ -1,6 +1,6 @@
 """Verdict: compare what the targets answered, filter noise, report divergences."""
 
-from replaydiff.diff.analysis import analyze
+from replaydiff.diff.analysis import analyze, analyze_results
 from replaydiff.diff.findings import SCHEMA, DiffOptions, DiffReport
 from replaydiff.diff.html import render_html
 from replaydiff.diff.junit import render_junit
@@ -19,6 +19,7 @@ __all__ = [
     "Rules",
     "RulesError",
     "analyze",
+    "analyze_results",
     "load_openapi",
     "load_rules",
     "parse_rules",

@@ -14,7 +14,13 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from replaydiff.corpora import Divergence, ReplayRecord, Response
+from pathlib import Path
+
+import orjson
+
+from replaydiff.corpora import Divergence, ReplayRecord, ResultsReader, Response
+from replaydiff.corpora.endpoints import learn_endpoints
+from replaydiff.diff.causes import bounded, find_causes
 from replaydiff.diff.compare import Difference, Key, compare, outcome
 from replaydiff.diff.excerpt import response_text
 from replaydiff.diff.findings import (
@@ -75,6 +81,28 @@ def analyze(
     for group in pending.values():
         tally.add(group)
     return tally.report(dict(targets or {}))
+
+
+def analyze_results(path: Path | str, *, options: DiffOptions = DiffOptions()) -> DiffReport:
+    """A results file in two streaming passes: endpoint templates learned from its stamped endpoints, then
+    `analyze`. Learning again what the replayer already learned changes nothing; it matters for results
+    stamped by an older replayer or by another engine, and keeps `diff`, `run` and `nightly` alike."""
+    learned = learn_endpoints(stamped_paths(ResultsReader(path)))
+    reader = ResultsReader(path)
+    options = replace(options, rules=options.rules.with_learned(learned))
+    return analyze(reader, options=options, targets=reader.header.get("targets") or None)
+
+
+def stamped_paths(reader: ResultsReader) -> Counter[str]:
+    """The path part of every record's endpoint, read without decoding bodies."""
+    paths: Counter[str] = Counter()
+    for line in reader.raw_records():
+        try:
+            endpoint = orjson.loads(line)["endpoint"]
+        except (ValueError, KeyError, TypeError):
+            continue  # a malformed record: the analysis pass reports it
+        paths[str(endpoint).partition(" ")[2]] += 1
+    return paths
 
 
 def _latency_ms(record: ReplayRecord | None) -> float | None:
@@ -165,7 +193,7 @@ class _Tally:
             found = Divergence(
                 baseline.exchange_id, name, difference.kind, difference.location, difference.left, difference.right
             )
-            examples.append(Example(found, _body(baseline.response), _body(candidate.response)))
+            examples.append(bounded(Example(found, _body(baseline.response), _body(candidate.response))))
 
     def report(self, targets: dict[str, str]) -> DiffReport:
         stats: list[EndpointStats] = []
@@ -201,7 +229,7 @@ class _Tally:
             late=self.late,
         )
         errors = {target: dict(counts) for target, counts in sorted(self.errors.items())}
-        return DiffReport(targets, self.options, totals, stats, groups, suppressed, errors)
+        return DiffReport(targets, self.options, totals, stats, groups, suppressed, errors, find_causes(groups))
 
     def _latency(self, name: str, endpoint: _EndpointTally) -> EndpointStats:
         """Percentiles, the paired median test, the tail test and plot data, from the endpoint's latency sample."""

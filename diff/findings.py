@@ -1,13 +1,15 @@
 """What a diff found: the `DiffReport` that the text report renders and the JSON report serializes.
 
-Plain data, no decisions: `diff.analysis` fills it in. The JSON form is
-versioned (`schema`) because CI jobs and dashboards parse it.
+Plain data, no decisions: `diff.analysis` fills it in, `diff.causes` groups
+its divergences into `Finding`s. The JSON form is versioned (`schema`)
+because CI jobs and dashboards parse it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+import hashlib
 from typing import Any, Literal
 
 from replaydiff.corpora import Divergence
@@ -21,7 +23,7 @@ LATE_MS = 50
 LATE_SHARE = 0.05
 """Above this share of late requests, the machine's own load is in every latency measured."""
 
-SCHEMA = "replaydiff-diff/2"
+SCHEMA = "replaydiff-diff/3"
 """Bumped when a field changes meaning or goes away; new fields may appear within a version (docs/report-schema.md)."""
 
 
@@ -50,6 +52,7 @@ class DiffOptions:
             "latency_tail_quantile": self.latency.tail_quantile,
             "rules": len(self.rules),
             "endpoint_patterns": len(self.rules.patterns),
+            "learned_templates": len(self.rules.patterns.learned.positions),
         }
 
 
@@ -97,6 +100,63 @@ class DivergenceGroup:
         }
 
 
+Severity = Literal["critical", "high", "medium", "low"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Divergences with one cause: one line of the report, with its reach and a few examples."""
+
+    title: str
+    kind: DivergenceKind
+    severity: Severity
+    rank: int
+    """Lower is more severe; ties are broken by `exchanges` (see `diff.causes`)."""
+    members: list[DivergenceGroup]
+    exchanges: int
+    """Exchanges of its endpoints that diverged this way (an exchange counted once per endpoint)."""
+    total: int
+    """Exchanges compared on its endpoints (for latency: pairs)."""
+    changes: dict[str, list[str]] = field(default_factory=dict)
+    """For documents and headers: `removed`, `added`, `retyped`, `changed` → locations."""
+    examples: list[Example] = field(default_factory=list)
+    """A few, from distinct endpoints, answers cut to a bounded excerpt."""
+    confirmation: str | None = None
+    """`confirmed`, `noise` or `flaky` after confirmation resends; `None` when none were sent."""
+
+    @property
+    def endpoints(self) -> list[str]:
+        return list(dict.fromkeys(group.endpoint for group in self.members))
+
+    @property
+    def fingerprints(self) -> list[str]:
+        return [group.fingerprint for group in self.members]
+
+    @property
+    def id(self) -> str:
+        """Stable while its member fingerprints are: to refer to a finding across runs."""
+        return hashlib.sha256("\n".join(sorted(self.fingerprints)).encode()).hexdigest()[:12]
+
+    @property
+    def share(self) -> float:
+        return self.exchanges / self.total if self.total else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "kind": self.kind,
+            "severity": self.severity,
+            "endpoints": self.endpoints,
+            "fingerprints": self.fingerprints,
+            "exchanges": self.exchanges,
+            "total": self.total,
+            "changes": self.changes,
+            "confirmation": self.confirmation,
+            "examples": [example.to_json() for example in self.examples],
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class SuppressedLocation:
     """A place where baseline and candidate differed no more than baseline differed from itself."""
@@ -106,6 +166,8 @@ class SuppressedLocation:
     location: str
     raw: int
     noise: int
+    resent: int = 0
+    """Confirmation resends on which the baselines differed there too (then `noise` counts the replay only)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -114,6 +176,7 @@ class SuppressedLocation:
             "location": self.location,
             "raw": self.raw,
             "noise": self.noise,
+            "resent": self.resent,
         }
 
 
@@ -187,6 +250,13 @@ class DiffReport:
     suppressed: list[SuppressedLocation]
     errors: dict[str, dict[str, int]] = field(default_factory=dict)
     """Failed records per target and error kind (`timeout`, `reset`, …)."""
+    findings: list[Finding] = field(default_factory=list)
+    """The divergences grouped by cause, ranked (`diff.causes`): every divergence is in exactly one."""
+    confirmations: dict[str, str] = field(default_factory=dict)
+    """Fingerprint → `confirmed`, `noise` (then moved to `suppressed`) or `flaky`, for each divergence that
+    confirmation resends judged."""
+    confirm_times: int = 0
+    """How often each request behind a rare divergence was resent to every target; 0: no confirmation."""
 
     @property
     def noise_learned(self) -> bool:
@@ -213,8 +283,17 @@ class DiffReport:
         return lines
 
     def failing(self, kinds: Collection[str] | None = None) -> list[DivergenceGroup]:
-        """The divergences that fail a run: all of them, or those of `kinds` (`--fail-on`)."""
-        return [group for group in self.divergences if kinds is None or group.kind in kinds]
+        """The divergences that fail a run: all of them, or those of `kinds` (`--fail-on`); never a flaky one."""
+        return [
+            group
+            for group in self.divergences
+            if (kinds is None or group.kind in kinds) and self.confirmations.get(group.fingerprint) != "flaky"
+        ]
+
+    def failing_findings(self, kinds: Collection[str] | None = None) -> list[Finding]:
+        """The findings with a member that fails the run."""
+        failing = {id(group) for group in self.failing(kinds)}
+        return [f for f in self.findings if any(id(group) in failing for group in f.members)]
 
     def to_json(self, *, fail_on: Collection[str] | None = None) -> dict[str, Any]:
         return {
@@ -227,6 +306,9 @@ class DiffReport:
             "noise_learned": self.noise_learned,
             "totals": self.totals.to_json(),
             "errors": self.errors,
+            "findings": [finding.to_json() for finding in self.findings],
+            "confirm_times": self.confirm_times,
+            "confirmations": self.confirmations,
             "endpoints": [stats.to_json() for stats in self.endpoints],
             "divergences": [group.to_json() for group in self.divergences],
             "suppressed": [location.to_json() for location in self.suppressed],

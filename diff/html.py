@@ -1,19 +1,25 @@
 """The HTML report: one self-contained file (inline CSS and SVG, no script, no network) to attach to a CI run.
 
-What it adds to the terminal report: a latency distribution plot per
-endpoint for every target (drawn here as SVG, so it opens offline and in
-mail clients), each divergence's example bodies side by side, and every
+Findings first, each a collapsible block (`<details>`, no script needed)
+with its endpoints, the keys it changed, up to three examples side by side
+with the answers cut to a bounded excerpt, and its member fingerprints.
+Below: the per-endpoint table, a latency distribution plot per endpoint for
+every target (drawn here as SVG, so it opens offline and in mail clients),
+every divergence as one table row (values only, no bodies), and every
 location suppressed as noise with its counts, so a reader can check the
-suppression rather than trust it. Every value from a replay is escaped.
+suppression rather than trust it. Its size grows with findings and
+endpoints, not with exchanges. Every value from a replay is escaped.
+
+Sections are functions of the report (`SECTIONS`), so another slots in.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from html import escape
 
-from replaydiff.diff.findings import DiffReport, DivergenceGroup, EndpointStats, Example
+from replaydiff.diff.findings import DiffReport, DivergenceGroup, EndpointStats, Example, Finding
 from replaydiff.diff.latency import Percentiles
 
 COLOURS = {"baseline": "#2563eb", "baseline2": "#9ca3af", "candidate": "#ea580c"}
@@ -40,18 +46,25 @@ vertical-align:middle;margin-right:4px}
 .side pre{background:#f9fafb;border:1px solid #e5e7eb;padding:6px;max-height:320px;overflow:auto;margin:4px 0;
 white-space:pre-wrap;overflow-wrap:anywhere}
 .side h4{margin:4px 0 0;font-size:12px}
+details.finding{border:1px solid #e5e7eb;border-left:4px solid #dc2626;border-radius:6px;padding:6px 12px;margin:8px 0}
+details.finding.passing{border-left-color:#f59e0b} details.finding>summary{cursor:pointer}
+.sev{display:inline-block;min-width:58px;font-weight:700;text-transform:uppercase;font-size:11px}
+.critical{color:#991b1b}.high{color:#dc2626}.medium{color:#b45309}.low{color:#0e7490}
+details.more>summary{cursor:pointer;font-weight:600;margin:8px 0}
+ul.locs{columns:3;margin:4px 0;font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace}
 """
+SHOWN_LOCATIONS = 60
+"""Changed keys listed per finding; the rest counted."""
+OPEN_FINDINGS = 3
+"""The first findings are shown expanded."""
+
+Section = Callable[[DiffReport, set[int]], str]
+"""(report, ids of the divergence groups that fail the run) → HTML."""
 
 
 def render_html(report: DiffReport, *, fail_on: Collection[str] | None = None) -> str:
     failing = {id(group) for group in report.failing(fail_on)}
-    sections = [
-        _header(report),
-        _endpoint_table(report.endpoints),
-        _plots(report.endpoints),
-        _divergences(report.divergences, failing),
-        _suppressed(report),
-    ]
+    sections = [section(report, failing) for section in SECTIONS]
     return (
         "<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
         f"<title>replaydiff: {report.verdict}</title><style>{_CSS}</style></head><body>\n"
@@ -60,11 +73,12 @@ def render_html(report: DiffReport, *, fail_on: Collection[str] | None = None) -
     )
 
 
-def _header(report: DiffReport) -> str:
+def _header(report: DiffReport, failing: set[int]) -> str:
     totals = report.totals
     affected = len({group.endpoint for group in report.divergences})
     counts = (
-        f"{len(report.divergences)} divergences on {affected} of {len(report.endpoints)} endpoints"
+        f"{len(report.findings)} findings from {len(report.divergences)} divergences on {affected} of "
+        f"{len(report.endpoints)} endpoints"
         if report.divergences
         else f"no divergences on {len(report.endpoints)} endpoints"
     )
@@ -75,6 +89,43 @@ def _header(report: DiffReport) -> str:
         f"<p>{counts} · {totals.compared:,} exchanges compared · {totals.noise_pairs:,} noise pairs</p>"
         f"<p class=dim>{targets}</p>" + "".join(f"<p class=warn>{note}</p>" for note in notes)
     )
+
+
+def _findings(report: DiffReport, failing: set[int]) -> str:
+    if not report.findings:
+        return "<h2>Findings</h2><p>None: the candidate answered like the baseline.</p>"
+    blocks = "".join(_finding(n, f, failing) for n, f in enumerate(report.findings, 1))
+    return f"<h2>Findings</h2><p class=dim>most severe first; each groups the divergences of one cause</p>{blocks}"
+
+
+def _finding(number: int, finding: Finding, failing: set[int]) -> str:
+    fails = any(id(group) in failing for group in finding.members)
+    confirmed = f" <span class=dim>[{escape(finding.confirmation)}]</span>" if finding.confirmation else ""
+    summary = (
+        f"<summary><b>{number}.</b> <span class='sev {finding.severity}'>{finding.severity}</span> "
+        f"{escape(finding.title)}{confirmed} <span class=dim>{finding.exchanges:,}/{finding.total:,} "
+        f"({finding.share:.0%})</span>" + ("" if fails else " <span class=dim>(does not fail the run)</span>")
+        + "</summary>"
+    )
+    endpoints = "<p>endpoints: " + ", ".join(f"<code>{escape(e)}</code>" for e in finding.endpoints) + "</p>"
+    changes = "".join(_locations(change, locations) for change, locations in finding.changes.items())
+    details = [group.detail for group in finding.members if group.detail][:3]
+    notes = "".join(f"<p class=dim>{escape(detail)}</p>" for detail in details)
+    examples = "".join(_example(example) for example in finding.examples)
+    prints = ", ".join(f"<code>{escape(fingerprint)}</code>" for fingerprint in finding.fingerprints)
+    footer = f"<p class=dim>fingerprints: {prints}</p>"
+    attributes = f"class='finding{'' if fails else ' passing'}'" + (" open" if number <= OPEN_FINDINGS else "")
+    return f"<details {attributes}>{summary}{endpoints}{changes}{notes}{examples}{footer}</details>"
+
+
+def _locations(change: str, locations: list[str]) -> str:
+    items = "".join(f"<li>{escape(location)}</li>" for location in locations[:SHOWN_LOCATIONS])
+    more = f"<li class=dim>and {len(locations) - SHOWN_LOCATIONS} more</li>" if len(locations) > SHOWN_LOCATIONS else ""
+    return f"<p>{escape(change)} ({len(locations)}):</p><ul class=locs>{items}{more}</ul>"
+
+
+def _endpoints(report: DiffReport, failing: set[int]) -> str:
+    return _endpoint_table(report.endpoints)
 
 
 def _endpoint_table(endpoints: list[EndpointStats]) -> str:
@@ -104,9 +155,9 @@ def _signed(value: float | None) -> str:
     return "–" if value is None else f"{value:+.1f}"
 
 
-def _plots(endpoints: list[EndpointStats]) -> str:
+def _plots(report: DiffReport, failing: set[int]) -> str:
     legend = "".join(f"<span><i style='background:{c}'></i>{t}</span>" for t, c in COLOURS.items())
-    plots = "".join(_plot(stats) for stats in endpoints if stats.histograms)
+    plots = "".join(_plot(stats) for stats in report.endpoints if stats.histograms)
     return (
         "<h2>Latency distributions</h2><p class='legend dim'>share of answers per latency bin (log scale); "
         f"dashed lines: p50 and p99 of baseline and candidate. {legend}</p><div class=plots>{plots}</div>"
@@ -162,23 +213,25 @@ def _ticks(low: float, high: float) -> Iterable[float]:
                 yield float(f"{value:.6g}")
 
 
-def _divergences(groups: list[DivergenceGroup], failing: set[int]) -> str:
-    if not groups:
-        return "<h2>Divergences</h2><p>None: the candidate answered like the baseline.</p>"
-    return "<h2>Divergences</h2>" + "".join(_group(n, g, id(g) in failing) for n, g in enumerate(groups, 1))
-
-
-def _group(number: int, group: DivergenceGroup, fails: bool) -> str:
-    share = group.count / group.total if group.total else 0.0
-    heading = (
-        f"<b>{number}. {escape(group.endpoint)}</b> <span class=kind>{group.kind}</span> "
-        f"<code class=loc>{escape(group.location)}</code> {group.count:,}/{group.total:,} ({share:.0%})"
-        + ("" if fails else " <span class=dim>(does not fail the run)</span>")
+def _divergences(report: DiffReport, failing: set[int]) -> str:
+    """Every divergence as one row: values, no bodies (the findings carry the examples)."""
+    if not report.divergences:
+        return ""
+    rows = "".join(_group(group, id(group) in failing) for group in report.divergences)
+    return (
+        f"<details class=more><summary>All {len(report.divergences)} divergences</summary><table>"
+        "<tr><th>fingerprint</th><th>exchanges</th><th>baseline</th><th>candidate</th></tr>"
+        f"{rows}</table></details>"
     )
-    detail = f"<p class=dim>{escape(group.detail)}</p>" if group.detail else ""
-    examples = "".join(_example(example) for example in group.examples)
-    footer = f"<p class=dim>fingerprint <code>{escape(group.fingerprint)}</code></p>"
-    return f"<div class='group{'' if fails else ' passing'}'>{heading}{detail}{examples}{footer}</div>"
+
+
+def _group(group: DivergenceGroup, fails: bool) -> str:
+    example = group.examples[0].divergence
+    note = "" if fails else " <span class=dim>(does not fail the run)</span>"
+    return (
+        f"<tr><td><code>{escape(group.fingerprint)}</code>{note}</td><td class=n>{group.count:,}/{group.total:,}</td>"
+        f"<td><code>{_value(example.baseline)}</code></td><td><code>{_value(example.candidate)}</code></td></tr>"
+    )
 
 
 def _example(example: Example) -> str:
@@ -198,7 +251,7 @@ def _value(value: object) -> str:
     return "<i>(absent)</i>" if value is None else escape(str(value))
 
 
-def _suppressed(report: DiffReport) -> str:
+def _suppressed(report: DiffReport, failing: set[int]) -> str:
     if not report.suppressed:
         return "<h2>Suppressed as noise</h2><p>Nothing: no location differed between baseline and candidate.</p>"
     rows = "".join(
@@ -207,8 +260,12 @@ def _suppressed(report: DiffReport) -> str:
         for s in report.suppressed
     )
     return (
-        "<h2>Suppressed as noise</h2><p class=dim>raw: exchanges where baseline and candidate differed there; "
+        f"<h2>Suppressed as noise</h2><details class=more><summary>{len(report.suppressed)} locations</summary>"
+        "<p class=dim>raw: exchanges where baseline and candidate differed there; "
         "noise: where baseline and baseline2 did. A location is reported only when raw clearly exceeds noise.</p>"
         "<table><tr><th>endpoint</th><th>kind</th><th>location</th><th>raw</th><th>noise</th></tr>"
-        f"{rows}</table>"
+        f"{rows}</table></details>"
     )
+
+
+SECTIONS: list[Section] = [_header, _findings, _endpoints, _plots, _divergences, _suppressed]

@@ -1,86 +1,101 @@
-"""The terminal report: a verdict a person reads in ten seconds, then the evidence.
+"""The terminal report: one screen a person reads in ten seconds; `--verbose` for every divergence.
 
-Order: verdict and counts, latency per endpoint, one block per divergence
-with an example side by side, then what was suppressed as noise (so a
-reader can tell "no divergence" from "everything filtered"). Values from
-the replay are printed as `Text`, never as markup, so a body like `[b]`
+Sections, in order (`SECTIONS`; another section slots in as one more function):
+verdict and counts, the ranked findings one or two lines each, the latency
+rows that matter, what was suppressed as noise (so a reader can tell "no
+divergence" from "everything filtered"). `--verbose` adds the whole latency
+table and one block per divergence with an example side by side.
+
+Every line fits the console's width (`COLUMNS` when not a terminal): long
+endpoint names are shortened in the middle, never broken over lines. Values
+from the replay are printed as `Text`, never as markup, so a body like `[b]`
 prints as itself. Rich turns colour off when the output is not a terminal.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from replaydiff.diff.findings import DiffReport, DivergenceGroup, EndpointStats
+from replaydiff.diff.findings import DiffReport, DivergenceGroup, EndpointStats, Finding
 from replaydiff.diff.latency import Percentiles
 
+SHOWN_FINDINGS = 15
+"""Two lines each: with the summary and the latency rows, one screen."""
+SHOWN_LATENCY = 5
 _SHOWN_SUPPRESSED = 5
-_SHOWN_ENDPOINTS = 5
-"""The worst endpoints in the summary; the rest are in the blocks below and the JSON report."""
+_SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+_NUMBER_COLUMNS = ("n", "baseline\np50/p95/p99", "candidate\np50/p95/p99", "paired\nΔ p50", "p99\n×")
+
+Section = Callable[[DiffReport, Console, bool], RenderableType | None]
+"""A report section: (report, console, verbose) → what to print, or `None` for nothing."""
 
 
-def render_text(report: DiffReport, console: Console) -> None:
-    console.print(_summary(report))
-    if report.endpoints:
-        console.print()
-        console.print(_latency_table(report.endpoints))
-    for number, group in enumerate(report.divergences, start=1):
-        console.print()
-        console.print(_divergence(number, group))
-    if report.suppressed:
-        console.print()
-        console.print(_suppressed(report))
+def render_text(report: DiffReport, console: Console, *, verbose: bool = False) -> None:
+    for number, section in enumerate(SECTIONS):
+        if (rendered := section(report, console, verbose)) is None:
+            continue
+        if number:
+            console.print()
+        console.print(rendered)
 
 
-def _summary(report: DiffReport) -> Group:
+def middle(text: str, width: int) -> str:
+    """`text` in at most `width` characters, cut in the middle so both ends of a name stay readable."""
+    if len(text) <= width:
+        return text
+    if width < 5:
+        return text[:width]
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
+def _line(text: Text, console: Console) -> Text:
+    text.no_wrap = True
+    text.overflow = "ellipsis"
+    text.truncate(console.width, overflow="ellipsis")
+    return text
+
+
+def _summary(report: DiffReport, console: Console, verbose: bool) -> Group:
     totals = report.totals
+    endpoints = _count(len(report.endpoints), "endpoint")
     if report.divergences:
         verdict = Text("DIVERGENT", style="bold red")
         affected = len({group.endpoint for group in report.divergences})
         found = (
-            f"{_count(len(report.divergences), 'divergence')} on {affected} of "
-            f"{_count(len(report.endpoints), 'endpoint')}"
+            f"{_count(len(report.findings), 'finding')} from {_count(len(report.divergences), 'divergence')} "
+            f"on {affected} of {endpoints}"
         )
     else:
         verdict = Text("SAME", style="bold green")
-        found = f"no divergences on {_count(len(report.endpoints), 'endpoint')}"
-    headline = Text.assemble(verdict, f"  {found} · {_count(totals.compared, 'exchange')} compared")
-    lines = [headline]
+        found = f"no divergences on {endpoints}"
+    lines = [Text.assemble(verdict, f"  {found} · {_count(totals.compared, 'exchange')} compared")]
     if report.targets:
         lines.append(Text("  " + " · ".join(f"{name} {url}" for name, url in report.targets.items()), style="dim"))
     if report.divergences:
         lines.append(Text("  by kind: ") + _kind_counts(report))
-        lines += _worst_endpoints(report)
+    if report.confirm_times:
+        lines.append(Text("  " + _confirmation(report), style="magenta"))
     lines += [Text(f"  {line}", style="yellow") for line in report.warnings()]
-    return Group(*lines)
+    return Group(*lines)  # wrapped, not cut: a URL or a warning must be read whole
 
 
-def _worst_endpoints(report: DiffReport) -> list[Text]:
-    """Ranked by their worst divergence's share: of exchanges, or for latency of the pairs it rests on."""
-    groups: dict[str, list[DivergenceGroup]] = {}
-    for group in report.divergences:
-        groups.setdefault(group.endpoint, []).append(group)
-
-    def share(endpoint: str) -> float:
-        return max(g.count / g.total if g.total else 0.0 for g in groups[endpoint])
-
-    ranked = sorted(groups, key=lambda endpoint: (-share(endpoint), endpoint))
-    lines = [Text("  worst endpoints:")]
-    for endpoint in ranked[:_SHOWN_ENDPOINTS]:
-        labels = dict.fromkeys(f"{g.kind} {g.location}" if g.kind == "latency" else g.kind for g in groups[endpoint])
-        lines.append(
-            Text(f"    {endpoint}  ", style="bold")
-            + Text(", ".join(labels), style="red")
-            + Text(f"  {share(endpoint):.0%}", style="dim")
-        )
-    if len(ranked) > _SHOWN_ENDPOINTS:
-        lines.append(Text(f"    and {len(ranked) - _SHOWN_ENDPOINTS} more", style="dim"))
-    return lines
+def _confirmation(report: DiffReport) -> str:
+    verdicts = list(report.confirmations.values())
+    judged, noise = len(verdicts), verdicts.count("noise")
+    if not judged:
+        return "confirmation: nothing resent (no divergence of an idempotent request on few exchanges)"
+    return (
+        f"confirmation: {_count(judged, 'rare divergence')} resent ×{report.confirm_times} to every target: "
+        f"{verdicts.count('confirmed')} confirmed, {noise} noise (suppressed), "
+        f"{verdicts.count('flaky')} flaky (does not fail the run)"
+    )
 
 
 def _kind_counts(report: DiffReport) -> Text:
@@ -94,25 +109,100 @@ def _kind_counts(report: DiffReport) -> Text:
     return Text(" · ".join(parts))
 
 
-def _latency_table(endpoints: list[EndpointStats]) -> Table:
-    table = Table(title="Latency (ms)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    # The numbers keep their width; a long endpoint wraps, but never into a sliver.
-    table.add_column("endpoint", overflow="fold", min_width=min(20, max(len(s.endpoint) for s in endpoints)))
-    for heading in ("n", "baseline\np50/p95/p99", "candidate\np50/p95/p99", "paired\nΔ p50", "p99\n×"):
-        table.add_column(heading, justify="right", no_wrap=True)
-    for stats in endpoints:
-        baseline, candidate = stats.latency.get("baseline"), stats.latency.get("candidate")
-        delta = stats.paired.median_delta_ms
-        table.add_row(
+def _findings(report: DiffReport, console: Console, verbose: bool) -> Group | None:
+    if not report.findings:
+        return None
+    shown = report.findings if verbose else report.findings[:SHOWN_FINDINGS]
+    lines = [Text("Findings, most severe first", style="bold")]
+    digits = len(str(len(shown)))
+    for number, finding in enumerate(shown, start=1):
+        lines += _finding_lines(number, digits, finding, console)
+    if hidden := len(report.findings) - len(shown):
+        lines.append(Text(f"  and {hidden} more: --verbose, or the --json / --html report", style="dim"))
+    return Group(*lines)
+
+
+def _finding_lines(number: int, digits: int, finding: Finding, console: Console) -> list[Text]:
+    reach = f"  {finding.exchanges:,}/{finding.total:,} ({finding.share:.0%})"
+    confirmed = f" [{finding.confirmation}]" if finding.confirmation else ""
+    lead = f"{number:>{digits + 2}}. "
+    severity = f"{finding.severity:<8} "
+    room = console.width - len(lead) - len(severity) - len(reach) - len(confirmed)
+    title = Text.assemble(
+        lead, (severity, _SEVERITY_STYLE[finding.severity]), (middle(finding.title, max(room, 20)), "bold"),
+        (confirmed, "magenta"), (reach, "dim"),
+    )  # fmt: skip
+    indent = " " * (len(lead) + len(severity))
+    detail = Text(indent + middle(_detail(finding), max(console.width - len(indent), 20)), style="dim")
+    return [_line(title, console), _line(detail, console)]
+
+
+def _detail(finding: Finding) -> str:
+    """The second line: what changed where, or the evidence, in a few words."""
+    parts = []
+    if len(finding.endpoints) > 1:
+        parts.append(_listed(finding.endpoints, 3))
+    for change, locations in finding.changes.items():
+        if finding.kind == "body" and not (len(finding.changes) == 1 and len(locations) == 1):
+            parts.append(f"{change} {_listed(locations, 4)}")
+    example = finding.members[0].examples[0].divergence
+    if finding.kind in ("latency",) and finding.members[0].detail:
+        parts.append(finding.members[0].detail)
+    elif not parts or finding.kind in ("status", "error", "retry", "upstream", "header"):
+        parts.append(f"{_shown(example.baseline)} → {_shown(example.candidate)}")
+    if example.exchange_id:
+        parts.append(f"e.g. exchange {example.exchange_id}")
+    return " ".join(" · ".join(parts).split())  # one line: a body excerpt's newlines and indents folded
+
+
+def _listed(names: list[str], shown: int) -> str:
+    more = f" (+{len(names) - shown})" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _latency(report: DiffReport, console: Console, verbose: bool) -> Group | None:
+    """Regressions, then the busiest endpoints; every endpoint with --verbose."""
+    if not report.endpoints:
+        return None
+    ranked = sorted(report.endpoints, key=lambda s: (not s.latency_regression, -s.exchanges, s.endpoint))
+    regressions = sum(1 for stats in ranked if stats.latency_regression)
+    shown = ranked if verbose else ranked[: max(min(regressions, SHOWN_LATENCY * 2), SHOWN_LATENCY)]
+    parts: list[RenderableType] = [_latency_table(shown, console.width)]
+    if hidden := len(ranked) - len(shown):
+        parts.append(Text(f"  and {_count(hidden, 'more endpoint')} (--verbose)", style="dim"))
+    return Group(*parts)
+
+
+def _latency_table(endpoints: list[EndpointStats], width: int) -> Table:
+    rows = [
+        (
             stats.endpoint,
             f"{stats.exchanges:,}",
-            _percentiles(baseline),
-            _percentiles(candidate),
-            "–" if delta is None else f"{delta:+.1f}",
-            f"{candidate.p99 / baseline.p99:.2f}" if baseline and candidate and baseline.p99 else "–",
-            style="bold red" if stats.latency_regression else None,
+            _percentiles(stats.latency.get("baseline")),
+            _percentiles(stats.latency.get("candidate")),
+            "–" if stats.paired.median_delta_ms is None else f"{stats.paired.median_delta_ms:+.1f}",
+            _ratio(stats),
         )
+        for stats in endpoints
+    ]
+    numbers = [
+        max(len(line) for text in (heading, *(row[i + 1] for row in rows)) for line in text.split("\n"))
+        for i, heading in enumerate(_NUMBER_COLUMNS)
+    ]
+    # Each number column costs its width, a space of padding each side and a divider; the edges two more.
+    name_width = max(12, width - sum(numbers) - 3 * len(numbers) - 2)
+    table = Table(title="Latency (ms)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("endpoint", no_wrap=True, max_width=name_width)
+    for heading in _NUMBER_COLUMNS:
+        table.add_column(heading, justify="right", no_wrap=True)
+    for stats, row in zip(endpoints, rows, strict=True):
+        table.add_row(middle(row[0], name_width), *row[1:], style="bold red" if stats.latency_regression else None)
     return table
+
+
+def _ratio(stats: EndpointStats) -> str:
+    baseline, candidate = stats.latency.get("baseline"), stats.latency.get("candidate")
+    return f"{candidate.p99 / baseline.p99:.2f}" if baseline and candidate and baseline.p99 else "–"
 
 
 def _percentiles(stats: Percentiles | None) -> str:
@@ -122,6 +212,16 @@ def _percentiles(stats: Percentiles | None) -> str:
 def _ms(value: float) -> str:
     """Three significant digits at most: 4.3, 72.6, 385, 2491."""
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def _divergences(report: DiffReport, console: Console, verbose: bool) -> Group | None:
+    """Every divergence with an example side by side: the evidence behind the findings, with --verbose only."""
+    if not verbose or not report.divergences:
+        return None
+    blocks: list[RenderableType] = [Text("Divergences", style="bold")]
+    for number, group in enumerate(report.divergences, start=1):
+        blocks += [Text(), _divergence(number, group)]
+    return Group(*blocks)
 
 
 def _divergence(number: int, group: DivergenceGroup) -> Group:
@@ -151,18 +251,39 @@ def _value(value: object) -> Text:
     return Text("(absent)", style="dim italic") if value is None else Text(str(value))
 
 
-def _suppressed(report: DiffReport) -> Text:
+def _shown(value: object) -> str:
+    return "(absent)" if value is None else str(value)
+
+
+def _suppressed(report: DiffReport, console: Console, verbose: bool) -> Text | None:
     """Grouped by location across endpoints: `$.generated_at` on 9 endpoints reads better than nine lines."""
+    if not report.suppressed:
+        return None
     endpoints: defaultdict[str, set[str]] = defaultdict(set)
     for location in report.suppressed:
         where = f"{location.location} ({location.kind})" if location.location else location.kind
         endpoints[where].add(location.endpoint)
     ranked = sorted(endpoints.items(), key=lambda item: (-len(item[1]), item[0]))
-    shown = [f"{where} on {_count(len(names), 'endpoint')}" for where, names in ranked[:_SHOWN_SUPPRESSED]]
-    if len(ranked) > _SHOWN_SUPPRESSED:
-        shown.append(f"and {len(ranked) - _SHOWN_SUPPRESSED} more")
-    return Text(f"Suppressed as noise: {_count(len(ranked), 'location')} — " + "; ".join(shown), style="dim")
+    limit = len(ranked) if verbose else _SHOWN_SUPPRESSED
+    shown = [f"{where} on {_count(len(names), 'endpoint')}" for where, names in ranked[:limit]]
+    if len(ranked) > limit:
+        shown.append(f"and {len(ranked) - limit} more")
+    text = Text(f"Suppressed as noise: {_count(len(ranked), 'location')} — " + "; ".join(shown), style="dim")
+    return text if verbose else _wrapped_at_most(text, console, lines=3)
+
+
+def _wrapped_at_most(text: Text, console: Console, *, lines: int) -> Text:
+    wrapped = text.wrap(console, console.width)
+    if len(wrapped) <= lines:
+        return text
+    kept = Text("\n").join(list(wrapped)[:lines])
+    kept.append("…")
+    return kept
 
 
 def _count(number: int, noun: str) -> str:
     return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+SECTIONS: list[Section] = [_summary, _findings, _latency, _divergences, _suppressed]
+

@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from replaydiff.corpora.endpoints import EndpointPatterns
+from replaydiff.corpora.endpoints import EndpointPatterns, LearnedEndpoints
 
 
 class RulesError(ValueError):
@@ -100,6 +100,10 @@ class Rules:
     def with_patterns(self, patterns: EndpointPatterns) -> Rules:
         """These rules, with `patterns` added after the rules file's own."""
         return Rules(self._rules, self.patterns + patterns)
+
+    def with_learned(self, learned: LearnedEndpoints) -> Rules:
+        """These rules, with endpoint templates learned from the traffic behind the user's patterns."""
+        return Rules(self._rules, self.patterns.with_learned(learned))
 
     def _for_endpoint(self, endpoint: str) -> EndpointRules:
         """Every rule whose glob matches, merged in file order, so a specific rule after a global one refines it."""

@@ -12,13 +12,14 @@ import gc
 import itertools
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from replaydiff.corpora import CorpusReader, ResultsWriter
+from replaydiff.corpora.endpoints import EndpointPatterns, corpus_endpoints
 from replaydiff.replayer.engine import Replayer, ReplayOptions, ReplaySummary
 from replaydiff.replayer.locust_engine import run_locust_replay
 from replaydiff.replayer.upstream import attach_upstream
@@ -55,11 +56,17 @@ class ReplayJob:
     """None: the asyncio engine in this process; else locust's master and worker processes."""
     processes: int = 1
     """The asyncio engine's processes, each replaying its share of the sessions (one per core at most)."""
+    endpoints: EndpointPatterns | None = None
+    """How results are stamped with endpoints: the user's templates if any, then those learned from the corpus
+    (`None`: learned when the replay starts)."""
 
     def planned(self) -> Iterator[PlannedRequest]:
         """Streams the plan, reading the corpus afresh for every loop."""
         return plan(
-            (CorpusReader(self.corpus) for _ in itertools.count()), pacing=self.pacing, selection=self.selection
+            (CorpusReader(self.corpus) for _ in itertools.count()),
+            pacing=self.pacing,
+            selection=self.selection,
+            endpoints=(self.endpoints or EndpointPatterns()).endpoint,
         )
 
     def describe_mode(self) -> str:
@@ -72,6 +79,8 @@ class ReplayJob:
 
 def replay_corpus(job: ReplayJob, *, console: Console) -> ReplaySummary:
     reader = CorpusReader(job.corpus)  # fails fast, before any target is touched, on a bad corpus
+    if job.endpoints is None or not job.endpoints.learned:
+        job = replace(job, endpoints=(job.endpoints or EndpointPatterns()).with_learned(corpus_endpoints(job.corpus)))
     if not all(is_loopback(t.host) or t.host in job.allowed_hosts for t in job.targets):
         mutates = any(p.exchange.request.method.upper() in MUTATING_METHODS for p in job.planned())
         check_write_safety(job.targets, set(job.allowed_hosts), corpus_mutates=mutates)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from replaydiff.corpora import Exchange, endpoint_of
@@ -109,12 +109,15 @@ def plan(
     *,
     pacing: Pacing = Pacing(),
     selection: Selection = Selection(),
+    endpoints: Callable[[str, str], str] = endpoint_of,
 ) -> Iterator[PlannedRequest]:
     """Planned requests in due order, streaming.
 
     `passes` yields one fresh iterable of the corpus per loop (a file is read
     again rather than kept). Exchange ids and session keys of repeat passes
-    get a `~N` suffix so every result stays distinct.
+    get a `~N` suffix so every result stays distinct. `endpoints` names each
+    request's endpoint from its method and path (templates learned from the
+    corpus, see `corpora.endpoints`).
     """
     produced = 0
     next_offset = 0.0
@@ -127,7 +130,7 @@ def plan(
         last_due = next_offset
         emitted_in_pass = 0
         for exchange in in_start_order(exchanges):
-            endpoint = endpoint_of(exchange.request.method, exchange.request.path)
+            endpoint = endpoints(exchange.request.method, exchange.request.path)
             if not selection.matches(exchange, endpoint):
                 continue
             if selection.limit is not None and produced >= selection.limit:

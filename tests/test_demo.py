@@ -60,7 +60,11 @@ def test_demo_reports_exactly_the_planted_divergences(tmp_path: Path) -> None:
     assert 0.1 < promo["noise"] / endpoints[promo["endpoint"]]["exchanges"] < 0.3
     listing = endpoints["GET /api/products"]
     assert listing["tail_latency"]["regression"] and not listing["paired_latency"]["regression"]
-    assert "DIVERGENT" in result.stdout and "worst endpoints:" in result.stdout
+    assert "DIVERGENT" in result.stdout and "Findings, most severe first" in result.stdout
+    # as findings: every planted divergence in exactly one, none beyond them, fewer findings than divergences
+    members = [fingerprint for finding in report["findings"] for fingerprint in finding["fingerprints"]]
+    assert sorted(members) == sorted(PLANTED) and len(report["findings"]) <= len(PLANTED)
+    assert len(result.stdout.splitlines()) <= 60
     cases = ET.parse(tmp_path / "r.xml").iter("testcase")
     failing = {case.get("name") for case in cases if case.find("failure") is not None}
     assert failing == {fingerprint.split("|")[0] for fingerprint in PLANTED}
@@ -90,6 +94,7 @@ def test_aa_runs_report_nothing_ten_times_in_ten(tmp_path: Path) -> None:
         result, report = _demo(tmp_path, "--aa", "--speed", "4")
         outcomes.append((repetition, result.returncode, [d["fingerprint"] for d in report.get("divergences", [])]))
     assert [o for o in outcomes if o[1] != 0 or o[2]] == [], outcomes
+    assert report["findings"] == []
 
 
 def test_run_replays_and_diffs_with_exit_code_1_on_divergence(tmp_path: Path) -> None:

@@ -400,7 +400,7 @@ def planted_report() -> Any:
 
 def test_the_report_serializes_to_versioned_json() -> None:
     data = json.loads(json.dumps(planted_report().to_json()))
-    assert data["schema"] == "replaydiff-diff/2"
+    assert data["schema"] == "replaydiff-diff/3"
     assert data["verdict"] == "divergent"
     assert [(d["fingerprint"], d["count"], d["total"]) for d in data["divergences"]] == [
         ("GET /fast|body|$.price", 20, 60),
@@ -414,11 +414,16 @@ def test_the_text_report_leads_with_the_verdict_and_prints_values_verbatim() -> 
     output = io.StringIO()
     render_text(planted_report(), Console(file=output, width=100))
     text = output.getvalue()
-    assert text.startswith("DIVERGENT  2 divergences on 2 of 2 endpoints")
+    assert text.startswith("DIVERGENT  2 findings from 2 divergences on 2 of 2 endpoints")
     assert "\x1b[" not in text  # no colour when not writing to a terminal
     assert '"[9]"' in text  # a value that looks like rich markup printed as itself
-    assert "$.price" in text and "GET /slow  latency  p50" in text
+    assert "`$.price` changed type (number → string) on GET /fast" in text
+    assert "latency p50" in text and "on GET /slow" in text
+    assert "fingerprint" not in text  # the blocks per divergence are for --verbose
     assert "Suppressed as noise: 2 locations — $.at (body) on 2 endpoints; x-request-id (header) on 2 endpoints" in text
+    verbose = io.StringIO()
+    render_text(planted_report(), Console(file=verbose, width=100), verbose=True)
+    assert "GET /slow  latency  p50" in verbose.getvalue() and "fingerprint GET /fast|body|$.price" in verbose.getvalue()
 
 
 def test_records_of_one_exchange_need_only_a_small_window_when_adjacent_as_the_replayer_writes_them() -> None:

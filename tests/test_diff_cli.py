@@ -49,7 +49,7 @@ def test_a_planted_divergence_exits_1_and_is_in_the_json_report(tmp_path: Path) 
     assert result.returncode == 1, result.stderr
     assert result.stdout.startswith("DIVERGENT")
     data = json.loads(report.read_text())
-    assert data["schema"] == "replaydiff-diff/2"
+    assert data["schema"] == "replaydiff-diff/3"
     [divergence] = data["divergences"]
     assert divergence["fingerprint"] == "GET /products/{id}|body|$.price"
     assert (divergence["count"], divergence["total"]) == (20, 40)

@@ -67,3 +67,22 @@ def test_a_real_browser_renders_the_report(tmp_path: Path) -> None:
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", header[16:24]) == (1280, 2000)
     assert screenshot.stat().st_size > 20_000  # a blank page compresses to a few KB
+
+
+@needs_chromium
+def test_a_real_browser_renders_the_findings_first(tmp_path: Path) -> None:
+    from tests.test_findings import redesign
+
+    report = analyze(redesign())
+    page = tmp_path / "findings.html"
+    page.write_text(render_html(report), encoding="utf-8")
+    dom = chromium("--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr
+    text = dom.stdout
+    assert text.index("Findings") < text.index("Endpoints") < text.index("Latency distributions")
+    assert "JSON lost 4 keys, gained 2 keys and retyped 1 value on 4 endpoints" in text
+    assert text.count("<details class=\"finding") == len(report.findings) == 4
+    screenshot = tmp_path / "findings.png"
+    shot = chromium(f"--screenshot={screenshot}", "--window-size=1280,1600", page.as_uri())
+    assert shot.returncode == 0, shot.stderr
+    assert screenshot.stat().st_size > 20_000

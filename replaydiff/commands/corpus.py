@@ -1,4 +1,8 @@
-"""`replaydiff inspect`: what a corpus holds, read in one streaming pass."""
+"""`replaydiff inspect`: what a corpus holds, read in one streaming pass.
+
+Endpoints are named as every other command names them: templates learned
+from the corpus's own paths (`corpora.endpoints`), which `--endpoints` shows.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from replaydiff.corpora import CorpusReader, endpoint_of
+from replaydiff.corpora import CorpusReader
+from replaydiff.corpora.endpoints import MIN_DISTINCT, RARE_HITS, LearnedEndpoints, learn_endpoints
 
 
 @dataclass(slots=True)
@@ -23,6 +28,9 @@ class CorpusStats:
     last_us: int = 0
     sessions: set[str] = field(default_factory=set)
     endpoints: Counter[str] = field(default_factory=Counter)
+    endpoint_paths: Counter[str] = field(default_factory=Counter)
+    """Distinct recorded paths per endpoint: how much each template merged."""
+    learned: LearnedEndpoints = field(default_factory=LearnedEndpoints)
     statuses: Counter[str] = field(default_factory=Counter)
     complete: bool = False
     end: dict[str, Any] = field(default_factory=dict)
@@ -38,6 +46,17 @@ class CorpusStats:
             "span_s": round(self.span_s, 3),
             "sessions": len(self.sessions),
             "endpoints": dict(self.endpoints.most_common()),
+            "endpoint_paths": dict(self.endpoint_paths.most_common()),
+            "learned_templates": [
+                {
+                    "template": position.template,
+                    "distinct": position.distinct,
+                    "exchanges": position.exchanges,
+                    "examples": list(position.examples),
+                    "kept_literal": sorted(position.literals),
+                }
+                for position in self.learned.positions
+            ],
             "statuses": dict(sorted(self.statuses.items())),
             "complete": self.complete,
             "end": self.end,
@@ -47,6 +66,7 @@ class CorpusStats:
 def corpus_stats(path: Path) -> CorpusStats:
     reader = CorpusReader(path)
     stats = CorpusStats(header=reader.header)
+    requests: Counter[tuple[str, str]] = Counter()
     for exchange in reader:
         stats.exchanges += 1
         if stats.first_us is None:
@@ -54,8 +74,16 @@ def corpus_stats(path: Path) -> CorpusStats:
         stats.first_us = min(stats.first_us, exchange.start_us)
         stats.last_us = max(stats.last_us, exchange.start_us + exchange.duration_us)
         stats.sessions.add(exchange.session)
-        stats.endpoints[endpoint_of(exchange.request.method, exchange.request.path)] += 1
+        requests[exchange.request.method, exchange.request.path] += 1
         stats.statuses[str(exchange.response.status) if exchange.response else "error"] += 1
+    paths: Counter[str] = Counter()
+    for (_, path), count in requests.items():
+        paths[path] += count
+    stats.learned = learn_endpoints(paths)
+    for (method, path), count in requests.items():
+        endpoint = stats.learned.endpoint(method, path)
+        stats.endpoints[endpoint] += count
+        stats.endpoint_paths[endpoint] += 1
     stats.complete = reader.complete
     stats.end = reader.end
     return stats
@@ -64,7 +92,9 @@ def corpus_stats(path: Path) -> CorpusStats:
 @click.command()
 @click.argument("corpus", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
-def inspect(corpus: Path, as_json: bool) -> None:
+@click.option("--endpoints", "show_endpoints", is_flag=True,
+              help="Show the endpoint templates learned from the paths, and how many paths each merged.")
+def inspect(corpus: Path, as_json: bool, show_endpoints: bool) -> None:
     """Show what CORPUS holds: exchanges, time span, sessions, endpoints."""
     stats = corpus_stats(corpus)
     if as_json:
@@ -84,7 +114,29 @@ def inspect(corpus: Path, as_json: bool) -> None:
     console.print("statuses   " + ", ".join(f"{s} ×{n}" for s, n in sorted(stats.statuses.items())))
     if not stats.complete:
         console.print("[yellow]the file was not closed cleanly; complete records were kept[/]")
-    table = Table("endpoint", "exchanges", box=None, pad_edge=False)
+    if show_endpoints:
+        _print_learned(console, stats)
+    table = Table("endpoint", "exchanges", *(["paths"] if show_endpoints else []), box=None, pad_edge=False)
     for endpoint, count in stats.endpoints.most_common():
-        table.add_row(endpoint, str(count))
+        table.add_row(endpoint, str(count), *([str(stats.endpoint_paths[endpoint])] if show_endpoints else []))
     console.print(table)
+
+
+def _print_learned(console: Console, stats: CorpusStats) -> None:
+    """The rule's outcome, so a user can check it and override it with `endpoints = [...]` in a rules file."""
+    console.print(
+        f"endpoints  {len(stats.endpoints)} from {sum(stats.endpoint_paths.values())} distinct paths; "
+        "ids inside segments ({id}.json, item-{id}) are parameters, and so is a position under one prefix with "
+        f"≥{MIN_DISTINCT} distinct values whose median is seen on ≤{RARE_HITS} exchanges",
+        soft_wrap=True,
+    )
+    if not stats.learned.positions:
+        console.print("learned    no high-cardinality position")
+    for position in stats.learned.positions:
+        kept = f"; kept literal: {', '.join(sorted(position.literals))}" if position.literals else ""
+        console.print(
+            f"learned    {position.template}  {position.distinct} values over {position.exchanges} exchanges "
+            f"(e.g. {', '.join(position.examples)}){kept}",
+            soft_wrap=True,
+            markup=False,
+        )

@@ -65,7 +65,11 @@ def demo(aa: bool, speed: float, limit: int | None, output: Path | None, diff_se
     expected = frozenset() if aa else PLANTED
     found = frozenset(group.fingerprint for group in report.divergences)
     if found == expected:
-        what = "no divergence, as an A/A run must" if aa else f"exactly the {len(PLANTED)} planted divergences"
+        what = (
+            "no divergence, as an A/A run must"
+            if aa
+            else f"exactly the {len(PLANTED)} planted divergences, in {len(report.findings)} findings"
+        )
         progress.print(f"[green]demo: the report shows {what}[/]")
         raise SystemExit(EXIT_SAME)
     for fingerprint in sorted(expected - found):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from replaydiff.diff import (
     NoiseThresholds,
     Rules,
     RulesError,
-    analyze,
+    analyze_results,
     load_openapi,
     load_rules,
     render_html,
@@ -34,6 +34,8 @@ from replaydiff.diff import (
     render_text,
 )
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, UserError
+from replaydiff.fuzz.sender import FuzzTargets
+from replaydiff.replayer.targets import ReplayError, Target
 
 _NOISE = NoiseThresholds()
 _LATENCY = LatencyThresholds()
@@ -48,31 +50,50 @@ class DiffSettings:
     html_out: Path | None = None
     fail_on: frozenset[str] | None = None
     """Kinds that fail the run; `None`: every kind."""
+    verbose: bool = False
+    """Print every divergence and every endpoint's latency, not one screen."""
+    confirm: int = 0
+    """Resend the idempotent requests behind rare divergences this many times (`replaydiff.confirming`); 0: never."""
 
 
-def diff_results(path: Path | str, *, console: Console, settings: DiffSettings = DiffSettings()) -> int:
+def diff_results(
+    path: Path | str,
+    *,
+    console: Console,
+    settings: DiffSettings = DiffSettings(),
+    targets: Sequence[Target] | None = None,
+) -> int:
     """Diff a results file, print and write the reports; the exit code says whether the run failed."""
-    return exit_code(report_results(path, console=console, settings=settings), settings)
+    return exit_code(report_results(path, console=console, settings=settings, targets=targets), settings)
 
 
 def exit_code(report: DiffReport, settings: DiffSettings) -> int:
     return EXIT_DIVERGENT if report.failing(settings.fail_on) else EXIT_SAME
 
 
-def report_results(path: Path | str, *, console: Console, settings: DiffSettings = DiffSettings()) -> DiffReport:
+def report_results(
+    path: Path | str,
+    *,
+    console: Console,
+    settings: DiffSettings = DiffSettings(),
+    targets: Sequence[Target] | None = None,
+) -> DiffReport:
     """Diff a results file, print the report and write the files asked for.
 
     A file with nothing to compare is an input error rather than `SAME`: a
-    replay that reached no target must not pass a CI gate.
+    replay that reached no target must not pass a CI gate. `targets` (with
+    their per-target headers) receive the confirmation resends; by default
+    the URLs the results file names.
     """
-    reader = ResultsReader(path)
-    report = analyze(reader, options=settings.options, targets=reader.header.get("targets") or None)
+    report = analyze_results(path, options=settings.options)
     if not report.totals.compared:
         raise UserError(
             f"{path}: nothing to compare: no exchange has both a baseline and a candidate record "
             f"({report.totals.exchanges} exchanges read); replay the corpus against both targets"
         )
-    render_text(report, console)
+    if settings.confirm:
+        report = _confirmed(report, Path(path), settings, targets)
+    render_text(report, console, verbose=settings.verbose)
     if settings.fail_on is not None and (passing := len(report.divergences) - len(report.failing(settings.fail_on))):
         console.print(f"--fail-on {','.join(sorted(settings.fail_on))}: {passing} of the divergences do not fail the run")
     fail_on = settings.fail_on
@@ -85,6 +106,25 @@ def report_results(path: Path | str, *, console: Console, settings: DiffSettings
         if out is not None:
             _write(out, what, render())
     return report
+
+
+def _confirmed(report: DiffReport, path: Path, settings: DiffSettings, targets: Sequence[Target] | None) -> DiffReport:
+    """Confirmation needs the recorded requests (the corpus the results header names) and the three targets."""
+    from replaydiff.confirming import confirm  # imports the replay client: only when resending
+
+    header = ResultsReader(path).header
+    corpus = Path(header.get("corpus") or "")
+    if not corpus.is_file():
+        raise UserError(f"{path}: --confirm needs the replayed corpus, but {str(corpus) or 'none'!r} is not a file; "
+                        "run from the directory the replay ran in, or use --confirm 0")  # fmt: skip
+    urls = header.get("targets") or {}
+    try:
+        chosen = FuzzTargets(*targets) if targets else FuzzTargets.parse(
+            urls["baseline"], urls["candidate"], urls.get("baseline2")
+        )
+    except (KeyError, ReplayError) as exc:
+        raise UserError(f"{path}: --confirm needs the baseline and candidate URLs in the results file ({exc})") from None
+    return confirm(report, corpus=corpus, targets=chosen, times=settings.confirm, rules=settings.options.rules)
 
 
 def _write(path: Path, what: str, text: str) -> None:
@@ -105,14 +145,17 @@ def _fail_on(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 
 _OUTPUT = click.Path(dir_okay=False, path_type=Path)
 _INPUT = click.Path(dir_okay=False, path_type=Path)
-_PARAMS = ("rules_file", "openapi", "json_out", "junit_out", "html_out", "fail_on", "relative_noise",
+_PARAMS = ("rules_file", "openapi", "json_out", "junit_out", "html_out", "fail_on", "verbose", "confirm", "relative_noise",
            "absolute_noise", "latency_abs_ms", "latency_rel", "latency_alpha", "latency_tail_quantile")  # fmt: skip
 
 
-def diff_options(*, default_rules: Path | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def diff_options(
+    *, default_rules: Path | None = None, default_confirm: int = 0
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The differ's options, declared once; the command gets them as `diff_settings: DiffSettings`.
 
     `default_rules`: a rules file used when `--rules` is not given (the demo ships one).
+    `default_confirm`: resends per rare divergence when `--confirm` is not given (`run`: 3).
     """
     decorators = [
         click.option("--rules", "rules_file", type=_INPUT, metavar="FILE",
@@ -125,6 +168,13 @@ def diff_options(*, default_rules: Path | None = None) -> Callable[[Callable[...
                      help="Also write JUnit XML: one test case per endpoint."),
         click.option("--html", "html_out", type=_OUTPUT, metavar="FILE",
                      help="Also write a self-contained HTML report with latency plots."),
+        click.option("-v", "--verbose", is_flag=True,
+                     help="Print every divergence with an example and every endpoint's latency, not one screen."),
+        click.option("--confirm", type=click.IntRange(min=0), default=default_confirm, show_default=True,
+                     metavar="N",
+                     help="Resend the GET/HEAD/OPTIONS requests behind divergences seen on few exchanges N times "
+                          "to every target: noise leaves the report, a difference the candidate does not repeat "
+                          "is flaky and does not fail the run; 0: no resends."),
         click.option("--fail-on", callback=_fail_on, metavar="KINDS",
                      help=f"Comma list of kinds that fail the run ({','.join(KINDS)}). [default: all]"),
         click.option("--relative-noise", type=click.FloatRange(0, 1, max_open=True), default=_NOISE.relative,
@@ -165,6 +215,8 @@ def _settings(
     junit_out: Path | None,
     html_out: Path | None,
     fail_on: frozenset[str] | None,
+    verbose: bool,
+    confirm: int,
     relative_noise: float,
     absolute_noise: float,
     latency_abs_ms: float,
@@ -186,7 +238,7 @@ def _settings(
         ),
         rules=rules,
     )
-    return DiffSettings(options, json_out, junit_out, html_out, fail_on)
+    return DiffSettings(options, json_out, junit_out, html_out, fail_on, verbose, confirm)
 
 
 @click.command("diff")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -182,9 +183,10 @@ def replay(**params: Any) -> None:
 
 @click.command()
 @replay_options
-@diff_options()
+@diff_options(default_confirm=3)
 def run(diff_settings: DiffSettings, **params: Any) -> None:
     """Replay CORPUS, then diff the results: exit 0 same, 1 divergent."""
     job = build_job(**params)
+    job = replace(job, endpoints=diff_settings.options.rules.patterns)  # stamped as the report will name them
     replay_corpus(job, console=Console(stderr=True))
-    raise SystemExit(diff_results(job.output, console=Console(), settings=diff_settings))
+    raise SystemExit(diff_results(job.output, console=Console(), settings=diff_settings, targets=job.targets))

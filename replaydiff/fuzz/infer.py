@@ -39,7 +39,8 @@ FORMATS: dict[str, re.Pattern[str]] = {
 }
 """Checked in order; a place has a format when every string recorded there matches it."""
 
-_PARAMETER = re.compile(r"^\{[^{}/]+\}$")
+_PARAMETER = re.compile(r"\{[^{}/]+\}")
+"""A segment holding a parameter, whole (`{id}`) or inside (`{id}.json`): its recorded values are observed whole."""
 
 
 def json_kind(value: Any) -> str:
@@ -160,7 +161,7 @@ class EndpointShape:
 
     @property
     def parameter_positions(self) -> list[int]:
-        return [i for i, segment in enumerate(self.segments) if _PARAMETER.match(segment)]
+        return [i for i, segment in enumerate(self.segments) if _PARAMETER.search(segment)]
 
     @property
     def json_body(self) -> bool:

@@ -30,6 +30,7 @@ import pytest
 from rich.console import Console
 
 from replaydiff.corpora import CorpusReader
+from replaydiff.corpora.endpoints import corpus_endpoints
 from replaydiff.diff.rules import Rules, load_rules
 from replaydiff.fuzz.infer import infer_endpoints, select
 from replaydiff.fuzz.live import Quiet
@@ -54,7 +55,8 @@ def fuzz_test(
     """A test function parametrized by endpoint; assign it to a `test_*` name in a test module."""
     corpus = Path(corpus)
     rules = load_rules(Path(rules_file)) if rules_file else Rules()
-    names = [shape.endpoint for shape in select(infer_endpoints(CorpusReader(corpus), rules.patterns), endpoints)]
+    patterns = rules.patterns.with_learned(corpus_endpoints(corpus))
+    names = [shape.endpoint for shape in select(infer_endpoints(CorpusReader(corpus), patterns), endpoints)]
     options = FuzzOptions(examples=examples, seed=seed, time_budget_s=time_budget_s, database=database,
                           label=corpus.name)  # fmt: skip
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from replaydiff.corpora import CorpusReader
+from replaydiff.corpora.endpoints import corpus_endpoints
 from replaydiff.diff.rules import Rules
 from replaydiff.replayer.client import Timeouts
 from replaydiff.replayer.targets import MUTATING_METHODS, check_write_safety
@@ -36,7 +37,7 @@ class FuzzJob:
 
 
 def endpoint_shapes(job: FuzzJob) -> list[EndpointShape]:
-    shapes = infer_endpoints(CorpusReader(job.corpus), job.rules.patterns)
+    shapes = infer_endpoints(CorpusReader(job.corpus), job.rules.patterns.with_learned(corpus_endpoints(job.corpus)))
     if not shapes:
         raise UserError(f"{job.corpus}: the corpus has no exchanges to learn requests from")
     selected = select(shapes, job.endpoints)

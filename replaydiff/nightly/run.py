@@ -17,8 +17,8 @@ from typing import Literal
 
 from rich.console import Console
 
-from replaydiff.corpora import CorpusError, ResultsReader
-from replaydiff.diff.analysis import analyze
+from replaydiff.corpora import CorpusError
+from replaydiff.diff.analysis import analyze_results
 from replaydiff.diff.findings import DiffReport
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, EXIT_USAGE
 from replaydiff.nightly.classify import FAIL_BY_DEFAULT, JudgedDivergence, gone, judge_divergences
@@ -129,15 +129,14 @@ def _run_entry(
     fail_statuses: Collection[str], started: datetime,
 ) -> EntryResult:
     directory.mkdir(parents=True, exist_ok=True)
-    job = replace(entry.job, output=directory / "results.jsonl.zst")
+    job = replace(entry.job, output=directory / "results.jsonl.zst", endpoints=entry.diff.options.rules.patterns)
     try:
         replay_corpus(job, console=console)
     except CorpusError as exc:
         return EntryResult(entry, "skipped", f"corpus skipped: {exc}")
     except ReplayError as exc:
         return EntryResult(entry, "error", str(exc))
-    reader = ResultsReader(job.output)
-    report = analyze(reader, options=entry.diff.options, targets=reader.header.get("targets") or None)
+    report = analyze_results(job.output, options=entry.diff.options)
     if not report.totals.compared:
         message = f"nothing compared: no exchange of {entry.corpus} has both a baseline and a candidate record"
         return EntryResult(entry, "error", message, job.output, report)
