@@ -41,8 +41,10 @@ def main() -> None:
         print(f"  {target:<10} answered with the recorded status: {same}/{result.exchanges} = {result.share(target):.1%}")
     print(f"  diff: verdict {result.verdict}, {result.divergences} divergent exchanges "
           f"on {result.divergent_endpoints} endpoints (latency excluded)")
-    if result.carried:
-        print(f"  carried: {result.carried}")
+    for target in ("baseline", "baseline2", "candidate"):
+        counts = [by_target[target] for by_target in result.carried.values() if target in by_target]
+        carried, not_found = sum(c["carried"] for c in counts), sum(c["not_found"] for c in counts)
+        print(f"  {target:<10} values carried from its earlier answers: {carried}, not found in them: {not_found}")
     for what, count in result.mismatches.most_common(10):
         print(f"  baseline mismatch ×{count}: {what}")
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from replaydiff.corpora import Attempt, ReplayRecord, Request, Response
 from replaydiff.replayer.client import EncodedRequest, PendingAttempt, TargetClient, Timeouts, TLSOptions
-from replaydiff.replayer.correlate import CarryRules, SessionCorrelator
+from replaydiff.replayer.correlate import CarryCounts, Carried, CarryRules, SessionCorrelator
 from replaydiff.replayer.plan import PlannedRequest
 from replaydiff.replayer.retry import RetryPolicy
 from replaydiff.replayer.sessions import SessionTable
@@ -60,6 +60,8 @@ class ReplaySummary:
     """Wall-clock time of the replay's start: attempts' `sent_us` count from here."""
     outcomes: dict[str, Counter[str]] = field(default_factory=dict)
     """Per target: how many final outcomes were each status class or error kind."""
+    carried: CarryCounts = field(default_factory=CarryCounts)
+    """Per endpoint and target: values correlation carried, and learned values the target never answered."""
 
     def lag_percentile_ms(self, q: float) -> float:
         if not self.lags_us:
@@ -74,7 +76,8 @@ class ReplaySummary:
     def to_message(self) -> dict[str, Any]:
         """The whole summary, every lag included, from a process that replayed one shard to the one merging."""
         return {"planned": self.planned, "completed": self.completed, "elapsed_s": self.elapsed_s,
-                "epoch_unix_us": self.epoch_unix_us, "lags_us": self.lags_us.tolist(), "outcomes": self.outcomes}
+                "epoch_unix_us": self.epoch_unix_us, "lags_us": self.lags_us.tolist(), "outcomes": self.outcomes,
+                "carried": self.carried.to_json()}
 
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> ReplaySummary:
@@ -83,6 +86,7 @@ class ReplaySummary:
         summary.lags_us.extend(data["lags_us"])
         for target, counts in data["outcomes"].items():
             summary.outcomes[target] = Counter(counts)
+        summary.carried = CarryCounts.from_json(data.get("carried", {}))
         return summary
 
     @classmethod
@@ -95,6 +99,7 @@ class ReplaySummary:
             summary.lags_us.extend(shard.lags_us)
             for target, counts in shard.outcomes.items():
                 summary.outcomes.setdefault(target, Counter()).update(counts)
+            summary.carried.merge(shard.carried)
         return summary
 
     def to_json(self) -> dict[str, object]:
@@ -104,6 +109,7 @@ class ReplaySummary:
             "epoch_unix_us": self.epoch_unix_us,
             "schedule_lag_ms": {"p50": self.lag_percentile_ms(0.5), "p99": self.lag_percentile_ms(0.99)},
             "outcomes": {target: dict(counts) for target, counts in self.outcomes.items()},
+            "carried": self.carried.to_json(),
         }
 
 
@@ -242,10 +248,11 @@ class Replayer:
         else:  # one attempt each, already sent: no task needed to wait for them in turn
             outcomes = [await self._attempts(client, first) for client, first in pairs]
         live: dict[str, Response | None] = {}
-        for client, (trace_id, _, _), (attempts, response) in zip(self._clients, started, outcomes):
+        for client, (trace_id, _, _, carried), (attempts, response) in zip(self._clients, started, outcomes):
             name = client.target.name
             live[name] = response
             self.summary.count(name, attempts[-1])
+            self.summary.carried.add(planned.endpoint, name, carried.carried, carried.missing)
             self._sink(
                 ReplayRecord(
                     exchange_id=planned.exchange.id,
@@ -255,6 +262,8 @@ class Replayer:
                     response=response,
                     schedule_lag_us=lag_us,
                     trace_id=trace_id,
+                    carried=carried.carried,
+                    not_carried=list(carried.missing),
                 )
             )
         if self.options.correlate:
@@ -265,24 +274,25 @@ class Replayer:
 
     def _begin(
         self, planned: PlannedRequest, client: TargetClient, session: _Session, encoded: Request | EncodedRequest
-    ) -> tuple[str, Request | EncodedRequest, PendingAttempt]:
-        request: Request | EncodedRequest = planned.exchange.request
+    ) -> tuple[str, Request | EncodedRequest, PendingAttempt, Carried]:
+        carried = Carried(planned.exchange.request)
         if self.options.correlate:
-            request = session.correlator.rewrite(planned.exchange.request, client.target.name)
+            carried = session.correlator.rewrite(planned.exchange.request, client.target.name)
+        request: Request | EncodedRequest = carried.request
         if request is planned.exchange.request:
             request = encoded  # unchanged for this target: the bytes encoded once for all targets
         trace_id = trace_id_for(self.options.trace_salt, planned.exchange.id, client.target.name)
-        return trace_id, request, self._send(client, request, trace_id)
+        return trace_id, request, self._send(client, request, trace_id), carried
 
     def _send(self, client: TargetClient, request: Request | EncodedRequest, trace_id: str) -> PendingAttempt:
         span_id = new_span_id()
         return client.begin(request, extra_headers=[("traceparent", traceparent(trace_id, span_id))], span_id=span_id)
 
     async def _attempts(
-        self, client: TargetClient, first: tuple[str, Request | EncodedRequest, PendingAttempt]
+        self, client: TargetClient, first: tuple[str, Request | EncodedRequest, PendingAttempt, Carried]
     ) -> tuple[list[Attempt], Response | None]:
         """Every attempt at one target under the retry policy; the last one's response is final."""
-        trace_id, request, pending = first
+        trace_id, request, pending, _ = first
         attempts: list[Attempt] = []
         while True:
             attempt, response = await client.finish(pending, epoch_ns=self._epoch_ns)

@@ -41,7 +41,7 @@ from replaydiff.replayer import locust_engine as protocol
 from replaydiff.replayer.blocking import BlockingPool
 from replaydiff.replayer.client import TargetCodec
 from replaydiff.replayer.http1 import HttpClientError, RawAnswer
-from replaydiff.replayer.correlate import SessionCorrelator
+from replaydiff.replayer.correlate import Carried, SessionCorrelator
 from replaydiff.replayer.engine import ReplaySummary
 from replaydiff.replayer.plan import PlannedRequest, plan
 from replaydiff.replayer.sessions import SessionTable, shard_of
@@ -145,6 +145,7 @@ class _MasterReplay:
             record = ReplayRecord.from_json(data)
             self.writer.write(record)
             self.summary.count(record.target, record.attempts[-1])
+            self.summary.carried.add(record.endpoint, record.target, record.carried, record.not_carried)
             if record.target == self.first_target:
                 self.summary.completed += 1
                 self.summary.lags_us.append(record.schedule_lag_us)
@@ -307,10 +308,11 @@ class _WorkerReplay:
         gevent.joinall(sends, raise_error=True)
         live: dict[str, Response | None] = {}
         for sender, greenlet in zip(self.senders, sends):
-            trace_id, attempts, response = greenlet.value
+            trace_id, attempts, response, carried = greenlet.value
             live[sender.target.name] = response
             record = ReplayRecord(planned.exchange.id, sender.target.name, planned.endpoint, attempts, response,
-                                  schedule_lag_us=lag_us, trace_id=trace_id)
+                                  schedule_lag_us=lag_us, trace_id=trace_id, carried=carried.carried,
+                                  not_carried=list(carried.missing))
             self.records.append(record.to_json())
             self._report_request(record, response)
         assert self.job is not None
@@ -322,19 +324,20 @@ class _WorkerReplay:
 
     def _attempts(
         self, planned: PlannedRequest, sender: _TargetSender, session: _Session
-    ) -> tuple[str, list[Attempt], Response | None]:
+    ) -> tuple[str, list[Attempt], Response | None, Carried]:
         """Every attempt at one target under the retry policy; the last one's response is final."""
         assert self.job is not None
-        request = planned.exchange.request
+        carried = Carried(planned.exchange.request)
         if self.job.options.correlate:
-            request = session.correlator.rewrite(request, sender.target.name)
+            carried = session.correlator.rewrite(planned.exchange.request, sender.target.name)
+        request = carried.request
         trace_id = trace_id_for(self.job.options.trace_salt, planned.exchange.id, sender.target.name)
         attempts: list[Attempt] = []
         while True:
             attempt, response = sender.send(request, epoch_ns=self.epoch_ns, trace_id=trace_id)
             attempts.append(attempt)
             if not self.job.options.retry.should_retry(attempt, len(attempts)):
-                return trace_id, attempts, response
+                return trace_id, attempts, response, carried
             gevent.sleep(self.job.options.retry.backoff(len(attempts), self.rng))
 
     def _report_request(self, record: ReplayRecord, response: Response | None) -> None:

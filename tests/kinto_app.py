@@ -241,8 +241,8 @@ class StatefulFigures:
     divergences: int = 0
     divergent_endpoints: int = 0
     verdict: str = ""
-    carried: dict[str, object] = field(default_factory=dict)
-    """The replay summary's carried-values counts, when the replayer writes them."""
+    carried: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    """The replay summary's carried values: endpoint → target → `carried`, `not_found`, `where`."""
     mismatches: Counter[str] = field(default_factory=Counter)
     """Baseline answers whose status differed from the recording: `METHOD PATH recorded→got`."""
 
