@@ -7,11 +7,14 @@ closes the connection (some close after every 304), and a browser opens six at
 once, so one connection per session splits a client into many sessions that
 overlap at replay and lose what they learned.
 
-A client is known by, first found wins:
+A client is known by its strongest identity in the request:
 1. its credentials: `Authorization`, `Proxy-Authorization`, or an API-key header (`X-Api-Key`, `Api-Key`, ...);
-2. its session cookie: a cookie whose name says session, sid, auth or token; a session cookie that an answer set
-   belongs to the session of the request it answered, so a login and what follows it stay one session;
-3. its address plus its `User-Agent`.
+2. else its session cookie: a cookie whose name says session, sid, auth or token;
+3. else its address plus its `User-Agent`.
+Only the strongest counts: an unknown credential is a new client even when an anonymous client with the same
+address and agent came before (behind a NAT or a load generator, many do). A session cookie an answer sets, and
+a token a JSON answer hands out (`token`, `access_token`, `id_token`, sent back as `Authorization: Bearer`),
+belong to the session of the request they answered: a login and what follows it stay one session.
 
 Identities are keyed pseudonyms (`recorder.pseudonym`, the corpus's own key) of those values, computed from the
 request before it is sanitized: a raw secret is never kept, and a masked one (`[masked]` for everybody) never
@@ -21,6 +24,7 @@ the order they first appear. `connection` keeps the capture's own key: one sessi
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 from http.cookies import CookieError, SimpleCookie
@@ -36,6 +40,9 @@ DEFAULT_SESSION_GAP_S = 1800.0
 
 _CREDENTIAL_HEADERS = re.compile(r"(proxy-)?authorization|x-api-key|api-key|x-auth-token|x-access-token")
 _SESSION_COOKIE = re.compile(r".*(sess|sid|auth|token|login).*", re.IGNORECASE)
+_SESSION_ID = re.compile(r"sess|sid", re.IGNORECASE)
+_TOKEN_KEY = re.compile(r"(access_?|id_?)?token", re.IGNORECASE)
+_MAX_LOGIN_BODY = 64 * 1024
 _PURGE_EVERY = 1024
 _MEMO_ENTRIES = 10_000
 
@@ -70,18 +77,22 @@ class SessionGrouper:
         session = self._session_of(exchange, client_address)
         session.last_end_us = max(session.last_end_us, exchange.start_us + exchange.duration_us)
         if exchange.response is not None:
+            # What an answer hands the client to identify itself later belongs to this session: a login and
+            # what follows it stay one session.
             for cookie in _session_cookies(exchange.response.headers, "set-cookie"):
                 self._sessions[self._identity("cookie", cookie)] = session
+            for token in _bearer_tokens(exchange.response.body):
+                self._sessions[self._identity("credential", f"authorization:Bearer {token}")] = session
         return exchange if exchange.session == session.key else replace(exchange, session=session.key)
 
     def _session_of(self, exchange: Exchange, client_address: str | None) -> _Session:
-        identities = _identities(exchange.request.headers, client_address)
-        keyed = [self._identity(kind, value) for kind, value in identities]
-        session = next((self._sessions[key] for key in keyed if key in self._sessions), None)
+        """Only the strongest identity counts: falling back to the address for an unknown credential would put
+        every client behind one address and agent (a NAT, a load generator) into one session."""
+        identity = self._identity(*_identity(exchange.request.headers, client_address))
+        session = self._sessions.get(identity)
         if session is None or exchange.start_us - session.last_end_us > self.gap_us:
             self._count += 1
-            session = _Session(f"client-{self._count}", exchange.start_us)
-        self._sessions[keyed[0]] = session  # its strongest identity leads to it from now on
+            session = self._sessions[identity] = _Session(f"client-{self._count}", exchange.start_us)
         return session
 
     def _identity(self, kind: str, value: str) -> str:
@@ -100,18 +111,41 @@ class SessionGrouper:
             del self._sessions[key]
 
 
-def _identities(headers: Headers, client_address: str | None) -> list[tuple[str, str]]:
-    """The client's identities in the request, strongest first; the last, address plus User-Agent, is always there."""
-    found: list[tuple[str, str]] = []
+def _identity(headers: Headers, client_address: str | None) -> tuple[str, str]:
+    """The client's strongest identity in the request: credentials, else a session cookie, else address + agent."""
     agent = ""
     for name, value in headers:
         lowered = name.lower()
         if _CREDENTIAL_HEADERS.fullmatch(lowered):
-            found.append(("credential", f"{lowered}:{value}"))
-        elif lowered == "user-agent":
+            return "credential", f"{lowered}:{value}"
+        if lowered == "user-agent":
             agent = value
-    found += [("cookie", cookie) for cookie in _session_cookies(headers, "cookie")]
-    found.append(("client", f"{client_address or ''} {agent}"))
+    cookies = _session_cookies(headers, "cookie")
+    if cookies:  # several: a session id before a token (a CSRF token may change on every answer)
+        return "cookie", min(cookies, key=lambda cookie: (_SESSION_ID.search(cookie.partition("=")[0]) is None, cookie))
+    return "client", f"{client_address or ''} {agent}"
+
+
+def _bearer_tokens(body: bytes) -> list[str]:
+    """Tokens a login answer hands out: string members named `token`, `access_token`, `id_token` of a JSON object."""
+    if not body or len(body) > _MAX_LOGIN_BODY or b"token" not in body.lower() or body.lstrip()[:1] != b"{":
+        return []
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return []
+    found: list[str] = []
+    nodes = [document]
+    while nodes:
+        node = nodes.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(value, str) and _TOKEN_KEY.fullmatch(str(key)):
+                    found.append(value)
+                elif isinstance(value, (dict, list)):
+                    nodes.append(value)
+        elif isinstance(node, list):
+            nodes.extend(node)
     return found
 
 
