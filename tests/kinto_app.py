@@ -130,29 +130,42 @@ def wait_until(check: object, what: str, timeout_s: float = 30.0) -> None:
 @contextlib.contextmanager
 def kinto_server(workdir: Path) -> Iterator[str]:
     """A fresh Kinto process with empty in-memory storage; yields its base URL."""
+    with kinto_servers(workdir, 1) as (base,):
+        yield base
+
+
+@contextlib.contextmanager
+def kinto_servers(workdir: Path, count: int) -> Iterator[list[str]]:
+    """`count` fresh Kinto processes, started together (each takes a second or two to import); their URLs."""
     workdir.mkdir(parents=True, exist_ok=True)
     ini = workdir / "kinto.ini"
     ini.write_text(_INI)
-    port = free_port()
-    log = open(workdir / f"kinto-{port}.log", "wb")
-    process = subprocess.Popen(
-        [str(kinto_command()), "start", "--ini", str(ini), "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    executable = str(kinto_command())
+    started: list[tuple[subprocess.Popen[bytes], str, Path]] = []
     try:
-        wait_until(lambda: _answers(base) or process.poll() is not None, f"kinto on port {port}")
-        if process.poll() is not None:
-            raise RuntimeError(f"kinto exited at start; see {log.name}")
-        yield base
+        for _ in range(count):
+            port = free_port()
+            log_path = workdir / f"kinto-{port}.log"
+            with open(log_path, "wb") as log:
+                process = subprocess.Popen(
+                    [executable, "start", "--ini", str(ini), "--port", str(port)],
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                )  # fmt: skip
+            started.append((process, f"http://127.0.0.1:{port}", log_path))
+        for process, base, log_path in started:
+            wait_until(lambda: process.poll() is not None or _answers(base), f"kinto at {base}")
+            if process.poll() is not None:
+                raise RuntimeError(f"kinto exited at start: {log_path.read_text()[-2000:]}")
+        yield [base for _, base, _ in started]
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        for process, _, _ in started:
+            process.send_signal(signal.SIGTERM)
+        for process, _, _ in started:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def _answers(base: str) -> bool:
@@ -282,7 +295,7 @@ def replay_aa(workdir: Path, corpus: Path, *, extra: tuple[str, ...] = ()) -> St
     """`replaydiff replay` to three fresh Kinto processes (baseline, baseline2, candidate), then `diff --json`."""
     results = workdir / "kinto.results.jsonl.zst"
     report = workdir / "report.json"
-    with kinto_server(workdir / "k1") as one, kinto_server(workdir / "k2") as two, kinto_server(workdir / "k3") as three:
+    with kinto_servers(workdir / "targets", 3) as (one, two, three):
         replay = subprocess.run(
             _replaydiff("replay", str(corpus), "--baseline", one, "--baseline2", two, "--candidate", three,
                         "-o", str(results), *extra),
