@@ -268,6 +268,11 @@ class ReplayRecord:
     """How late the request left compared with its plan: tells whether the replayer kept up."""
     trace_id: str = ""
     """The W3C trace id sent to this target, to find the request in the target's own logs and traces."""
+    carried: int = 0
+    """Values of the request replaced by what this target answered earlier in the session (correlation)."""
+    not_carried: list[str] = field(default_factory=list)
+    """Where the request sent a value learned from an earlier answer that this target never answered
+    (`header If-Match`, `path`): the session was broken before this request, whatever it answered."""
 
     @property
     def final(self) -> Attempt | None:
@@ -283,6 +288,8 @@ class ReplayRecord:
             "upstream": [call.to_json() for call in self.upstream],
             "schedule_lag_us": self.schedule_lag_us,
             "trace_id": self.trace_id,
+            **({"carried": self.carried} if self.carried else {}),
+            **({"not_carried": self.not_carried} if self.not_carried else {}),
         }
 
     @classmethod
@@ -297,6 +304,8 @@ class ReplayRecord:
             upstream=[UpstreamCall.from_json(c) for c in data.get("upstream", [])],
             schedule_lag_us=int(data.get("schedule_lag_us", 0)),
             trace_id=data.get("trace_id", ""),
+            carried=int(data.get("carried", 0)),
+            not_carried=[str(where) for where in data.get("not_carried", [])],
         )
 
 

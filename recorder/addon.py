@@ -37,6 +37,7 @@ from replaydiff.recorder.policy import PolicyError
 from replaydiff.recorder.pseudonym import PseudonymKeyError
 from replaydiff.recorder.retries import DEFAULT_RETRY_WINDOW_S, RetryTagger
 from replaydiff.recorder.sanitize import Sanitizer
+from replaydiff.recorder.sessions import DEFAULT_SESSION_GAP_S, SESSION_BY_CHOICES, SessionGrouper
 
 FLUSH_TICK_S = 0.5
 """The timer period and the writer's flush interval: a record reaches disk within two ticks, one second."""
@@ -56,6 +57,7 @@ class Recorder:
         self._on_recording = on_recording
         self.sanitizer = Sanitizer()
         self.retries = RetryTagger()
+        self.sessions = SessionGrouper(self.sanitizer.key)
         self.max_body = DEFAULT_MAX_BODY
         """`replaydiff_max_body`, kept here by `configure`: an option lookup on every flow costs more than it seems."""
         self.writer: CorpusWriter | None = None
@@ -120,12 +122,30 @@ class Recorder:
             "Seconds after a failed request (error, 408, 429, 5xx) within which the same request from the same "
             "client is tagged as its retry (`retry_of`, `attempt`). 0 turns tagging off.",
         )
+        loader.add_option(
+            "replaydiff_session_by",
+            str,
+            "client",
+            "How exchanges are grouped into sessions (kept in order, with what they learned, at replay): "
+            "`client` by the client's credentials or session cookie (pseudonymized), else its address and "
+            "User-Agent; `connection`: one session per client connection.",
+            choices=SESSION_BY_CHOICES,
+        )
+        loader.add_option(
+            "replaydiff_session_gap",
+            float,
+            DEFAULT_SESSION_GAP_S,
+            "Seconds a client may stay quiet before its next request starts a new session (`client` grouping).",
+        )
 
     def configure(self, updated: set[str]) -> None:
         sanitizer_options = {"replaydiff_policy", "replaydiff_default_sanitize", "replaydiff_pseudonym_key_file"}
         if updated & sanitizer_options:
             self._refuse_while_recording("the sanitization options")
             self.sanitizer = _sanitizer_from_options()
+        if updated & (sanitizer_options | {"replaydiff_session_by", "replaydiff_session_gap"}):
+            self._refuse_while_recording("the session options")
+            self.sessions = _sessions_from_options(self.sanitizer)
         if "replaydiff_retry_window" in updated:
             if ctx.options.replaydiff_retry_window < 0:
                 raise exceptions.OptionsError("replaydiff_retry_window must be 0 (off) or a number of seconds")
@@ -209,7 +229,10 @@ class Recorder:
             self.unrecorded += 1
             return
         epoch = self._epoch if self._epoch is not None else flow.request.timestamp_start
-        exchange = self.sanitizer.exchange(exchange_from_flow(flow, epoch=epoch))
+        exchange = exchange_from_flow(flow, epoch=epoch)
+        peer = flow.client_conn.peername
+        exchange = self.sessions.assign(exchange, client_address=peer[0] if peer else None)
+        exchange = self.sanitizer.exchange(exchange)
         exchange = self.retries.tag(truncated(exchange, self.max_body))
         self._with_writer(lambda writer: writer.write(exchange))
 
@@ -241,6 +264,14 @@ def _sanitizer_from_options() -> Sanitizer:
         )
     except (PolicyError, PseudonymKeyError) as exc:
         raise exceptions.OptionsError(str(exc)) from None
+
+
+def _sessions_from_options(sanitizer: Sanitizer) -> SessionGrouper:
+    if ctx.options.replaydiff_session_gap <= 0:
+        raise exceptions.OptionsError("replaydiff_session_gap must be a number of seconds above 0")
+    return SessionGrouper(
+        sanitizer.key, by=ctx.options.replaydiff_session_by, gap_s=ctx.options.replaydiff_session_gap
+    )
 
 
 def _check_output(value: str) -> Path:

@@ -4,7 +4,8 @@ The input kind is read from the file's first bytes, not its name, because
 captures get renamed and tools disagree on extensions: pcap and pcapng by their
 magic numbers, mitmproxy flow files by their tnetstring start (`<digits>:`),
 HAR by a JSON object. Every kind becomes exchanges sorted by start time, which
-then go through the same steps as live recording: sanitize, tag retries, write.
+then go through the same steps as live recording: group into client sessions
+(`recorder.sessions`), sanitize, tag retries, write.
 Nothing is written until the input has been read, so a bad file leaves no
 half-written corpus.
 """
@@ -22,9 +23,9 @@ from typing import Any, Literal
 from replaydiff.corpora import CorpusWriter, Exchange
 from replaydiff.recorder.retries import RetryTagger
 from replaydiff.recorder.sanitize import Sanitizer
+from replaydiff.recorder.sessions import DEFAULT_SESSION_GAP_S, SessionBy, SessionGrouper
 
 Kind = Literal["har", "pcap", "pcapng", "mitmproxy"]
-SessionBy = Literal["connection", "client"]
 
 _PCAP_MAGICS = {b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d"}
 _PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
@@ -42,6 +43,8 @@ class Capture:
     exchanges: list[Exchange]
     notes: dict[str, Any] = field(default_factory=dict)
     """Reported to the user and stored in the corpus end record (e.g. `unparseable_streams`)."""
+    clients: dict[str, str] = field(default_factory=dict)
+    """Client address by the reader's session key (its connection), where the input knows it (pcap, flow files)."""
 
 
 def detect_kind(path: Path) -> Kind:
@@ -63,25 +66,34 @@ def detect_kind(path: Path) -> Kind:
     raise UnreadableInput(f"{path}: not a HAR, pcap, pcapng or mitmproxy flow file (judged by its content)")
 
 
-def read_capture(path: Path, *, session_by: SessionBy = "connection") -> tuple[Kind, Capture]:
-    """`session_by` is for packet captures (one session per TCP connection, or per client address);
-    HAR and flow files carry their own sessions."""
+def read_capture(path: Path) -> tuple[Kind, Capture]:
+    """The exchanges with the input's own session keys: its connections (HAR: `_session`, `connection`)."""
     kind = detect_kind(path)
     if kind in ("pcap", "pcapng"):
         from replaydiff.recorder.pcap import read_pcap
 
-        return kind, read_pcap(path, session_by=session_by)
+        return kind, read_pcap(path)
     return kind, _READERS[kind](path)
 
 
 def import_capture(
-    path: Path, output: Path, *, sanitizer: Sanitizer, retries: RetryTagger, session_by: SessionBy = "connection"
+    path: Path,
+    output: Path,
+    *,
+    sanitizer: Sanitizer,
+    retries: RetryTagger,
+    session_by: SessionBy = "client",
+    session_gap_s: float = DEFAULT_SESSION_GAP_S,
 ) -> tuple[int, Capture]:
     """Returns the number of exchanges written and what the reader noted."""
+    sessions = SessionGrouper(sanitizer.key, by=session_by, gap_s=session_gap_s)
     with _collector_paused():
-        kind, capture = read_capture(path, session_by=session_by)
+        kind, capture = read_capture(path)
         with CorpusWriter(output, source=f"{kind}:{path.name}", sanitizer=sanitizer.describe()) as writer:
             for exchange in capture.exchanges:
+                # Without addresses (HAR), the input's own session (connection, page) stands in for one.
+                client = capture.clients.get(exchange.session, exchange.session)
+                exchange = sessions.assign(exchange, client_address=client)
                 writer.write(retries.tag(sanitizer.exchange(exchange)))
             writer.close(sanitizer=sanitizer.summary(), **capture.notes)
     return len(capture.exchanges), capture
@@ -123,22 +135,25 @@ def _read_flows(path: Path) -> Capture:
     from mitmproxy.exceptions import FlowReadException
     from mitmproxy.io import FlowReader
 
-    from replaydiff.recorder.capture import exchange_from_flow
+    from replaydiff.recorder.capture import exchange_from_flow, short_id
 
     flows: list[http.HTTPFlow] = []
+    clients: dict[str, str] = {}
     other = 0
     try:
         with open(path, "rb") as handle:
             for flow in FlowReader(handle).stream():
                 if isinstance(flow, http.HTTPFlow) and flow.websocket is None:
                     flows.append(flow)
+                    if flow.client_conn.peername:
+                        clients[short_id(flow.client_conn.id)] = flow.client_conn.peername[0]
                 else:
                     other += 1
     except FlowReadException as exc:
         raise UnreadableInput(f"{path}: not a readable mitmproxy flow file ({exc})") from None
     epoch = min((flow.request.timestamp_start for flow in flows), default=0.0)
     exchanges = sorted((exchange_from_flow(flow, epoch=epoch) for flow in flows), key=lambda e: e.start_us)
-    return Capture(exchanges, {"passed_through": {"non_http_flows": other}} if other else {})
+    return Capture(exchanges, {"passed_through": {"non_http_flows": other}} if other else {}, clients)
 
 
 _READERS: dict[str, Callable[[Path], Capture]] = {"har": _read_har, "mitmproxy": _read_flows}

@@ -12,8 +12,9 @@ gap before them fills (out of order); data the stream already has is ignored
 (retransmissions, and the overlapping part of overlapping segments, where the
 first copy wins). A gap that never fills ends the usable stream there.
 
-One connection is one session (`--session-by client` groups connections by
-client address instead). The client is the side that sent the SYN, or, when
+Each exchange's session is its connection, and `Capture.clients` gives each
+connection's client address: `recorder.sessions` then groups connections into
+clients, as the recorder does. The client is the side that sent the SYN, or, when
 the handshake is not in the capture, the side whose data starts like an HTTP
 request: HTTP is found on any port by content. Streams that are not HTTP, or
 break off, are counted in the notes, never fatal.
@@ -34,7 +35,7 @@ from scapy.utils import RawPcapReader
 from replaydiff.corpora import Exchange, Request, Response, header_value
 from replaydiff.corpora.content import decoded_content
 from replaydiff.recorder.http1 import Message, looks_like_requests, looks_like_responses, parse_requests, parse_responses
-from replaydiff.recorder.importing import Capture, SessionBy, UnreadableInput
+from replaydiff.recorder.importing import Capture, UnreadableInput
 
 _MASK32 = 0xFFFFFFFF
 _HALF = 1 << 31
@@ -136,12 +137,13 @@ class _Stats:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
-def read_pcap(path: Path, *, session_by: SessionBy = "connection") -> Capture:
+def read_pcap(path: Path) -> Capture:
     connections, stats = _connections(path)
     exchanges: list[Exchange] = []
+    clients: dict[str, str] = {}
     notes: Counter[str] = Counter()
     for connection in connections:
-        found, problem = _exchanges(connection, session_by)
+        found, problem = _exchanges(connection, clients)
         exchanges += found
         if problem:
             notes[problem] += 1
@@ -157,6 +159,7 @@ def read_pcap(path: Path, *, session_by: SessionBy = "connection") -> Capture:
             **({"unparseable_streams": dict(notes)} if notes else {}),
             **({"skipped_packets": dict(stats.skipped)} if stats.skipped else {}),
         },
+        clients,
     )
 
 
@@ -269,6 +272,8 @@ class _Sides:
 
     id_prefix: str
     session: str
+    client: str
+    """The client's address."""
     upstream: _Direction
     downstream: _Direction
     server: tuple[bytes, int]
@@ -287,11 +292,13 @@ class _Sides:
         )
 
 
-def _exchanges(connection: _Connection, session_by: SessionBy) -> tuple[list[Exchange], str | None]:
-    """The exchanges of one connection, and why its stream could not be used to the end (None if it could)."""
+def _exchanges(connection: _Connection, clients: dict[str, str]) -> tuple[list[Exchange], str | None]:
+    """The exchanges of one connection, and why its stream could not be used to the end (None if it could);
+    notes the connection's client address in `clients`."""
     if not connection.a_to_b.data and not connection.b_to_a.data:
         return [], None
-    sides = _sides(connection, session_by)
+    sides = _sides(connection)
+    clients[sides.session] = sides.client
     if not looks_like_requests(bytes(sides.upstream.data[:64])):
         return [], "not HTTP/1.x"
     requests, request_problem = parse_requests(bytes(sides.upstream.data))
@@ -305,7 +312,7 @@ def _exchanges(connection: _Connection, session_by: SessionBy) -> tuple[list[Exc
     return exchanges, gap or _problem_kind(request_problem or response_problem)
 
 
-def _sides(connection: _Connection, session_by: SessionBy) -> _Sides:
+def _sides(connection: _Connection) -> _Sides:
     """The client sent the SYN; without a handshake in the capture, it is the side whose data reads as requests."""
     client_is_a = connection.client_is_a
     if client_is_a is None:
@@ -316,8 +323,7 @@ def _sides(connection: _Connection, session_by: SessionBy) -> _Sides:
         upstream, downstream, client, server = connection.a_to_b, connection.b_to_a, connection.a, connection.b
     else:
         upstream, downstream, client, server = connection.b_to_a, connection.a_to_b, connection.b, connection.a
-    session = _address(client[0]) if session_by == "client" else f"tcp{connection.number}"
-    return _Sides(f"c{connection.number}", session, upstream, downstream, server)
+    return _Sides(f"c{connection.number}", f"tcp{connection.number}", _address(client[0]), upstream, downstream, server)
 
 
 def _problem_kind(problem: str | None) -> str | None:

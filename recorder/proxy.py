@@ -23,6 +23,7 @@ from mitmproxy.tools.dump import DumpMaster
 from replaydiff.recorder.addon import Recorder
 from replaydiff.recorder.capture import DEFAULT_MAX_BODY
 from replaydiff.recorder.retries import DEFAULT_RETRY_WINDOW_S
+from replaydiff.recorder.sessions import DEFAULT_SESSION_GAP_S, SessionBy
 
 DEFAULT_LISTEN = ("127.0.0.1", 8080)
 DEFAULT_CONFDIR = Path(".replaydiff/mitmproxy")
@@ -47,6 +48,8 @@ class ProxySettings:
     pseudonym_key_file: Path | None = None
     max_body: int = DEFAULT_MAX_BODY
     retry_window_s: float = DEFAULT_RETRY_WINDOW_S
+    session_by: SessionBy = "client"
+    session_gap_s: float = DEFAULT_SESSION_GAP_S
 
     @property
     def mode(self) -> str:
@@ -128,6 +131,8 @@ async def _serve(settings: ProxySettings, on_listening: Callable[[str], None]) -
         replaydiff_pseudonym_key_file=str(settings.pseudonym_key_file) if settings.pseudonym_key_file else None,
         replaydiff_max_body=settings.max_body,
         replaydiff_retry_window=settings.retry_window_s,
+        replaydiff_session_by=settings.session_by,
+        replaydiff_session_gap=settings.session_gap_s,
     )
     return recorder
 

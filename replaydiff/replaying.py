@@ -212,6 +212,33 @@ def _print_summary(console: Console, summary: ReplaySummary, output: Path) -> No
         + f"; results: {output}",
         soft_wrap=True,
     )
+    _print_carried(console, summary)
+
+
+CARRIED_ENDPOINTS_SHOWN = 12
+
+
+def _print_carried(console: Console, summary: ReplaySummary) -> None:
+    """Per endpoint, what correlation carried into each target's requests, and what it could not: values an
+    earlier answer of the recording held that this target never answered (a broken session, not a divergence)."""
+    by_endpoint = summary.carried.by_endpoint
+    if not by_endpoint:
+        return
+    targets = list(summary.outcomes) or sorted({t for counts in by_endpoint.values() for t in counts})
+    console.print(f"values carried from earlier answers ({' / '.join(targets)}):", soft_wrap=True)
+    ranked = sorted(by_endpoint.items(), key=lambda item: (-max(c.not_found for c in item[1].values()), item[0]))
+    width = max(len(endpoint) for endpoint, _ in ranked[:CARRIED_ENDPOINTS_SHOWN])
+    for endpoint, counts in ranked[:CARRIED_ENDPOINTS_SHOWN]:
+        carried = " / ".join(str(counts[t].carried) if t in counts else "0" for t in targets)
+        line = f"  {endpoint:<{width}}  {carried}"
+        missing = {t: c for t, c in counts.items() if c.not_found}
+        if missing:
+            where = ", ".join(f"{w} ×{n}" for w, n in next(iter(missing.values())).where.most_common(3))
+            line += "; not found in the answers of " + ", ".join(f"{t} ×{c.not_found}" for t, c in missing.items())
+            line += f" ({where})"
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+    if len(ranked) > CARRIED_ENDPOINTS_SHOWN:
+        console.print(f"  … {len(ranked) - CARRIED_ENDPOINTS_SHOWN} more endpoints in the results file's end record")
 
 
 def _outcomes_line(summary: ReplaySummary) -> str:

@@ -1,55 +1,97 @@
-"""Stateful sessions: carry the values a target returned into the session's later requests.
+"""Stateful sessions: carry what a target returned into the session's later requests, as its client would.
 
-A recorded session creates an order (`POST` answers id `A`) and then reads it
-(`GET /orders/A`). Replayed, the target answers a new id `B`, and the recorded
-`GET /orders/A` would miss. The mapping is learned from the corpus itself, with
-no configuration: a value in a recorded response is compared with the value
-at the same place in each target's live response; where they differ, later
-requests of the session have the recorded value replaced by that target's
-value. Values that are equal need no mapping, so only the dynamic ones (ids,
-tokens, cookies) are ever rewritten.
+A recorded session creates a record (`POST` answers id `A` and `ETag: "7"`),
+reads it back with `If-None-Match: "7"`, pages through a listing by the
+`Next-Page` URL it was given. Replayed, each target answers its own id, its own
+ETag, its own page token, and the recorded requests would miss. What to carry
+is learned from the corpus itself, with no configuration:
+
+- **Harvest.** Every value a response holds, by where it sits: JSON leaves
+  (strings and integers), every response header (whole; an ETag also without
+  its quotes; a Set-Cookie's value), and inside any URL (`Location`,
+  `Next-Page`, `Link`, a URL in a JSON string) its path segments and query
+  values.
+- **Learn.** A recorded value is compared with the value at the same place of
+  each target's live answer. Where both reference targets (the baselines)
+  answered something else, the value is dynamic, and each target's own value
+  replaces it in the session's later requests.
+- **Carry.** Wherever a later request of the session sends the recorded value
+  (the recording shows it flowing from an answer into that request), it is
+  replaced: a path segment, a query value, a whole header value or one item of
+  a comma list (`If-Match`, `If-None-Match`), a token of at least 8
+  characters inside a header (`Bearer …`, a cookie), a JSON leaf.
+
+The false-positive guard (a value rewritten by coincidence changes what the
+request asks for):
+- only whole slots are matched, never a substring (inside header text: whole
+  tokens of 8 characters or more);
+- values of fewer than 3 characters (`7`, `42`, `ok`), booleans, null and
+  floats are never carried, unless a rule names their place;
+- a value the session itself sent before the answer that returned it is the
+  client's own (an id it chose, echoed back), never carried;
+- a value is dynamic only if every reference target changed it: a candidate
+  alone answering otherwise is a divergence to report, not a value to carry;
+- the first value a target answered for a recorded value is kept;
+- headers that change with every answer whatever the state (`Date`,
+  `Content-Length`, `Age`, `Expires`, hop-by-hop headers) are not harvested,
+  and `Host` and `Content-Length` of a request are never rewritten.
+
+`CarryRules` (`--correlation-rules`) add places whose values are carried past
+the guard. Counts: `rewrite` says how many values it carried into a request
+for a target, and which learned values it could not carry because that target
+never answered them (its answer failed, or lacked the field): a broken
+session shows as such, not as divergences.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
-from http.cookies import SimpleCookie
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 from replaydiff.corpora import Exchange, Headers, Request, Response
 from replaydiff.corpora.tomlfile import read_toml
 
 Scalar = str | int
 Location = tuple[str | int, ...]
-"""("json", "items", 0, "id"), ("location", 3) for a path segment of Location, ("cookie", name)."""
+"""("json", "items", 0, "id"), ("header", "etag"), ("header", "next-page", "query", "_token"), ("cookie", name)."""
 
-_MIN_HEADER_TEXT = 8
+MIN_CARRIED_CHARS = 3
+"""Shorter values are too likely to be sent by coincidence (a page number, a flag) to be carried unasked."""
+MIN_TOKEN_CHARS = 8
+"""Inside a header's text (a bearer token, a cookie), only whole tokens this long are carried."""
+MAX_SESSION_VALUES = 20_000
+"""Per session and target, learned values beyond this are not kept: a session's memory stays bounded."""
+
+_NOT_HARVESTED = frozenset({
+    "date", "content-length", "age", "expires", "server", "connection", "keep-alive", "transfer-encoding",
+    "content-type", "content-encoding", "vary", "accept-ranges", "cache-control", "pragma",
+})  # fmt: skip
+_NEVER_REWRITTEN = frozenset({"host", "content-length"})
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/:-]{%d,}=*" % MIN_TOKEN_CHARS)
+_LINK = re.compile(r"<([^>]*)>")
 
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_TOKEN = re.compile(r"^(?=.*\d)[A-Za-z0-9._~+/=:-]{12,512}$")
-
-
-def _id_like(value: object) -> bool:
-    """Numbers, UUIDs, and long tokens with a digit: what servers hand out as ids, sessions and tokens.
-
-    Short words (a coupon code in a volatile promo field) are left alone: rewriting
-    them would change what a later request asks for.
-    """
+def _carriable_value(value: object) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
-        return abs(value) >= 10
-    return isinstance(value, str) and bool(_UUID.match(value) or _TOKEN.match(value) or value.isdigit())
+        return len(str(value)) >= MIN_CARRIED_CHARS
+    return isinstance(value, str) and len(value) >= MIN_CARRIED_CHARS
+
+
+def _any_value(value: object) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool) and value != ""
 
 
 def _json(body: bytes) -> Any:
-    if not body or body[:1] not in b"{[":
+    if not body or body.lstrip()[:1] not in (b"{", b"["):
         return None
     try:
         return json.loads(body)
@@ -68,9 +110,33 @@ def _leaves(document: Any, prefix: Location = ("json",)) -> Iterator[tuple[Locat
         yield prefix, document
 
 
+def _url_parts(text: str, prefix: Location) -> Iterator[tuple[Location, str]]:
+    """Path segments and query values of a URL (absolute, or a path starting with /); nothing for other text."""
+    if not text.startswith(("http://", "https://", "/")) or " " in text.strip():
+        return
+    try:
+        parts = urlsplit(text.strip())
+    except ValueError:
+        return
+    for index, segment in enumerate(parts.path.split("/")):
+        if segment:
+            yield (*prefix, "segment", index), unquote(segment)
+    for index, item in enumerate(parts.query.split("&") if parts.query else ()):
+        name, sep, value = item.partition("=")
+        if sep and value:
+            yield (*prefix, "query", unquote(name), index), unquote(value.replace("+", " "))
+
+
+def _etag_item(value: str) -> str:
+    """`W/"7"` and `"7"` → `7`: what a client may send on its own, e.g. as `?_since=7`."""
+    item = value.strip()
+    item = item[2:] if item.startswith("W/") else item
+    return item[1:-1] if len(item) >= 2 and item[0] == item[-1] == '"' else item
+
+
 @dataclass(frozen=True, slots=True)
 class CarryRules:
-    """Places whose values are carried forward even when they do not look like ids (a short code, a word).
+    """Places whose values are carried forward even where the guard would leave them (a one-letter code).
 
     From a TOML file: `[[carry]]` tables with `json = "$.session.code"` (`[*]` for any index) or
     `header = "X-Session"`.
@@ -116,25 +182,117 @@ def _parse_path(text: str) -> tuple[str | int, ...]:
     return tuple(steps)
 
 
-def harvest(response: Response, rules: CarryRules = CarryRules()) -> dict[Location, Scalar]:
-    """Every id-like value of a response (and whatever the rules name), by where it sits."""
+def harvest(response: Response, rules: CarryRules = CarryRules(), *, guard: bool = True) -> dict[Location, Scalar]:
+    """Every value of a response a later request could send back (and whatever the rules name), by where it sits.
+
+    `guard=False` (a live answer, compared place by place with the recording) keeps short values too."""
     found: dict[Location, Scalar] = {}
-    for location, value in _leaves(_json(response.body)):
-        if _id_like(value) or (isinstance(value, (str, int)) and not isinstance(value, bool) and rules.forces(location)):
+    _carriable = _carriable_value if guard else _any_value
+    document = _json(response.body)
+    for location, value in _leaves(document):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            continue
+        if _carriable(value) or rules.forces(location):
             found[location] = value
+        if isinstance(value, str) and "/" in value:
+            for part, text in _url_parts(value, location):
+                if _carriable(text):
+                    found[part] = text
+    seen: dict[str, int] = {}
     for name, value in response.headers:
         lowered = name.lower()
-        if lowered in rules.headers:
-            found[("header", lowered)] = value
-        elif lowered == "location":
-            for index, segment in enumerate(value.split("?")[0].split("/")):
-                if _id_like(segment):
-                    found[("location", index)] = unquote(segment)
-        elif lowered == "set-cookie":
-            for morsel in SimpleCookie(value).values():
-                if _id_like(morsel.value):
+        if lowered in _NOT_HARVESTED:
+            continue
+        occurrence = seen[lowered] = seen.get(lowered, -1) + 1
+        place: Location = ("header", lowered, occurrence)
+        if lowered == "set-cookie":
+            try:
+                morsels = SimpleCookie(value).values()
+            except CookieError:
+                continue
+            for morsel in morsels:
+                if _carriable(morsel.value) or lowered in rules.headers:
                     found[("cookie", morsel.key)] = morsel.value
+            continue
+        if _carriable(value) or lowered in rules.headers:
+            found[place] = value
+        if lowered == "etag" and _carriable(bare := _etag_item(value)):
+            found[(*place, "bare")] = bare
+        for number, url in enumerate(_LINK.findall(value) or [value]):
+            for part, text in _url_parts(url, (*place, number)):
+                if _carriable(text):
+                    found[part] = text
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Carried:
+    """One request as rewritten for one target, and what correlation did to it."""
+
+    request: Request
+    carried: int = 0
+    """Values replaced by what this target answered earlier in the session."""
+    missing: tuple[str, ...] = ()
+    """Where the request sends a value the recording learned from an answer that this target never answered
+    (its answer failed or lacked that field): `path`, `query _token`, `header If-Match`, `json $.data.id`."""
+
+
+@dataclass(slots=True)
+class CarryCount:
+    carried: int = 0
+    not_found: int = 0
+    where: Counter[str] = field(default_factory=Counter)
+    """Where the values not found were to be sent (`header If-Match`), with how often."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"carried": self.carried, "not_found": self.not_found, "where": dict(self.where.most_common(5))}
+
+
+@dataclass(slots=True)
+class CarryCounts:
+    """Per endpoint and target: values carried into its requests, and learned values the target never answered."""
+
+    by_endpoint: dict[str, dict[str, CarryCount]] = field(default_factory=dict)
+
+    def add(self, endpoint: str, target: str, carried: int, missing: Sequence[str]) -> None:
+        if not carried and not missing:
+            return
+        count = self.by_endpoint.setdefault(endpoint, {}).setdefault(target, CarryCount())
+        count.carried += carried
+        count.not_found += len(missing)
+        count.where.update(missing)
+
+    def merge(self, other: CarryCounts) -> None:
+        for endpoint, targets in other.by_endpoint.items():
+            for target, theirs in targets.items():
+                count = self.by_endpoint.setdefault(endpoint, {}).setdefault(target, CarryCount())
+                count.carried += theirs.carried
+                count.not_found += theirs.not_found
+                count.where.update(theirs.where)
+
+    def total(self, target: str) -> CarryCount:
+        total = CarryCount()
+        for targets in self.by_endpoint.values():
+            if (count := targets.get(target)) is not None:
+                total.carried += count.carried
+                total.not_found += count.not_found
+        return total
+
+    def to_json(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {
+            endpoint: {target: count.to_json() for target, count in targets.items()}
+            for endpoint, targets in sorted(self.by_endpoint.items())
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, dict[str, dict[str, Any]]]) -> CarryCounts:
+        counts = cls()
+        for endpoint, targets in data.items():
+            for target, count in targets.items():
+                counts.by_endpoint.setdefault(endpoint, {})[target] = CarryCount(
+                    int(count["carried"]), int(count["not_found"]), Counter(count.get("where", {}))
+                )
+        return counts
 
 
 class SessionCorrelator:
@@ -151,86 +309,180 @@ class SessionCorrelator:
         self._references = references
         self._rules = rules
         self._mapping: dict[str, dict[Scalar, Scalar]] = {}
+        self._unanswered: dict[str, set[Scalar]] = {}
+        """Per target: recorded values it never answered a counterpart of (so far): reported, not carried."""
+        self._sent: set[Scalar] = set()
+        """Values the session's recorded requests sent: an answer echoing one is not the server's to change."""
 
     def observe(self, recorded: Exchange, live: Mapping[str, Response | None]) -> None:
+        if len(self._sent) < MAX_SESSION_VALUES:
+            self._sent.update(spelling for _, value in _sent_values(recorded.request) for spelling in _spellings(value))
         if recorded.response is None:
             return
-        recorded_values = harvest(recorded.response, self._rules)
+        recorded_values = {
+            location: value
+            for location, value in harvest(recorded.response, self._rules).items()
+            if value not in self._sent or self._forced(location)
+        }
         if not recorded_values:
             return
-        answers = {target: harvest(response, self._rules) for target, response in live.items() if response is not None}
-        references = [answers.get(name, {}) for name in self._references if name in live]
+        answers = {
+            target: harvest(response, self._rules, guard=False) if response is not None else {}
+            for target, response in live.items()
+        }
+        references = [answers[name] for name in self._references if name in answers]
         if not references:
             return
-        dynamic = {
-            location: value
-            for location, value in recorded_values.items()
-            if all(_changed(value, reference.get(location)) for reference in references)
-        }
-        for target, values in answers.items():
-            for location, value in dynamic.items():
+        for location, value in recorded_values.items():
+            dynamic = all(_changed(value, reference.get(location)) for reference in references)
+            for target, values in answers.items():
                 answer = values.get(location)
-                if _changed(value, answer):
-                    self._mapping.setdefault(target, {}).setdefault(value, answer)  # type: ignore[arg-type]
+                mapping = self._mapping.setdefault(target, {})
+                if dynamic and _changed(value, answer):
+                    if len(mapping) < MAX_SESSION_VALUES:
+                        mapping.setdefault(value, answer)  # type: ignore[arg-type]
+                    self._unanswered.get(target, set()).discard(value)
+                elif answer is None and value not in mapping:
+                    unanswered = self._unanswered.setdefault(target, set())
+                    if len(unanswered) < MAX_SESSION_VALUES:
+                        unanswered.add(value)
+                elif answer == value:
+                    self._unanswered.get(target, set()).discard(value)
 
-    def rewrite(self, request: Request, target: str) -> Request:
-        mapping = self._mapping.get(target)
-        if not mapping:
-            return request
-        path = "/".join(_segment(segment, mapping) for segment in request.path.split("/"))
-        query = "&".join(_query_item(item, mapping) for item in request.query.split("&")) if request.query else ""
-        headers: Headers = [(name, _in_text(value, mapping)) for name, value in request.headers]
-        body = _body(request.body, mapping)
+    def _forced(self, location: Location) -> bool:
+        return (location[0] == "json" and self._rules.forces(location)) or (
+            location[0] == "header" and location[1] in self._rules.headers
+        )
+
+    def rewrite(self, request: Request, target: str) -> Carried:
+        mapping = self._mapping.get(target, {})
+        unanswered = self._unanswered.get(target, set())
+        if not mapping and not unanswered:
+            return Carried(request)
+        rewriter = _Rewriter(mapping, unanswered)
+        path = "/".join(rewriter.segment(segment, "path") for segment in request.path.split("/"))
+        query = "&".join(rewriter.query_item(item) for item in request.query.split("&")) if request.query else ""
+        headers: Headers = [(name, rewriter.header(name, value)) for name, value in request.headers]
+        body = rewriter.body(request.body)
+        missing = tuple(dict.fromkeys(rewriter.missing))
         if (path, query, headers, body) == (request.path, request.query, request.headers, request.body):
-            return request
-        return replace(request, path=path, query=query, headers=headers, body=body)
+            return Carried(request, 0, missing)
+        return Carried(replace(request, path=path, query=query, headers=headers, body=body), rewriter.carried, missing)
 
 
 def _changed(recorded: Scalar, live: Scalar | None) -> bool:
     return live is not None and live != recorded and type(live) is type(recorded)
 
 
-def _segment(segment: str, mapping: dict[Scalar, Scalar]) -> str:
-    decoded = unquote(segment)
-    for key in (decoded, int(decoded) if decoded.isdigit() else None):
-        if key is not None and key in mapping:
-            return quote(str(mapping[key]), safe="")
-    return segment
+def _sent_values(request: Request) -> Iterator[tuple[str, Scalar]]:
+    """The values a request sends, slot by slot, as `rewrite` sees them."""
+    for segment in request.path.split("/"):
+        if segment:
+            yield "path", unquote(segment)
+    for item in request.query.split("&") if request.query else ():
+        name, sep, value = item.partition("=")
+        if sep:
+            yield "query", unquote(value.replace("+", " "))
+    for name, value in request.headers:
+        if name.lower() not in _NEVER_REWRITTEN:
+            yield "header", value
+            for item in value.split(","):
+                yield "header", item.strip()
+                yield "header", _etag_item(item)
+            for token in _TOKEN.findall(value):
+                yield "header", token
+    for _, leaf in _leaves(_json(request.body)):
+        if isinstance(leaf, (str, int)) and not isinstance(leaf, bool):
+            yield "json", leaf
 
 
-def _query_item(item: str, mapping: dict[Scalar, Scalar]) -> str:
-    name, sep, value = item.partition("=")
-    return f"{name}{sep}{_segment(value, mapping)}" if sep else item
+def _spellings(value: Scalar) -> tuple[Scalar, ...]:
+    if isinstance(value, int):
+        return (value, str(value))
+    if value.isdigit() and len(value) < 20 and value[0] != "0":
+        return (value, int(value))
+    return (value,)
 
 
-def _in_text(text: str, mapping: dict[Scalar, Scalar]) -> str:
-    """Tokens inside header values (cookies, bearer tokens): long values only, so nothing is hit by chance."""
-    for recorded, live in mapping.items():
-        if not isinstance(recorded, str):
-            continue
-        if text == recorded:
+def _as_type(live: Scalar, recorded: Scalar) -> Scalar:
+    if isinstance(recorded, int) and isinstance(live, str):
+        return int(live) if live.isdigit() else live
+    return str(live) if isinstance(recorded, str) else live
+
+
+class _Rewriter:
+    """Rewrites one request's slots for one target, counting what it carried and what it could not."""
+
+    def __init__(self, mapping: dict[Scalar, Scalar], unanswered: set[Scalar]) -> None:
+        self.mapping = mapping
+        self.unanswered = unanswered
+        self.carried = 0
+        self.missing: list[str] = []
+
+    def lookup(self, value: Scalar, where: str) -> Scalar | None:
+        """The target's value for a recorded one, in the recorded value's type: a number learned from a JSON
+        answer is carried into a query or header as text (`?_since=17`), an ETag's text into a JSON number."""
+        for key in _spellings(value):
+            if key in self.mapping:
+                self.carried += 1
+                return _as_type(self.mapping[key], value)
+            if key in self.unanswered:
+                self.missing.append(where)
+                return None
+        return None
+
+    def segment(self, segment: str, where: str) -> str:
+        live = self.lookup(unquote(segment), where)
+        return segment if live is None else quote(str(live), safe="")
+
+    def query_item(self, item: str) -> str:
+        name, sep, value = item.partition("=")
+        if not sep or not value:
+            return item
+        live = self.lookup(unquote(value.replace("+", " ")), f"query {unquote(name)}")
+        return item if live is None else f"{name}={quote(str(live), safe='')}"
+
+    def header(self, name: str, value: str) -> str:
+        if name.lower() in _NEVER_REWRITTEN:
+            return value
+        where = f"header {name}"
+        live = self.lookup(value, where)
+        if live is not None:
             return str(live)
-        if len(recorded) >= _MIN_HEADER_TEXT and recorded in text:
-            text = text.replace(recorded, str(live))
-    return text
+        if "," in value or value.startswith(("\"", "W/")):
+            items = [self._item(item, where) for item in value.split(",")]
+            if any(new is not old for new, old in zip(items, value.split(","))):
+                return ",".join(items)
+        return _TOKEN.sub(lambda match: str(self.lookup(match.group(), where) or match.group()), value)
 
+    def _item(self, item: str, where: str) -> str:
+        """One entity tag of a list: `"7"`, `W/"7"`, each with its spaces kept."""
+        stripped = item.strip()
+        live = self.lookup(stripped, where)
+        if live is not None:
+            return item.replace(stripped, str(live))
+        bare = _etag_item(stripped)
+        if bare != stripped and (live := self.lookup(bare, where)) is not None:
+            return item.replace(bare, str(live))
+        return item
 
-def _body(body: bytes, mapping: dict[Scalar, Scalar]) -> bytes:
-    document = _json(body)
-    if document is None:
-        return body
-    changed = False
+    def body(self, body: bytes) -> bytes:
+        document = _json(body)
+        if document is None:
+            return body
+        carried_before = self.carried
 
-    def swap(node: Any) -> Any:
-        nonlocal changed
-        if isinstance(node, dict):
-            return {key: swap(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [swap(value) for value in node]
-        if _id_like(node) and node in mapping:
-            changed = True
-            return mapping[node]
-        return node
+        def swap(node: Any, path: str) -> Any:
+            if isinstance(node, dict):
+                return {key: swap(value, f"{path}.{key}") for key, value in node.items()}
+            if isinstance(node, list):
+                return [swap(value, f"{path}[*]") for value in node]
+            if isinstance(node, (str, int)) and not isinstance(node, bool):
+                live = self.lookup(node, f"json {path}")
+                return node if live is None else live
+            return node
 
-    rewritten = swap(document)
-    return json.dumps(rewritten, ensure_ascii=False).encode("utf-8") if changed else body
+        rewritten = swap(document, "$")
+        if self.carried == carried_before:
+            return body
+        return json.dumps(rewritten, ensure_ascii=False).encode("utf-8")

@@ -25,7 +25,7 @@ from typing import Any
 
 from replaydiff.corpora import Attempt, ReplayRecord, Request
 from replaydiff.replayer.client import EncodedRequest, PendingAttempt, TargetClient, Timeouts, TLSOptions
-from replaydiff.replayer.correlate import CarryRules
+from replaydiff.replayer.correlate import Carried, CarryCounts, CarryRules
 from replaydiff.replayer.plan import PlannedRequest
 from replaydiff.replayer.retry import RetryPolicy
 from replaydiff.replayer.session_loop import AttemptLog, ReplaySession, Send, SessionLoop, Wait
@@ -59,6 +59,8 @@ class ReplaySummary:
     """Wall-clock time of the replay's start: attempts' `sent_us` count from here."""
     outcomes: dict[str, Counter[str]] = field(default_factory=dict)
     """Per target: how many final outcomes were each status class or error kind."""
+    carried: CarryCounts = field(default_factory=CarryCounts)
+    """Per endpoint and target: values correlation carried, and learned values the target never answered."""
 
     def lag_percentile_ms(self, q: float) -> float:
         if not self.lags_us:
@@ -73,7 +75,8 @@ class ReplaySummary:
     def to_message(self) -> dict[str, Any]:
         """The whole summary, every lag included, from a process that replayed one shard to the one merging."""
         return {"planned": self.planned, "completed": self.completed, "elapsed_s": self.elapsed_s,
-                "epoch_unix_us": self.epoch_unix_us, "lags_us": self.lags_us.tolist(), "outcomes": self.outcomes}
+                "epoch_unix_us": self.epoch_unix_us, "lags_us": self.lags_us.tolist(), "outcomes": self.outcomes,
+                "carried": self.carried.to_json()}
 
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> ReplaySummary:
@@ -82,6 +85,7 @@ class ReplaySummary:
         summary.lags_us.extend(data["lags_us"])
         for target, counts in data["outcomes"].items():
             summary.outcomes[target] = Counter(counts)
+        summary.carried = CarryCounts.from_json(data.get("carried", {}))
         return summary
 
     @classmethod
@@ -94,6 +98,7 @@ class ReplaySummary:
             summary.lags_us.extend(shard.lags_us)
             for target, counts in shard.outcomes.items():
                 summary.outcomes.setdefault(target, Counter()).update(counts)
+            summary.carried.merge(shard.carried)
         return summary
 
     def to_json(self) -> dict[str, object]:
@@ -103,6 +108,7 @@ class ReplaySummary:
             "epoch_unix_us": self.epoch_unix_us,
             "schedule_lag_ms": {"p50": self.lag_percentile_ms(0.5), "p99": self.lag_percentile_ms(0.99)},
             "outcomes": {target: dict(counts) for target, counts in self.outcomes.items()},
+            "carried": self.carried.to_json(),
         }
 
 
@@ -217,10 +223,11 @@ class Replayer:
             logs = await asyncio.gather(*(self._attempts(client, first) for client, first in pairs))
         else:  # one attempt each, already sent: no task needed to wait for them in turn
             logs = [await self._attempts(client, first) for client, first in pairs]
-        outcomes = [(client.target.name, trace_id, log) for client, (trace_id, _, _), log
+        outcomes = [(client.target.name, trace_id, log, carried) for client, (trace_id, _, _, carried), log
                     in zip(self._clients, started, logs)]
         for record in self._loop.records(send, session, outcomes):
             self.summary.count(record.target, record.attempts[-1])
+            self.summary.carried.add(record.endpoint, record.target, record.carried, record.not_carried)
             self._sink(record)
         self.summary.completed += 1
         self.summary.lags_us.append(send.lag_us)
@@ -228,21 +235,21 @@ class Replayer:
 
     def _begin(
         self, planned: PlannedRequest, client: TargetClient, session: ReplaySession, encoded: EncodedRequest
-    ) -> tuple[str, Request | EncodedRequest, PendingAttempt]:
-        trace_id, request = self._loop.request_for(planned, session, client.target.name)
+    ) -> tuple[str, Request | EncodedRequest, PendingAttempt, Carried]:
+        trace_id, carried = self._loop.request_for(planned, session, client.target.name)
         # unchanged for this target: the bytes encoded once for all targets
-        wire: Request | EncodedRequest = encoded if request is planned.exchange.request else request
-        return trace_id, wire, self._send(client, wire, trace_id)
+        wire: Request | EncodedRequest = encoded if carried.request is planned.exchange.request else carried.request
+        return trace_id, wire, self._send(client, wire, trace_id), carried
 
     def _send(self, client: TargetClient, request: Request | EncodedRequest, trace_id: str) -> PendingAttempt:
         span_id = new_span_id()
         return client.begin(request, extra_headers=[("traceparent", traceparent(trace_id, span_id))], span_id=span_id)
 
     async def _attempts(
-        self, client: TargetClient, first: tuple[str, Request | EncodedRequest, PendingAttempt]
+        self, client: TargetClient, first: tuple[str, Request | EncodedRequest, PendingAttempt, Carried]
     ) -> AttemptLog:
         """Every attempt at one target under the retry policy; the last one's response is final."""
-        trace_id, request, pending = first
+        trace_id, request, pending, _ = first
         log = self._loop.attempts()
         while (backoff_s := log.add(*await client.finish(pending, epoch_ns=self._loop.epoch_ns))) is not None:
             await asyncio.sleep(backoff_s)

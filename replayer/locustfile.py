@@ -40,6 +40,7 @@ from replaydiff.replayer import locust_engine as protocol
 from replaydiff.replayer.blocking import BlockingPool
 from replaydiff.replayer.client import TargetCodec
 from replaydiff.replayer.http1 import HttpClientError, RawAnswer
+from replaydiff.replayer.correlate import Carried
 from replaydiff.replayer.engine import ReplaySummary
 from replaydiff.replayer.plan import PlannedRequest, plan
 from replaydiff.replayer.session_loop import AttemptLog, ReplaySession, Send, SessionLoop, Wait
@@ -144,6 +145,7 @@ class _MasterReplay:
             record = ReplayRecord.from_json(data)
             self.writer.write(record)
             self.summary.count(record.target, record.attempts[-1])
+            self.summary.carried.add(record.endpoint, record.target, record.carried, record.not_carried)
             if record.target == self.first_target:
                 self.summary.completed += 1
                 self.summary.lags_us.append(record.schedule_lag_us)
@@ -287,14 +289,15 @@ class _WorkerReplay:
 
     def _attempts(
         self, planned: PlannedRequest, sender: _TargetSender, session: ReplaySession
-    ) -> tuple[str, str, AttemptLog]:
+    ) -> tuple[str, str, AttemptLog, Carried]:
         """Every attempt at one target under the retry policy; the last one's response is final."""
         assert self.loop is not None
-        trace_id, request = self.loop.request_for(planned, session, sender.target.name)
+        trace_id, carried = self.loop.request_for(planned, session, sender.target.name)
+        request = carried.request
         log = self.loop.attempts()
         while (backoff_s := log.add(*sender.send(request, epoch_ns=self.loop.epoch_ns, trace_id=trace_id))) is not None:
             gevent.sleep(backoff_s)
-        return sender.target.name, trace_id, log
+        return sender.target.name, trace_id, log, carried
 
     def _report_request(self, record: ReplayRecord) -> None:
         """Locust's own statistics, per target and endpoint, so its summary describes the replay too."""

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from replaydiff.corpora import Attempt, ReplayRecord, Request, Response
-from replaydiff.replayer.correlate import SessionCorrelator
+from replaydiff.corpora import Attempt, ReplayRecord, Response
+from replaydiff.replayer.correlate import Carried, SessionCorrelator
 from replaydiff.replayer.plan import PlannedRequest
 from replaydiff.replayer.retry import RetryPolicy
 from replaydiff.replayer.sessions import SessionTable
@@ -110,28 +110,30 @@ class SessionLoop:
             session.last_done_s = self.now_s() - lag_s
         session.busy = False
 
-    def request_for(self, planned: PlannedRequest, session: ReplaySession, target: str) -> tuple[str, Request]:
+    def request_for(self, planned: PlannedRequest, session: ReplaySession, target: str) -> tuple[str, Carried]:
         """The trace id and the request one target is sent: the recorded one, with the values the session
-        learned from this target's earlier answers."""
-        request = planned.exchange.request
+        learned from this target's earlier answers (and what was carried or missing)."""
+        carried = Carried(planned.exchange.request)
         if self.options.correlate:
-            request = session.correlator.rewrite(request, target)
-        return trace_id_for(self.options.trace_salt, planned.exchange.id, target), request
+            carried = session.correlator.rewrite(planned.exchange.request, target)
+        return trace_id_for(self.options.trace_salt, planned.exchange.id, target), carried
 
     def attempts(self) -> AttemptLog:
         return AttemptLog(self.options.retry, self.rng)
 
     def records(
-        self, send: Send, session: ReplaySession, outcomes: list[tuple[str, str, AttemptLog]]
+        self, send: Send, session: ReplaySession, outcomes: list[tuple[str, str, AttemptLog, Carried]]
     ) -> list[ReplayRecord]:
-        """One record per target from (target, trace id, attempts); the session learns from the answers."""
+        """One record per target from (target, trace id, attempts, what was carried); the session learns from
+        the answers."""
         planned = send.planned
         records = [
             ReplayRecord(
                 exchange_id=planned.exchange.id, target=target, endpoint=planned.endpoint, attempts=log.attempts,
                 response=log.response, schedule_lag_us=send.lag_us, trace_id=trace_id,
+                carried=carried.carried, not_carried=list(carried.missing),
             )
-            for target, trace_id, log in outcomes
+            for target, trace_id, log, carried in outcomes
         ]
         if self.options.correlate:
             session.correlator.observe(planned.exchange, {record.target: record.response for record in records})

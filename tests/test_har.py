@@ -83,10 +83,16 @@ def test_cli_round_trip_through_a_har_file(tmp_path: Path) -> None:
     assert har["log"]["version"] == "1.2"
     assert har["log"]["entries"][0]["response"]["content"]["encoding"] == "base64"
 
-    imported = run_cli("import", "out.har", "-o", "back.jsonl.zst", cwd=tmp_path)
+    imported = run_cli("import", "out.har", "-o", "back.jsonl.zst", "--session-by", "connection", cwd=tmp_path)
     assert imported.returncode == 0, imported.stderr
     reader = CorpusReader(tmp_path / "back.jsonl.zst")
     assert list(reader) == recorded
+    # Grouped by client (the default): without credentials or addresses, the HAR's own sessions are the clients.
+    assert run_cli("import", "out.har", "-o", "clients.jsonl.zst", cwd=tmp_path).returncode == 0
+    renamed = {"s1": "client-1", "s2": "client-2"}
+    assert list(CorpusReader(tmp_path / "clients.jsonl.zst")) == [
+        dataclasses.replace(exchange, session=renamed[exchange.session]) for exchange in recorded
+    ]
     assert reader.header["source"] == "har:out.har"
     assert reader.header["sanitizer"]["policy"] == "defaults"
 
@@ -142,7 +148,7 @@ def test_import_of_a_browser_har_sanitizes_and_maps_sessions_and_timing(tmp_path
     for secret in (b"browserkey1", b"browsertoken2", b"browsercookie3", b"browsercookie4"):
         assert secret not in raw
     cart, pay = CorpusReader(tmp_path / "b.jsonl.zst")
-    assert (cart.session, cart.start_us, cart.duration_us) == ("4711", 250_000, 12_500)
+    assert (cart.session, cart.start_us, cart.duration_us) == ("client-1", 250_000, 12_500)  # by its credentials
     assert (cart.request.method, cart.request.port, cart.request.http_version) == ("GET", 443, "HTTP/2.0")
     assert cart.request.query == f"api_key={QUERY_MASK}&lang=en"
     assert cart.request.headers == [
@@ -151,7 +157,7 @@ def test_import_of_a_browser_har_sanitizes_and_maps_sessions_and_timing(tmp_path
         ("accept", "application/json"),
     ]
     assert cart.response is not None and cart.response.body == b"[]" and cart.response.original_encoding == "gzip"
-    assert (pay.session, pay.start_us, pay.response) == ("har", 0, None)
+    assert (pay.session, pay.start_us, pay.response) == ("client-2", 0, None)  # anonymous: the file's own session
     assert pay.tags == {"error": "net::ERR_CONNECTION_REFUSED"}
     assert pay.request.body == b"amount=1+000"
 

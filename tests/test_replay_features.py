@@ -193,14 +193,14 @@ def test_a_candidate_changing_a_value_the_baseline_kept_is_not_carried_forward()
         "baseline2": Response(200, body=b'{"top": 1234, "id": "live-base-000002"}'),
         "candidate": Response(200, body=b'{"top": 1235, "id": "live-cand-000001"}'),  # a candidate bug, not an id
     })
-    assert correlator.rewrite(later.request, "candidate").path == "/products/1234"
+    assert correlator.rewrite(later.request, "candidate").request.path == "/products/1234"
     created = _exchange(2, "s", "/orders/rec-0000000001")
-    assert correlator.rewrite(created.request, "candidate").path == "/orders/live-cand-000001"
-    assert correlator.rewrite(created.request, "baseline2").path == "/orders/live-base-000002"
+    assert correlator.rewrite(created.request, "candidate").request.path == "/orders/live-cand-000001"
+    assert correlator.rewrite(created.request, "baseline2").request.path == "/orders/live-base-000002"
 
 
-def test_correlation_rules_carry_values_that_do_not_look_like_ids(tmp_path: Path) -> None:
-    """A short session code is not id-like, so only a rule carries it into the session's later requests."""
+def test_correlation_rules_carry_values_the_guard_leaves(tmp_path: Path) -> None:
+    """A two-character code is too short to carry unasked (the guard), so only a rule carries it."""
     codes = iter(f"c{i}" for i in range(100))
     seen: list[str] = []
 
@@ -215,19 +215,19 @@ def test_correlation_rules_carry_values_that_do_not_look_like_ids(tmp_path: Path
     app.router.add_post("/login", login)
     app.router.add_get("/me", whoami)
     exchanges = [
-        _exchange(0, "s", "/login", method="POST", response=Response(200, body=b'{"session": {"code": "rec"}}')),
+        _exchange(0, "s", "/login", method="POST", response=Response(200, body=b'{"session": {"code": "rc"}}')),
         _exchange(1, "s", "/me", start_us=5000),
     ]
-    exchanges[1].request.headers.append(("X-Code", "rec"))
+    exchanges[1].request.headers.append(("X-Code", "rc"))
     corpus = _corpus(tmp_path, exchanges)
     rules = tmp_path / "carry.toml"
     rules.write_text('[[carry]]\njson = "$.session.code"\n')
     with serve(app) as url:
         _replay(tmp_path, corpus, url, url)
-        assert seen == ["rec"] * 3
+        assert seen == ["rc"] * 3
         seen.clear()
         _replay(tmp_path, corpus, url, url, "--correlation-rules", str(rules))
-    assert sorted(seen) != ["rec"] * 3 and all(code.startswith("c") for code in seen)
+    assert sorted(seen) != ["rc"] * 3 and all(code.startswith("c") for code in seen)
 
 
 def test_a_bad_correlation_rules_file_is_one_line(tmp_path: Path) -> None:

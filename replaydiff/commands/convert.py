@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from replaydiff.recorder import har
-from replaydiff.recorder.importing import SessionBy, UnreadableInput, import_capture
+from replaydiff.recorder.importing import UnreadableInput, import_capture
 from replaydiff.recorder.policy import PolicyError
 from replaydiff.recorder.pseudonym import PseudonymKeyError
 from replaydiff.recorder.retries import RetryTagger
 from replaydiff.recorder.sanitize import Sanitizer
-from replaydiff.commands.record import Sanitizing, sanitize_options
+from replaydiff.commands.record import Sanitizing, Sessions, sanitize_options, session_options
 from replaydiff.errors import UserError
 
 
@@ -21,19 +21,13 @@ from replaydiff.errors import UserError
 @click.option(
     "-o", "--output", required=True, type=click.Path(path_type=Path), help="The corpus to write (NAME.jsonl.zst)."
 )
-@click.option(
-    "--session-by",
-    type=click.Choice(["connection", "client"]),
-    default="connection",
-    show_default=True,
-    help="Packet captures: one session per TCP connection, or per client address.",
-)
 @sanitize_options
+@session_options
 def import_file(
     capture: Path,
     output: Path,
-    session_by: SessionBy,
     sanitizing: Sanitizing,
+    sessions: Sessions,
 ) -> None:
     """Import a capture as a sanitized corpus: HAR 1.2, pcap, pcapng or a mitmproxy flow file.
 
@@ -45,7 +39,9 @@ def import_file(
             policy_file=sanitizing.policy, defaults=sanitizing.defaults, key_file=sanitizing.pseudonym_key_file
         )
         retries = RetryTagger(window_s=sanitizing.retry_window_s)
-        count, result = import_capture(capture, output, sanitizer=sanitizer, retries=retries, session_by=session_by)
+        count, result = import_capture(
+            capture, output, sanitizer=sanitizer, retries=retries, session_by=sessions.by, session_gap_s=sessions.gap_s
+        )
     except (UnreadableInput, PolicyError, PseudonymKeyError) as exc:
         raise UserError(str(exc)) from None
     click.echo(f"replaydiff: imported {count} exchanges from {capture} into {output}", err=True)

@@ -13,7 +13,9 @@ import click
 from replaydiff.recorder.capture import DEFAULT_MAX_BODY
 from replaydiff.recorder.proxy import DEFAULT_CONFDIR, ProxyError, ProxySettings, parse_listen, parse_upstream, run
 from replaydiff.recorder.retries import DEFAULT_RETRY_WINDOW_S
+from replaydiff.recorder.sessions import DEFAULT_SESSION_GAP_S, SESSION_BY_CHOICES, SessionBy
 from replaydiff.errors import EXIT_USAGE, UserError
+
 
 @dataclass(frozen=True, slots=True)
 class Sanitizing:
@@ -71,6 +73,40 @@ def sanitize_options(command: Callable[..., None]) -> Callable[..., None]:
     return decorated
 
 
+@dataclass(frozen=True, slots=True)
+class Sessions:
+    """How captured exchanges are grouped into sessions (`--session-by`, `--session-gap`)."""
+
+    by: SessionBy = "client"
+    gap_s: float = DEFAULT_SESSION_GAP_S
+
+
+def session_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The session grouping options of every command that writes captured traffic, passed as `sessions`."""
+
+    @functools.wraps(command)
+    def with_sessions(*args: Any, session_by: SessionBy, session_gap: float, **kwargs: Any) -> None:
+        command(*args, sessions=Sessions(session_by, session_gap), **kwargs)
+
+    by = click.option(
+        "--session-by",
+        type=click.Choice(SESSION_BY_CHOICES),
+        default="client",
+        show_default=True,
+        help="client: a session is one client (its credentials or session cookie, pseudonymized, else its address "
+        "and User-Agent), whatever its connections; connection: one session per connection.",
+    )
+    gap = click.option(
+        "--session-gap",
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_SESSION_GAP_S,
+        show_default=True,
+        metavar="SECONDS",
+        help="A client quiet for longer than this starts a new session.",
+    )
+    return by(gap(with_sessions))
+
+
 @click.command("record")
 @click.option("--upstream", metavar="URL", help="The service to record, e.g. http://127.0.0.1:8000 (reverse mode).")
 @click.option(
@@ -109,6 +145,7 @@ def sanitize_options(command: Callable[..., None]) -> Callable[..., None]:
     help="Bodies longer than this many bytes are stored cut to it, and the exchange tagged `truncated`.",
 )
 @sanitize_options
+@session_options
 def record(
     upstream: str | None,
     mode: str,
@@ -117,6 +154,7 @@ def record(
     confdir: Path,
     max_body: int,
     sanitizing: Sanitizing,
+    sessions: Sessions,
 ) -> None:
     """Record HTTP traffic through a proxy into a sanitized corpus, until Ctrl-C or SIGTERM.
 
@@ -139,6 +177,8 @@ def record(
             pseudonym_key_file=sanitizing.pseudonym_key_file,
             max_body=max_body,
             retry_window_s=sanitizing.retry_window_s,
+            session_by=sessions.by,
+            session_gap_s=sessions.gap_s,
         )
         recorder = run(settings, on_listening=lambda url: _announce(url, settings))
     except ProxyError as exc:
