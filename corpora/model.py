@@ -259,6 +259,9 @@ class ReplayRecord:
     """How late the request left compared with its plan: tells whether the replayer kept up."""
     trace_id: str = ""
     """The W3C trace id sent to this target, to find the request in the target's own logs and traces."""
+    recorded_status: int | None = None
+    """What production answered when the exchange was recorded: the diff judges how faithfully the
+    baselines reproduced the recording (`diff.fidelity`) without the corpus."""
 
     @property
     def final(self) -> Attempt | None:
@@ -274,6 +277,7 @@ class ReplayRecord:
             "upstream": [call.to_json() for call in self.upstream],
             "schedule_lag_us": self.schedule_lag_us,
             "trace_id": self.trace_id,
+            **({"recorded_status": self.recorded_status} if self.recorded_status is not None else {}),
         }
 
     @classmethod
@@ -288,6 +292,7 @@ class ReplayRecord:
             upstream=[UpstreamCall.from_json(c) for c in data.get("upstream", [])],
             schedule_lag_us=int(data.get("schedule_lag_us", 0)),
             trace_id=data.get("trace_id", ""),
+            recorded_status=data.get("recorded_status"),
         )
 
 

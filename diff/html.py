@@ -24,7 +24,7 @@ body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24
 color:#111827;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #e5e7eb}
 .verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:700}
-.same{background:#16a34a}.divergent{background:#dc2626}
+.same{background:#16a34a}.divergent{background:#dc2626}.inconclusive{background:#d97706}
 .dim{color:#6b7280} .warn{color:#b45309} code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace}
 table{border-collapse:collapse;width:100%} th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #f3f4f6}
 td.n{text-align:right;font-variant-numeric:tabular-nums} tr.bad td{color:#b91c1c;font-weight:600}
@@ -47,6 +47,7 @@ def render_html(report: DiffReport, *, fail_on: Collection[str] | None = None) -
     failing = {id(group) for group in report.failing(fail_on)}
     sections = [
         _header(report),
+        _fidelity(report),
         _endpoint_table(report.endpoints),
         _plots(report.endpoints),
         _divergences(report.divergences, failing),
@@ -66,6 +67,8 @@ def _header(report: DiffReport) -> str:
     counts = (
         f"{len(report.divergences)} divergences on {affected} of {len(report.endpoints)} endpoints"
         if report.divergences
+        else f"{len(report.fidelity.untested)} of {len(report.endpoints)} endpoints not tested"
+        if report.verdict == "inconclusive"
         else f"no divergences on {len(report.endpoints)} endpoints"
     )
     targets = " · ".join(f"{escape(name)} <code>{escape(url)}</code>" for name, url in report.targets.items())
@@ -75,6 +78,21 @@ def _header(report: DiffReport) -> str:
         f"<p>{counts} · {totals.compared:,} exchanges compared · {totals.noise_pairs:,} noise pairs</p>"
         f"<p class=dim>{targets}</p>" + "".join(f"<p class=warn>{note}</p>" for note in notes)
     )
+
+
+def _fidelity(report: DiffReport) -> str:
+    """Per endpoint, the share of exchanges where the baseline answered the recorded status (`diff.fidelity`):
+    what was really compared; untested endpoints first, with the reason."""
+    if not report.fidelity.known:
+        return ""
+    rows = "".join(
+        f"<tr{' class=bad' if e.untested else ''}><td>{escape(e.endpoint)}</td>"
+        f"<td class=n>{e.matching:,}/{e.exchanges:,}</td><td class=n>{e.share:.0%}</td>"
+        f"<td>{'not tested: ' + escape(e.reason) if e.untested else ''}</td></tr>"
+        for e in sorted(report.fidelity.endpoints, key=lambda e: (not e.untested, e.share, e.endpoint))
+    )
+    head = "<tr><th>endpoint</th><th>baseline status = recorded</th><th>fidelity</th><th></th></tr>"
+    return f"<h2>Fidelity to the recording</h2><table>{head}{rows}</table>"
 
 
 def _endpoint_table(endpoints: list[EndpointStats]) -> str:

@@ -26,6 +26,9 @@ _SHOWN_ENDPOINTS = 5
 
 def render_text(report: DiffReport, console: Console) -> None:
     console.print(_summary(report))
+    if fidelity := _fidelity(report):
+        console.print()
+        console.print(fidelity)
     if report.endpoints:
         console.print()
         console.print(_latency_table(report.endpoints))
@@ -46,6 +49,12 @@ def _summary(report: DiffReport) -> Group:
             f"{_count(len(report.divergences), 'divergence')} on {affected} of "
             f"{_count(len(report.endpoints), 'endpoint')}"
         )
+    elif report.verdict == "inconclusive":
+        verdict = Text("INCONCLUSIVE", style="bold yellow")
+        found = (
+            f"{_count(len(report.fidelity.untested), 'endpoint')} of {len(report.endpoints)} not tested: "
+            "the baselines did not reproduce the recording"
+        )
     else:
         verdict = Text("SAME", style="bold green")
         found = f"no divergences on {_count(len(report.endpoints), 'endpoint')}"
@@ -58,6 +67,27 @@ def _summary(report: DiffReport) -> Group:
         lines += _worst_endpoints(report)
     lines += [Text(f"  {line}", style="yellow") for line in report.warnings()]
     return Group(*lines)
+
+
+def _fidelity(report: DiffReport) -> Table | None:
+    """Per endpoint, how often the baseline answered the status production had answered: what was really
+    compared. Untested endpoints first, with the reason in words (`diff.fidelity`)."""
+    fidelity = report.fidelity
+    if not fidelity.known:
+        return None
+    table = Table(title="Fidelity: baseline status = recorded status", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)  # fmt: skip
+    table.add_column("endpoint", overflow="fold")
+    table.add_column("matching", justify="right", no_wrap=True)
+    table.add_column("", overflow="fold")
+    for stats in sorted(fidelity.endpoints, key=lambda e: (not e.untested, e.share, e.endpoint)):
+        table.add_row(
+            stats.endpoint,
+            f"{stats.matching:,}/{stats.exchanges:,} {stats.share:.0%}",
+            Text(f"NOT TESTED: {stats.reason}", style="yellow") if stats.untested else "",
+            style="yellow" if stats.untested else None,
+        )
+    return table
 
 
 def _worst_endpoints(report: DiffReport) -> list[Text]:

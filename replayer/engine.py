@@ -255,6 +255,7 @@ class Replayer:
                     response=response,
                     schedule_lag_us=lag_us,
                     trace_id=trace_id,
+                    recorded_status=recorded.status if (recorded := planned.exchange.response) else None,
                 )
             )
         if self.options.correlate:

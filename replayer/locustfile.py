@@ -310,7 +310,8 @@ class _WorkerReplay:
             trace_id, attempts, response = greenlet.value
             live[sender.target.name] = response
             record = ReplayRecord(planned.exchange.id, sender.target.name, planned.endpoint, attempts, response,
-                                  schedule_lag_us=lag_us, trace_id=trace_id)
+                                  schedule_lag_us=lag_us, trace_id=trace_id,
+                                  recorded_status=planned.exchange.response.status if planned.exchange.response else None)
             self.records.append(record.to_json())
             self._report_request(record, response)
         assert self.job is not None

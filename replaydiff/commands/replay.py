@@ -184,7 +184,7 @@ def replay(**params: Any) -> None:
 @replay_options
 @diff_options()
 def run(diff_settings: DiffSettings, **params: Any) -> None:
-    """Replay CORPUS, then diff the results: exit 0 same, 1 divergent."""
+    """Replay CORPUS, then diff the results: exit 0 same, 1 divergent, 3 inconclusive (could not test)."""
     job = build_job(**params)
     replay_corpus(job, console=Console(stderr=True))
     raise SystemExit(diff_results(job.output, console=Console(), settings=diff_settings))
