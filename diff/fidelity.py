@@ -74,7 +74,14 @@ class EndpointFidelity:
     matching: int
     failed: int
     untested: bool
-    reason: str = ""
+    finding: str = ""
+    """What the baselines did: `20 of 20 answered 401 on every target where the recording had 200`."""
+    advice: str = ""
+    """What to do about it: `the recorded credentials were masked …; see --header, --identities`."""
+
+    @property
+    def reason(self) -> str:
+        return f"{self.finding}: {self.advice}" if self.untested else ""
 
     @property
     def share(self) -> float:
@@ -89,6 +96,8 @@ class EndpointFidelity:
             "failed_where_recorded_succeeded": self.failed,
             "untested": self.untested,
             "reason": self.reason,
+            "finding": self.finding,
+            "advice": self.advice,
         }
 
 
@@ -110,8 +119,16 @@ class Fidelity:
         return bool(self.untested)
 
     def reasons(self) -> list[str]:
-        """One line per untested endpoint, worst first."""
-        return [f"{e.endpoint}: {e.reason}" for e in sorted(self.untested, key=lambda e: (-e.failed, e.endpoint))]
+        """One line per piece of advice, naming the endpoints it concerns (worst first) and the worst finding:
+        `GET /a and 2 more: 20 of 20 answered 401 on every target where the recording had 200: the recorded …`."""
+        by_advice: dict[str, list[EndpointFidelity]] = {}
+        for e in sorted(self.untested, key=lambda e: (-e.failed, e.endpoint)):
+            by_advice.setdefault(e.advice, []).append(e)
+        lines = []
+        for advice, endpoints in by_advice.items():
+            more = f" and {len(endpoints) - 1} more" if len(endpoints) > 1 else ""
+            lines.append(f"{endpoints[0].endpoint}{more}: {endpoints[0].finding}: {advice}")
+        return lines
 
     def of(self, endpoint: str) -> EndpointFidelity | None:
         return next((e for e in self.endpoints if e.endpoint == endpoint), None)
@@ -150,15 +167,11 @@ class FidelityTally:
     @staticmethod
     def _judge(name: str, tally: _EndpointFidelity) -> EndpointFidelity:
         untested = tally.exchanges > 0 and tally.failed / tally.exchanges >= UNTESTED_SHARE
-        return EndpointFidelity(
-            name, tally.exchanges, tally.matching, tally.failed, untested, _reason(tally) if untested else ""
-        )
-
-
-def _reason(tally: _EndpointFidelity) -> str:
-    """`20 of 20 answered 401 on every target where the recording had 200: the recorded credentials were …`"""
-    cause, count = tally.causes.most_common(1)[0]
-    recorded = "/".join(str(status) for status, _ in tally.recorded.most_common(2))
-    answered = "gave no answer" if cause == "error" else f"answered {cause}"
-    where = "every target" if tally.candidate_failed == tally.failed else "both baselines"
-    return f"{count} of {tally.exchanges} {answered} on {where} where the recording had {recorded}: {_REASONS[cause]}"
+        if not untested:
+            return EndpointFidelity(name, tally.exchanges, tally.matching, tally.failed, False)
+        cause, count = tally.causes.most_common(1)[0]
+        recorded = "/".join(str(status) for status, _ in tally.recorded.most_common(2))
+        answered = "gave no answer" if cause == "error" else f"answered {cause}"
+        where = "every target" if tally.candidate_failed == tally.failed else "both baselines"
+        finding = f"{count} of {tally.exchanges} {answered} on {where} where the recording had {recorded}"
+        return EndpointFidelity(name, tally.exchanges, tally.matching, tally.failed, True, finding, _REASONS[cause])

@@ -62,6 +62,7 @@ def _summary(report: DiffReport) -> Group:
     lines = [headline]
     if report.targets:
         lines.append(Text("  " + " · ".join(f"{name} {url}" for name, url in report.targets.items()), style="dim"))
+    lines += [Text(f"  not tested: {line}", style="yellow") for line in report.fidelity.reasons()]
     if report.divergences:
         lines.append(Text("  by kind: ") + _kind_counts(report))
         lines += _worst_endpoints(report)
@@ -84,7 +85,7 @@ def _fidelity(report: DiffReport) -> Table | None:
         table.add_row(
             stats.endpoint,
             f"{stats.matching:,}/{stats.exchanges:,} {stats.share:.0%}",
-            Text(f"NOT TESTED: {stats.reason}", style="yellow") if stats.untested else "",
+            Text(f"not tested: {stats.finding}", style="yellow") if stats.untested else "",
             style="yellow" if stats.untested else None,
         )
     return table

@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from replaydiff.corpora import Attempt, ReplayRecord, Request, Response
+from replaydiff.corpora import Attempt, Exchange, ReplayRecord, Request, Response
 from replaydiff.replayer.client import EncodedRequest, PendingAttempt, TargetClient, Timeouts, TLSOptions
 from replaydiff.replayer.correlate import CarryRules, SessionCorrelator
+from replaydiff.replayer.credentials import Credentials
 from replaydiff.replayer.plan import PlannedRequest
 from replaydiff.replayer.retry import RetryPolicy
 from replaydiff.replayer.sessions import SessionTable
@@ -45,6 +46,8 @@ class ReplayOptions:
     carry: CarryRules = field(default_factory=CarryRules)
     """Places to carry forward beyond the id-like values correlation learns by itself."""
     max_backlog: int = 10_000
+    credentials: Credentials | None = None
+    """Test accounts and re-signed JWTs in place of the recorded credentials (`replayer.credentials`)."""
     trace_salt: str = ""
     """Part of every trace id. The same salt gives a rerun the same trace ids, so a tap's seeded faults
     repeat too; a new salt (e.g. the date) makes a run's ids unique in the targets' logs."""
@@ -152,6 +155,8 @@ class Replayer:
         self.options = options
         self.summary = ReplaySummary()
         self._sink = sink
+        if (credentials := options.credentials) is not None:  # what a target echoes of them is not written
+            self._sink = lambda record: sink(credentials.masked(record))
         self._on_progress = on_progress
         self._rng = random.Random()
         self._sessions: SessionTable[_Session] = SessionTable(
@@ -238,9 +243,9 @@ class Replayer:
         started = [self._begin(planned, client, session, encoded) for client in self._clients]  # all sent now
         pairs = zip(self._clients, started)
         if self.options.retry.retries:  # each target retries on its own clock
-            outcomes = await asyncio.gather(*(self._attempts(client, first) for client, first in pairs))
+            outcomes = await asyncio.gather(*(self._attempts(client, first, planned.exchange) for client, first in pairs))
         else:  # one attempt each, already sent: no task needed to wait for them in turn
-            outcomes = [await self._attempts(client, first) for client, first in pairs]
+            outcomes = [await self._attempts(client, first, planned.exchange) for client, first in pairs]
         live: dict[str, Response | None] = {}
         for client, (trace_id, _, _), (attempts, response) in zip(self._clients, started, outcomes):
             name = client.target.name
@@ -270,24 +275,46 @@ class Replayer:
         request: Request | EncodedRequest = planned.exchange.request
         if self.options.correlate:
             request = session.correlator.rewrite(planned.exchange.request, client.target.name)
+        if self.options.credentials is not None:
+            request = self.options.credentials.rewrite(planned.exchange, request, client.target.name)
         if request is planned.exchange.request:
             request = encoded  # unchanged for this target: the bytes encoded once for all targets
         trace_id = trace_id_for(self.options.trace_salt, planned.exchange.id, client.target.name)
         return trace_id, request, self._send(client, request, trace_id)
+
+    async def _relogin(
+        self, client: TargetClient, request: Request | EncodedRequest, exchange: Exchange
+    ) -> Request | None:
+        """The request with fresh credentials of its account, after logging it in again; None without a login."""
+        credentials = self.options.credentials
+        if credentials is None or not credentials.can_relogin(exchange):
+            return None
+
+        async def send(_: object, login: Request) -> Response | None:
+            return (await client.send(login, epoch_ns=self._epoch_ns))[1]
+
+        name = client.target.name
+        await credentials.relogin(exchange, client.target, send, credentials.generation(exchange, name))
+        return credentials.rewrite(exchange, request if isinstance(request, Request) else exchange.request, name)
 
     def _send(self, client: TargetClient, request: Request | EncodedRequest, trace_id: str) -> PendingAttempt:
         span_id = new_span_id()
         return client.begin(request, extra_headers=[("traceparent", traceparent(trace_id, span_id))], span_id=span_id)
 
     async def _attempts(
-        self, client: TargetClient, first: tuple[str, Request | EncodedRequest, PendingAttempt]
+        self, client: TargetClient, first: tuple[str, Request | EncodedRequest, PendingAttempt], exchange: Exchange
     ) -> tuple[list[Attempt], Response | None]:
         """Every attempt at one target under the retry policy; the last one's response is final."""
         trace_id, request, pending = first
         attempts: list[Attempt] = []
+        logged_in_again = False
         while True:
             attempt, response = await client.finish(pending, epoch_ns=self._epoch_ns)
             attempts.append(attempt)
+            if attempt.status == 401 and not logged_in_again and (fresh := await self._relogin(client, request, exchange)):
+                logged_in_again, request = True, fresh  # the account's session expired: log in, send once more
+                pending = self._send(client, request, trace_id)
+                continue
             if not self.options.retry.should_retry(attempt, len(attempts)):
                 return attempts, response
             await asyncio.sleep(self.options.retry.backoff(len(attempts), self._rng))
