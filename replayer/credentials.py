@@ -430,9 +430,12 @@ class Credentials:
             index = self._assignment[key] = len(self._assignment) % len(self._accounts)
         return index
 
-    def rewrite(self, exchange: Exchange, request: Request, target: str) -> Request:
-        """`request`: the recorded one, perhaps already rewritten by correlation; the principal is the recorded one's."""
+    def rewrite(self, exchange: Exchange, request: Request, target: str, *, anyone: bool = False) -> Request:
+        """`request`: the recorded one, perhaps already rewritten by correlation; the principal is the recorded one's.
+        `anyone`: a request without a recorded principal (a generated one) is sent as the first account."""
         index = self._account_of(exchange)
+        if index is None and anyone and self._accounts:
+            index = 0
         if index is not None and (live := self._live.get((index, target))) is not None:
             request = _with_credentials(request, live)
             account = self._accounts[index]

@@ -10,7 +10,9 @@ import secrets
 import subprocess
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -31,6 +33,7 @@ PRODUCTION_USERS = {"prod-ann": "ann-PRODPASS-1", "prod-bob": "bob-PRODPASS-2"}
 TEST_ACCOUNTS = {"test-one": "one-TESTPASS-7", "test-two": "two-TESTPASS-8"}
 PRODUCTION_KEYS = {"PRODKEY-aaaa-1111", "PRODKEY-bbbb-2222"}
 TEST_KEYS = {"TESTKEY-cccc-3333", "TESTKEY-dddd-4444"}
+STATUSES: web.AppKey[Counter[int]] = web.AppKey("statuses", Counter)
 SESSION_USES = 2
 """A session cookie answers this many requests, then 401: the replay must log in again."""
 
@@ -99,7 +102,14 @@ def auth_app(*, users: dict[str, str], keys: set[str], session_uses: int | None 
             return web.json_response({"error": "key"}, status=403)
         return web.json_response({"orders": [1, 2]})
 
-    app = web.Application()
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        request.app[STATUSES][response.status] += 1
+        return response
+
+    app = web.Application(middlewares=[count])
+    app[STATUSES] = Counter()
     app.router.add_get("/basic/items/{id}", items)
     app.router.add_get("/hs/me", hs_me)
     app.router.add_get("/rs/me", rs_me)
@@ -309,3 +319,21 @@ def test_an_ec_key_signs_es256(tmp_path: Path) -> None:
     claims = jwt.decode(signer.resign(token, now=1000.0), key.public_key(), algorithms=["ES256"],
                         options={"verify_exp": False})  # fmt: skip
     assert claims == {"sub": "x", "iat": 1000, "exp": 1060}
+
+
+@pytest.mark.parametrize(
+    "how",
+    [["--header", "X-Api-Key: TESTKEY-dddd-4444"], ["--identities", "keys.toml"]],
+    ids=["header", "identities"],
+)
+def test_fuzz_sends_generated_requests_as_a_test_account(recorded: Path, tmp_path: Path, how: list[str]) -> None:
+    write_credential_files(tmp_path)
+    app = auth_app(users=TEST_ACCOUNTS, keys=TEST_KEYS)
+    with serve(app) as target:
+        result = subprocess.run(
+            [BIN / "replaydiff", "fuzz", recorded, "--baseline", target, "--candidate", target, "--examples", "5",
+             "--seed", "1", "--endpoint", "GET /keyed/*", "--no-database", "--time-budget", "60s", *how],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert app[STATUSES] and set(app[STATUSES]) == {200}, app[STATUSES]

@@ -22,7 +22,7 @@ from replaydiff.errors import UserError
 from replaydiff.replaying import LocustEngine, ReplayJob, replay_corpus
 
 
-def _header(text: str) -> tuple[str, str]:
+def header_pair(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
         raise click.BadParameter(f"{text!r} is not 'Name: value'")
@@ -148,9 +148,9 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
     """The job the `replay` options describe; nightly suites build theirs from the same options."""
     if rate is not None and concurrency is not None:
         raise click.UsageError("--rate (open loop) and --concurrency (closed loop) exclude each other")
-    common = ([("Host", host_header)] if host_header else []) + [_header(h) for h in headers]
-    base_headers = common + [_header(h) for h in baseline_headers]
-    cand_headers = common + [_header(h) for h in candidate_headers] + (routing_headers(routing_key) if routing_key else [])
+    common = ([("Host", host_header)] if host_header else []) + [header_pair(h) for h in headers]
+    base_headers = common + [header_pair(h) for h in baseline_headers]
+    cand_headers = common + [header_pair(h) for h in candidate_headers] + (routing_headers(routing_key) if routing_key else [])
     targets = [
         Target.parse("baseline", baseline, base_headers),
         Target.parse("baseline2", baseline2 or baseline, base_headers),
