@@ -98,7 +98,7 @@ def _host_header(target: Target) -> str:
 
 _ACCOUNT_KEYS = {"name", "header", "headers", "cookie", "cookies", "username", "password", "login"}
 _LOGIN_KEYS = {"method", "path", "body", "content_type", "token", "header", "scheme"}
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def load_identities(path: Path) -> Identities:
@@ -121,7 +121,7 @@ def _account(path: Path, number: int, table: Any, shared: Any) -> Account:
         raise CredentialsError(f"{where}: must be a table")
     if unknown := set(table) - _ACCOUNT_KEYS:
         raise CredentialsError(f"{where}: unknown key {sorted(unknown)[0]!r}; expected {', '.join(sorted(_ACCOUNT_KEYS))}")
-    text = {key: _expand(value, f"{where}.{key}") for key, value in table.items() if key != "login"}
+    text = {key: expand_environment(value, f"{where}.{key}") for key, value in table.items() if key != "login"}
     name = str(text.get("name", f"account-{number}"))
     where = f"{path}: account {name!r}"
     headers = [_pair(item, ":", f"{where}.header", "'Name: value'") for item in _items(text, "header", where)]
@@ -136,9 +136,10 @@ def _account(path: Path, number: int, table: Any, shared: Any) -> Account:
     return Account(name, headers, cookies, login, str(text.get("username", "")), str(text.get("password", "")))
 
 
-def _expand(value: Any, where: str) -> Any:
+def expand_environment(value: Any, where: str) -> Any:
+    """`${NAME}` replaced by the environment variable NAME (in strings, and in lists of them); unset is an error."""
     if isinstance(value, list):
-        return [_expand(item, where) for item in value]
+        return [expand_environment(item, where) for item in value]
     if not isinstance(value, str):
         return value
 
@@ -147,7 +148,7 @@ def _expand(value: Any, where: str) -> Any:
             raise CredentialsError(f"{where}: environment variable {match.group(1)} is not set")
         return found
 
-    return _ENV.sub(variable, value)
+    return ENV_REFERENCE.sub(variable, value)
 
 
 def _items(table: dict[str, Any], key: str, where: str) -> list[str]:

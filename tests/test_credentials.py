@@ -5,6 +5,7 @@ authenticating; without one the verdict is INCONCLUSIVE (exit 3), and no test ac
 from __future__ import annotations
 
 import base64
+import os
 import json
 import secrets
 import subprocess
@@ -337,3 +338,32 @@ def test_fuzz_sends_generated_requests_as_a_test_account(recorded: Path, tmp_pat
         )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert app[STATUSES] and set(app[STATUSES]) == {200}, app[STATUSES]
+
+
+def nightly(suite: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BIN / "replaydiff", "nightly", suite, "--out", "run"], capture_output=True, text=True,
+                          timeout=120, cwd=suite.parent, env={**os.environ, **env})  # fmt: skip
+
+
+def test_nightly_reads_credentials_from_the_environment_never_from_the_suite(
+    recorded: Path, sandbox: str, tmp_path: Path
+) -> None:
+    write_credential_files(tmp_path)
+    suite = tmp_path / "suite.toml"
+    table = f'[targets.shop]\nbaseline = "{sandbox}"\ncandidate = "{sandbox}"\n'
+    entry = f'[replay]\nspeed = 1000\nfilter = ["/keyed/*"]\n[[entry]]\ncorpus = "{recorded}"\ntarget = "shop"\n'
+    suite.write_text(table + 'header = "X-Api-Key: ${SHOP_NIGHTLY_KEY}"\n' + entry)
+    passed = nightly(suite, {"SHOP_NIGHTLY_KEY": "TESTKEY-cccc-3333"})
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert_no_test_secret_in(*(tmp_path / "run").rglob("*.*"), *(tmp_path / ".replaydiff").rglob("*.*"))
+    # without the variable: one line before anything is replayed
+    unset = nightly(suite, {})
+    assert unset.returncode == 2 and "environment variable SHOP_NIGHTLY_KEY is not set" in unset.stderr, unset.stderr
+    # a secret written into the suite is refused
+    suite.write_text(table + 'header = "X-Api-Key: TESTKEY-cccc-3333"\n' + entry)
+    literal = nightly(suite, {})
+    assert literal.returncode == 2 and "a suite file holds no secret" in literal.stderr, literal.stderr
+    # and without credentials the night does not pass: inconclusive, exit 3
+    suite.write_text(table + entry)
+    untested = nightly(suite, {})
+    assert untested.returncode == 3 and "1 inconclusive (shop/auth)" in untested.stdout + untested.stderr
