@@ -103,6 +103,8 @@ def print_night(night: Night, console: Console) -> None:
             f"[bold]{escape(result.entry.name)}[/]  {result.report.totals.compared:,} exchanges compared, "
             f"{len(result.verdicts)} divergences"
         )
+        for reason in result.report.fidelity.reasons():
+            console.print(f"  [yellow]not tested[/]          {escape(reason)}", soft_wrap=True)
         lines = [(v.status + (" FAILS" if v.fails else ""), v.group.fingerprint, f"{v.group.count}/{v.group.total}",
                   v.reason) for v in result.verdicts] + [("gone", fp, "", "") for fp in result.gone]  # fmt: skip
         for status, fingerprint, counts, note in lines:
