@@ -460,6 +460,10 @@ class Credentials:
                 secrets += [str(v) for location, v in harvest(response, rules).items() if rules.forces(location)]
         return masked_record(record, secrets)
 
+    def account_index(self, exchange: Exchange) -> int | None:
+        """Which account a recorded exchange goes out as (None: it names no principal)."""
+        return self._account_of(exchange)
+
     def can_relogin(self, exchange: Exchange) -> bool:
         index = self._account_of(exchange)
         return index is not None and self._accounts[index].login is not None
