@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import jwt
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from replaydiff.corpora import Attempt, Exchange, ReplayRecord, Request, Response, ResultsWriter
@@ -77,7 +77,10 @@ claims_values = st.one_of(st.text(min_size=1, max_size=12), st.text("abcXYZ019",
 @given(st.dictionaries(st.sampled_from(["sub", "email", "name", "tenant", *sorted(JWT_KEPT_CLAIMS)]), claims_values,
                        min_size=1))  # fmt: skip
 def test_a_pseudonymized_jwt_still_decodes_keeps_what_it_may_do_and_hides_who_holds_it(claims: dict[str, object]) -> None:
-    token = jwt.encode(claims, "a-production-secret-of-32-bytes!!", algorithm="HS256")
+    try:
+        token = jwt.encode(claims, "a-production-secret-of-32-bytes!!", algorithm="HS256")
+    except TypeError:
+        assume(False)  # PyJWT checks registered claims' types (`iss` a string…): no such token exists
     pseudonyms = Pseudonymizer(b"key")
     hidden = pseudonyms.token(token)
     assert hidden == pseudonyms.token(token), "one principal stays one"
