@@ -273,6 +273,9 @@ class ReplayRecord:
     not_carried: list[str] = field(default_factory=list)
     """Where the request sent a value learned from an earlier answer that this target never answered
     (`header If-Match`, `path`): the session was broken before this request, whatever it answered."""
+    recorded_status: int | None = None
+    """What production answered when the exchange was recorded: the diff judges how faithfully the
+    baselines reproduced the recording (`diff.fidelity`) without the corpus."""
 
     @property
     def final(self) -> Attempt | None:
@@ -290,6 +293,7 @@ class ReplayRecord:
             "trace_id": self.trace_id,
             **({"carried": self.carried} if self.carried else {}),
             **({"not_carried": self.not_carried} if self.not_carried else {}),
+            **({"recorded_status": self.recorded_status} if self.recorded_status is not None else {}),
         }
 
     @classmethod
@@ -306,6 +310,7 @@ class ReplayRecord:
             trace_id=data.get("trace_id", ""),
             carried=int(data.get("carried", 0)),
             not_carried=[str(where) for where in data.get("not_carried", [])],
+            recorded_status=data.get("recorded_status"),
         )
 
 

@@ -23,6 +23,7 @@ from replaydiff.corpora.endpoints import learn_endpoints
 from replaydiff.diff.causes import bounded, find_causes
 from replaydiff.diff.compare import Difference, Key, compare, outcome
 from replaydiff.diff.excerpt import response_text
+from replaydiff.diff.fidelity import FidelityTally
 from replaydiff.diff.findings import (
     LATE_MS,
     DiffOptions,
@@ -147,6 +148,7 @@ class _Tally:
         self.noise_pairs = 0
         self.late = 0
         self._templates: dict[str, str] = {}
+        self.fidelity = FidelityTally()
 
     def _endpoint(self, stamped: str) -> str:
         """The replayer's endpoint, re-templated once per distinct string when the user gave patterns."""
@@ -168,6 +170,7 @@ class _Tally:
         if (endpoint := self.endpoints.get(name)) is None:
             endpoint = self.endpoints[name] = _EndpointTally(Reservoir(self.options.latency_samples))
         endpoint.exchanges += 1
+        self.fidelity.add(name, group)
         self.late += baseline.schedule_lag_us > LATE_MS * 1000
         baseline2 = group.get("baseline2")
         endpoint.latency.add((_latency_ms(baseline), _latency_ms(baseline2), _latency_ms(candidate)))
@@ -229,7 +232,8 @@ class _Tally:
             late=self.late,
         )
         errors = {target: dict(counts) for target, counts in sorted(self.errors.items())}
-        return DiffReport(targets, self.options, totals, stats, groups, suppressed, errors, find_causes(groups))
+        return DiffReport(targets, self.options, totals, stats, groups, suppressed, errors, find_causes(groups),
+                          fidelity=self.fidelity.result())
 
     def _latency(self, name: str, endpoint: _EndpointTally) -> EndpointStats:
         """Percentiles, the paired median test, the tail test and plot data, from the endpoint's latency sample."""

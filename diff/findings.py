@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from replaydiff.corpora import Divergence
 from replaydiff.corpora.model import DivergenceKind
+from replaydiff.diff.fidelity import Fidelity
 from replaydiff.diff.latency import LatencyThresholds, PairedLatency, Percentiles, TailLatency
 from replaydiff.diff.noise import NoiseThresholds
 from replaydiff.diff.rules import Rules
@@ -22,6 +23,9 @@ LATE_MS = 50
 """A request sent this much after its planned time means the replaying machine could not keep up."""
 LATE_SHARE = 0.05
 """Above this share of late requests, the machine's own load is in every latency measured."""
+
+INCONCLUSIVE = "inconclusive"
+"""The `--fail-on` word for untested endpoints (see `diff.fidelity`); on by default."""
 
 SCHEMA = "replaydiff-diff/3"
 """Bumped when a field changes meaning or goes away; new fields may appear within a version (docs/report-schema.md)."""
@@ -257,14 +261,24 @@ class DiffReport:
     confirmation resends judged."""
     confirm_times: int = 0
     """How often each request behind a rare divergence was resent to every target; 0: no confirmation."""
+    fidelity: Fidelity = field(default_factory=Fidelity)
+    """How faithfully the baselines reproduced the recording, per endpoint (`diff.fidelity`)."""
 
     @property
     def noise_learned(self) -> bool:
         return self.totals.noise_pairs > 0
 
     @property
-    def verdict(self) -> Literal["same", "divergent"]:
-        return "divergent" if self.divergences else "same"
+    def verdict(self) -> Literal["same", "divergent", "inconclusive"]:
+        """Divergences win (they were found on what was tested); else a replay that could not test some
+        endpoint is inconclusive, never the same."""
+        if self.divergences:
+            return "divergent"
+        return "inconclusive" if self.fidelity.inconclusive else "same"
+
+    def inconclusive_fails(self, kinds: Collection[str] | None = None) -> bool:
+        """Whether an untested endpoint fails the run: unless `--fail-on` leaves `inconclusive` out."""
+        return self.fidelity.inconclusive and (kinds is None or INCONCLUSIVE in kinds)
 
     def warnings(self) -> list[str]:
         """What limits the verdict's meaning: unlearned noise, exchanges not compared, failures, an overloaded replayer."""
@@ -299,7 +313,7 @@ class DiffReport:
         return {
             "schema": SCHEMA,
             "verdict": self.verdict,
-            "failed": bool(self.failing(fail_on)),
+            "failed": bool(self.failing(fail_on)) or self.inconclusive_fails(fail_on),
             "fail_on": sorted(fail_on) if fail_on is not None else None,
             "targets": self.targets,
             "options": self.options.to_json(),
@@ -312,4 +326,5 @@ class DiffReport:
             "endpoints": [stats.to_json() for stats in self.endpoints],
             "divergences": [group.to_json() for group in self.divergences],
             "suppressed": [location.to_json() for location in self.suppressed],
+            "fidelity": self.fidelity.to_json(),
         }

@@ -30,7 +30,7 @@ body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24
 color:#111827;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #e5e7eb}
 .verdict{display:inline-block;padding:2px 10px;border-radius:4px;color:#fff;font-weight:700}
-.same{background:#16a34a}.divergent{background:#dc2626}
+.same{background:#16a34a}.divergent{background:#dc2626}.inconclusive{background:#d97706}
 .dim{color:#6b7280} .warn{color:#b45309} code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace}
 table{border-collapse:collapse;width:100%} th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #f3f4f6}
 td.n{text-align:right;font-variant-numeric:tabular-nums} tr.bad td{color:#b91c1c;font-weight:600}
@@ -80,6 +80,8 @@ def _header(report: DiffReport, failing: set[int]) -> str:
         f"{len(report.findings)} findings from {len(report.divergences)} divergences on {affected} of "
         f"{len(report.endpoints)} endpoints"
         if report.divergences
+        else f"{len(report.fidelity.untested)} of {len(report.endpoints)} endpoints not tested"
+        if report.verdict == "inconclusive"
         else f"no divergences on {len(report.endpoints)} endpoints"
     )
     targets = " · ".join(f"{escape(name)} <code>{escape(url)}</code>" for name, url in report.targets.items())
@@ -126,6 +128,21 @@ def _locations(change: str, locations: list[str]) -> str:
 
 def _endpoints(report: DiffReport, failing: set[int]) -> str:
     return _endpoint_table(report.endpoints)
+
+
+def _fidelity(report: DiffReport, failing: set[int]) -> str:
+    """Per endpoint, the share of exchanges where the baseline answered the recorded status (`diff.fidelity`):
+    what was really compared; untested endpoints first, with the reason."""
+    if not report.fidelity.known:
+        return ""
+    rows = "".join(
+        f"<tr{' class=bad' if e.untested else ''}><td>{escape(e.endpoint)}</td>"
+        f"<td class=n>{e.matching:,}/{e.exchanges:,}</td><td class=n>{e.share:.0%}</td>"
+        f"<td>{'not tested: ' + escape(e.reason) if e.untested else ''}</td></tr>"
+        for e in sorted(report.fidelity.endpoints, key=lambda e: (not e.untested, e.share, e.endpoint))
+    )
+    head = "<tr><th>endpoint</th><th>baseline status = recorded</th><th>fidelity</th><th></th></tr>"
+    return f"<h2>Fidelity to the recording</h2><table>{head}{rows}</table>"
 
 
 def _endpoint_table(endpoints: list[EndpointStats]) -> str:
@@ -268,4 +285,4 @@ def _suppressed(report: DiffReport, failing: set[int]) -> str:
     )
 
 
-SECTIONS: list[Section] = [_header, _findings, _endpoints, _plots, _divergences, _suppressed]
+SECTIONS: list[Section] = [_header, _findings, _fidelity, _endpoints, _plots, _divergences, _suppressed]

@@ -24,16 +24,18 @@ def render_junit(report: DiffReport, *, fail_on: Collection[str] | None = None) 
         "testsuite",
         name="replaydiff",
         tests=str(len(report.endpoints)),
-        failures=str(len({group.endpoint for group in report.failing(fail_on)})),
+        failures=str(len({group.endpoint for group in report.failing(fail_on)} | _untested(report, fail_on, fails=True))),
         errors="0",
-        skipped="0",
+        skipped=str(len(_untested(report, fail_on, fails=False))),
     )
     for stats in report.endpoints:
         case = ET.SubElement(suite, "testcase", classname="replaydiff.endpoints", name=stats.endpoint)
         ET.SubElement(case, "properties").extend(
             ET.Element("property", name=name, value=value)
-            for name, value in (("exchanges", str(stats.exchanges)), ("divergent", str(stats.divergent)))
+            for name, value in (("exchanges", str(stats.exchanges)), ("divergent", str(stats.divergent)),
+                                *_fidelity_properties(report, stats.endpoint))
         )
+        _untested_case(case, report, stats.endpoint, fail_on)
         groups = by_endpoint.get(stats.endpoint, [])
         if failed := [g for g in groups if id(g) in failing]:
             summary = "; ".join(f"{g.kind} {g.location}".strip() for g in failed)
@@ -43,6 +45,28 @@ def render_junit(report: DiffReport, *, fail_on: Collection[str] | None = None) 
             ET.SubElement(case, "system-out").text = "\n\n".join(map(_described, passed))
     ET.indent(suite)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _fidelity_properties(report: DiffReport, endpoint: str) -> list[tuple[str, str]]:
+    fidelity = report.fidelity.of(endpoint)
+    return [] if fidelity is None or not fidelity.exchanges else [("fidelity", f"{fidelity.share:.4f}")]
+
+
+def _untested(report: DiffReport, fail_on: Collection[str] | None, *, fails: bool) -> set[str]:
+    """Endpoints the baselines could not reproduce: failures when `inconclusive` fails the run, else skipped."""
+    if report.inconclusive_fails(fail_on) != fails:
+        return set()
+    return {e.endpoint for e in report.fidelity.untested}
+
+
+def _untested_case(case: ET.Element, report: DiffReport, endpoint: str, fail_on: Collection[str] | None) -> None:
+    fidelity = report.fidelity.of(endpoint)
+    if fidelity is None or not fidelity.untested or case.find("failure") is not None:
+        return
+    if report.inconclusive_fails(fail_on):
+        ET.SubElement(case, "failure", message=f"not tested: {fidelity.reason}", type="inconclusive")
+    else:
+        ET.SubElement(case, "skipped", message=f"not tested: {fidelity.reason}")
 
 
 def _described(group: DivergenceGroup) -> str:

@@ -72,12 +72,19 @@ def _summary(report: DiffReport, console: Console, verbose: bool) -> Group:
             f"{_count(len(report.findings), 'finding')} from {_count(len(report.divergences), 'divergence')} "
             f"on {affected} of {endpoints}"
         )
+    elif report.verdict == "inconclusive":
+        verdict = Text("INCONCLUSIVE", style="bold yellow")
+        found = (
+            f"{_count(len(report.fidelity.untested), 'endpoint')} of {len(report.endpoints)} not tested: "
+            "the baselines did not reproduce the recording"
+        )
     else:
         verdict = Text("SAME", style="bold green")
         found = f"no divergences on {endpoints}"
     lines = [Text.assemble(verdict, f"  {found} · {_count(totals.compared, 'exchange')} compared")]
     if report.targets:
         lines.append(Text("  " + " · ".join(f"{name} {url}" for name, url in report.targets.items()), style="dim"))
+    lines += [Text(f"  not tested: {line}", style="yellow") for line in report.fidelity.reasons()]
     if report.divergences:
         lines.append(Text("  by kind: ") + _kind_counts(report))
     if report.confirm_times:
@@ -96,6 +103,31 @@ def _confirmation(report: DiffReport) -> str:
         f"{verdicts.count('confirmed')} confirmed, {noise} noise (suppressed), "
         f"{verdicts.count('flaky')} flaky (does not fail the run)"
     )
+
+
+def _fidelity(report: DiffReport, console: Console, verbose: bool) -> Group | None:
+    """How often the baseline answered the status production had answered: what was really compared. One line
+    when every endpoint reproduced its recording; otherwise the endpoints that did not, least faithful first,
+    with the reason in words for the untested ones (`diff.fidelity`); `--verbose` lists every endpoint."""
+    fidelity = report.fidelity
+    if not fidelity.known:
+        return None
+    matching = sum(e.matching for e in fidelity.endpoints)
+    exchanges = sum(e.exchanges for e in fidelity.endpoints)
+    share = matching / exchanges if exchanges else 1.0
+    lines = [Text(f"Fidelity to the recording: the baseline answered the recorded status on {matching:,} of "
+                  f"{_count(exchanges, 'exchange')} ({share:.0%})")]  # fmt: skip
+    ranked = sorted(fidelity.endpoints, key=lambda e: (not e.untested, e.share, e.endpoint))
+    shown = ranked if verbose else [e for e in ranked if e.untested or e.matching < e.exchanges]
+    width = max(20, console.width - 30)
+    for stats in shown[: None if verbose else SHOWN_LATENCY]:
+        row = Text(f"  {middle(stats.endpoint, width)}  {stats.matching:,}/{stats.exchanges:,} {stats.share:.0%}")
+        if stats.untested:
+            row.append(f"  not tested: {stats.finding}", style="yellow")
+        lines.append(_line(row, console))
+    if not verbose and len(shown) > SHOWN_LATENCY:
+        lines.append(Text(f"  and {len(shown) - SHOWN_LATENCY} more endpoints below 100% (--verbose)", style="dim"))
+    return Group(*lines)
 
 
 def _kind_counts(report: DiffReport) -> Text:
@@ -285,5 +317,5 @@ def _count(number: int, noun: str) -> str:
     return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
-SECTIONS: list[Section] = [_summary, _findings, _latency, _divergences, _suppressed]
+SECTIONS: list[Section] = [_summary, _findings, _fidelity, _latency, _divergences, _suppressed]
 

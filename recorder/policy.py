@@ -85,9 +85,9 @@ _SECRET_PARAMS = _SECRET_WORDS + r"|key|sig|pwd|auth"
 _JSON_SECRET_WORDS = ("*token*", "*secret*", "*passw*", "*api_key*", "*apikey*", "*api-key*", "*credential*")
 
 DEFAULT_RULES: tuple[Rule, ...] = (
-    Rule("authorization", "header", r"(proxy-)?authorization"),
-    Rule("secret-header", "header", _SECRET_WORDS + r"|x-auth.*"),
-    Rule("cookie", "cookie", r".*"),
+    Rule("authorization", "header", r"(proxy-)?authorization", action="pseudonymize"),
+    Rule("secret-header", "header", _SECRET_WORDS + r"|x-auth.*", action="pseudonymize"),
+    Rule("cookie", "cookie", r".*", action="pseudonymize"),
     Rule("secret-query", "query", _SECRET_PARAMS),
     Rule("secret-form", "form", _SECRET_PARAMS + r"|pass|pin|cvv|cvc"),
     *(Rule("secret-json", "json", f"$..{word}") for word in _JSON_SECRET_WORDS),
@@ -97,7 +97,10 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("card", "pattern", "card"),
     Rule("email", "pattern", "email", action="pseudonymize"),
 )
-"""Safe defaults. Email addresses are pseudonymized, not masked, so they still parse and correlate.
+"""Safe defaults. Credentials where they name a principal (Authorization, API-key and session headers,
+cookies) and email addresses are pseudonymized, not masked: one user's requests stay recognisably one
+user's (a replay maps each principal to a test account, `replayer.credentials`), and values still parse
+and correlate. The keyed pseudonym cannot be reversed without the key, which is never written down.
 IPv4 is opt-in: it would rewrite Host and forwarding headers a replay needs."""
 
 

@@ -19,12 +19,16 @@ corpus; it is never written anywhere (see `key_from`).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import json
 import os
 import re
 import string
 from pathlib import Path
+from typing import Any
 
 KEY_ENV = "REPLAYDIFF_PSEUDONYM_KEY"
 EMAIL_DOMAIN = "example.invalid"
@@ -32,6 +36,13 @@ EMAIL_DOMAIN = "example.invalid"
 _EMAIL = re.compile(r"([^@\s]+)@[^@\s]+")
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _CLASSES = (string.digits, string.ascii_lowercase, string.ascii_uppercase)
+_JWT = re.compile(r"(eyJ[A-Za-z0-9_-]+)\.(eyJ[A-Za-z0-9_-]+)\.([A-Za-z0-9_-]*)")
+JWT_KEPT_CLAIMS = frozenset(
+    {"iss", "aud", "exp", "iat", "nbf", "scope", "scp", "roles", "groups", "typ", "azp", "token_use", "auth_time",
+     "amr", "acr", "client_id"}
+)
+"""Claims that say what a token may do and for how long, not who holds it: kept, so a re-signed token
+(`replayer.credentials`, `--jwt-key`) is accepted for the same things. Every other claim is pseudonymized."""
 
 
 class PseudonymKeyError(ValueError):
@@ -58,12 +69,39 @@ class Pseudonymizer:
         self._key = key
 
     def token(self, value: str) -> str:
+        if jwt := _JWT.fullmatch(value):
+            return self._jwt(jwt) or self._mapped(value, value)
         if email := _EMAIL.fullmatch(value):
             return f"{self._mapped(email.group(1), value)}@{EMAIL_DOMAIN}"
         if _IPV4.fullmatch(value):
             stream = self._stream(value, 3)
             return "10." + ".".join(str(byte) for byte in stream)
         return self._mapped(value, value)
+
+    def _jwt(self, parts: re.Match[str]) -> str | None:
+        """A JWT stays a decodable JWT of the same header: the holder's claims (`sub`, `email`, …) pseudonymized,
+        the others kept, the signature replaced (it no longer verifies; `--jwt-key` re-signs at replay).
+        None when the parts are not base64url JSON objects."""
+        header, payload = _b64_json(parts.group(1)), _b64_json(parts.group(2))
+        if not isinstance(header, dict) or not isinstance(payload, dict):
+            return None
+        claims = {name: value if name in JWT_KEPT_CLAIMS else self._claim(value) for name, value in payload.items()}
+        length = len(parts.group(3)) * 3 // 4  # bytes: the replaced signature is as long and still base64url
+        signature = base64.urlsafe_b64encode(self._stream(parts.group(0), length)).rstrip(b"=").decode("ascii")
+        return f"{parts.group(1)}.{_b64(claims)}.{signature}"
+
+    def _claim(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.token(value)
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, int):
+            return int(self.token(str(value)))
+        if isinstance(value, list):
+            return [self._claim(item) for item in value]
+        if isinstance(value, dict):
+            return {name: self._claim(item) for name, item in value.items()}
+        return value
 
     def _mapped(self, text: str, secret: str) -> str:
         """Each character replaced by one of its own class, drawn from the keyed stream of the whole secret."""
@@ -87,3 +125,15 @@ class Pseudonymizer:
             blocks += hmac.new(self._key, message, hashlib.sha256).digest()
             counter += 1
         return blocks[:length]
+
+
+def _b64_json(part: str) -> Any:
+    try:
+        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _b64(document: dict[str, Any]) -> str:
+    raw = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")

@@ -3,6 +3,7 @@
 EXIT_SAME = 0
 EXIT_DIVERGENT = 1
 EXIT_USAGE = 2
+EXIT_INCONCLUSIVE = 3  # the baselines did not reproduce the recording: the run could not test (diff.fidelity)
 EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 
 

@@ -18,8 +18,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from replaydiff.corpora import CorpusReader, ResultsWriter
+from replaydiff.corpora import CorpusReader, Request, Response, ResultsWriter
 from replaydiff.corpora.endpoints import EndpointPatterns, corpus_endpoints
+from replaydiff.replayer.client import TargetClient
+from replaydiff.replayer.credentials import Credentials, CredentialsError
 from replaydiff.replayer.engine import Replayer, ReplayOptions, ReplaySummary
 from replaydiff.replayer.locust_engine import run_locust_replay
 from replaydiff.replayer.upstream import attach_upstream
@@ -85,6 +87,8 @@ def replay_corpus(job: ReplayJob, *, console: Console) -> ReplaySummary:
         mutates = any(p.exchange.request.method.upper() in MUTATING_METHODS for p in job.planned())
         check_write_safety(job.targets, set(job.allowed_hosts), corpus_mutates=mutates)
     total = _planned_total(job, reader)
+    if job.options.credentials is not None:
+        _prepare_credentials(job, job.options.credentials, console)
     try:
         with _few_collections():
             if job.engine is not None:
@@ -101,6 +105,31 @@ def replay_corpus(job: ReplayJob, *, console: Console) -> ReplaySummary:
         attached = attach_upstream(job.output, job.upstream_log)
         console.print(f"attached {attached} upstream calls from {job.upstream_log}", soft_wrap=True)
     return summary
+
+
+def _prepare_credentials(job: ReplayJob, credentials: Credentials, console: Console) -> None:
+    """Before the first replayed request: principals assigned to accounts (the same in every process), and
+    every login account logged in once on every target, so a bad account fails here in one line."""
+    if job.engine is not None:
+        raise CredentialsError("--identities and --jwt-key work with --engine asyncio only; use --processes N for more load")
+    principals = credentials.assign(CorpusReader(job.corpus))
+    run_fast(_check_all_reachable(job.targets))
+
+    async def log_in() -> None:
+        clients = {t.name: TargetClient(t, timeouts=job.options.timeouts, tls=job.options.tls) for t in job.targets}
+
+        async def send(target: Target, request: Request) -> Response | None:
+            return (await clients[target.name].send(request, epoch_ns=time.perf_counter_ns()))[1]
+
+        try:
+            await credentials.prepare(job.targets, send)
+        finally:
+            await asyncio.gather(*(client.aclose() for client in clients.values()), return_exceptions=True)
+
+    run_fast(log_in())
+    if credentials.identities is not None:
+        accounts = len(credentials.identities.accounts)
+        console.print(f"credentials: {principals} recorded principals → {accounts} test accounts", soft_wrap=True)
 
 
 @contextlib.contextmanager

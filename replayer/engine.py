@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from replaydiff.corpora import Attempt, ReplayRecord, Request
+from replaydiff.corpora import Attempt, Exchange, ReplayRecord, Request, Response
 from replaydiff.replayer.client import EncodedRequest, PendingAttempt, TargetClient, Timeouts, TLSOptions
 from replaydiff.replayer.correlate import Carried, CarryCounts, CarryRules
+from replaydiff.replayer.credentials import Credentials
 from replaydiff.replayer.plan import PlannedRequest
 from replaydiff.replayer.retry import RetryPolicy
 from replaydiff.replayer.session_loop import AttemptLog, ReplaySession, Send, SessionLoop, Wait
@@ -44,6 +45,8 @@ class ReplayOptions:
     carry: CarryRules = field(default_factory=CarryRules)
     """Places to carry forward beyond the id-like values correlation learns by itself."""
     max_backlog: int = 10_000
+    credentials: Credentials | None = None
+    """Test accounts and re-signed JWTs in place of the recorded credentials (`replayer.credentials`)."""
     trace_salt: str = ""
     """Part of every trace id. The same salt gives a rerun the same trace ids, so a tap's seeded faults
     repeat too; a new salt (e.g. the date) makes a run's ids unique in the targets' logs."""
@@ -146,6 +149,8 @@ class Replayer:
         self.options = options
         self.summary = ReplaySummary()
         self._sink = sink
+        if (credentials := options.credentials) is not None:  # what a target echoes of them is not written
+            self._sink = lambda record: sink(credentials.masked(record))
         self._on_progress = on_progress
         self._loop = SessionLoop(options)
         self._drains: set[asyncio.Task[None]] = set()
@@ -220,9 +225,9 @@ class Replayer:
         started = [self._begin(planned, client, session, encoded) for client in self._clients]  # all sent now
         pairs = zip(self._clients, started)
         if self.options.retry.retries:  # each target retries on its own clock
-            logs = await asyncio.gather(*(self._attempts(client, first) for client, first in pairs))
+            logs = await asyncio.gather(*(self._attempts(client, first, planned.exchange) for client, first in pairs))
         else:  # one attempt each, already sent: no task needed to wait for them in turn
-            logs = [await self._attempts(client, first) for client, first in pairs]
+            logs = [await self._attempts(client, first, planned.exchange) for client, first in pairs]
         outcomes = [(client.target.name, trace_id, log, carried) for client, (trace_id, _, _, carried), log
                     in zip(self._clients, started, logs)]
         for record in self._loop.records(send, session, outcomes):
@@ -241,17 +246,42 @@ class Replayer:
         wire: Request | EncodedRequest = encoded if carried.request is planned.exchange.request else carried.request
         return trace_id, wire, self._send(client, wire, trace_id), carried
 
+    async def _relogin(
+        self, client: TargetClient, request: Request | EncodedRequest, exchange: Exchange
+    ) -> Request | None:
+        """The request with fresh credentials of its account, after logging it in again; None without a login."""
+        credentials = self.options.credentials
+        if credentials is None or not credentials.can_relogin(exchange):
+            return None
+
+        async def send(_: object, login: Request) -> Response | None:
+            return (await client.send(login, epoch_ns=self._loop.epoch_ns))[1]
+
+        name = client.target.name
+        await credentials.relogin(exchange, client.target, send, credentials.generation(exchange, name))
+        return credentials.rewrite(exchange, request if isinstance(request, Request) else exchange.request, name)
+
     def _send(self, client: TargetClient, request: Request | EncodedRequest, trace_id: str) -> PendingAttempt:
         span_id = new_span_id()
         return client.begin(request, extra_headers=[("traceparent", traceparent(trace_id, span_id))], span_id=span_id)
 
     async def _attempts(
-        self, client: TargetClient, first: tuple[str, Request | EncodedRequest, PendingAttempt, Carried]
+        self, client: TargetClient, first: tuple[str, Request | EncodedRequest, PendingAttempt, Carried],
+        exchange: Exchange,
     ) -> AttemptLog:
-        """Every attempt at one target under the retry policy; the last one's response is final."""
+        """Every attempt at one target under the retry policy; the last one's response is final. A 401 to an
+        account that logs in is answered once by logging in again and resending (its session expired)."""
         trace_id, request, pending, _ = first
         log = self._loop.attempts()
-        while (backoff_s := log.add(*await client.finish(pending, epoch_ns=self._loop.epoch_ns))) is not None:
+        logged_in_again = False
+        while True:
+            attempt, response = await client.finish(pending, epoch_ns=self._loop.epoch_ns)
+            if attempt.status == 401 and not logged_in_again and (fresh := await self._relogin(client, request, exchange)):
+                log.attempts.append(attempt)
+                logged_in_again, request = True, fresh
+                pending = self._send(client, request, trace_id)
+                continue
+            if (backoff_s := log.add(attempt, response)) is None:
+                return log
             await asyncio.sleep(backoff_s)
             pending = self._send(client, request, trace_id)
-        return log

@@ -16,7 +16,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from replaydiff.corpora import Attempt, ReplayRecord, Response
@@ -116,6 +116,10 @@ class SessionLoop:
         carried = Carried(planned.exchange.request)
         if self.options.correlate:
             carried = session.correlator.rewrite(planned.exchange.request, target)
+        if (credentials := self.options.credentials) is not None:  # a test account's, in place of the recorded
+            credited = credentials.rewrite(planned.exchange, carried.request, target)
+            if credited is not carried.request:
+                carried = replace(carried, request=credited)
         return trace_id_for(self.options.trace_salt, planned.exchange.id, target), carried
 
     def attempts(self) -> AttemptLog:
@@ -132,6 +136,7 @@ class SessionLoop:
                 exchange_id=planned.exchange.id, target=target, endpoint=planned.endpoint, attempts=log.attempts,
                 response=log.response, schedule_lag_us=send.lag_us, trace_id=trace_id,
                 carried=carried.carried, not_carried=list(carried.missing),
+                recorded_status=recorded.status if (recorded := planned.exchange.response) else None,
             )
             for target, trace_id, log, carried in outcomes
         ]

@@ -124,6 +124,7 @@ def test_correlation_carries_created_order_ids_into_later_requests(tmp_path: Pat
             result = subprocess.run(
                 [*REPLAYDIFF, "replay", "replaydiff/demo/demo-shop.jsonl.zst", "--baseline", system.baseline,
                  "--candidate", system.candidate, "--concurrency", "16", "--filter", "/api/orders*",
+                 "--identities", "replaydiff/demo/accounts.toml",
                  "-o", str(out), *([] if correlate else ["--no-correlate"])],
                 capture_output=True, text=True, timeout=300, cwd=ROOT,
             )  # fmt: skip
@@ -135,3 +136,23 @@ def test_correlation_carries_created_order_ids_into_later_requests(tmp_path: Pat
             )
     assert statuses[True] and set(statuses[True]) == {200}  # every read and update finds the created order
     assert set(statuses[False]) == {404}  # the recorded ids mean nothing to a fresh target
+    # ... which the diff tells rather than passing: the baselines did not reproduce the recording
+    uncorrelated = subprocess.run([*REPLAYDIFF, "diff", str(tmp_path / "r-False.jsonl.zst")],
+                                  capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    assert uncorrelated.returncode == 3 and "answered 404" in " ".join(uncorrelated.stdout.split()), uncorrelated.stdout
+
+
+def test_the_demo_orders_without_its_identities_file_are_inconclusive(tmp_path: Path) -> None:
+    """The recorded users' tokens are pseudonyms: without test accounts every order answers 401."""
+    from replaydiff.demo.system import DemoSystem
+
+    with DemoSystem() as system:
+        result = subprocess.run(
+            [*REPLAYDIFF, "run", "replaydiff/demo/demo-shop.jsonl.zst", "--baseline", system.baseline,
+             "--candidate", system.candidate, "--concurrency", "16", "--filter", "POST /api/orders",
+             "-o", str(tmp_path / "r.jsonl.zst")],
+            capture_output=True, text=True, timeout=300, cwd=ROOT,
+        )  # fmt: skip
+    printed = " ".join(result.stdout.split())
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert printed.startswith("INCONCLUSIVE") and "answered 401 on every target where the recording had 201" in printed

@@ -40,7 +40,7 @@ def test_mitmproxy_flow_files_import_whatever_their_name(tmp_path: Path) -> None
     reader = CorpusReader(tmp_path / "f.jsonl.zst")
     one, two = reader
     assert (one.request.path, one.start_us, two.request.path, two.start_us) == ("/path", 0, "/second", 2_000_000)
-    assert ("Authorization", f"Bearer {MASK}") in one.request.headers
+    assert dict(one.request.headers)["Authorization"].startswith("Bearer "), "pseudonymized, keeping the scheme word"
     assert reader.header["source"] == "mitmproxy:dump.bin"
     raw = decompressed_bytes(tmp_path / "f.jsonl.zst")
     assert b"flowsecret1" not in raw and b"flowsecret2" not in raw

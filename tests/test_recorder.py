@@ -200,18 +200,17 @@ def check_corpus(path: Path) -> None:
     listed = recorded["GET", "/items"]
     assert listed.request.query == f"api_key={QUERY_MASK}&page=2&q=a%20b"
     request_headers = listed.request.headers
-    assert ("Authorization", f"Bearer {MASK}") in request_headers
-    assert ("Proxy-Authorization", f"Basic {MASK}") in request_headers
-    assert ("Cookie", f"sid={MASK}; theme={MASK}") in request_headers
-    assert ("X-Api-Key", MASK) in request_headers
+    sent = dict(request_headers)  # credentials pseudonymized: shapes kept, one principal stays one
+    assert re.fullmatch(r"Bearer [A-Z]{10}\d", sent["Authorization"])
+    assert re.fullmatch(r"Basic [A-Z]{11}\d", sent["Proxy-Authorization"])
+    assert re.fullmatch(r"sid=[A-Z]{12}\d; theme=[A-Z]{12}\d", sent["Cookie"])
+    assert re.fullmatch(r"[A-Z]{12}\d", sent["X-Api-Key"])
     assert [value for name, value in request_headers if name == "X-Trace"] == ["1", "2"]
     assert listed.response is not None and listed.response.body == JSON_BODY
     response_headers = listed.response.headers
     assert [value for name, value in response_headers if name == "X-Dup"] == ["a", "b"]
-    assert [value for name, value in response_headers if name == "Set-Cookie"] == [
-        f"sid={MASK}; Path=/; HttpOnly",
-        f"lang={MASK}",
-    ]
+    set_cookies = [value for name, value in response_headers if name == "Set-Cookie"]
+    assert re.fullmatch(r"sid=[A-Z]{15}\d; Path=/; HttpOnly", set_cookies[0]) and re.fullmatch(r"lang=[a-z]{2}", set_cookies[1])
     assert listed.start_us == 0 and listed.duration_us > 0
 
     created = recorded["POST", "/items"]

@@ -42,16 +42,17 @@ def sanitized(req: Request, policy_toml: str | None = None, tmp_path: Path | Non
 # --- headers, cookies, query --------------------------------------------------------------------
 
 
-def test_credentials_keep_the_scheme_word() -> None:
+def test_credentials_keep_the_scheme_word_and_are_pseudonymized_so_a_principal_stays_one() -> None:
     headers = [
         ("Authorization", "Bearer abc.def.ghi"),
         ("proxy-authorization", "Basic dXNlcjpwYXNz"),
         ("AUTHORIZATION", "raw"),
     ]
+    token = Pseudonymizer(KEY).token
     assert sanitized(request(headers)).headers == [
-        ("Authorization", f"Bearer {MASK}"),
-        ("proxy-authorization", f"Basic {MASK}"),
-        ("AUTHORIZATION", MASK),
+        ("Authorization", f"Bearer {token('abc.def.ghi')}"),
+        ("proxy-authorization", f"Basic {token('dXNlcjpwYXNz')}"),
+        ("AUTHORIZATION", token("raw")),
     ]
 
 
@@ -63,21 +64,22 @@ def test_cookies_keep_names_spacing_and_attributes() -> None:
             ("Set-Cookie", "nameless"),
         ],
     )
+    token = Pseudonymizer(KEY).token
     assert Sanitizer(key=KEY).response(response).headers == [
-        ("Set-Cookie", f"sid={MASK}; Path=/; Expires=Wed, 21 Oct 2026 07:28:00 GMT; HttpOnly"),
-        ("Set-Cookie", MASK),
+        ("Set-Cookie", f"sid={token('s3cr3t')}; Path=/; Expires=Wed, 21 Oct 2026 07:28:00 GMT; HttpOnly"),
+        ("Set-Cookie", token("nameless")),
     ]
     assert sanitized(request([("Cookie", "sid=s3cr3t; theme=dark;lang=en")])).headers == [
-        ("Cookie", f"sid={MASK}; theme={MASK};lang={MASK}")
+        ("Cookie", f"sid={token('s3cr3t')}; theme={token('dark')};lang={token('en')}")
     ]
 
 
-def test_api_key_like_headers_are_masked_and_others_kept() -> None:
+def test_api_key_like_headers_are_pseudonymized_and_others_kept() -> None:
     secret_names = ["X-Api-Key", "Api-Key", "X-Auth-Token", "X-CSRF-Token", "X-Session-Id", "Client-Secret", "Password"]
     kept = [("Content-Type", "application/json"), ("X-Request-Id", "42"), ("WWW-Authenticate", 'Bearer realm="x"')]
     sanitizer = Sanitizer(key=KEY)
     assert sanitizer.request(request([(n, "hunter2") for n in secret_names] + kept)).headers == [
-        (name, MASK) for name in secret_names
+        (name, Pseudonymizer(KEY).token("hunter2")) for name in secret_names
     ] + kept
     assert sanitizer.fired == {"secret-header": len(secret_names)}
 

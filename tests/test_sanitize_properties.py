@@ -131,12 +131,14 @@ ACTIONS = {"drop": None, "pseudo": "pseudonymize", "": "mask"}
 
 
 @st.composite
-def named_secret(draw: st.DrawFn, default_names: list[str]) -> tuple[str, str, Any]:
-    """(name, marker, expected value or DROP): a default secret name (masked) or one of the policy's own rules."""
+def named_secret(draw: st.DrawFn, default_names: list[str], *, principal: bool = False) -> tuple[str, str, Any]:
+    """(name, marker, expected value or DROP): a default secret name or one of the policy's own rules.
+    Defaults mask, except where a credential names a principal (headers, cookies): pseudonymized."""
     prefix = draw(st.sampled_from(["drop-", "pseudo-", ""]))
     name = prefix + draw(safe_names) if prefix else draw(st.sampled_from(default_names))
     marker = draw(markers)
-    expected = DROP if prefix == "drop-" else PSEUDONYMS.token(marker) if prefix == "pseudo-" else MASK
+    pseudonymized = prefix == "pseudo-" or (not prefix and principal)
+    expected = DROP if prefix == "drop-" else PSEUDONYMS.token(marker) if pseudonymized else MASK
     return name, marker, expected
 
 
@@ -168,7 +170,7 @@ def headers(draw: st.DrawFn, plan: Plan, *, response: bool) -> tuple[list[tuple[
             sent.append(pair)
             expected.append(pair)
         elif kind == "named":
-            name, marker, value = draw(named_secret(SECRET_HEADER_NAMES))
+            name, marker, value = draw(named_secret(SECRET_HEADER_NAMES, principal=True))
             plan.plant(marker)
             sent.append((name, marker))
             if value is not DROP:
@@ -178,9 +180,11 @@ def headers(draw: st.DrawFn, plan: Plan, *, response: bool) -> tuple[list[tuple[
             plan.plant(marker)
             name = draw(st.sampled_from(["Authorization", "proxy-authorization"]))
             sent.append((name, f"{scheme} {marker}"))
-            expected.append((name, f"{scheme} {MASK}"))
+            expected.append((name, f"{scheme} {PSEUDONYMS.token(marker)}"))
         elif kind == "cookie":
-            cookies = draw(st.lists(named_secret(["sid", "theme", "csrf"]), min_size=1, max_size=1 if response else 4))
+            cookies = draw(
+                st.lists(named_secret(["sid", "theme", "csrf"], principal=True), min_size=1, max_size=1 if response else 4)
+            )
             for _, marker, _ in cookies:
                 plan.plant(marker)
             if response:

@@ -14,6 +14,8 @@ import click
 from rich.console import Console
 
 from replaydiff.demo.samples import sample_path
+from replaydiff.replayer.credentials import Credentials, load_identities
+from replaydiff.replayer.engine import ReplayOptions
 from replaydiff.replayer.plan import Pacing, Selection
 from replaydiff.replayer.targets import Target
 from replaydiff.commands.diffing import DiffSettings, diff_options, report_results
@@ -24,6 +26,8 @@ from replaydiff.replaying import ReplayJob, replay_corpus
 
 DEMO_RULES = Path(__file__).parent.parent / "demo" / "rules.toml"
 """Tolerates the rating drift and the category order the candidate plants: they must not be reported."""
+DEMO_ACCOUNTS = Path(__file__).parent.parent / "demo" / "accounts.toml"
+"""The sandbox's test accounts: the recorded users' orders are replayed as theirs (`--identities`)."""
 
 @click.command()
 @click.option("--aa", is_flag=True, help="Use the baseline as the candidate too: an A/A run must report nothing.")
@@ -56,6 +60,7 @@ def demo(aa: bool, speed: float, limit: int | None, output: Path | None, diff_se
                     output=results,
                     pacing=Pacing(speed=speed),
                     selection=Selection(limit=limit),
+                    options=ReplayOptions(credentials=Credentials(load_identities(DEMO_ACCOUNTS))),
                     upstream_log=system.upstream_log,
                 )
                 replay_corpus(job, console=progress)

@@ -33,13 +33,17 @@ from replaydiff.diff import (
     render_junit,
     render_text,
 )
-from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, UserError
+from replaydiff.diff.findings import INCONCLUSIVE
+from replaydiff.errors import EXIT_DIVERGENT, EXIT_INCONCLUSIVE, EXIT_SAME, UserError
 from replaydiff.fuzz.sender import FuzzTargets
 from replaydiff.replayer.targets import ReplayError, Target
 
 _NOISE = NoiseThresholds()
 _LATENCY = LatencyThresholds()
-KINDS: tuple[DivergenceKind, ...] = ("status", "header", "body", "latency", "error", "retry", "upstream")
+KINDS: tuple[DivergenceKind | str, ...] = (
+    "status", "header", "body", "latency", "error", "retry", "upstream", INCONCLUSIVE,
+)
+"""`inconclusive`: endpoints the baselines could not reproduce from the recording (exit 3)."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,11 @@ def diff_results(
 
 
 def exit_code(report: DiffReport, settings: DiffSettings) -> int:
-    return EXIT_DIVERGENT if report.failing(settings.fail_on) else EXIT_SAME
+    """1 for failing divergences; else 3 when some endpoint was not tested (unless `--fail-on` leaves
+    `inconclusive` out); else 0."""
+    if report.failing(settings.fail_on):
+        return EXIT_DIVERGENT
+    return EXIT_INCONCLUSIVE if report.inconclusive_fails(settings.fail_on) else EXIT_SAME
 
 
 def report_results(
@@ -246,7 +254,7 @@ def _settings(
 @diff_options()
 @click.pass_context
 def diff(ctx: click.Context, results: Path, diff_settings: DiffSettings) -> None:
-    """Compare baseline and candidate in a RESULTS file; exit 0 if same, 1 if divergent, 2 on bad input.
+    """Compare baseline and candidate in a RESULTS file; exit 0 same, 1 divergent, 2 bad input, 3 inconclusive.
 
     Differences that baseline2 shows as often as the candidate (timestamps,
     request ids) are noise and are not reported.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import click
@@ -19,10 +20,17 @@ from replaydiff.fuzz.report import print_report
 from replaydiff.fuzz.sender import FuzzTargets
 from replaydiff.fuzz.session import HYPOTHESIS_HOME, FuzzOptions
 from replaydiff.fuzz.workflow import FuzzJob, run_fuzz
+from replaydiff.commands.replay import credential_options, header_pair, load_credentials
 from replaydiff.replaying import ReplayInterrupted
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h)?$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def _credential_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(credential_options()):
+        command = decorator(command)
+    return command
 
 
 class Duration(click.ParamType):
@@ -80,11 +88,13 @@ def _rules(path: Path | None) -> Rules:
 @click.option("--no-database", is_flag=True, help="Keep no examples between runs.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="Seconds to wait for each response.")
+@_credential_options
 def fuzz(corpus: Path, baseline: str, candidate: str, baseline2: str | None, examples: int, seed: int | None,
          endpoints: tuple[str, ...], time_budget: float, save_failures: Path | None, allowed_hosts: tuple[str, ...],
-         rules_file: Path | None, database: Path, no_database: bool, timeout: float) -> None:
+         rules_file: Path | None, database: Path, no_database: bool, timeout: float, headers: tuple[str, ...],
+         identities: Path | None, jwt_key: Path | None) -> None:
     """Generate requests like those in CORPUS, send each to baseline, baseline#2 and candidate; exit 1 on divergence."""
-    targets = FuzzTargets.parse(baseline, candidate, baseline2)
+    targets = FuzzTargets.parse(baseline, candidate, baseline2, [header_pair(h) for h in headers])
     job = FuzzJob(
         corpus=corpus,
         targets=targets,
@@ -95,6 +105,7 @@ def fuzz(corpus: Path, baseline: str, candidate: str, baseline2: str | None, exa
         allowed_hosts=frozenset(allowed_hosts),
         save_failures=save_failures,
         timeouts=Timeouts(connect_s=min(timeout, 5.0), read_s=timeout),
+        credentials=load_credentials(identities, jwt_key),
     )
     try:
         with _hypothesis_home(database), LiveView(Console(stderr=True)) as view:

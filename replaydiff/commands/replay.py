@@ -12,6 +12,7 @@ from rich.console import Console
 
 from replaydiff.replayer.client import Timeouts, TLSOptions
 from replaydiff.replayer.correlate import CarryRules, CarryRulesError, load_carry_rules
+from replaydiff.replayer.credentials import Credentials, JwtSigner, load_identities
 from replaydiff.replayer.engine import ReplayOptions
 from replaydiff.replayer.plan import Pacing, Selection
 from replaydiff.replayer.retry import DEFAULT_RETRY_ON, RetryPolicy
@@ -22,11 +23,36 @@ from replaydiff.errors import UserError
 from replaydiff.replaying import LocustEngine, ReplayJob, replay_corpus
 
 
-def _header(text: str) -> tuple[str, str]:
+def header_pair(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
         raise click.BadParameter(f"{text!r} is not 'Name: value'")
     return name.strip(), value.strip()
+
+
+def credential_options() -> list[Callable[..., Any]]:
+    """How a replay authenticates (README "Replaying authenticated traffic"); `replay`, `run` and `fuzz` share them.
+    None of these values is written to a results file or a report."""
+    return [
+        click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+                     help="A header for every target, replacing the recorded header of that name, e.g. "
+                          "'Authorization: Bearer …' (repeatable)."),
+        click.option("--identities", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+                     help="TOML [[account]] tables of test accounts: each recorded principal (Authorization, "
+                          "session cookie, API key) is sent as one of them, round-robin; an account may log in."),
+        click.option("--jwt-key", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+                     help="Re-sign recorded JWTs with this key the sandbox trusts (an HS256 secret, or an RSA/EC "
+                          "private key in PEM): same claims, fresh iat and exp."),
+    ]  # fmt: skip
+
+
+def load_credentials(identities: Path | None, jwt_key: Path | None) -> Credentials | None:
+    """The credentials `--identities` and `--jwt-key` describe; bad files are one-line errors (exit 2)."""
+    if identities is None and jwt_key is None:
+        return None
+    return Credentials(
+        load_identities(identities) if identities else None, JwtSigner.from_file(jwt_key) if jwt_key else None
+    )
 
 
 def replay_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -57,6 +83,7 @@ def replay_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Replay the corpus N times."),
         click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
                      help="Repeat the corpus until this much replay time is planned."),
+        *credential_options(),
         click.option("--baseline-header", "baseline_headers", multiple=True, metavar="'NAME: VALUE'",
                      help="Extra header for both baselines (repeatable)."),
         click.option("--candidate-header", "candidate_headers", multiple=True, metavar="'NAME: VALUE'",
@@ -113,6 +140,7 @@ def replay_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None, output: Path | None, speed: float,
          rate: float | None, concurrency: int | None, limit: int | None, filters: tuple[str, ...], loops: int,
          duration: float | None, baseline_headers: tuple[str, ...], candidate_headers: tuple[str, ...],
+         headers: tuple[str, ...], identities: Path | None, jwt_key: Path | None,
          routing_key: str | None, host_header: str | None, ca_cert: str | None, insecure: bool, retries: int,
          retry_on: str, upstream_log: Path | None, trace_salt: str, engine: str, processes: int, workers: int,
          remote_workers: int, master_bind: str | None, correlation_rules: Path | None, no_correlate: bool,
@@ -121,9 +149,9 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
     """The job the `replay` options describe; nightly suites build theirs from the same options."""
     if rate is not None and concurrency is not None:
         raise click.UsageError("--rate (open loop) and --concurrency (closed loop) exclude each other")
-    common = [("Host", host_header)] if host_header else []
-    base_headers = common + [_header(h) for h in baseline_headers]
-    cand_headers = common + [_header(h) for h in candidate_headers] + (routing_headers(routing_key) if routing_key else [])
+    common = ([("Host", host_header)] if host_header else []) + [header_pair(h) for h in headers]
+    base_headers = common + [header_pair(h) for h in baseline_headers]
+    cand_headers = common + [header_pair(h) for h in candidate_headers] + (routing_headers(routing_key) if routing_key else [])
     targets = [
         Target.parse("baseline", baseline, base_headers),
         Target.parse("baseline2", baseline2 or baseline, base_headers),
@@ -146,6 +174,7 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
             retry=retry,
             correlate=not no_correlate,
             carry=_carry_rules(correlation_rules),
+            credentials=load_credentials(identities, jwt_key),
             trace_salt=trace_salt,
         ),
         allowed_hosts=frozenset(allowed_hosts),
@@ -185,7 +214,7 @@ def replay(**params: Any) -> None:
 @replay_options
 @diff_options(default_confirm=3)
 def run(diff_settings: DiffSettings, **params: Any) -> None:
-    """Replay CORPUS, then diff the results: exit 0 same, 1 divergent."""
+    """Replay CORPUS, then diff the results: exit 0 same, 1 divergent, 3 inconclusive (could not test)."""
     job = build_job(**params)
     job = replace(job, endpoints=diff_settings.options.rules.patterns)  # stamped as the report will name them
     replay_corpus(job, console=Console(stderr=True))

@@ -17,6 +17,13 @@ exact check cannot flake. The one exception
 is deliberate: orders (`POST /api/orders`, then `GET`/`PUT /api/orders/{id}`)
 live in each shop's memory, so a replay needs the id each target returned.
 
+Orders are authenticated: a bearer token that `POST /api/login` gave one of
+the shop's test accounts (`DEMO_ACCOUNTS`, the sandbox's), or a production
+user's JWT (the traffic generator's, `sub` = `user-N`, trusted as an identity
+provider's). A recorded corpus holds neither (the recorder pseudonymizes
+them), so replaying orders needs the demo's identities file
+(`accounts.toml`): without it they answer 401 and the diff is INCONCLUSIVE.
+
 The candidate is the same code with `candidate=True`; search for `PLANTED`
 for what it changes, and `PLANTED` (the constant) for what a replay must report. Reported: a price that turns into a string, a 500 for
 the coupon `SPRING-XL`, a search 30 ms slower, a listing slower only at its
@@ -38,9 +45,12 @@ and serves until SIGTERM or SIGINT.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import random
+import secrets
 import signal
 import sys
 import uuid
@@ -530,6 +540,36 @@ async def checkout(request: web.Request) -> web.Response:
 # --- orders: the one stateful resource, for the replayer's id correlation -------------------
 
 ORDERS: web.AppKey[dict[str, JSON]] = web.AppKey("orders", dict)
+TOKENS: web.AppKey[dict[str, str]] = web.AppKey("tokens", dict)
+"""Bearer token → test account, from `POST /api/login`; each shop keeps its own."""
+DEMO_ACCOUNTS = {"demo-ada": "ada-demo-pass", "demo-lin": "lin-demo-pass"}
+"""The sandbox's test accounts (`accounts.toml` names them for the replay)."""
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    user = body.get("username")
+    if not isinstance(user, str) or DEMO_ACCOUNTS.get(user) != body.get("password"):
+        raise ApiError(401, "unknown username or password")
+    token = secrets.token_urlsafe(24)
+    request.app[TOKENS][token] = user
+    return reply({"token": token, "user": user})
+
+
+def signed_in(request: web.Request) -> None:
+    """A test account's token, or a production user's JWT; anything else (a pseudonym, a mask) is a 401."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not (token in request.app[TOKENS] or _production_user(token)):
+        raise ApiError(401, "sign in to see orders")
+
+
+def _production_user(token: str) -> bool:
+    claims = token.split(".")[1] if token.count(".") == 2 else ""
+    try:
+        subject = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4))).get("sub", "")
+    except (binascii.Error, ValueError, AttributeError):
+        return False
+    return isinstance(subject, str) and subject.startswith("user-") and subject[5:].isdigit()
 
 
 def order_document(order_id: str, lines: list[Line], status: str, note: str | None) -> JSON:
@@ -553,6 +593,7 @@ def optional_note(body: JSON) -> str | None:
 
 async def create_order(request: web.Request) -> web.Response:
     """A fresh id per call, as real services hand out: replaying the follow-up requests needs correlation."""
+    signed_in(request)
     body = await json_body(request)
     order_id = str(uuid.uuid4())
     order = order_document(order_id, cart_lines(body), "created", optional_note(body))
@@ -568,10 +609,12 @@ def stored_order(request: web.Request) -> JSON:
 
 
 async def read_order(request: web.Request) -> web.Response:
+    signed_in(request)
     return reply(stored_order(request))
 
 
 async def update_order(request: web.Request) -> web.Response:
+    signed_in(request)
     order = stored_order(request)
     body = await json_body(request)
     lines = cart_lines(body) if "items" in body else [Line(**item) for item in order["items"]]
@@ -585,6 +628,7 @@ def shop_app(inventory_url: str, *, candidate: bool) -> web.Application:
     app = web.Application(middlewares=[json_errors])
     app[CANDIDATE] = candidate
     app[ORDERS] = {}
+    app[TOKENS] = {}
 
     async def inventory_client(app: web.Application) -> AsyncIterator[None]:
         app[INVENTORY] = InventoryClient(inventory_url, CANDIDATE_POLICY if candidate else BASELINE_POLICY)
@@ -601,6 +645,7 @@ def shop_app(inventory_url: str, *, candidate: bool) -> web.Application:
     app.router.add_get("/api/recommendations", recommendations)
     app.router.add_post("/api/cart/quote", cart_quote)
     app.router.add_post("/api/checkout", checkout)
+    app.router.add_post("/api/login", login)
     app.router.add_post("/api/orders", create_order)
     app.router.add_get("/api/orders/{id}", read_order)
     app.router.add_put("/api/orders/{id}", update_order)

@@ -19,6 +19,7 @@ from replaydiff.errors import UserError
 from replaydiff.fuzz.infer import EndpointShape, infer_endpoints, select
 from replaydiff.fuzz.regressions import append_failures, check_regression_corpus
 from replaydiff.fuzz.sender import FuzzTargets, Sender
+from replaydiff.replayer.credentials import Credentials
 from replaydiff.fuzz.session import FuzzOptions, FuzzSession, Progress, SessionResult
 from replaydiff.fuzz.verdict import Judge
 
@@ -34,6 +35,8 @@ class FuzzJob:
     allowed_hosts: frozenset[str] = frozenset()
     save_failures: Path | None = None
     timeouts: Timeouts = Timeouts(connect_s=5.0, read_s=10.0)
+    credentials: Credentials | None = None
+    """`--identities`, `--jwt-key`: generated requests go out as a test account's."""
 
 
 def endpoint_shapes(job: FuzzJob) -> list[EndpointShape]:
@@ -55,8 +58,9 @@ def run_fuzz(job: FuzzJob, progress: Progress) -> SessionResult:
     check_write_safety(list(job.targets), set(job.allowed_hosts), corpus_mutates=mutates)
     if job.save_failures is not None:
         check_regression_corpus(job.save_failures)
-    with Sender(job.targets, timeouts=job.timeouts) as sender:
+    with Sender(job.targets, timeouts=job.timeouts, credentials=job.credentials) as sender:
         sender.check_reachable()
+        sender.log_in()
         result = FuzzSession(shapes, sender, Judge(job.rules), job.options, progress).run()
     if job.save_failures is not None and result.failures:
         append_failures(job.save_failures, result.failures)

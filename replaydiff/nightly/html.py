@@ -65,10 +65,23 @@ def _entries(entries: list[EntryResult]) -> str:
         counts = " ".join(_badge(s, f"{n} {s}") for s in STATUS_COLOURS if (n := len(result.with_status(s))))
         rows.append(
             f"<tr><td>{link}</td><td>{escape(result.outcome)}</td><td class=n>{compared}</td>"
+            f"<td>{_fidelity(result)}</td>"
             f"<td>{counts or 'no divergence'}</td><td class=dim>{escape(result.message)}</td></tr>"
         )
-    head = "<tr><th>entry</th><th>outcome</th><th>compared</th><th>divergences</th><th></th></tr>"
+    head = "<tr><th>entry</th><th>outcome</th><th>compared</th><th>fidelity</th><th>divergences</th><th></th></tr>"
     return f"<h2>Entries</h2><table>{head}{''.join(rows)}</table>"
+
+
+def _fidelity(result: EntryResult) -> str:
+    """The share of exchanges whose baseline status matched the recording, and the endpoints not tested."""
+    if result.report is None or not result.report.fidelity.known:
+        return "–"
+    endpoints = result.report.fidelity.endpoints
+    share = sum(e.matching for e in endpoints) / max(1, sum(e.exchanges for e in endpoints))
+    untested = result.report.fidelity.untested
+    note = f" <span class=badge style='background:#d97706'>{len(untested)} not tested</span>" if untested else ""
+    title = escape("; ".join(result.report.fidelity.reasons()))
+    return f"<span title='{title}'>{share:.0%}</span>{note}"
 
 
 def _divergences(entries: list[EntryResult]) -> str:

@@ -25,9 +25,10 @@ from replaydiff.replayer.targets import ReplayError
 
 TARGET_KEYS = frozenset(
     {"baseline", "candidate", "baseline2", "routing-key", "baseline-header", "candidate-header", "host-header",
-     "allow-host"}
+     "allow-host", "header", "identities", "jwt-key"}
 )  # fmt: skip
-"""What a `[targets.NAME]` table may set: where the requests go, and the headers that route them there."""
+"""What a `[targets.NAME]` table may set: where the requests go, the headers that route them there, and how
+they authenticate (`header` values name environment variables for their secrets: see `suite`)."""
 
 RUN_OWNED = frozenset({"corpus", "output", "upstream-log", "json", "junit", "html"})
 """Files of one replay or one report: the nightly run names them in its run directory."""

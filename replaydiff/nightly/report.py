@@ -104,6 +104,8 @@ def print_night(night: Night, console: Console) -> None:
             f"[bold]{escape(result.entry.name)}[/]  {result.report.totals.compared:,} exchanges compared, "
             f"{len(result.judged)} divergences"
         )
+        for reason in result.report.fidelity.reasons():
+            console.print(f"  [yellow]not tested[/]          {escape(reason)}", soft_wrap=True)
         lines = [(v.status + (" FAILS" if v.fails else ""), v.group.fingerprint, f"{v.group.count}/{v.group.total}",
                   _since(v) + (f"; {v.reason}" if v.reason else "")) for v in result.judged]
         lines += [("gone", fp, "", "") for fp in result.gone]  # fmt: skip

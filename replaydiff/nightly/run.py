@@ -20,7 +20,7 @@ from rich.console import Console
 from replaydiff.corpora import CorpusError
 from replaydiff.diff.analysis import analyze_results
 from replaydiff.diff.findings import DiffReport
-from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, EXIT_USAGE
+from replaydiff.errors import EXIT_DIVERGENT, EXIT_INCONCLUSIVE, EXIT_SAME, EXIT_USAGE
 from replaydiff.nightly.classify import FAIL_BY_DEFAULT, JudgedDivergence, gone, judge_divergences
 from replaydiff.nightly.history import History
 from replaydiff.nightly.suite import Entry, Suite
@@ -69,9 +69,16 @@ class Night:
         return [result for result in self.entries if result.outcome == outcome]
 
     @property
+    def inconclusive(self) -> list[EntryResult]:
+        """Entries whose baselines did not reproduce the recording on some endpoint: not tested, never passed."""
+        return [r for r in self.entries if r.report is not None and r.report.inconclusive_fails(r.entry.diff.fail_on)]
+
+    @property
     def exit_code(self) -> int:
         if self.failing or self.outcomes("error"):
             return EXIT_DIVERGENT
+        if self.inconclusive:
+            return EXIT_INCONCLUSIVE
         return EXIT_SAME if self.outcomes("ran") else EXIT_USAGE
 
     @property
@@ -92,6 +99,8 @@ class Night:
             f"{self.count('intermittent')} intermittent",
             f"{self.count('accepted')} accepted",
         ]
+        if inconclusive := self.inconclusive:
+            parts.append(f"{len(inconclusive)} inconclusive ({', '.join(r.entry.name for r in inconclusive)})")
         if errors := self.outcomes("error"):
             parts.append(f"{len(errors)} failed to run ({', '.join(r.entry.name for r in errors)})")
         if skipped := self.outcomes("skipped"):

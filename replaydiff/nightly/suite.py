@@ -14,6 +14,8 @@
     baseline = "http://shop.staging:8000"
     candidate = "http://shop-candidate.staging:8000"
     routing-key = "nightly"       # also: baseline2, baseline-header, candidate-header, host-header, allow-host
+    header = "Authorization: Bearer ${SHOP_NIGHTLY_TOKEN}"   # secrets only from the environment
+    identities = "accounts.toml"  # test accounts (their passwords as ${ENV} too); also jwt-key = "sandbox.pem"
 
     [[entry]]
     corpus = "corpora/*.jsonl.zst"   # a file or a glob, or a list of them; relative to this file
@@ -46,6 +48,7 @@ from replaydiff.nightly.options import (
     read_toml,
     replay_job,
 )
+from replaydiff.replayer.credentials import ENV_REFERENCE, CredentialsError, expand_environment
 from replaydiff.replaying import ReplayJob
 
 _TOP_KEYS = frozenset({"accepted", "replay", "diff", "targets", "entry"})
@@ -132,7 +135,26 @@ def _targets(tables: Any, path: Path) -> dict[str, dict[str, Any]]:
         for key in ("baseline", "candidate"):
             if key not in table:
                 raise SuiteError(f"{path}: [targets.{name}]: `{key}` is missing (the URL of the {key})")
+        if "header" in table:
+            table["header"] = _secret_headers(table["header"], f"{path}: [targets.{name}] header")
     return targets
+
+
+def _secret_headers(value: Any, where: str) -> list[str]:
+    """`header` values hold credentials: the suite file names environment variables, never the secrets."""
+    headers = value if isinstance(value, list) else [value]
+    if not all(isinstance(header, str) for header in headers):
+        raise SuiteError(f"{where}: must be 'Name: value' or a list of them")
+    for header in headers:
+        if not ENV_REFERENCE.search(header):
+            raise SuiteError(
+                f"{where}: {header.partition(':')[0]!r} has no ${{VARIABLE}}; a suite file holds no secret: write "
+                "e.g. \"Authorization: Bearer ${SHOP_TOKEN}\" and set SHOP_TOKEN in the environment"
+            )
+    try:
+        return [str(expand_environment(header, where)) for header in headers]
+    except CredentialsError as exc:
+        raise SuiteError(str(exc)) from None
 
 
 def _target_name(table: dict[str, Any], targets: dict[str, Any], where: str) -> str:
