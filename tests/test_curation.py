@@ -272,3 +272,31 @@ def test_body_shape_ignores_values_and_sees_fields() -> None:
     assert body_shape(b'{"id": 1}', None) != body_shape(b'{"id": "1"}', None)
     assert body_shape(b"<p>", "text/html; charset=utf-8") == "text/html"
     assert body_shape(b"", None) == "empty"
+
+
+def test_a_nightly_entry_curates_on_the_fly_and_reports_the_coverage(tmp_path: Path) -> None:
+    corpus = _shop(tmp_path / "shop.jsonl.zst")
+
+    async def handler(request: web.Request) -> web.Response:
+        status = 404 if request.path.endswith("/999") else 200
+        return web.json_response({"ok": True}, status=status)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    with serve(app) as base:
+        suite = tmp_path / "suite.toml"
+        suite.write_text(
+            f'[replay]\nconcurrency = 4\n[targets.shop]\nbaseline = "{base}"\ncandidate = "{base}"\n'
+            f'[[entry]]\ncorpus = "shop.jsonl.zst"\ntarget = "shop"\nminimize = 40\n'
+        )
+        result = _cli("nightly", suite, "--out", "night", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    entry = json.loads((tmp_path / "night" / "report.json").read_text())["entries"][0]
+    coverage = entry["coverage"]
+    assert coverage["job"] == "minimize" and coverage["exchanges_before"] == 141 and coverage["exchanges"] <= 40
+    assert coverage["coverage"]["kept"] == coverage["coverage"]["items"]
+    assert "coverage items (100%)" in result.stdout
+    assert "coverage items (100%)" in (tmp_path / "night" / "report.html").read_text()
+    suite.write_text(suite.read_text().replace("minimize = 40", "minimize = 0"))
+    bad = _cli("nightly", suite, "--out", "night2", cwd=tmp_path)
+    assert bad.returncode == 2 and "`minimize` must be a positive number" in bad.stderr

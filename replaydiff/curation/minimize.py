@@ -16,7 +16,9 @@ import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from replaydiff.corpora import CorpusReader
 from replaydiff.curation.coverage import CoverageScan, SessionProfile, scan
 from replaydiff.curation.streams import CuratedWriter, check_output, record_session, records
 from replaydiff.errors import UserError
@@ -217,3 +219,25 @@ def minimize(
                 writer.write(record)
         written = writer.count
     return Minimized(coverage, cover, output, written)
+
+
+def curation_note(corpus: Path) -> dict[str, Any] | None:
+    """What a curated corpus's header says it kept of its source, with its size: for nightly reports."""
+    reader = CorpusReader(corpus)
+    curation = reader.header.get("curation")
+    if not isinstance(curation, dict):
+        return None
+    return {**curation, "exchanges": reader.count()}
+
+
+def describe_curation(coverage: dict[str, Any] | None) -> str:
+    """`corpus: 342 of 3,421 exchanges (minimize), 153 of 153 coverage items (100%)`, for a curated corpus."""
+    if not coverage:
+        return ""
+    before = coverage.get("exchanges_before")
+    line = f"corpus: {coverage.get('exchanges', 0):,}" + (f" of {before:,}" if isinstance(before, int) else "")
+    line += f" exchanges ({coverage.get('job', 'curated')})"
+    items = coverage.get("coverage")
+    if isinstance(items, dict) and items.get("items"):
+        line += f", {items['kept']} of {items['items']} coverage items ({items['kept'] / items['items']:.0%})"
+    return line

@@ -21,6 +21,7 @@ from rich.markup import escape
 from replaydiff.diff.findings import DiffReport, DivergenceGroup
 from replaydiff.diff.html import render_html
 from replaydiff.diff.junit import render_junit
+from replaydiff.curation.minimize import describe_curation
 from replaydiff.errors import UserError
 from replaydiff.nightly.history import Trends
 from replaydiff.nightly.html import render_run_html
@@ -65,6 +66,7 @@ def _entry_json(result: EntryResult, directory: Path) -> dict[str, Any]:
     return {
         "name": result.entry.name,
         "corpus": str(result.entry.corpus),
+        "coverage": result.coverage,
         "target": result.entry.target,
         "outcome": result.outcome,
         "message": result.message,
@@ -103,6 +105,8 @@ def print_night(night: Night, console: Console) -> None:
             f"[bold]{escape(result.entry.name)}[/]  {result.report.totals.compared:,} exchanges compared, "
             f"{len(result.verdicts)} divergences"
         )
+        if note := describe_curation(result.coverage):
+            console.print(f"  [dim]{escape(note)}[/]", soft_wrap=True)
         lines = [(v.status + (" FAILS" if v.fails else ""), v.group.fingerprint, f"{v.group.count}/{v.group.total}",
                   v.reason) for v in result.verdicts] + [("gone", fp, "", "") for fp in result.gone]  # fmt: skip
         for status, fingerprint, counts, note in lines:

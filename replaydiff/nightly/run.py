@@ -12,14 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from rich.console import Console
 
 from replaydiff.corpora import CorpusError, ResultsReader
 from replaydiff.diff.analysis import analyze
 from replaydiff.diff.findings import DiffReport
-from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, EXIT_USAGE
+from replaydiff.curation.minimize import curation_note, minimize
+from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, EXIT_USAGE, UserError
 from replaydiff.nightly.classify import WINDOW, Verdict, gone, verdicts
 from replaydiff.nightly.history import History
 from replaydiff.nightly.suite import Entry, Suite
@@ -42,6 +43,8 @@ class EntryResult:
     verdicts: list[Verdict] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     """Divergences of the entry's previous run that this one no longer shows."""
+    coverage: dict[str, Any] | None = None
+    """What the replayed corpus kept of its source, when it is a curated one (`curation_note`)."""
 
     def with_status(self, status: str) -> list[Verdict]:
         return [verdict for verdict in self.verdicts if verdict.status == status]
@@ -121,8 +124,12 @@ def _run_entry(
     directory.mkdir(parents=True, exist_ok=True)
     job = replace(entry.job, output=directory / "results.jsonl.zst")
     try:
+        if entry.minimize is not None:
+            curated = minimize(entry.corpus, directory / "corpus.jsonl.zst", max_exchanges=entry.minimize)
+            job = replace(job, corpus=curated.output)
+        coverage = curation_note(job.corpus)
         replay_corpus(job, console=console)
-    except CorpusError as exc:
+    except (CorpusError, UserError) as exc:
         return EntryResult(entry, "skipped", f"corpus skipped: {exc}")
     except ReplayError as exc:
         return EntryResult(entry, "error", str(exc))
@@ -130,10 +137,10 @@ def _run_entry(
     report = analyze(reader, options=entry.diff.options, targets=reader.header.get("targets") or None)
     if not report.totals.compared:
         message = f"nothing compared: no exchange of {entry.corpus} has both a baseline and a candidate record"
-        return EntryResult(entry, "error", message, job.output, report)
+        return EntryResult(entry, "error", message, job.output, report, coverage=coverage)
     past = history.past_fingerprints(entry.name, before=run, window=WINDOW)
     found = verdicts(report, past, accepted, entry.diff.fail_on)
-    return EntryResult(entry, "ran", "", job.output, report, found, gone(report, past))
+    return EntryResult(entry, "ran", "", job.output, report, found, gone(report, past), coverage)
 
 
 def _plural(count: int, singular: str, plural: str = "") -> str:
