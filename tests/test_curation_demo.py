@@ -25,6 +25,9 @@ from replaydiff.demo.samples import sample_path
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
 REDUCTION = 10
+TIMING = frozenset({"POST /api/checkout|status|"})
+"""Follows the machine's load, not any request: the candidate's planted 0.15 s reservation timeout fires when
+inventory answers slowly, which a busy test machine causes now and then, in either replay."""
 
 
 def _run(corpus: Path, baseline: str, candidate: str, out: Path) -> tuple[int, dict[str, Any]]:
@@ -71,9 +74,25 @@ def test_a_corpus_minimized_tenfold_finds_what_the_full_corpus_finds(tmp_path: P
         _, small_report = _run(minimized, system.baseline, system.candidate, tmp_path / "small.jsonl.zst")
         aa_code, aa_report = _run(minimized, system.baseline, system.baseline, tmp_path / "aa.jsonl.zst")
     found, kept = _fingerprints(full_report), _fingerprints(small_report)
-    assert len(found) >= 6, found
-    assert kept <= found  # nothing the full corpus does not show
-    for fingerprint in found - kept:
+    print(result.stdout, result.stderr, f"full corpus: {sorted(found)}", f"minimized: {sorted(kept)}", sep="\n")
+    assert len(found - TIMING) >= 6, found
+    assert kept - TIMING <= found  # nothing the full corpus does not show
+    for fingerprint in found - kept - TIMING:
         assert "|latency|" in fingerprint and _untested(small_report, fingerprint), (fingerprint, kept)
-    assert {f for f in found if "|latency|" not in f} <= kept
+    assert {f for f in found - TIMING if "|latency|" not in f} <= kept
     assert aa_code == 0 and not aa_report["divergences"]
+
+
+@pytest.mark.slow
+def test_the_default_latency_samples_keep_the_median_shift_testable(tmp_path: Path) -> None:
+    """With `--latency-samples 30` (the default) and no ceiling, the search's +30 ms is found again."""
+    from replaydiff.demo.system import DemoSystem
+
+    minimized = tmp_path / "nightly.jsonl.zst"
+    result = subprocess.run([*REPLAYDIFF, "corpus", "minimize", str(sample_path("demo-shop")), "-o", str(minimized)],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0 and "(100.0%)" in result.stdout, result.stderr
+    print(result.stdout)
+    with DemoSystem() as system:
+        _, report = _run(minimized, system.baseline, system.candidate, tmp_path / "small.jsonl.zst")
+    assert "GET /api/search|latency|p50" in _fingerprints(report)

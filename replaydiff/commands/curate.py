@@ -60,8 +60,10 @@ def _print_stats(statistics: CorpusStatistics, shapes: int) -> None:
         if kept:
             console.print(f"curated    by {curation.get('job')} from {', '.join(curation.get('from', []))}: "
                           f"{kept['kept']} of {kept['items']} coverage items of the source", soft_wrap=True)  # fmt: skip
-    table = Table("endpoint", "exchanges", "statuses", "request shapes", "response shapes", "query keys",
-                  "max response", box=None, pad_edge=False)  # fmt: skip
+    table = Table(box=None, pad_edge=False)
+    table.add_column("endpoint", no_wrap=True)
+    for column in ("exchanges", "statuses", "request shapes", "response shapes", "query keys", "max response"):
+        table.add_column(column, justify="left" if column in ("statuses", "query keys") else "right")
     for name, endpoint in statistics.endpoints.items():
         table.add_row(
             name, str(endpoint.exchanges), ", ".join(f"{s} ×{n}" for s, n in sorted(endpoint.statuses.items())),

@@ -13,6 +13,7 @@ Sessions stay whole, so stateful flows (create, then read by the id the service 
 from __future__ import annotations
 
 import heapq
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +199,12 @@ def minimize(
 ) -> Minimized:
     check_output(output, corpus)
     coverage = scan(corpus)
+    if len(coverage.sessions) == 1:
+        warnings.warn(
+            f"{corpus}: all {coverage.exchanges} exchanges are one session, which is kept whole; without session "
+            "keys (or with one for everything) there is nothing to choose from",
+            stacklevel=2,
+        )
     cover = choose(coverage, latency_samples=latency_samples, max_exchanges=max_exchanges)
     if not cover.chosen:
         smallest = min(profile.exchanges for profile in coverage.sessions)
