@@ -107,7 +107,8 @@ class CoverageScan:
     sessions: list[SessionProfile] = field(default_factory=list)
     """In order of first appearance, which makes every choice among them deterministic."""
     exchanges: int = 0
-    endpoint_totals: array = field(default_factory=lambda: array("q"))
+    endpoint_totals: array[int] = field(default_factory=lambda: array("q"))
+    """Exchanges per endpoint number in the whole corpus."""
 
     def add(self, exchange: Exchange, profile: SessionProfile) -> str:
         """Counts the exchange into its session's profile; returns its endpoint."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from replaydiff.corpora import Exchange
 from replaydiff.corpora.weights import WEIGHT_TAG, weight_of
 from replaydiff.curation.coverage import endpoint_of_exchange
 from replaydiff.curation.shapes import canonical_request
@@ -38,7 +39,7 @@ class Deduplicated:
     """The sum of the kept exchanges' weights: what `--weighted` replays."""
 
 
-def _digest(exchange: Any) -> bytes:
+def _digest(exchange: Exchange) -> bytes:
     canonical = canonical_request(exchange, endpoint_of_exchange(exchange))
     return hashlib.blake2b(canonical + weight_of(exchange).to_bytes(8, "big"), digest_size=16).digest()
 
@@ -69,8 +70,8 @@ def dedup(corpus: Path, output: Path) -> Deduplicated:
         weight = weight_of(exchange) * session_weight[key]
         if exchange.request.method.upper() in SAFE_METHODS:
             digest = _digest(exchange)
-            kept = first_seen.setdefault(digest, exchange.id)
-            weights[kept] = weights.get(kept, 0) + weight
+            first_id = first_seen.setdefault(digest, exchange.id)
+            weights[first_id] = weights.get(first_id, 0) + weight
         else:
             weights[exchange.id] = weights.get(exchange.id, 0) + weight
     # Pass 3: write the representatives with their weights.
