@@ -300,3 +300,25 @@ def test_a_nightly_entry_curates_on_the_fly_and_reports_the_coverage(tmp_path: P
     suite.write_text(suite.read_text().replace("minimize = 40", "minimize = 0"))
     bad = _cli("nightly", suite, "--out", "night2", cwd=tmp_path)
     assert bad.returncode == 2 and "`minimize` must be a positive number" in bad.stderr
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(plan=sessions_strategy)
+def test_dedup_keeps_every_request_counted_and_every_state_change_in_place(
+    tmp_path: Path, plan: list[list[tuple[str, str, bytes, int]]]
+) -> None:
+    from replaydiff.curation.dedup import dedup
+
+    original = _from_plan(plan)
+    corpus = _write(tmp_path / "in.jsonl.zst", original)
+    out = tmp_path / "out.jsonl.zst"
+    result = dedup(corpus, out)
+    kept = list(CorpusReader(out))
+    assert result.represented == sum(weight_of(e) for e in kept) == len(original)
+    assert len(list(with_weights_expanded(kept))) == len(original)
+    by_id = {e.id: e for e in original}
+    assert all(by_id[e.id].request == e.request and by_id[e.id].session == e.session for e in kept)
+    surviving = {e.session for e in kept}
+    for session in surviving:  # a session that stays keeps every request that changes state, in order
+        posts = [e.id for e in original if e.session == session and e.request.method == "POST"]
+        assert posts == [e.id for e in kept if e.session == session and e.request.method == "POST"]
