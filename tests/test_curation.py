@@ -93,6 +93,13 @@ def test_stats_shows_endpoints_shapes_and_coverage(tmp_path: Path) -> None:
     assert stats["coverage"]["by_kind"]["value"] >= 2  # SPRING and XL, and page=1
     text = _cli("corpus", "stats", corpus)
     assert text.returncode == 0 and "coverage" in text.stdout and "POST /api/cart" in text.stdout
+    part = _write(tmp_path / "part.jsonl.zst", [e for e in CorpusReader(corpus) if e.session != "client-30"])
+    against = _cli("corpus", "stats", part, "--against", corpus, "--json")
+    assert against.returncode == 0, against.stderr
+    report = json.loads(against.stdout)["against"]
+    assert report["missing"] == ['value POST /api/cart $.coupon="XL"'] and report["kept"] == report["items"] - 1
+    text = _cli("corpus", "stats", part, "--against", corpus, "--shapes", "0").stdout
+    assert f"of {report['items']} items" in text and 'missing: value POST /api/cart $.coupon="XL"' in text
 
 
 def test_minimize_keeps_every_coverage_item_in_whole_sessions(tmp_path: Path) -> None:

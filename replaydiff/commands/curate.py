@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from replaydiff.curation.coverage import missing_from, scan
 from replaydiff.curation.dedup import dedup as dedup_corpus
 from replaydiff.curation.minimize import LATENCY_SAMPLES, Minimized
 from replaydiff.curation.minimize import minimize as minimize_corpus
@@ -36,13 +38,33 @@ def _ratio(before: int, after: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON, every shape included.")
 @click.option("--shapes", type=click.IntRange(min=0), default=3, show_default=True, metavar="N",
               help="Most common request and response shapes shown per endpoint.")
-def stats(corpus: Path, as_json: bool, shapes: int) -> None:
+@click.option("--against", "source", type=click.Path(path_type=Path), metavar="SOURCE",
+              help="Also say how many of SOURCE's coverage items this corpus keeps, and which it lacks.")
+def stats(corpus: Path, as_json: bool, shapes: int, source: Path | None) -> None:
     """Endpoints, sessions, statuses, request and response shapes, sizes, time span, and coverage items."""
     statistics = corpus_statistics(corpus)
+    against = _against(statistics, source) if source else None
     if as_json:
-        click.echo(json.dumps(statistics.to_json(), indent=2))
+        click.echo(json.dumps({**statistics.to_json(), **({"against": against} if against else {})}, indent=2))
         return
     _print_stats(statistics, shapes)
+    if against:
+        click.echo(f"coverage of {source}: {against['kept']} of {against['items']} items "
+                   f"({against['kept'] / against['items']:.1%})")  # fmt: skip
+        for name in against["missing"][:SHOWN_MISSING]:
+            click.echo(f"  missing: {name}")
+        if len(against["missing"]) > SHOWN_MISSING:
+            click.echo(f"  … and {len(against['missing']) - SHOWN_MISSING} more (--json lists them all)")
+
+
+SHOWN_MISSING = 10
+
+
+def _against(statistics: CorpusStatistics, source: Path) -> dict[str, Any]:
+    full = scan(source)
+    missing = missing_from(statistics.coverage, full)
+    total = len(full.items())
+    return {"source": str(source), "items": total, "kept": total - len(missing), "missing": missing}
 
 
 def _print_stats(statistics: CorpusStatistics, shapes: int) -> None:

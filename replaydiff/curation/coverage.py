@@ -140,6 +140,15 @@ class CoverageScan:
             covered |= profile.items
         return covered
 
+    def item_names(self) -> set[str]:
+        names = self.index.names
+        return {names[number] for number in self.items()}
+
+
+def missing_from(curated: CoverageScan, source: CoverageScan) -> list[str]:
+    """The source's coverage items the curated corpus lacks, by name (each scan numbers its own items)."""
+    return sorted(source.item_names() - curated.item_names())
+
 
 def scan(path: Path, observe: Callable[[Exchange, str], None] | None = None) -> CoverageScan:
     return scan_exchanges(exchanges(path), observe)
