@@ -22,6 +22,7 @@ from replaydiff.replaying import ReplayInterrupted
 COMMANDS = {
     "record": "record:record",
     "inspect": "corpus:inspect",
+    "corpus": "curate:corpus",
     "import": "convert:import_file",
     "export": "convert:export_har",
     "replay": "replay:replay",

@@ -171,7 +171,7 @@ async def _check_all_reachable(targets: list[Target]) -> None:
 
 def _planned_total(job: ReplayJob, reader: CorpusReader) -> int | None:
     """For the progress bar; unknown when filters or a duration decide it."""
-    if job.selection.filters or job.selection.duration_s is not None:
+    if job.selection.filters or job.selection.duration_s is not None or job.selection.weighted:
         return job.selection.limit
     total = reader.count() * job.selection.loops
     return min(total, job.selection.limit) if job.selection.limit else total

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from replaydiff.corpora import Exchange, endpoint_of
+from replaydiff.corpora.weights import with_weights_expanded
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 
@@ -54,6 +55,8 @@ class Selection:
     loops: int = 1
     duration_s: float | None = None
     """Repeat the corpus until this much replay time is planned (overrides `loops`)."""
+    weighted: bool = False
+    """Replay an exchange with a `weight` tag (from `corpus dedup`) that many times."""
 
     def matches(self, exchange: Exchange, endpoint: str) -> bool:
         return not self.filters or any(_matches(f, exchange, endpoint) for f in self.filters)
@@ -129,7 +132,7 @@ def plan(
         clock = _Clock(pacing, offset_s=next_offset)
         last_due = next_offset
         emitted_in_pass = 0
-        for exchange in in_start_order(exchanges):
+        for exchange in in_start_order(with_weights_expanded(exchanges) if selection.weighted else exchanges):
             endpoint = endpoints(exchange.request.method, exchange.request.path)
             if not selection.matches(exchange, endpoint):
                 continue

@@ -79,6 +79,8 @@ def replay_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--filter", "filters", multiple=True, metavar="PATTERN",
                      help="Replay only matching exchanges: a method (POST), a path glob ('/api/*') or an "
                           "endpoint ('GET /api/products/{id}'); repeatable, any match selects."),
+        click.option("--weighted", is_flag=True,
+                     help="Replay an exchange with a weight (from `corpus dedup`) as many times as its weight."),
         click.option("--loop", "loops", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
                      help="Replay the corpus N times."),
         click.option("--duration", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
@@ -145,7 +147,7 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
          retry_on: str, upstream_log: Path | None, trace_salt: str, engine: str, processes: int, workers: int,
          remote_workers: int, master_bind: str | None, correlation_rules: Path | None, no_correlate: bool,
          allowed_hosts: tuple[str, ...],
-         timeout: float, connect_timeout: float) -> ReplayJob:
+         timeout: float, connect_timeout: float, weighted: bool = False) -> ReplayJob:
     """The job the `replay` options describe; nightly suites build theirs from the same options."""
     if rate is not None and concurrency is not None:
         raise click.UsageError("--rate (open loop) and --concurrency (closed loop) exclude each other")
@@ -166,7 +168,7 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
         targets=targets,
         output=output or Path(corpus.name.removesuffix(".zst").removesuffix(".jsonl") + ".results.jsonl.zst"),
         pacing=Pacing(speed=speed, rate=rate),
-        selection=Selection(filters=filters, limit=limit, loops=loops, duration_s=duration),
+        selection=Selection(filters=filters, limit=limit, loops=loops, duration_s=duration, weighted=weighted),
         options=ReplayOptions(
             concurrency=concurrency,
             timeouts=Timeouts(connect_s=connect_timeout, read_s=timeout),

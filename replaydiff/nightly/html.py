@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from html import escape
 
+from replaydiff.curation.minimize import describe_curation
 from replaydiff.diff.html import COLOURS
 from replaydiff.nightly.history import Point, Trends
 from replaydiff.nightly.run import EntryResult, Night
@@ -66,7 +67,8 @@ def _entries(entries: list[EntryResult]) -> str:
         rows.append(
             f"<tr><td>{link}</td><td>{escape(result.outcome)}</td><td class=n>{compared}</td>"
             f"<td>{_fidelity(result)}</td>"
-            f"<td>{counts or 'no divergence'}</td><td class=dim>{escape(result.message)}</td></tr>"
+            f"<td>{counts or 'no divergence'}</td>"
+            f"<td class=dim>{escape(result.message or describe_curation(result.coverage))}</td></tr>"
         )
     head = "<tr><th>entry</th><th>outcome</th><th>compared</th><th>fidelity</th><th>divergences</th><th></th></tr>"
     return f"<h2>Entries</h2><table>{head}{''.join(rows)}</table>"

@@ -21,6 +21,7 @@ from rich.markup import escape
 from replaydiff.diff.findings import DiffReport, DivergenceGroup
 from replaydiff.diff.html import render_html
 from replaydiff.diff.junit import render_junit
+from replaydiff.curation.minimize import describe_curation
 from replaydiff.errors import UserError
 from replaydiff.nightly.classify import JudgedDivergence
 from replaydiff.nightly.history import Trends
@@ -66,6 +67,7 @@ def _entry_json(result: EntryResult, directory: Path) -> dict[str, Any]:
     return {
         "name": result.entry.name,
         "corpus": str(result.entry.corpus),
+        "coverage": result.coverage,
         "target": result.entry.target,
         "outcome": result.outcome,
         "message": result.message,
@@ -106,6 +108,8 @@ def print_night(night: Night, console: Console) -> None:
         )
         for reason in result.report.fidelity.reasons():
             console.print(f"  [yellow]not tested[/]          {escape(reason)}", soft_wrap=True)
+        if note := describe_curation(result.coverage):
+            console.print(f"  [dim]{escape(note)}[/]", soft_wrap=True)
         lines = [(v.status + (" FAILS" if v.fails else ""), v.group.fingerprint, f"{v.group.count}/{v.group.total}",
                   _since(v) + (f"; {v.reason}" if v.reason else "")) for v in result.judged]
         lines += [("gone", fp, "", "") for fp in result.gone]  # fmt: skip

@@ -13,14 +13,15 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from rich.console import Console
 
 from replaydiff.corpora import CorpusError
 from replaydiff.diff.analysis import analyze_results
 from replaydiff.diff.findings import DiffReport
-from replaydiff.errors import EXIT_DIVERGENT, EXIT_INCONCLUSIVE, EXIT_SAME, EXIT_USAGE
+from replaydiff.curation.minimize import curation_note, minimize
+from replaydiff.errors import EXIT_DIVERGENT, EXIT_INCONCLUSIVE, EXIT_SAME, EXIT_USAGE, UserError
 from replaydiff.nightly.classify import FAIL_BY_DEFAULT, JudgedDivergence, gone, judge_divergences
 from replaydiff.nightly.history import History
 from replaydiff.nightly.suite import Entry, Suite
@@ -45,6 +46,8 @@ class EntryResult:
     judged: list[JudgedDivergence] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
     """Divergences of the entry's previous run that this one no longer shows."""
+    coverage: dict[str, Any] | None = None
+    """What the replayed corpus kept of its source, when it is a curated one (`curation_note`)."""
 
     def with_status(self, status: str) -> list[JudgedDivergence]:
         return [judged for judged in self.judged if judged.status == status]
@@ -140,19 +143,23 @@ def _run_entry(
     directory.mkdir(parents=True, exist_ok=True)
     job = replace(entry.job, output=directory / "results.jsonl.zst", endpoints=entry.diff.options.rules.patterns)
     try:
+        if entry.minimize is not None:
+            curated = minimize(entry.corpus, directory / "corpus.jsonl.zst", max_exchanges=entry.minimize)
+            job = replace(job, corpus=curated.output)
+        coverage = curation_note(job.corpus)
         replay_corpus(job, console=console)
-    except CorpusError as exc:
+    except (CorpusError, UserError) as exc:
         return EntryResult(entry, "skipped", f"corpus skipped: {exc}")
     except ReplayError as exc:
         return EntryResult(entry, "error", str(exc))
     report = analyze_results(job.output, options=entry.diff.options)
     if not report.totals.compared:
         message = f"nothing compared: no exchange of {entry.corpus} has both a baseline and a candidate record"
-        return EntryResult(entry, "error", message, job.output, report)
+        return EntryResult(entry, "error", message, job.output, report, coverage=coverage)
     past = history.past_runs(entry.name, before=run, last=SINCE_RUNS)
     found = judge_divergences(report, past, accepted, tonight=started.isoformat(timespec="seconds"),
                               fail_kinds=entry.diff.fail_on, fail_statuses=fail_statuses)
-    return EntryResult(entry, "ran", "", job.output, report, found, gone(report, past))
+    return EntryResult(entry, "ran", "", job.output, report, found, gone(report, past), coverage)
 
 
 def _plural(count: int, singular: str, plural: str = "") -> str:

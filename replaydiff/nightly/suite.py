@@ -21,6 +21,7 @@
     corpus = "corpora/*.jsonl.zst"   # a file or a glob, or a list of them; relative to this file
     target = "shop"
     replay = { limit = 500 }         # optional: overrides [replay] for this entry (also `diff = {…}`)
+    minimize = 20000                 # optional: replay `corpus minimize --max-exchanges 20000` of the corpus
 
 Every corpus file an entry matches becomes one entry of the run, named
 `TARGET/CORPUS`: the name is the key of its history, so it must be stable.
@@ -52,7 +53,7 @@ from replaydiff.replayer.credentials import ENV_REFERENCE, CredentialsError, exp
 from replaydiff.replaying import ReplayJob
 
 _TOP_KEYS = frozenset({"accepted", "replay", "diff", "targets", "entry"})
-_ENTRY_KEYS = frozenset({"corpus", "target", "replay", "diff"})
+_ENTRY_KEYS = frozenset({"corpus", "target", "replay", "diff", "minimize"})
 _CORPUS_SUFFIXES = (".zst", ".jsonl")
 
 
@@ -65,6 +66,8 @@ class Entry:
     job: ReplayJob
     """Validated; its `output` is a placeholder until the run places it in its directory."""
     diff: DiffSettings
+    minimize: int | None = None
+    """Curate on the fly: replay the corpus minimized to at most this many exchanges (`corpus minimize`)."""
 
     @property
     def slug(self) -> str:
@@ -119,11 +122,14 @@ def _expanded(
     replay = {**replay_defaults, **checked(table.get("replay", {}), REPLAY_KEYS, f"{where} replay"), **targets[target]}
     diff = {**diff_defaults, **checked(table.get("diff", {}), DIFF_KEYS, f"{where} diff")}
     settings = diff_settings(diff, base=base, where=where)
+    minimize = table.get("minimize")
+    if minimize is not None and (not isinstance(minimize, int) or isinstance(minimize, bool) or minimize < 1):
+        raise SuiteError(f"{where}: `minimize` must be a positive number of exchanges, got {minimize!r}")
     entries = []
     for corpus in _corpora(table, base, where):
         name = f"{target}/{_stem(corpus)}"
         job = replay_job(corpus, Path(f"{name}.results.jsonl.zst"), replay, base=base, where=where)
-        entries.append(Entry(name, corpus, target, job, settings))
+        entries.append(Entry(name, corpus, target, job, settings, minimize))
     return entries
 
 
