@@ -28,6 +28,9 @@ REDUCTION = 10
 TIMING = frozenset({"POST /api/checkout|status|"})
 """Follows the machine's load, not any request: the candidate's planted 0.15 s reservation timeout fires when
 inventory answers slowly, which a busy test machine causes now and then, in either replay."""
+SPARSE_NOISE = frozenset({"GET /api/products/{id}|body|$.promo"})
+"""Volatile on both versions in one call in ten: the full corpus gives the noise rule enough pairs of baselines
+that disagree on it; a corpus ten times smaller may not, and then shows it (the A/A run checks the rest)."""
 
 
 def _run(corpus: Path, baseline: str, candidate: str, out: Path) -> tuple[int, dict[str, Any]]:
@@ -76,7 +79,7 @@ def test_a_corpus_minimized_tenfold_finds_what_the_full_corpus_finds(tmp_path: P
     found, kept = _fingerprints(full_report), _fingerprints(small_report)
     print(result.stdout, result.stderr, f"full corpus: {sorted(found)}", f"minimized: {sorted(kept)}", sep="\n")
     assert len(found - TIMING) >= 6, found
-    assert kept - TIMING <= found  # nothing the full corpus does not show
+    assert kept - TIMING - SPARSE_NOISE <= found  # nothing the full corpus does not show
     for fingerprint in found - kept - TIMING:
         assert "|latency|" in fingerprint and _untested(small_report, fingerprint), (fingerprint, kept)
     assert {f for f in found - TIMING if "|latency|" not in f} <= kept
