@@ -17,9 +17,9 @@ from typing import Any, Literal
 from rich.console import Console
 
 from replaydiff.corpora import CorpusError, ResultsReader
+from replaydiff.curation.minimize import curation_note, minimize
 from replaydiff.diff.analysis import analyze
 from replaydiff.diff.findings import DiffReport
-from replaydiff.curation.minimize import curation_note, minimize
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, EXIT_USAGE, UserError
 from replaydiff.nightly.classify import WINDOW, Verdict, gone, verdicts
 from replaydiff.nightly.history import History
