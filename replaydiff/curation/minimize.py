@@ -22,11 +22,15 @@ from typing import Any
 from replaydiff.corpora import CorpusReader
 from replaydiff.curation.coverage import CoverageScan, SessionProfile, scan
 from replaydiff.curation.streams import CuratedWriter, check_output, record_session, records
+from replaydiff.diff.latency import LatencyThresholds
 from replaydiff.errors import UserError
 
 LATENCY_SAMPLES = 30
 """Exchanges kept per endpoint (where the corpus has them) so the paired latency test has power: the diff tests
 from 20 pairs on, and 30 leaves room for the answers a replay loses."""
+
+TESTABLE_PAIRS = LatencyThresholds().min_pairs
+"""Below this many pairs the diff runs no paired latency test on an endpoint."""
 
 LATENCY_STEP = 5
 """Within a budget, latency samples are added in rounds of this many per endpoint, so every endpoint gets
@@ -130,9 +134,34 @@ def _still_wanted(sessions: Sequence[SessionProfile], chosen: list[int], wanted:
     return {endpoint: count - have.get(endpoint, 0) for endpoint, count in wanted.items() if count > have.get(endpoint, 0)}
 
 
+def _fill_testable(coverage: CoverageScan, state: _State, chosen: list[int], wanted: dict[int, int]) -> None:
+    """Within the budget, brings whole endpoints to the diff's minimum of pairs, the cheapest first.
+
+    An endpoint below that minimum gets no latency test at all, so a budget spread evenly can leave every
+    endpoint just short and buy nothing. Cheapest: the most exchanges of the endpoint per exchange of the
+    sessions holding it. An endpoint the remaining budget cannot complete is given back its sessions.
+    """
+    sessions = coverage.sessions
+    holding: dict[int, int] = {}
+    for profile in sessions:
+        for endpoint in profile.endpoints:
+            holding[endpoint] = holding.get(endpoint, 0) + profile.exchanges
+    density = {e: coverage.endpoint_totals[e] / holding[e] for e in wanted if holding.get(e)}
+    for endpoint in sorted(density, key=lambda e: (-density[e], e)):
+        target = {endpoint: min(TESTABLE_PAIRS, wanted[endpoint])}
+        state.need_samples = _still_wanted(sessions, chosen, target)
+        if not state.need_samples:
+            continue
+        before, used = len(chosen), state.used
+        _greedy(sessions, state, chosen)
+        if _still_wanted(sessions, chosen, target):
+            del chosen[before:]
+            state.used = used
+
+
 def choose(coverage: CoverageScan, *, latency_samples: int = LATENCY_SAMPLES, max_exchanges: int | None = None) -> Cover:
-    """Which sessions to keep. Within `max_exchanges`, coverage items come first and latency samples second,
-    raised evenly across endpoints."""
+    """Which sessions to keep. Within `max_exchanges`, coverage items come first; then as many endpoints as
+    the budget allows get the pairs a latency test needs; then samples are raised evenly towards the floor."""
     sessions = coverage.sessions
     universe = coverage.items()
     wanted = {endpoint: min(latency_samples, int(total)) for endpoint, total in enumerate(coverage.endpoint_totals)}
@@ -157,6 +186,7 @@ def choose(coverage: CoverageScan, *, latency_samples: int = LATENCY_SAMPLES, ma
             _greedy(sessions, state, chosen)
         missing = state.need_items
         state.need_items = set()
+        _fill_testable(coverage, state, chosen, wanted)
         for level in range(LATENCY_STEP, max(wanted.values(), default=0) + LATENCY_STEP, LATENCY_STEP):
             state.need_samples = _still_wanted(sessions, chosen, {e: min(level, n) for e, n in wanted.items()})
             _greedy(sessions, state, chosen)

@@ -18,10 +18,10 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from replaydiff.curation.minimize import describe_curation
 from replaydiff.diff.findings import DiffReport, DivergenceGroup
 from replaydiff.diff.html import render_html
 from replaydiff.diff.junit import render_junit
-from replaydiff.curation.minimize import describe_curation
 from replaydiff.errors import UserError
 from replaydiff.nightly.classify import JudgedDivergence
 from replaydiff.nightly.history import Trends

@@ -18,9 +18,9 @@ from typing import Any, Literal
 from rich.console import Console
 
 from replaydiff.corpora import CorpusError
+from replaydiff.curation.minimize import curation_note, minimize
 from replaydiff.diff.analysis import analyze_results
 from replaydiff.diff.findings import DiffReport
-from replaydiff.curation.minimize import curation_note, minimize
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_INCONCLUSIVE, EXIT_SAME, EXIT_USAGE, UserError
 from replaydiff.nightly.classify import FAIL_BY_DEFAULT, JudgedDivergence, gone, judge_divergences
 from replaydiff.nightly.history import History
