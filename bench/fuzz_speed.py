@@ -9,9 +9,9 @@ Two figures (issue 7):
   fails, and until the whole session ends (shrinking included), both for a
   session over every endpoint and one focused with `--endpoint`.
 
-The demo services run in a process of their own; the planting proxy runs on
-a thread of this process, so its cost is charged to the fuzzer (the figures
-are conservative).
+The bug is planted in the demo candidate itself (`replaydiff/demo/services.py`:
+a quote with an item of quantity 0 crashes where the baseline answers 400);
+the demo services run in a process of their own, the fuzz session in this one.
 
 Run: .venv/bin/python bench/fuzz_speed.py [--seeds N]
 """
