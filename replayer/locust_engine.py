@@ -18,7 +18,6 @@ every record the workers send back into ONE results file in the standard format.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from replaydiff.corpora import Exchange
+from replaydiff.corpora.ports import free_port
 from replaydiff.replayer.client import Timeouts, TLSOptions
 from replaydiff.replayer.engine import ReplayOptions, ReplaySummary
 from replaydiff.replayer.plan import Pacing, PlannedRequest, Selection
@@ -170,7 +170,7 @@ def run_locust_replay(
     """
     if workers < 0 or workers + remote_workers < 1:
         raise LocustEngineError("the locust engine needs at least one worker; pass --workers N")
-    port = port or _free_port(bind_host)
+    port = port or free_port(bind_host)  # the workers' command line names it before the master binds it
     total = workers + remote_workers
     with tempfile.TemporaryDirectory(prefix="replaydiff-locust-") as tmp:
         job = LocustJob(
@@ -207,12 +207,6 @@ def run_locust_replay(
                 f"completed before are in {output} (marked interrupted)"
             )
         return ReplaySummary.from_message(message)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def _reachable(bind_host: str) -> str:

@@ -638,11 +638,23 @@ async def demo_services(*, inventory_via: str | None = None) -> AsyncIterator[De
 
     `inventory_via`: where the shops reach inventory instead of directly, e.g. a tap in between.
     """
+    async with _running_services(inventory_via) as (urls, _):
+        yield urls
+
+
+@asynccontextmanager
+async def _running_services(inventory_via: str | None) -> AsyncIterator[tuple[DemoUrls, list[web.Application]]]:
     async with serving(inventory_app()) as inventory:
-        shops_reach = inventory_via or inventory
-        async with serving(shop_app(shops_reach, candidate=False)) as baseline:
-            async with serving(shop_app(shops_reach, candidate=True)) as candidate:
-                yield DemoUrls(inventory=inventory, baseline=baseline, candidate=candidate)
+        reach = inventory_via or inventory
+        shops = [shop_app(reach, candidate=False), shop_app(reach, candidate=True)]
+        async with serving(shops[0]) as baseline, serving(shops[1]) as candidate:
+            yield DemoUrls(inventory=inventory, baseline=baseline, candidate=candidate), shops
+
+
+READ_VIA_FROM_STDIN = "-"
+"""`--inventory-via -`: the address comes on stdin once the URLs are printed: a tap in front of inventory can
+only start once inventory's address is known, and then binds a port of its own choosing, so no other process
+can take it in between."""
 
 
 async def serve_until_signalled(inventory_via: str | None) -> None:
@@ -650,13 +662,20 @@ async def serve_until_signalled(inventory_via: str | None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with demo_services(inventory_via=inventory_via) as urls:
+    later = inventory_via == READ_VIA_FROM_STDIN
+    async with _running_services(None if later else inventory_via) as (urls, shops):
         print(json.dumps(asdict(urls)), flush=True)
+        if later:
+            via = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+            for shop in shops:
+                shop[INVENTORY].base_url = via
+            print(json.dumps({"inventory_via": via}), flush=True)
         await stop.wait()
 
 
 def main() -> int:
-    """`--inventory-via URL` makes the shops call inventory through that address (the demo's tap)."""
+    """`--inventory-via URL` makes the shops call inventory through that address (the demo's tap); `-` reads
+    it from stdin after the URLs are printed."""
     args = sys.argv[1:]
     via = args[1] if len(args) == 2 and args[0] == "--inventory-via" else None
     asyncio.run(serve_until_signalled(via))
