@@ -14,6 +14,7 @@ from replaydiff.corpora.files import (
     UpstreamLogWriter,
 )
 from replaydiff.corpora.model import (
+    DIVERGENCE_KINDS,
     Attempt,
     Divergence,
     Exchange,
@@ -27,6 +28,7 @@ from replaydiff.corpora.model import (
 
 __all__ = [
     "CORPUS_FORMAT",
+    "DIVERGENCE_KINDS",
     "RESULTS_FORMAT",
     "UPSTREAM_FORMAT",
     "Attempt",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Headers = list[tuple[str, str]]
 """Ordered (name, value) pairs; duplicates are kept because order and repetition are observable."""
@@ -292,6 +292,7 @@ class ReplayRecord:
 
 
 DivergenceKind = Literal["status", "header", "body", "latency", "retry", "upstream", "error"]
+DIVERGENCE_KINDS: tuple[DivergenceKind, ...] = get_args(DivergenceKind)
 
 
 @dataclass(slots=True)

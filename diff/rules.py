@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from fnmatch import fnmatchcase
 from functools import lru_cache
@@ -27,6 +26,7 @@ from typing import Any
 
 from replaydiff.corpora.endpoints import EndpointPatterns
 from replaydiff.corpora.jsonpath import JsonPath, JsonPathError, parse_json_path
+from replaydiff.corpora.tomlfile import parse_toml
 
 
 class RulesError(ValueError):
@@ -174,10 +174,7 @@ def read_text(path: Path, what: str) -> str:
 
 def parse_rules(text: str, *, source: str = "rules") -> Rules:
     """Every problem is one line naming `source` and the bad key, so a user fixes it without guessing."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RulesError(f"{source}: not valid TOML: {exc}") from None
+    data = parse_toml(text, source, RulesError)
     if unknown := sorted(data.keys() - _TOP_KEYS):
         raise RulesError(f"{source}: unknown key {unknown[0]!r}; a rules file has `endpoints` and [[rule]] tables")
     patterns = data.get("endpoints", [])

@@ -343,7 +343,7 @@ def load_policy(path: Path | None, *, defaults: bool = True) -> Policy:
 def _read_toml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise PolicyError(f"{path}: no such policy file")
-    return read_toml(path, PolicyError)
+    return read_toml(path, PolicyError, "policy file")
 
 
 def _parse_policy(data: dict[str, Any]) -> tuple[tuple[Rule, ...], str | None]:

@@ -17,8 +17,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from replaydiff.corpora import ResultsReader
-from replaydiff.corpora.model import DivergenceKind
+from replaydiff.corpora import DIVERGENCE_KINDS, ResultsReader
 from replaydiff.diff import (
     DiffOptions,
     DiffReport,
@@ -37,7 +36,6 @@ from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, UserError
 
 _NOISE = NoiseThresholds()
 _LATENCY = LatencyThresholds()
-KINDS: tuple[DivergenceKind, ...] = ("status", "header", "body", "latency", "error", "retry", "upstream")
 
 
 @dataclass(frozen=True)
@@ -98,8 +96,8 @@ def _fail_on(ctx: click.Context, param: click.Parameter, value: str | None) -> f
     if value is None or value.strip() == "all":
         return None
     kinds = frozenset(kind.strip() for kind in value.split(",") if kind.strip())
-    if unknown := sorted(kinds - set(KINDS)):
-        raise click.BadParameter(f"unknown kind {unknown[0]!r}; choose from {','.join(KINDS)} or 'all'")
+    if unknown := sorted(kinds - set(DIVERGENCE_KINDS)):
+        raise click.BadParameter(f"unknown kind {unknown[0]!r}; choose from {','.join(DIVERGENCE_KINDS)} or 'all'")
     return kinds
 
 
@@ -126,7 +124,7 @@ def diff_options(*, default_rules: Path | None = None) -> Callable[[Callable[...
         click.option("--html", "html_out", type=_OUTPUT, metavar="FILE",
                      help="Also write a self-contained HTML report with latency plots."),
         click.option("--fail-on", callback=_fail_on, metavar="KINDS",
-                     help=f"Comma list of kinds that fail the run ({','.join(KINDS)}). [default: all]"),
+                     help=f"Comma list of kinds that fail the run ({','.join(DIVERGENCE_KINDS)}). [default: all]"),
         click.option("--relative-noise", type=click.FloatRange(0, 1, max_open=True), default=_NOISE.relative,
                      show_default=True, help="Report a location only if (raw − noise) / (raw + noise) exceeds this."),
         click.option("--absolute-noise", type=click.FloatRange(0, 1, max_open=True), default=_NOISE.absolute,
