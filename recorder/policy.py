@@ -176,17 +176,17 @@ class Policy:
         return frozenset((*(self.json_key_literals or ()), *needs))
 
     @cached_property
-    def value_rules(self) -> tuple[ValueRule, ...]:
+    def value_rules(self) -> tuple[PatternRule, ...]:
         """Every value pattern, in policy order, compiled."""
         return tuple(
-            ValueRule(rule, _compiled(rule.place, rule.match), VALUE_PATTERNS.get(rule.match, _USER_PATTERN))
+            PatternRule(rule, _compiled(rule.place, rule.match), VALUE_PATTERNS.get(rule.match, _USER_PATTERN))
             for rule in self.rules
             if rule.place in ("pattern", "regex")
         )
 
 
 @dataclass(frozen=True, slots=True)
-class ValueRule:
+class PatternRule:
     rule: Rule
     regex: re.Pattern[str]
     pattern: ValuePattern

@@ -341,7 +341,7 @@ def inventory_app() -> web.Application:
 # --- shop ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class InventoryCallPolicy:
     """How a shop calls inventory: how often it retries a failed call, after what pause, how long it waits."""
 
     retries: int
@@ -350,8 +350,8 @@ class RetryPolicy:
     reservation_timeout_s: float = 2.0
 
 
-BASELINE_POLICY = RetryPolicy(retries=1, backoff_s=0.05)
-CANDIDATE_POLICY = RetryPolicy(
+BASELINE_POLICY = InventoryCallPolicy(retries=1, backoff_s=0.05)
+CANDIDATE_POLICY = InventoryCallPolicy(
     retries=3,  # PLANTED: retries three times...
     backoff_s=0.0,  # PLANTED: ...without backing off
     reservation_timeout_s=0.15,  # PLANTED: gives up on a slow reservation sooner
@@ -361,7 +361,7 @@ CANDIDATE_POLICY = RetryPolicy(
 class InventoryClient:
     """The shop's one pooled connection to inventory; forwards the caller's `traceparent` unchanged."""
 
-    def __init__(self, base_url: str, policy: RetryPolicy) -> None:
+    def __init__(self, base_url: str, policy: InventoryCallPolicy) -> None:
         self.base_url = base_url
         self.policy = policy
         self.session = aiohttp.ClientSession()
