@@ -15,6 +15,7 @@ from replaydiff.corpora.files import (
 )
 from replaydiff.corpora.model import (
     DIVERGENCE_KINDS,
+    HOP_BY_HOP,
     Attempt,
     Divergence,
     Exchange,
@@ -29,6 +30,7 @@ from replaydiff.corpora.model import (
 __all__ = [
     "CORPUS_FORMAT",
     "DIVERGENCE_KINDS",
+    "HOP_BY_HOP",
     "RESULTS_FORMAT",
     "UPSTREAM_FORMAT",
     "Attempt",

@@ -35,6 +35,13 @@ def _headers_from_json(pairs: list[list[str]]) -> Headers:
     return [(str(name), str(value)) for name, value in pairs]
 
 
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+)
+"""Lower-case names of headers that describe one connection, not the message (RFC 9110 7.6.1, and the
+non-standard Proxy-Connection): a replay does not resend them as recorded, a diff does not compare them."""
+
+
 def header_value(headers: Headers, name: str) -> str | None:
     """First value of a header, matched case-insensitively as HTTP requires."""
     wanted = name.lower()

@@ -9,16 +9,17 @@ Every answer is a pure function of the request, apart from the volatile fields
 (`generated_at`, `request_id`, `order_id`, the `X-Request-Id` header, and a
 `promo` that about one call in ten carries): the replayer sends each request
 to baseline, baseline again and candidate, so any other server-side state
-would show up as a difference that no code change caused. Every random choice
-(the promo, the candidate's listing stalls) is drawn from the replayed
-exchange's `traceparent`, as the tap's faults are (`call_random`): a replay
-rerun with the same trace ids meets the same promos and stalls, so the demo's
-exact check cannot flake. The one exception
+would show up as a difference that no code change caused. The one exception
 is deliberate: orders (`POST /api/orders`, then `GET`/`PUT /api/orders/{id}`)
 live in each shop's memory, so a replay needs the id each target returned.
+Every random choice (the promo, the candidate's listing stalls) is drawn from
+the replayed exchange's `traceparent`, as the tap's faults are (`call_random`):
+a replay rerun with the same trace ids meets the same promos and stalls, so
+the demo's exact check cannot flake.
 
 The candidate is the same code with `candidate=True`; search for `PLANTED`
-for what it changes, and `PLANTED` (the constant) for what a replay must report. Reported: a price that turns into a string, a 500 for
+for what it changes (the constant `PLANTED` lists what a replay must report).
+Reported: a price that turns into a string, a 500 for
 the coupon `SPRING-XL`, a search 30 ms slower, a listing slower only at its
 p99, a new `Cache-Control` header, reviews in another order, a field added
 to recommendations and one removed from checkouts. Not reported with the
