@@ -132,7 +132,6 @@ class _Connection:
 @dataclass(slots=True)
 class _Stats:
     packets: int = 0
-    tcp_packets: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
 
 
@@ -179,7 +178,6 @@ def _connections(path: Path) -> tuple[list[_Connection], _Stats]:
             segment = _tcp_segment(data, meta.linktype if pcap_link is None else pcap_link, stats)
             if segment is None:
                 continue
-            stats.tcp_packets += 1
             src, sport, dst, dport, seq, flags, payload = segment
             source, destination = (src, sport), (dst, dport)
             connection = _connection_for(source, destination, flags, table, connections)
