@@ -9,9 +9,9 @@ Two figures (issue 7):
   fails, and until the whole session ends (shrinking included), both for a
   session over every endpoint and one focused with `--endpoint`.
 
-The demo services run in a process of their own; the planting proxy runs on
-a thread of this process, so its cost is charged to the fuzzer (the figures
-are conservative).
+The bug is planted in the demo candidate itself (`replaydiff/demo/services.py`:
+a quote with an item of quantity 0 crashes where the baseline answers 400);
+the demo services run in a process of their own, the fuzz session in this one.
 
 Run: .venv/bin/python bench/fuzz_speed.py [--seeds N]
 """
@@ -30,7 +30,7 @@ from replaydiff.demo.system import DemoSystem
 from replaydiff.fuzz.infer import EndpointShape, infer_endpoints, select
 from replaydiff.fuzz.sender import FuzzTargets, Sender
 from replaydiff.fuzz.session import FuzzOptions, FuzzSession, SessionResult
-from replaydiff.fuzz.verdict import Judge
+from replaydiff.fuzz.verdict import NoiseJudge
 
 PLANTED = "status 4xx → 500 (text/plain)"
 RULES = load_rules(Path(__file__).parent.parent / "replaydiff" / "demo" / "rules.toml")
@@ -58,7 +58,7 @@ class Stopwatch:
 def session(shapes: list[EndpointShape], targets: FuzzTargets, seed: int) -> tuple[SessionResult, Stopwatch]:
     watch = Stopwatch()
     with Sender(targets) as sender:
-        result = FuzzSession(shapes, sender, Judge(RULES), FuzzOptions(seed=seed, database=None), watch).run()
+        result = FuzzSession(shapes, sender, NoiseJudge(RULES), FuzzOptions(seed=seed, database=None), watch).run()
     return result, watch
 
 

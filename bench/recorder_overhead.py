@@ -36,6 +36,8 @@ from pathlib import Path
 
 import aiohttp
 
+from replaydiff.corpora.ports import free_port
+
 BIN = Path(sys.executable).parent
 CONCURRENCY = (1, 32)
 ROUNDS = 3
@@ -73,12 +75,6 @@ class Run:
     @property
     def throughput(self) -> float:
         return len(self.latencies_ms) / self.seconds
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _wait_accepting(port: int, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
@@ -155,7 +151,7 @@ async def _drive(url: str, clients: int, requests: int) -> Run:
 def main(requests: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        service_port, dump_port = _free_port(), _free_port()
+        service_port, dump_port = free_port(), free_port()
         service = f"http://127.0.0.1:{service_port}"
         mitmdump = [BIN / "mitmdump", "-q", "--mode", f"reverse:{service}", "--listen-host", "127.0.0.1",
                     "--listen-port", str(dump_port), "--set", f"confdir={workdir / 'dumpconf'}",

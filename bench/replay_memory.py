@@ -1,6 +1,7 @@
 """Peak memory of a replay over a corpus of 1,000,000 exchanges (goal: peak RSS < 300 MB).
 
-The replay is cut short with `--limit` (time), so what it shows is whether
+The whole corpus is generated, and each replay of it is cut short with
+`--limit N` (the first N exchanges), so what it shows is whether
 planning, sending and writing results stream: a planner that loads the
 corpus, or a summary that grows per exchange, shows up as RSS growing with
 the corpus or with the limit. Two limits and the bare interpreter with the

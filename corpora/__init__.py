@@ -22,6 +22,8 @@ from replaydiff.corpora.files import (
     UpstreamLogWriter,
 )
 from replaydiff.corpora.model import (
+    DIVERGENCE_KINDS,
+    HOP_BY_HOP,
     Attempt,
     Divergence,
     Exchange,
@@ -35,6 +37,8 @@ from replaydiff.corpora.model import (
 
 __all__ = [
     "CORPUS_FORMAT",
+    "DIVERGENCE_KINDS",
+    "HOP_BY_HOP",
     "RESULTS_FORMAT",
     "UPSTREAM_FORMAT",
     "Attempt",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Headers = list[tuple[str, str]]
 """Ordered (name, value) pairs; duplicates are kept because order and repetition are observable."""
@@ -33,6 +33,13 @@ def decode_body(data: dict[str, str] | None) -> bytes:
 
 def _headers_from_json(pairs: list[list[str]]) -> Headers:
     return [(str(name), str(value)) for name, value in pairs]
+
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+)
+"""Lower-case names of headers that describe one connection, not the message (RFC 9110 7.6.1, and the
+non-standard Proxy-Connection): a replay does not resend them as recorded, a diff does not compare them."""
 
 
 def header_value(headers: Headers, name: str) -> str | None:
@@ -315,6 +322,7 @@ class ReplayRecord:
 
 
 DivergenceKind = Literal["status", "header", "body", "latency", "retry", "upstream", "error"]
+DIVERGENCE_KINDS: tuple[DivergenceKind, ...] = get_args(DivergenceKind)
 
 
 @dataclass(slots=True)

@@ -17,14 +17,13 @@ import hashlib
 import json
 from typing import Any
 
-from replaydiff.corpora import Headers, ReplayRecord, Response
+from replaydiff.corpora import HOP_BY_HOP, Headers, ReplayRecord, Response
 from replaydiff.diff.behaviour import compare_behaviour
 from replaydiff.diff.difference import Difference, Key
 from replaydiff.diff.excerpt import body_excerpts, clip
 from replaydiff.diff.rules import NO_RULES, EndpointRules, ValueRule
 from replaydiff.diff.structure import json_changes
 
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"})
 """Describe one connection, not the answer (RFC 9110 §7.6.1); `proxy-*` and names listed in `Connection` too."""
 
 DERIVED = frozenset({"date", "content-length", "server", "etag", "last-modified", "age", "expires"})

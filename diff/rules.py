@@ -5,7 +5,7 @@ and everything below it), so a user learns it once:
 
     [[rule]]
     endpoint = "GET /api/products/{id}"   # glob on the endpoint template; omitted: every endpoint
-    path = "$.rating"                     # or: header = "x-cache"
+    path = "$.rating"                     # or: header = "x-cache"; paths: corpora.jsonpath ($..id, $.*_at, [*])
     tolerance = 0.01                      # numbers equal within ±0.01 (relative_tolerance = 0.001: within 0.1%)
     # ignore = true | unordered = true | pattern = "\\d+" with replacement = "N"
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from fnmatch import fnmatchcase
 from functools import lru_cache
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from replaydiff.corpora.endpoints import EndpointPatterns, LearnedEndpoints
+from replaydiff.corpora.jsonpath import JsonPath, JsonPathError, parse_json_path
+from replaydiff.corpora.tomlfile import parse_toml
 
 
 class RulesError(ValueError):
@@ -63,12 +64,41 @@ class ValueRule:
         return gap <= self.tolerance or gap <= self.relative_tolerance * max(abs(left), abs(right))
 
 
+class PathRules(dict[str, ValueRule]):
+    """The rules of one endpoint by JSON path, looked up as the differ walks a document: by the generalized path
+    of each node (`$.items[*].price`). Exact paths are the keys; a path with `..` or globs (`$..id`,
+    `$.*_at`) is tried on each generalized path the document has (memoized: a few hundred per endpoint), and
+    every rule that holds there is merged in file order."""
+
+    def __init__(self, exact: dict[str, ValueRule], ordered: list[tuple[JsonPath, ValueRule]]) -> None:
+        super().__init__(exact)
+        self._ordered = ordered if any(not path.exact for path, _ in ordered) else []
+        self._memo: dict[str, ValueRule | None] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._ordered) or len(self) > 0
+
+    def get(self, path: str, default: ValueRule | None = None) -> ValueRule | None:  # type: ignore[override]
+        if not self._ordered:
+            return dict.get(self, path, default)
+        if path not in self._memo:
+            location = [step.name if step.kind == "member" else None for step in parse_json_path(path).steps]
+            merged: ValueRule | None = None
+            for pattern, rule in self._ordered:
+                if pattern.matches(location):
+                    merged = merged.merged(rule) if merged is not None else rule
+            self._memo[path] = merged
+        found = self._memo[path]
+        return default if found is None else found
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointRules:
     """The rules in force at one endpoint, by location: lower-case header names and JSON paths."""
 
     headers: dict[str, ValueRule] = field(default_factory=dict)
     paths: dict[str, ValueRule] = field(default_factory=dict)
+    """A `PathRules` when built from a rules file."""
 
     def __bool__(self) -> bool:
         return bool(self.headers or self.paths)
@@ -82,7 +112,7 @@ class _Rule:
     endpoint: str
     """fnmatch glob on the endpoint template (`GET /api/*`, `* /users/{id}`)."""
     header: str | None
-    path: str | None
+    path: JsonPath | None
     action: ValueRule
 
 
@@ -109,19 +139,27 @@ class Rules:
         """Every rule whose glob matches, merged in file order, so a specific rule after a global one refines it."""
         headers: dict[str, ValueRule] = {}
         paths: dict[str, ValueRule] = {}
+        ordered: list[tuple[JsonPath, ValueRule]] = []
         for rule in self._rules:
             if not fnmatchcase(endpoint, rule.endpoint):
                 continue
-            table, key = (headers, rule.header.lower()) if rule.header is not None else (paths, rule.path or "$")
-            table[key] = table[key].merged(rule.action) if key in table else rule.action
-        return EndpointRules(headers, paths) if headers or paths else NO_RULES
+            if rule.header is not None:
+                key = rule.header.lower()
+                headers[key] = headers[key].merged(rule.action) if key in headers else rule.action
+                continue
+            assert rule.path is not None
+            ordered.append((rule.path, rule.action))
+            if rule.path.exact:
+                key = rule.path.rendered()
+                paths[key] = paths[key].merged(rule.action) if key in paths else rule.action
+        if not headers and not ordered:
+            return NO_RULES
+        return EndpointRules(headers, PathRules(paths, ordered))
 
 
 _RULE_KEYS = frozenset({"endpoint", "header", "path", "ignore", "pattern", "replacement", "tolerance",
                         "relative_tolerance", "unordered"})  # fmt: skip
 _TOP_KEYS = frozenset({"rule", "endpoints"})
-_JSON_PATH = re.compile(r"^\$(\.[A-Za-z_][A-Za-z0-9_]*|\[\*\]|\[\"(?:[^\"\\]|\\.)*\"\])*$")
-"""Generalized paths as reports print them: `$.items[*].price`, `$["content-type"]`."""
 
 
 def load_rules(path: Path) -> Rules:
@@ -140,10 +178,7 @@ def read_text(path: Path, what: str) -> str:
 
 def parse_rules(text: str, *, source: str = "rules") -> Rules:
     """Every problem is one line naming `source` and the bad key, so a user fixes it without guessing."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RulesError(f"{source}: not valid TOML: {exc}") from None
+    data = parse_toml(text, source, RulesError)
     if unknown := sorted(data.keys() - _TOP_KEYS):
         raise RulesError(f"{source}: unknown key {unknown[0]!r}; a rules file has `endpoints` and [[rule]] tables")
     patterns = data.get("endpoints", [])
@@ -163,11 +198,10 @@ def _parse_rule(table: Any, where: str) -> _Rule:
         raise RulesError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_RULE_KEYS))})")
     endpoint = _typed(table, "endpoint", str, where, "*")
     header = _typed(table, "header", str, where, None)
-    path = _typed(table, "path", str, where, None)
-    if (header is None) == (path is None):
+    text = _typed(table, "path", str, where, None)
+    if (header is None) == (text is None):
         raise RulesError(f"{where}: give exactly one of `header` or `path`")
-    if path is not None and not _JSON_PATH.match(path):
-        raise RulesError(f"{where}: `path` {path!r} is not a JSON path like $.items[*].price")
+    path = None if text is None else _json_path(text, where)
     action = ValueRule(
         ignore=_typed(table, "ignore", bool, where, False),
         pattern=_regex(table, where),
@@ -183,6 +217,17 @@ def _parse_rule(table: Any, where: str) -> _Rule:
     if header is not None and (action.tolerance or action.relative_tolerance or action.unordered):
         raise RulesError(f"{where}: tolerance and unordered apply to JSON paths, not to header {header!r}")
     return _Rule(endpoint, header, path, action)
+
+
+def _json_path(text: str, where: str) -> JsonPath:
+    """The dialect of `corpora.jsonpath`; the differ sees every item of an array alike, so no `[n]`."""
+    try:
+        path = parse_json_path(text)
+    except JsonPathError as exc:
+        raise RulesError(f"{where}: `path`: {exc}") from None
+    if any(step.kind == "index" for step in path.steps):
+        raise RulesError(f"{where}: `path` {text!r}: the differ compares every item of an array alike; write [*]")
+    return path
 
 
 def _typed(table: dict[str, Any], key: str, kind: type, where: str, default: Any) -> Any:

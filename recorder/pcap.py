@@ -133,7 +133,6 @@ class _Connection:
 @dataclass(slots=True)
 class _Stats:
     packets: int = 0
-    tcp_packets: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
 
 
@@ -182,15 +181,9 @@ def _connections(path: Path) -> tuple[list[_Connection], _Stats]:
             segment = _tcp_segment(data, meta.linktype if pcap_link is None else pcap_link, stats)
             if segment is None:
                 continue
-            stats.tcp_packets += 1
             src, sport, dst, dport, seq, flags, payload = segment
             source, destination = (src, sport), (dst, dport)
-            key = (source, destination) if source < destination else (destination, source)
-            connection = table.get(key)
-            if connection is None or (flags & _SYN and not flags & _ACK and connection.closed):
-                connection = _Connection(len(connections), source, destination)
-                connections.append(connection)
-                table[key] = connection
+            connection = _connection_for(source, destination, flags, table, connections)
             from_a = connection.a == source
             direction = connection.a_to_b if from_a else connection.b_to_a
             if flags & _SYN:
@@ -208,10 +201,39 @@ def _connections(path: Path) -> tuple[list[_Connection], _Stats]:
     return connections, stats
 
 
+def _connection_for(
+    source: tuple[bytes, int], destination: tuple[bytes, int], flags: int,
+    table: dict[tuple[tuple[bytes, int], tuple[bytes, int]], _Connection], connections: list[_Connection],
+) -> _Connection:
+    """The connection a packet belongs to, by its two endpoints; a new SYN after a close starts a new one."""
+    key = (source, destination) if source < destination else (destination, source)
+    connection = table.get(key)
+    if connection is None or (flags & _SYN and not flags & _ACK and connection.closed):
+        connection = table[key] = _Connection(len(connections), source, destination)
+        connections.append(connection)
+    return connection
+
+
 def _tcp_segment(
     data: bytes, link: int, stats: _Stats
 ) -> tuple[bytes, int, bytes, int, int, int, bytes] | None:
     """(src, sport, dst, dport, seq, flags, payload) of a TCP packet, else None (counted by reason)."""
+    network = _network_layer(data, link, stats)
+    if network is None:
+        return None
+    transport = _ip(data, *network, stats)
+    if transport is None:
+        return None
+    src, dst, start, end = transport
+    if end - start < 20 or len(data) < start + 20:
+        stats.skipped["truncated packet"] += 1
+        return None
+    sport, dport, seq, _ack, offset, flags = _UNPACK_TCP(data, start)
+    return src, sport, dst, dport, seq, flags, data[start + (offset >> 4) * 4 : end]
+
+
+def _network_layer(data: bytes, link: int, stats: _Stats) -> tuple[int, int] | None:
+    """(ethertype, offset of the IP header) under the link layer's header (and any VLAN tags)."""
     start = _LINK_HEADER.get(link)
     if start is None:
         stats.skipped[f"link type {link}"] += 1
@@ -230,6 +252,11 @@ def _tcp_segment(
         ethertype = 0x0800 if family == socket.AF_INET else 0x86DD
     else:
         ethertype = 0x0800 if data[start] >> 4 == 4 else 0x86DD
+    return ethertype, start
+
+
+def _ip(data: bytes, ethertype: int, start: int, stats: _Stats) -> tuple[bytes, bytes, int, int] | None:
+    """(source, destination, start and end of the TCP segment) of an unfragmented IPv4 or IPv6 TCP packet."""
     if ethertype == 0x0800:
         if len(data) < start + 20:
             stats.skipped["truncated packet"] += 1
@@ -241,9 +268,8 @@ def _tcp_segment(
         if fragment & 0x3FFF:
             stats.skipped["IP fragment"] += 1
             return None
-        end = start + total if total else len(data)
-        start += (version_ihl & 0x0F) * 4
-    elif ethertype == 0x86DD:
+        return src, dst, start + (version_ihl & 0x0F) * 4, start + total if total else len(data)
+    if ethertype == 0x86DD:
         if len(data) < start + 40:
             stats.skipped["truncated packet"] += 1
             return None
@@ -251,16 +277,9 @@ def _tcp_segment(
         if protocol != 6:
             stats.skipped["not TCP"] += 1
             return None
-        end = start + 40 + length
-        start += 40
-    else:
-        stats.skipped["not IP"] += 1
-        return None
-    if end - start < 20 or len(data) < start + 20:
-        stats.skipped["truncated packet"] += 1
-        return None
-    sport, dport, seq, _ack, offset, flags = _UNPACK_TCP(data, start)
-    return src, sport, dst, dport, seq, flags, data[start + (offset >> 4) * 4 : end]
+        return src, dst, start + 40, start + 40 + length
+    stats.skipped["not IP"] += 1
+    return None
 
 
 # --- connections → exchanges ----------------------------------------------------------------------

@@ -4,8 +4,8 @@ A rule says where it looks (`place`), what it matches there (`match`) and what
 to do (`action`: drop, mask or pseudonymize). Places:
 - `header`, `cookie`, `query`, `form`: `match` is a regular expression over the
   whole lower-cased name (policy files write case-insensitive globs, `x-*-token`);
-- `json`: `match` is a JSON path (`$.users[*].email`, `$..password`, names may
-  hold `*` globs and match case-insensitively);
+- `json`: `match` is a JSON path in the one dialect of `corpora.jsonpath`
+  (`$.users[*].email`, `$..password`, `$.*token*`); names match case-insensitively;
 - `pattern`: `match` names a built-in value pattern (`VALUE_PATTERNS`), and
   `regex`: `match` is the user's own regular expression; both look inside every
   string value anywhere (headers, query, cookies, JSON, forms, multipart parts,
@@ -28,6 +28,7 @@ from itertools import filterfalse
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from replaydiff.corpora.jsonpath import parse_json_path
 from replaydiff.corpora.tomlfile import read_toml
 
 Place = Literal["header", "cookie", "query", "form", "json", "pattern", "regex"]
@@ -144,7 +145,8 @@ class Policy:
 
     @cached_property
     def _indexed(self) -> bool:
-        return any(rule.place == "json" and _INDEX.search(rule.match) for rule in self.rules)
+        return any(rule.place == "json" and any(step.kind == "index" for step in parse_json_path(rule.match).steps)
+                   for rule in self.rules)
 
     @cached_property
     def scans_numbers(self) -> int:
@@ -160,11 +162,12 @@ class Policy:
         for rule in self.rules:
             if rule.place != "json":
                 continue
-            segments = list(_JSON_SEGMENT.finditer(rule.match))
-            last = segments[-1] if segments else None
-            name = "*" if last is None else last.group(2) if last.group(2) is not None else last.group(4).strip("'\"")
-            literal = max(name.lower().split("*"), key=len)
-            if not literal or name.isdigit():
+            steps = parse_json_path(rule.match).steps
+            if not steps or steps[-1].kind != "member":
+                return None
+            name = steps[-1].name.lower()
+            literal = max(name.split("*"), key=len) if steps[-1].glob else name
+            if not literal:
                 return None
             literals.append(literal)
         return tuple(literals)
@@ -176,17 +179,17 @@ class Policy:
         return frozenset((*(self.json_key_literals or ()), *needs))
 
     @cached_property
-    def value_rules(self) -> tuple[ValueRule, ...]:
+    def value_rules(self) -> tuple[PatternRule, ...]:
         """Every value pattern, in policy order, compiled."""
         return tuple(
-            ValueRule(rule, _compiled(rule.place, rule.match), VALUE_PATTERNS.get(rule.match, _USER_PATTERN))
+            PatternRule(rule, _compiled(rule.place, rule.match), VALUE_PATTERNS.get(rule.match, _USER_PATTERN))
             for rule in self.rules
             if rule.place in ("pattern", "regex")
         )
 
 
 @dataclass(frozen=True, slots=True)
-class ValueRule:
+class PatternRule:
     rule: Rule
     regex: re.Pattern[str]
     pattern: ValuePattern
@@ -250,7 +253,6 @@ class TextView:
         return self._digits
 
 
-_INDEX = re.compile(r"\[\d+\]|\['?\d")
 _USER_PATTERN = ValuePattern("")
 _DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
 _ALPHABET_FROM = 200
@@ -284,9 +286,6 @@ def luhn_ok(digits: str) -> bool:
 
 # --- compiling matches --------------------------------------------------------------------------
 
-_JSON_SEGMENT = re.compile(r"""(\.\.?)([^.\[\]]+)|(\.\.)?\[(\*|\d+|'[^']*'|"[^"]*")\]""")
-
-
 @cache
 def _compiled(place: Place, match: str) -> re.Pattern[str]:
     if place == "json":
@@ -297,29 +296,19 @@ def _compiled(place: Place, match: str) -> re.Pattern[str]:
 
 
 def _json_path_regex(path: str) -> str:
-    if not path.startswith("$"):
-        raise ValueError(f"JSON path {path!r} must start with $")
+    """A regex over `Policy.json_step`'s rendering of paths, from the one JSON path parser (`corpora.jsonpath`)."""
     parts = [re.escape(JSON_ROOT)]
-    position = 1
-    while position < len(path):
-        segment = _JSON_SEGMENT.match(path, position)
-        if segment is None:
-            raise ValueError(f"JSON path {path!r} is not understood at {path[position:]!r}")
-        dots, name, descendant, bracket = segment.groups()
-        if dots == ".." or descendant:
+    for step in parse_json_path(path).steps:
+        if step.descend:
             parts.append("(?:\x00[^\x00]*)*")
-        parts.append(_json_segment_regex(name if name is not None else bracket, quoted=bracket is not None))
-        position = segment.end()
+        if step.kind == "any":
+            parts.append("\x00[^\x00]*")
+        elif step.kind == "index":
+            parts.append(re.escape(f"\x00i{step.index}"))
+        else:
+            name = re.escape(step.name.lower())
+            parts.append("\x00k" + (name.replace(r"\*", "[^\x00]*") if step.glob else name))
     return "".join(parts)
-
-
-def _json_segment_regex(token: str, *, quoted: bool) -> str:
-    if token == "*":
-        return "\x00[^\x00]*"
-    if quoted and token.isdigit():
-        return re.escape(f"\x00i{token}")
-    name = token.strip("'\"") if quoted else token
-    return "\x00k" + re.escape(name.lower()).replace(r"\*", "[^\x00]*")
 
 
 def _glob(name: str) -> str:
@@ -357,7 +346,7 @@ def load_policy(path: Path | None, *, defaults: bool = True) -> Policy:
 def _read_toml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise PolicyError(f"{path}: no such policy file")
-    return read_toml(path, PolicyError)
+    return read_toml(path, PolicyError, "policy file")
 
 
 def _parse_policy(data: dict[str, Any]) -> tuple[tuple[Rule, ...], str | None]:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
 from replaydiff.corpora import Exchange, Request, Response, header_value
-from replaydiff.recorder.policy import DEFAULT_POLICY, Action, NamedPlace, Policy, TextView, ValueRule, load_policy, luhn_ok
+from replaydiff.recorder.policy import DEFAULT_POLICY, Action, NamedPlace, PatternRule, Policy, TextView, load_policy, luhn_ok
 from replaydiff.recorder.pseudonym import Pseudonymizer, key_from
 from replaydiff.recorder.echoes import Echoes
 from replaydiff.recorder.walk import DROP, DROPPED_BODY, NO_RULE, Judge, walk_request, walk_response
@@ -160,7 +160,7 @@ class Sanitizer:
     def dropped_body(self) -> None:
         self.fired[DROPPED_BODY] += 1
 
-    def _replace(self, value_rule: ValueRule, match: re.Match[str], fired: list[str]) -> str:
+    def _replace(self, value_rule: PatternRule, match: re.Match[str], fired: list[str]) -> str:
         found = match.group()
         if value_rule.pattern.luhn and not luhn_ok(_NOT_DIGIT.sub("", found)):
             return found

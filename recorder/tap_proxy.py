@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mitmproxy import ctx
 
+from replaydiff.corpora.ports import free_port
 from replaydiff.recorder.proxy import DEFAULT_CONFDIR, ProxyError, check_listen_address, parse_upstream, serve_master
 from replaydiff.recorder.tap import Tap
 
@@ -29,20 +29,18 @@ class TapSettings:
     confdir: Path = DEFAULT_CONFDIR
 
     def listeners(self) -> list[tuple[str, str]]:
-        """(dependency name, mitmproxy mode spec) per listener; mitmproxy cannot give several listeners
-        port 0, so free ports are picked here, once."""
+        """(dependency name, mitmproxy mode spec) per listener. One listener binds port 0 itself and reports
+        what it got, so no other process can take its port first; mitmproxy cannot give several listeners
+        port 0, so for several, free ports are picked here, once."""
         if not self.routes:
-            return [("forward proxy", f"regular@{self.forward_port or _free_port(self.listen_host)}")]
+            return [("forward proxy", f"regular@{self.forward_port}")]
+        if len(self.routes) == 1:
+            [(name, url)] = self.routes.items()
+            return [(name, f"reverse:{url}@{self.ports.get(name, 0)}")]
         return [
-            (name, f"reverse:{url}@{self.ports.get(name) or _free_port(self.listen_host)}")
+            (name, f"reverse:{url}@{self.ports.get(name) or free_port(self.listen_host)}")
             for name, url in self.routes.items()
         ]
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 def parse_route(text: str) -> tuple[str, str, int]:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from replaydiff.corpora import Attempt, Headers, Request, Response
+from replaydiff.corpora import HOP_BY_HOP, Attempt, Headers, Request, Response
 from replaydiff.corpora.content import decoded_content
 from replaydiff.corpora.model import ErrorKind
 from replaydiff.replayer.aiopool import ConnectionPool
@@ -38,9 +38,7 @@ from replaydiff.replayer.http1 import (
 from replaydiff.replayer.targets import Target
 
 # Headers that describe one hop's connection or are recomputed by the client for the body it sends.
-_NOT_FORWARDED = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade", "content-length"}
-)
+_NOT_FORWARDED = HOP_BY_HOP | {"content-length"}
 # Methods whose empty body is still announced with `Content-Length: 0`, as every common client does.
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 

@@ -56,6 +56,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from replaydiff.corpora import Exchange, Headers, Request, Response
+from replaydiff.corpora.jsonpath import JsonPathError, parse_json_path
 from replaydiff.corpora.tomlfile import read_toml
 
 Scalar = str | int
@@ -169,17 +170,19 @@ def load_carry_rules(path: Path) -> CarryRules:
         elif not str(rule["json"]).startswith("$"):
             raise CarryRulesError(f"{path}: [[carry]] #{number}: json path {rule['json']!r} must start with $")
         else:
-            paths.append(_parse_path(str(rule["json"])))
+            paths.append(_parse_path(str(rule["json"]), f"{path}: [[carry]] #{number}"))
     return CarryRules(tuple(paths), frozenset(headers))
 
 
-def _parse_path(text: str) -> tuple[str | int, ...]:
-    """`$.items[*].id` → ("items", "*", "id"); `[3]` → 3."""
-    steps: list[str | int] = []
-    for part in re.findall(r"\.([^.\[]+)|\[(\*|\d+)\]", text):
-        name, index = part
-        steps.append(name if name else ("*" if index == "*" else int(index)))
-    return tuple(steps)
+def _parse_path(text: str, where: str) -> tuple[str | int, ...]:
+    """`$.items[*].id` → ("items", "*", "id"); `[3]` → 3. The dialect of `corpora.jsonpath`, exact places only."""
+    try:
+        parsed = parse_json_path(text)
+    except JsonPathError as exc:
+        raise CarryRulesError(f"{where}: {exc}") from None
+    if not parsed.exact:
+        raise CarryRulesError(f"{where}: json path {text!r} must name exact places: no `..`, no globs")
+    return tuple(s.name if s.kind == "member" else s.index if s.kind == "index" else "*" for s in parsed.steps)
 
 
 def harvest(response: Response, rules: CarryRules = CarryRules(), *, guard: bool = True) -> dict[Location, Scalar]:

@@ -18,7 +18,6 @@ every record the workers send back into ONE results file in the standard format.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from replaydiff.corpora import Exchange
+from replaydiff.corpora.ports import free_port
 from replaydiff.replayer.client import Timeouts, TLSOptions
 from replaydiff.replayer.engine import ReplayOptions, ReplaySummary
 from replaydiff.replayer.plan import Pacing, PlannedRequest, Selection
@@ -170,7 +170,7 @@ def run_locust_replay(
     """
     if workers < 0 or workers + remote_workers < 1:
         raise LocustEngineError("the locust engine needs at least one worker; pass --workers N")
-    port = port or _free_port(bind_host)
+    port = port or free_port(bind_host)  # the workers' command line names it before the master binds it
     total = workers + remote_workers
     with tempfile.TemporaryDirectory(prefix="replaydiff-locust-") as tmp:
         job = LocustJob(
@@ -180,39 +180,41 @@ def run_locust_replay(
         )
         job_file = Path(tmp) / "job.json"
         job_file.write_text(json.dumps(job.to_json()))
-        master = _spawn(
-            master_command(job_file, users=locust_users(workers=total, concurrency=options.concurrency),
-                           workers=total, bind_host=bind_host, port=port,
-                           wait_for_workers_s=None if remote_workers else WORKERS_CONNECT_TIMEOUT_S),
-            log,
+        master = master_command(
+            job_file, users=locust_users(workers=total, concurrency=options.concurrency), workers=total,
+            bind_host=bind_host, port=port, wait_for_workers_s=None if remote_workers else WORKERS_CONNECT_TIMEOUT_S,
         )
-        local = [_spawn(worker_command(_reachable(bind_host), port), log) for _ in range(workers)]
-        try:
-            code = master.wait()
-        except KeyboardInterrupt:
-            _stop(master)
-            raise
-        finally:
-            for process in local:
-                _stop(process)
-        summary_file = Path(job.summary)
-        if not summary_file.exists():
-            raise LocustEngineError(
-                f"the locust master exited with code {code} before the replay finished; see its log above"
-            )
-        message = json.loads(summary_file.read_text())
-        if lost := message.get("lost_workers"):
-            raise LocustEngineError(
-                f"locust worker {', '.join(lost)} stopped answering mid-replay; the {message['completed']} exchanges "
-                f"completed before are in {output} (marked interrupted)"
-            )
-        return ReplaySummary.from_message(message)
+        code = _run_master_and_workers(master, [worker_command(_reachable(bind_host), port)] * workers, log)
+        return _summary(Path(job.summary), code, output)
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+def _run_master_and_workers(master: list[str], workers: list[list[str]], log: IO[bytes] | int | None) -> int:
+    """The master's exit code; the local workers are stopped whatever happens, the master too on Ctrl-C."""
+    running = _spawn(master, log)
+    local = [_spawn(command, log) for command in workers]
+    try:
+        return running.wait()
+    except KeyboardInterrupt:
+        _stop(running)
+        raise
+    finally:
+        for process in local:
+            _stop(process)
+
+
+def _summary(summary_file: Path, code: int, output: Path) -> ReplaySummary:
+    """What the master wrote when it finished, or why it did not finish."""
+    if not summary_file.exists():
+        raise LocustEngineError(
+            f"the locust master exited with code {code} before the replay finished; see its log above"
+        )
+    message = json.loads(summary_file.read_text())
+    if lost := message.get("lost_workers"):
+        raise LocustEngineError(
+            f"locust worker {', '.join(lost)} stopped answering mid-replay; the {message['completed']} exchanges "
+            f"completed before are in {output} (marked interrupted)"
+        )
+    return ReplaySummary.from_message(message)
 
 
 def _reachable(bind_host: str) -> str:

@@ -93,6 +93,7 @@ class _Clock:
     first_us: int | None = None
     last_end_us: dict[str, int] = field(default_factory=dict)
     count: int = 0
+    last_due_s: float = 0.0
 
     def place(self, exchange: Exchange) -> tuple[float, float]:
         if self.first_us is None:
@@ -101,10 +102,18 @@ class _Clock:
         self.last_end_us[exchange.session] = exchange.start_us + exchange.duration_us
         self.count += 1
         if self.pacing.rate is not None:
-            return self.offset_s + (self.count - 1) / self.pacing.rate, 0.0
+            self.last_due_s = self.offset_s + (self.count - 1) / self.pacing.rate
+            return self.last_due_s, 0.0
         think_us = 0 if previous_end is None else max(0, exchange.start_us - previous_end)
-        due = self.offset_s + (exchange.start_us - self.first_us) / 1e6 / self.pacing.speed
-        return due, think_us / 1e6 / self.pacing.speed
+        self.last_due_s = self.offset_s + (exchange.start_us - self.first_us) / 1e6 / self.pacing.speed
+        return self.last_due_s, think_us / 1e6 / self.pacing.speed
+
+
+@dataclass(slots=True)
+class _Progress:
+    produced: int = 0
+    done: bool = False
+    """The limit or the duration is reached: no more requests, in this pass or any other."""
 
 
 def plan(
@@ -122,33 +131,44 @@ def plan(
     request's endpoint from its method and path (templates learned from the
     corpus, see `corpora.endpoints`).
     """
-    produced = 0
-    next_offset = 0.0
+    progress = _Progress()
+    offset_s = 0.0
     for number, exchanges in enumerate(passes):
-        if selection.duration_s is None and number >= selection.loops:
+        if not _wants_pass(number, offset_s, selection):
             return
-        if selection.duration_s is not None and number and next_offset >= selection.duration_s:
+        clock = _Clock(pacing, offset_s=offset_s)
+        yield from _one_pass(exchanges, number, clock, selection, progress, endpoints)
+        if progress.done or not clock.count:
             return
-        clock = _Clock(pacing, offset_s=next_offset)
-        last_due = next_offset
-        emitted_in_pass = 0
-        for exchange in in_start_order(with_weights_expanded(exchanges) if selection.weighted else exchanges):
-            endpoint = endpoints(exchange.request.method, exchange.request.path)
-            if not selection.matches(exchange, endpoint):
-                continue
-            if selection.limit is not None and produced >= selection.limit:
-                return
-            if number:
-                exchange = replace(exchange, id=f"{exchange.id}~{number}", session=f"{exchange.session}~{number}")
-            due, think = clock.place(exchange)
-            if selection.duration_s is not None and due > selection.duration_s:
-                return
-            last_due = due
-            produced += 1
-            emitted_in_pass += 1
-            yield PlannedRequest(exchange, endpoint, due, think)
-        if not emitted_in_pass:
-            return
-        gap = 1 / pacing.rate if pacing.rate else 0.001
-        next_offset = last_due + gap
+        offset_s = clock.last_due_s + (1 / pacing.rate if pacing.rate else 0.001)
 
+
+def _wants_pass(number: int, offset_s: float, selection: Selection) -> bool:
+    if selection.duration_s is None:
+        return number < selection.loops
+    return number == 0 or offset_s < selection.duration_s
+
+
+def _one_pass(
+    exchanges: Iterable[Exchange],
+    number: int,
+    clock: _Clock,
+    selection: Selection,
+    progress: _Progress,
+    endpoints: Callable[[str, str], str],
+) -> Iterator[PlannedRequest]:
+    for exchange in in_start_order(with_weights_expanded(exchanges) if selection.weighted else exchanges):
+        endpoint = endpoints(exchange.request.method, exchange.request.path)
+        if not selection.matches(exchange, endpoint):
+            continue
+        if selection.limit is not None and progress.produced >= selection.limit:
+            progress.done = True
+            return
+        if number:
+            exchange = replace(exchange, id=f"{exchange.id}~{number}", session=f"{exchange.session}~{number}")
+        due, think = clock.place(exchange)
+        if selection.duration_s is not None and due > selection.duration_s:
+            progress.done = True
+            return
+        progress.produced += 1
+        yield PlannedRequest(exchange, endpoint, due, think)

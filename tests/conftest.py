@@ -1,8 +1,16 @@
-"""The session's closing summary says how long the slow tests ran (`make test` runs them in a bounded form)."""
+"""Test-wide settings: no timed assertions, and a closing summary of how long the slow tests ran.
+
+Hypothesis's per-example deadline (200 ms by default) is a timed assertion: on a loaded machine it fails
+tests whose code is right, so it is off for every property test here; performance is measured in bench/.
+"""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("replaydiff", deadline=None)
+settings.load_profile("replaydiff")
 
 _slow_durations: dict[str, float] = {}
 

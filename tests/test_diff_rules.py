@@ -47,6 +47,17 @@ def test_ignore_a_json_path_and_everything_below_it() -> None:
     assert changes({"a": 1}, {"a": 1, "debug": 5}, ignoring) == []  # an added member under an ignored path
 
 
+def test_paths_in_the_one_dialect_descendants_globs_and_quoted_names() -> None:
+    """Diff rules take the JSON paths sanitize policies take (`corpora.jsonpath`)."""
+    left = {"id": 1, "items": [{"id": 2, "created_at": "a", "price": 1}], "meta": {"trace id": "x", "id": 3}}
+    right = {"id": 9, "items": [{"id": 8, "created_at": "b", "price": 1}], "meta": {"trace id": "y", "id": 7}}
+    assert changes(left, right, rules('[[rule]]\npath = "$..id"\nignore = true\n')) == [
+        ("body", "$.items[*].created_at"), ("body", '$.meta["trace id"]')]
+    assert changes(left, right, rules('[[rule]]\npath = "$.items[*].*_at"\nignore = true\n'
+                                      '[[rule]]\npath = "$.meta[\'trace id\']"\nignore = true\n')) == [
+        ("body", "$.id"), ("body", "$.items[*].id"), ("body", "$.meta.id")]
+
+
 def test_a_rule_holds_only_on_the_endpoints_its_glob_matches() -> None:
     scoped = rules('[[rule]]\nendpoint = "GET /items/*"\npath = "$.at"\nignore = true\n')
     assert changes({"at": 1}, {"at": 2}, scoped, endpoint="GET /items/{id}") == []
@@ -111,7 +122,9 @@ def test_rules_apply_to_the_noise_comparison_too() -> None:
         ('[[rule]]\npath = "$.a"\ntolernce = 1\n', "rules.toml: rule 1: unknown key 'tolernce'"),
         ('[[rule]]\npath = "$.a"\n', "rules.toml: rule 1: no action"),
         ('[[rule]]\nignore = true\n', "rules.toml: rule 1: give exactly one of `header` or `path`"),
-        ('[[rule]]\npath = "items.price"\nignore = true\n', "is not a JSON path"),
+        ('[[rule]]\npath = "items.price"\nignore = true\n', "rule 1: `path`: JSON path 'items.price' must start with $"),
+        ('[[rule]]\npath = "$.a[x].b"\nignore = true\n', "JSON path '$.a[x].b' is not understood at '[x].b'"),
+        ('[[rule]]\npath = "$.items[0].id"\nignore = true\n', "every item of an array alike; write [*]"),
         ('[[rule]]\npath = "$.a"\ntolerance = -1\n', "`tolerance` must be a non-negative number"),
         ('[[rule]]\npath = "$.a"\npattern = "("\n', "`pattern` '(' is not a valid regular expression"),
         ('[[rule]]\nheader = "x"\nunordered = true\n', "apply to JSON paths, not to header 'x'"),

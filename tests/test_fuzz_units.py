@@ -18,7 +18,7 @@ from replaydiff.fuzz.infer import ValueShape, infer_endpoints, select
 from replaydiff.fuzz.regressions import append_failures
 from replaydiff.fuzz.session import Failure, divergent_type
 from replaydiff.fuzz.strategies import VERY_LONG, int_edges, requests, string_edges
-from replaydiff.fuzz.verdict import Judge, signature
+from replaydiff.fuzz.verdict import NoiseJudge, signature
 
 ORDER_ID = "3a72a45e-dc07-4b30-b65e-810cab9c2ac9"
 
@@ -100,7 +100,7 @@ def record(target: str, status: int, body: dict[str, object] | None = None) -> R
 
 
 def test_noise_learned_from_the_second_baseline_is_not_a_divergence() -> None:
-    judge = Judge()
+    judge = NoiseJudge()
     noisy = judge.suspects("GET /a", record("baseline", 200, {"id": 1}), record("baseline2", 200, {"id": 2}),
                            record("candidate", 200, {"id": 3}))  # fmt: skip
     assert noisy == []
@@ -110,7 +110,7 @@ def test_noise_learned_from_the_second_baseline_is_not_a_divergence() -> None:
 
 
 def test_rules_apply_and_a_candidate_5xx_always_counts() -> None:
-    judge = Judge(parse_rules('[[rule]]\npath = "$.rating"\ntolerance = 0.1\n'))
+    judge = NoiseJudge(parse_rules('[[rule]]\npath = "$.rating"\ntolerance = 0.1\n'))
     assert not judge.suspects("GET /a", record("baseline", 200, {"rating": 1.0}), record("baseline2", 200, {"rating": 1.0}),
                               record("candidate", 200, {"rating": 1.05}))  # fmt: skip
     crashed = record("candidate", 500, {"error": "boom"})
@@ -119,7 +119,7 @@ def test_rules_apply_and_a_candidate_5xx_always_counts() -> None:
 
 
 def test_confirmation_drops_what_does_not_reproduce() -> None:
-    judge = Judge()
+    judge = NoiseJudge()
     base, base2 = record("baseline", 200, {"a": 1}), record("baseline2", 200, {"a": 1})
     suspects = judge.suspects("GET /a", base, base2, record("candidate", 200, {"a": 1, "promo": "X"}))
     assert judge.confirmed("GET /a", suspects, base, base2, record("candidate", 200, {"a": 1})) == []

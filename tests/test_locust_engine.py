@@ -11,7 +11,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from replaydiff.corpora import CorpusReader, CorpusWriter, Exchange, ReplayRecord, Request, Response, ResultsReader
+from replaydiff.corpora.ports import free_port
 from replaydiff.diff.analysis import analyze
 from replaydiff.eventloop import run_fast
 from replaydiff.replayer.engine import Replayer, ReplayOptions
@@ -115,9 +115,7 @@ def _echo_app() -> web.Application:
 
 def test_a_worker_started_with_replaydiff_worker_joins_and_sessions_keep_order(tmp_path: Path) -> None:
     corpus = _corpus(tmp_path / "c.jsonl.zst", 120)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # the remote worker is told it before the master binds it, as a user would be
     with serve(_echo_app()) as url:
         remote = subprocess.Popen(
             [sys.executable, "-c", "from replaydiff.commands.worker import worker; worker()",

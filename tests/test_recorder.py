@@ -23,6 +23,7 @@ import pytest
 
 from replaydiff.corpora import CorpusReader, CorpusTruncated, NoCompleteRecord, header_value
 from replaydiff.corpora.container import decompressed_bytes
+from replaydiff.corpora.ports import free_port
 from replaydiff.recorder.sanitize import MASK, QUERY_MASK
 from tests.waiting import readable_records, wait_until
 
@@ -149,12 +150,6 @@ class Proxy:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=5)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_until_accepting(port: int, proxy: Proxy, timeout: float = 15) -> None:

@@ -12,10 +12,12 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from replaydiff.corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
 from replaydiff.corpora.trace import exchange_key
+from replaydiff.replayer.correlate import load_carry_rules
 from tests.servers import raw_server, serve
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
@@ -230,14 +232,28 @@ def test_correlation_rules_carry_values_the_guard_leaves(tmp_path: Path) -> None
     assert sorted(seen) != ["rc"] * 3 and all(code.startswith("c") for code in seen)
 
 
-def test_a_bad_correlation_rules_file_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ('path = "$.x"', "needs exactly one of json"),
+        ('json = "$.a[x].b"', "JSON path '$.a[x].b' is not understood at '[x].b'"),  # once silently read as $.a.b
+        ('json = "$..id"', "must name exact places"),
+    ],
+)
+def test_a_bad_correlation_rules_file_is_one_line(tmp_path: Path, rule: str, message: str) -> None:
     rules = tmp_path / "carry.toml"
-    rules.write_text('[[carry]]\npath = "$.x"\n')
+    rules.write_text(f"[[carry]]\n{rule}\n")
     corpus = _corpus(tmp_path, [_exchange(0, "s", "/x")])
     result = subprocess.run(
         [*REPLAYDIFF, "replay", str(corpus), "--baseline", "http://127.0.0.1:9", "--candidate", "http://127.0.0.1:9",
          "--correlation-rules", str(rules)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert result.returncode == 2 and "needs exactly one of json" in result.stderr
+    assert result.returncode == 2 and message in result.stderr and str(rules) in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_correlation_rule_paths_parse_in_the_one_dialect(tmp_path: Path) -> None:
+    rules = tmp_path / "carry.toml"
+    rules.write_text('[[carry]]\njson = "$.items[*].id"\n[[carry]]\njson = "$[\'odd key\'][2]"\n')
+    assert load_carry_rules(rules).json_paths == (("items", "*", "id"), ("odd key", 2))

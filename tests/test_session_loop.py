@@ -27,8 +27,9 @@ class SimulatedClock:
 
 
 def _planned(rows: list[tuple[float, float]]) -> list[PlannedRequest]:
-    return [PlannedRequest(Exchange(id=str(i), session="s", start_us=0, request=Request("GET", "http", "h", 80, "/"), response=None),
-                           "GET /", due_s, think_s)
+    request = Request("GET", "http", "h", 80, "/")
+    return [PlannedRequest(Exchange(id=str(i), session="s", start_us=0, request=request, response=None), "GET /",
+                           due_s, think_s)
             for i, (due_s, think_s) in enumerate(rows)]
 
 

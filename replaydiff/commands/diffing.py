@@ -17,8 +17,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from replaydiff.corpora import ResultsReader
-from replaydiff.corpora.model import DivergenceKind
+from replaydiff.corpora import DIVERGENCE_KINDS, ResultsReader
 from replaydiff.diff import (
     DiffOptions,
     DiffReport,
@@ -40,10 +39,9 @@ from replaydiff.replayer.targets import ReplayError, Target
 
 _NOISE = NoiseThresholds()
 _LATENCY = LatencyThresholds()
-KINDS: tuple[DivergenceKind | str, ...] = (
-    "status", "header", "body", "latency", "error", "retry", "upstream", INCONCLUSIVE,
-)
-"""`inconclusive`: endpoints the baselines could not reproduce from the recording (exit 3)."""
+FAIL_ON_WORDS: tuple[str, ...] = (*DIVERGENCE_KINDS, INCONCLUSIVE)
+"""The divergence kinds, and `inconclusive`: endpoints the baselines could not reproduce from the recording
+(exit 3)."""
 
 
 @dataclass(frozen=True)
@@ -146,8 +144,8 @@ def _fail_on(ctx: click.Context, param: click.Parameter, value: str | None) -> f
     if value is None or value.strip() == "all":
         return None
     kinds = frozenset(kind.strip() for kind in value.split(",") if kind.strip())
-    if unknown := sorted(kinds - set(KINDS)):
-        raise click.BadParameter(f"unknown kind {unknown[0]!r}; choose from {','.join(KINDS)} or 'all'")
+    if unknown := sorted(kinds - set(FAIL_ON_WORDS)):
+        raise click.BadParameter(f"unknown kind {unknown[0]!r}; choose from {','.join(FAIL_ON_WORDS)} or 'all'")
     return kinds
 
 
@@ -184,7 +182,7 @@ def diff_options(
                           "to every target: noise leaves the report, a difference the candidate does not repeat "
                           "is flaky and does not fail the run; 0: no resends."),
         click.option("--fail-on", callback=_fail_on, metavar="KINDS",
-                     help=f"Comma list of kinds that fail the run ({','.join(KINDS)}). [default: all]"),
+                     help=f"Comma list of kinds that fail the run ({','.join(FAIL_ON_WORDS)}). [default: all]"),
         click.option("--relative-noise", type=click.FloatRange(0, 1, max_open=True), default=_NOISE.relative,
                      show_default=True, help="Report a location only if (raw − noise) / (raw + noise) exceeds this."),
         click.option("--absolute-noise", type=click.FloatRange(0, 1, max_open=True), default=_NOISE.absolute,

@@ -9,13 +9,13 @@ Every answer is a pure function of the request, apart from the volatile fields
 (`generated_at`, `request_id`, `order_id`, the `X-Request-Id` header, and a
 `promo` that about one call in ten carries): the replayer sends each request
 to baseline, baseline again and candidate, so any other server-side state
-would show up as a difference that no code change caused. Every random choice
-(the promo, the candidate's listing stalls) is drawn from the replayed
-exchange's `traceparent`, as the tap's faults are (`call_random`): a replay
-rerun with the same trace ids meets the same promos and stalls, so the demo's
-exact check cannot flake. The one exception
+would show up as a difference that no code change caused. The one exception
 is deliberate: orders (`POST /api/orders`, then `GET`/`PUT /api/orders/{id}`)
 live in each shop's memory, so a replay needs the id each target returned.
+Every random choice (the promo, the candidate's listing stalls) is drawn from
+the replayed exchange's `traceparent`, as the tap's faults are (`call_random`):
+a replay rerun with the same trace ids meets the same promos and stalls, so
+the demo's exact check cannot flake.
 
 Orders are authenticated: a bearer token that `POST /api/login` gave one of
 the shop's test accounts (`DEMO_ACCOUNTS`, the sandbox's), or a production
@@ -25,7 +25,8 @@ them), so replaying orders needs the demo's identities file
 (`accounts.toml`): without it they answer 401 and the diff is INCONCLUSIVE.
 
 The candidate is the same code with `candidate=True`; search for `PLANTED`
-for what it changes, and `PLANTED` (the constant) for what a replay must report. Reported: a price that turns into a string, a 500 for
+for what it changes (the constant `PLANTED` lists what a replay must report).
+Reported: a price that turns into a string, a 500 for
 the coupon `SPRING-XL`, a search 30 ms slower, a listing slower only at its
 p99, a new `Cache-Control` header, reviews in another order, a field added
 to recommendations and one removed from checkouts. Not reported with the
@@ -351,7 +352,7 @@ def inventory_app() -> web.Application:
 # --- shop ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class InventoryCallPolicy:
     """How a shop calls inventory: how often it retries a failed call, after what pause, how long it waits."""
 
     retries: int
@@ -360,8 +361,8 @@ class RetryPolicy:
     reservation_timeout_s: float = 2.0
 
 
-BASELINE_POLICY = RetryPolicy(retries=1, backoff_s=0.05)
-CANDIDATE_POLICY = RetryPolicy(
+BASELINE_POLICY = InventoryCallPolicy(retries=1, backoff_s=0.05)
+CANDIDATE_POLICY = InventoryCallPolicy(
     retries=3,  # PLANTED: retries three times...
     backoff_s=0.0,  # PLANTED: ...without backing off
     reservation_timeout_s=0.15,  # PLANTED: gives up on a slow reservation sooner
@@ -371,7 +372,7 @@ CANDIDATE_POLICY = RetryPolicy(
 class InventoryClient:
     """The shop's one pooled connection to inventory; forwards the caller's `traceparent` unchanged."""
 
-    def __init__(self, base_url: str, policy: RetryPolicy) -> None:
+    def __init__(self, base_url: str, policy: InventoryCallPolicy) -> None:
         self.base_url = base_url
         self.policy = policy
         self.session = aiohttp.ClientSession()
@@ -683,11 +684,23 @@ async def demo_services(*, inventory_via: str | None = None) -> AsyncIterator[De
 
     `inventory_via`: where the shops reach inventory instead of directly, e.g. a tap in between.
     """
+    async with _running_services(inventory_via) as (urls, _):
+        yield urls
+
+
+@asynccontextmanager
+async def _running_services(inventory_via: str | None) -> AsyncIterator[tuple[DemoUrls, list[web.Application]]]:
     async with serving(inventory_app()) as inventory:
-        shops_reach = inventory_via or inventory
-        async with serving(shop_app(shops_reach, candidate=False)) as baseline:
-            async with serving(shop_app(shops_reach, candidate=True)) as candidate:
-                yield DemoUrls(inventory=inventory, baseline=baseline, candidate=candidate)
+        reach = inventory_via or inventory
+        shops = [shop_app(reach, candidate=False), shop_app(reach, candidate=True)]
+        async with serving(shops[0]) as baseline, serving(shops[1]) as candidate:
+            yield DemoUrls(inventory=inventory, baseline=baseline, candidate=candidate), shops
+
+
+READ_VIA_FROM_STDIN = "-"
+"""`--inventory-via -`: the address comes on stdin once the URLs are printed: a tap in front of inventory can
+only start once inventory's address is known, and then binds a port of its own choosing, so no other process
+can take it in between."""
 
 
 async def serve_until_signalled(inventory_via: str | None) -> None:
@@ -695,13 +708,20 @@ async def serve_until_signalled(inventory_via: str | None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with demo_services(inventory_via=inventory_via) as urls:
+    later = inventory_via == READ_VIA_FROM_STDIN
+    async with _running_services(None if later else inventory_via) as (urls, shops):
         print(json.dumps(asdict(urls)), flush=True)
+        if later:
+            via = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+            for shop in shops:
+                shop[INVENTORY].base_url = via
+            print(json.dumps({"inventory_via": via}), flush=True)
         await stop.wait()
 
 
 def main() -> int:
-    """`--inventory-via URL` makes the shops call inventory through that address (the demo's tap)."""
+    """`--inventory-via URL` makes the shops call inventory through that address (the demo's tap); `-` reads
+    it from stdin after the URLs are printed."""
     args = sys.argv[1:]
     via = args[1] if len(args) == 2 and args[0] == "--inventory-via" else None
     asyncio.run(serve_until_signalled(via))

@@ -9,10 +9,10 @@ every call and injects the seeded faults, so retry policies can be compared.
 from __future__ import annotations
 
 import json
+import re
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from replaydiff.demo.services import DemoUrls
+from replaydiff.demo.services import READ_VIA_FROM_STDIN, DemoUrls
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
@@ -83,34 +83,46 @@ class DemoSystem:
         return self._scratch / "upstream.jsonl.zst" if self._scratch and self._tap else None
 
     def start(self) -> DemoUrls:
-        tap_port = _free_port() if self.faults else None
-        via = ["--inventory-via", f"http://127.0.0.1:{tap_port}"] if tap_port else []
+        """With faults, the tap starts once inventory's address is known, on a port it binds itself, and the
+        shops are told its address after that: no port is handed out before it is bound."""
+        via = ["--inventory-via", READ_VIA_FROM_STDIN] if self.faults else []
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "replaydiff.demo.services", *via], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
-        )
+            [sys.executable, "-m", "replaydiff.demo.services", *via], stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE if self.faults else subprocess.DEVNULL,
+        )  # fmt: skip
         try:
             assert self._process.stdout is not None
             self._urls = _parse_urls(self._first_line(self._process, self._process.stdout, "demo services"))
-            if tap_port:
-                self._start_tap(self._urls.inventory, tap_port)
+            if self.faults:
+                self._route_inventory_through(self._start_tap(self._urls.inventory))
         except BaseException:
             self.stop()
             raise
         return self._urls
 
-    def _start_tap(self, inventory: str, port: int) -> None:
+    def _start_tap(self, inventory: str) -> str:
+        """The tap's listening URL."""
         assert self.faults is not None
         self._scratch = Path(tempfile.mkdtemp(prefix="replaydiff-demo-tap-"))
         self._tap = subprocess.Popen(
-            [sys.executable, "-m", "replaydiff.cli", "tap", "--route", f"inventory={inventory}@{port}",
+            [sys.executable, "-m", "replaydiff.cli", "tap", "--route", f"inventory={inventory}",
              "-o", str(self._scratch / "upstream.jsonl.zst"), "--faults", str(self.faults),
              "--confdir", str(self._scratch / "mitmproxy")],
             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         assert self._tap.stderr is not None
         line = self._first_line(self._tap, self._tap.stderr, "the demo's tap").decode(errors="replace")
-        if f":{port}" not in line:
-            raise DemoSystemError(f"the demo's tap said {line.strip()!r} instead of listening on port {port}")
+        if not (listening := re.search(r"inventory (http://\S+?);", line)):
+            raise DemoSystemError(f"the demo's tap said {line.strip()!r} instead of where it listens")
+        return listening.group(1)
+
+    def _route_inventory_through(self, tap: str) -> None:
+        assert self._process is not None and self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(f"{tap}\n".encode())
+        self._process.stdin.flush()
+        answer = self._first_line(self._process, self._process.stdout, "demo services")
+        if json.loads(answer).get("inventory_via") != tap:
+            raise DemoSystemError(f"demo services answered {answer[:200]!r} instead of routing inventory via {tap}")
 
     def _first_line(self, process: subprocess.Popen[bytes], stream: IO[bytes], what: str) -> bytes:
         """A process prints one line once it listens; waiting longer than that means it is stuck."""
@@ -145,7 +157,7 @@ class DemoSystem:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        for stream in (process.stdout, process.stderr):
+        for stream in (process.stdin, process.stdout, process.stderr):
             if stream:
                 stream.close()
         return process.returncode
@@ -158,12 +170,6 @@ class DemoSystem:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _parse_urls(line: bytes) -> DemoUrls:

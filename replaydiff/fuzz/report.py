@@ -6,13 +6,13 @@ markup: a recorded `Bearer [masked]` must not be read as a style tag.
 
 from __future__ import annotations
 
-import json
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from replaydiff.corpora import ReplayRecord, Request, header_value
+from replaydiff.diff.excerpt import body_text
 from replaydiff.fuzz.curl import curl_command
 from replaydiff.fuzz.sender import FuzzTargets
 from replaydiff.fuzz.session import Failure, SessionResult
@@ -21,13 +21,10 @@ from replaydiff.fuzz.verdict import failed
 BODY_LINES = 30
 
 
-def body_text(body: bytes) -> str:
-    """JSON indented so the two sides line up field by field; other bodies as text; long ones clipped."""
-    try:
-        text = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
-    except (ValueError, RecursionError):
-        text = body.decode("utf-8", "replace")
-    lines = text.splitlines()
+def screen_text(body: bytes) -> str:
+    """The differ's `body_text` (JSON indented so the two sides line up field by field, other text as is,
+    binary summarized), clipped to a terminal screen."""
+    lines = body_text(body).splitlines()
     clipped = lines[:BODY_LINES] + ([f"… {len(lines) - BODY_LINES} more lines"] if len(lines) > BODY_LINES else [])
     return "\n".join(line if len(line) <= 200 else line[:200] + "…" for line in clipped)
 
@@ -35,7 +32,7 @@ def body_text(body: bytes) -> str:
 def request_text(request: Request) -> Text:
     lines = [f"{request.method} {request.target}", *(f"{name}: {value}" for name, value in request.headers)]
     if request.body:
-        lines += ["", body_text(request.body)]
+        lines += ["", screen_text(request.body)]
     return Text("\n".join(lines))
 
 
@@ -46,7 +43,7 @@ def answer_text(record: ReplayRecord) -> Text:
         return Text(f"no answer: {final.error if final else 'not sent'}\n{final.error_detail if final else ''}")
     content_type = header_value(response.headers, "content-type") or ""
     head = f"{response.status} {response.reason}" + (f"\ncontent-type: {content_type}" if content_type else "")
-    return Text(f"{head}\n\n{body_text(response.body)}", style="red" if failed(record) else "")
+    return Text(f"{head}\n\n{screen_text(response.body)}", style="red" if failed(record) else "")
 
 
 def failure_view(failure: Failure, targets: FuzzTargets) -> Group:

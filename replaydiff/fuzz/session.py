@@ -33,7 +33,7 @@ from replaydiff.diff.compare import Difference
 from replaydiff.fuzz.infer import EndpointShape
 from replaydiff.fuzz.sender import Sender
 from replaydiff.fuzz.strategies import requests
-from replaydiff.fuzz.verdict import Judge, signature
+from replaydiff.fuzz.verdict import NoiseJudge, signature
 
 HYPOTHESIS_HOME = Path(".replaydiff/hypothesis")
 """Hypothesis's own directory for `replaydiff fuzz`: in the project, never the user's home or `./.hypothesis`."""
@@ -108,7 +108,7 @@ def round_seed(session_seed: int, endpoint: str, number: int) -> int:
 
 class FuzzSession:
     def __init__(
-        self, shapes: list[EndpointShape], sender: Sender, judge: Judge, options: FuzzOptions, progress: Progress
+        self, shapes: list[EndpointShape], sender: Sender, judge: NoiseJudge, options: FuzzOptions, progress: Progress
     ) -> None:
         self._shapes = shapes
         self._sender = sender

@@ -8,7 +8,7 @@ request or for any earlier request to the same endpoint, is noise there.
 
 A single answer can still be unlucky — a field one call in ten carries, say,
 that baseline2 happened not to show — so a suspect only becomes a divergence
-when it reproduces on every resend (`Judge.confirmed`). A divergence that
+when it reproduces on every resend (`NoiseJudge.confirmed`). A divergence that
 reproduces is deterministic, which is also what hypothesis needs to shrink it.
 """
 
@@ -64,7 +64,7 @@ def _status_class(status: str | None) -> str:
     return f"{status[0]}xx" if status and status.isdigit() else str(status)
 
 
-class Judge:
+class NoiseJudge:
     """Holds the noise learned so far, per endpoint, for one session."""
 
     def __init__(self, rules: Rules | None = None) -> None:

@@ -21,7 +21,7 @@ from replaydiff.fuzz.regressions import append_failures, check_regression_corpus
 from replaydiff.fuzz.sender import FuzzTargets, Sender
 from replaydiff.replayer.credentials import Credentials
 from replaydiff.fuzz.session import FuzzOptions, FuzzSession, Progress, SessionResult
-from replaydiff.fuzz.verdict import Judge
+from replaydiff.fuzz.verdict import NoiseJudge
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,7 @@ def run_fuzz(job: FuzzJob, progress: Progress) -> SessionResult:
     with Sender(job.targets, timeouts=job.timeouts, credentials=job.credentials) as sender:
         sender.check_reachable()
         sender.log_in()
-        result = FuzzSession(shapes, sender, Judge(job.rules), job.options, progress).run()
+        result = FuzzSession(shapes, sender, NoiseJudge(job.rules), job.options, progress).run()
     if job.save_failures is not None and result.failures:
         append_failures(job.save_failures, result.failures)
     return result

@@ -13,25 +13,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from replaydiff.commands.diffing import KINDS
+from replaydiff.corpora import DIVERGENCE_KINDS
+from replaydiff.corpora.tomlfile import read_toml
 from replaydiff.errors import UserError
-from replaydiff.nightly.options import read_toml
 
 
 def checked_fingerprint(fingerprint: str, where: str) -> str:
     """`ENDPOINT|KIND|LOCATION`, as reports print it: a typo would accept nothing, silently."""
     parts = fingerprint.split("|", 2)
-    if len(parts) != 3 or not parts[0].strip() or parts[1] not in KINDS:
+    if len(parts) != 3 or not parts[0].strip() or parts[1] not in DIVERGENCE_KINDS:
         raise UserError(
             f"{where}: {fingerprint!r} is not a fingerprint; expected ENDPOINT|KIND|LOCATION with KIND one of "
-            f"{', '.join(KINDS)}, e.g. 'GET /api/products|header|cache-control' (copy it from a report)"
+            f"{', '.join(DIVERGENCE_KINDS)}, e.g. 'GET /api/products|header|cache-control' (copy it from a report)"
         )
     return fingerprint
 
 
 def load_accepted(path: Path) -> dict[str, str]:
     """Fingerprint → reason."""
-    document = read_toml(path, "accepted divergences")
+    document = read_toml(path, UserError, "accepted divergences")
     items = document.get("accepted", [])
     if set(document) - {"accepted"} or not isinstance(items, list):
         raise UserError(f"{path}: expected only [[accepted]] tables with `fingerprint` and `reason`")

@@ -79,7 +79,9 @@ def parse_fail_statuses(text: str) -> frozenset[str]:
     """`--fail-on new,known`: which statuses fail a night; a one-line error naming the bad one."""
     chosen = frozenset(part.strip().lower() for part in text.split(",") if part.strip())
     if unknown := sorted(chosen - set(FAILABLE)):
-        raise ValueError(f"{', '.join(unknown)} is not a status that can fail a night; use some of {', '.join(FAILABLE)}")
+        raise ValueError(
+            f"{', '.join(unknown)} is not a status that can fail a night; use some of {', '.join(FAILABLE)}"
+        )
     if not chosen:
         raise ValueError(f"name at least one of {', '.join(FAILABLE)}")
     return chosen

@@ -10,7 +10,6 @@ and an option added to `replay` works in a suite without a change here.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,16 +50,6 @@ def _replay_job(**params: Any) -> ReplayJob:
 @diff_options()
 def _diff_settings(diff_settings: DiffSettings) -> DiffSettings:
     return diff_settings
-
-
-def read_toml(path: Path, what: str) -> dict[str, Any]:
-    try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
-    except OSError as exc:
-        raise SuiteError(f"{path}: cannot read the {what}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(f"{path}: not valid TOML: {exc}") from None
 
 
 def option_names(command: click.Command) -> dict[str, click.Option]:

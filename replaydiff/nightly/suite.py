@@ -38,6 +38,7 @@ from typing import Any
 
 from replaydiff.commands.diffing import DiffSettings
 from replaydiff.errors import UserError
+from replaydiff.corpora.tomlfile import read_toml
 from replaydiff.nightly.accepted import load_accepted
 from replaydiff.nightly.options import (
     DIFF_KEYS,
@@ -46,7 +47,6 @@ from replaydiff.nightly.options import (
     SuiteError,
     checked,
     diff_settings,
-    read_toml,
     replay_job,
 )
 from replaydiff.replayer.credentials import ENV_REFERENCE, CredentialsError, expand_environment
@@ -84,7 +84,7 @@ class Suite:
 
 
 def load_suite(path: Path) -> Suite:
-    document = checked(read_toml(path, "suite"), _TOP_KEYS, str(path))
+    document = checked(read_toml(path, SuiteError, "suite"), _TOP_KEYS, str(path))
     base = path.parent
     targets = _targets(document.get("targets", {}), path)
     defaults = (
