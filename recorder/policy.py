@@ -504,8 +504,10 @@ def _parse_rule(table: Any, where: str) -> list[Rule]:
 
 
 def _string_list(value: Any, where: str) -> list[str]:
+    """A list, even of one: a lone string is refused rather than guessed at, since `headers = "x-a, x-b"`
+    would otherwise pass as one strange name and leave both headers unmasked."""
     if isinstance(value, str):
-        value = [value]
+        raise PolicyError(f"{where}: must be a list, e.g. {where.rpartition('.')[2]} = [{value!r}]".replace("'", '"'))
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
         raise PolicyError(f"{where}: must be a list of non-empty strings")
     return value

@@ -24,7 +24,7 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 
 from replaydiff.corpora import UpstreamCall, UpstreamLogWriter
 from replaydiff.corpora.trace import exchange_key, parse_traceparent
-from replaydiff.recorder.faults import Fault, FaultPlan, FaultRulesError, load_fault_plan
+from replaydiff.recorder.faults import Fault, FaultPlan, FaultRulesError, check_dependencies, load_fault_plan
 
 _METADATA = "replaydiff_tap"
 
@@ -77,13 +77,15 @@ class Tap:
                 if not sep or not name or not spec:
                     raise exceptions.OptionsError(f"tap_routes: {item!r} is not NAME=MODE")
                 self._routes[spec] = name
-        if "tap_faults" in updated or "tap_seed" in updated:
+        if updated & {"tap_faults", "tap_seed", "tap_routes"}:
             try:
                 self.plan = (
                     load_fault_plan(Path(ctx.options.tap_faults), seed=ctx.options.tap_seed)
                     if ctx.options.tap_faults
                     else FaultPlan(seed=ctx.options.tap_seed or 0)
                 )
+                if self._routes:
+                    check_dependencies(self.plan, self._routes.values(), source=ctx.options.tap_faults)
             except FaultRulesError as exc:
                 raise exceptions.OptionsError(str(exc)) from None
 
