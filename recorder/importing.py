@@ -63,23 +63,32 @@ def detect_kind(path: Path) -> Kind:
     raise UnreadableInput(f"{path}: not a HAR, pcap, pcapng or mitmproxy flow file (judged by its content)")
 
 
-def read_capture(path: Path, *, session_by: SessionBy = "connection") -> tuple[Kind, Capture]:
+def read_capture(path: Path, *, session_by: SessionBy = "connection", strict: bool = False) -> tuple[Kind, Capture]:
     """`session_by` is for packet captures (one session per TCP connection, or per client address);
-    HAR and flow files carry their own sessions."""
+    HAR and flow files carry their own sessions. `strict`: a bad HAR entry stops the import instead of
+    being skipped and counted."""
     kind = detect_kind(path)
     if kind in ("pcap", "pcapng"):
         from replaydiff.recorder.pcap import read_pcap
 
         return kind, read_pcap(path, session_by=session_by)
+    if kind == "har":
+        return kind, _read_har(path, strict=strict)
     return kind, _READERS[kind](path)
 
 
 def import_capture(
-    path: Path, output: Path, *, sanitizer: Sanitizer, retries: RetryTagger, session_by: SessionBy = "connection"
+    path: Path,
+    output: Path,
+    *,
+    sanitizer: Sanitizer,
+    retries: RetryTagger,
+    session_by: SessionBy = "connection",
+    strict: bool = False,
 ) -> tuple[int, Capture]:
     """Returns the number of exchanges written and what the reader noted."""
     with _collector_paused():
-        kind, capture = read_capture(path, session_by=session_by)
+        kind, capture = read_capture(path, session_by=session_by, strict=strict)
         with CorpusWriter(output, source=f"{kind}:{path.name}", sanitizer=sanitizer.describe()) as writer:
             for exchange in capture.exchanges:
                 writer.write(retries.tag(sanitizer.exchange(exchange)))
@@ -108,13 +117,17 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _read_har(path: Path) -> Capture:
+def _read_har(path: Path, *, strict: bool = False) -> Capture:
     from replaydiff.recorder.har import HarError, read_har
 
     try:
-        return Capture(read_har(path))
+        entries = read_har(path, strict=strict)
     except HarError as exc:
         raise UnreadableInput(str(exc)) from None
+    if not entries.skipped:
+        return Capture(entries.exchanges)
+    shown = "; ".join(entries.skipped[:3]) + ("; …" if len(entries.skipped) > 3 else "")
+    return Capture(entries.exchanges, {"skipped_entries": f"{len(entries.skipped)} ({shown})"})
 
 
 def _read_flows(path: Path) -> Capture:
@@ -141,4 +154,4 @@ def _read_flows(path: Path) -> Capture:
     return Capture(exchanges, {"passed_through": {"non_http_flows": other}} if other else {})
 
 
-_READERS: dict[str, Callable[[Path], Capture]] = {"har": _read_har, "mitmproxy": _read_flows}
+_READERS: dict[str, Callable[[Path], Capture]] = {"mitmproxy": _read_flows}

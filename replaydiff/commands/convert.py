@@ -28,11 +28,13 @@ from replaydiff.errors import UserError
     show_default=True,
     help="Packet captures: one session per TCP connection, or per client address.",
 )
+@click.option("--strict", is_flag=True, help="HAR: stop at the first bad entry instead of skipping and counting it.")
 @sanitize_options
 def import_file(
     capture: Path,
     output: Path,
     session_by: SessionBy,
+    strict: bool,
     sanitizing: Sanitizing,
 ) -> None:
     """Import a capture as a sanitized corpus: HAR 1.2, pcap, pcapng or a mitmproxy flow file.
@@ -45,7 +47,9 @@ def import_file(
             policy_file=sanitizing.policy, defaults=sanitizing.defaults, key_file=sanitizing.pseudonym_key_file
         )
         retries = RetryTagger(window_s=sanitizing.retry_window_s)
-        count, result = import_capture(capture, output, sanitizer=sanitizer, retries=retries, session_by=session_by)
+        count, result = import_capture(
+            capture, output, sanitizer=sanitizer, retries=retries, session_by=session_by, strict=strict
+        )
     except (UnreadableInput, PolicyError, PseudonymKeyError) as exc:
         raise UserError(str(exc)) from None
     click.echo(f"replaydiff: imported {count} exchanges from {capture} into {output}", err=True)
