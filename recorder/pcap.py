@@ -22,13 +22,16 @@ break off, are counted in the notes, never fatal.
 from __future__ import annotations
 
 import bisect
+import logging
 import socket
 import struct
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scapy.error import Scapy_Exception
+from scapy.error import Scapy_Exception, log_runtime
 from scapy.utils import RawPcapReader
 
 from replaydiff.corpora import Exchange, Request, Response, header_value
@@ -171,7 +174,7 @@ def _connections(path: Path) -> tuple[list[_Connection], _Stats]:
     stats = _Stats()
     table: dict[tuple[tuple[bytes, int], tuple[bytes, int]], _Connection] = {}
     connections: list[_Connection] = []
-    with reader:
+    with reader, _scapy_warnings_counted(stats):
         pcap_link = getattr(reader, "linktype", None)
         scale = 1e-9 if getattr(reader, "nano", False) else 1e-6
         for data, meta in reader:
@@ -203,6 +206,31 @@ def _connections(path: Path) -> tuple[list[_Connection], _Stats]:
             if flags & (_FIN | _RST):
                 connection.closed = True
     return connections, stats
+
+
+class _CountScapyWarnings(logging.Filter):
+    """scapy says `WARNING: Pcap: packet has been truncated` on stderr, in its words, when a packet's recorded
+    length runs past the end of the file (a capture cut while being written); we count it with our notes."""
+
+    def __init__(self, stats: _Stats) -> None:
+        super().__init__()
+        self._stats = stats
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "truncated" in record.getMessage():
+            self._stats.skipped["packet cut short by the end of the file"] += 1
+            return False
+        return True
+
+
+@contextmanager
+def _scapy_warnings_counted(stats: _Stats) -> Iterator[None]:
+    counting = _CountScapyWarnings(stats)
+    log_runtime.addFilter(counting)
+    try:
+        yield
+    finally:
+        log_runtime.removeFilter(counting)
 
 
 def _tcp_segment(
