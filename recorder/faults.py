@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -112,4 +113,18 @@ def _rule(path: Path, number: int, raw: Any) -> FaultRule:
         raise FaultRulesError(f"{where}: says nothing to do; give status, delay_ms or reset")
     if rule.status is not None and not 100 <= rule.status <= 599:
         raise FaultRulesError(f"{where}: status {rule.status} is not an HTTP status")
+    if rule.status is not None and rule.reset:
+        raise FaultRulesError(f"{where}: gives both status and reset; a call is either answered or reset, use two rules")
     return rule
+
+
+def check_dependencies(plan: FaultPlan, dependencies: Iterable[str], *, source: str) -> None:
+    """Every rule's `dependency` must match some routed dependency: a typo would otherwise inject nothing,
+    silently. Not checked in forward mode, where dependencies are hosts only known when called."""
+    names = sorted(dependencies)
+    for number, rule in enumerate(plan.rules, start=1):
+        if not any(fnmatch.fnmatchcase(name, rule.dependency) for name in names):
+            raise FaultRulesError(
+                f"{source}: [[fault]] #{number}: dependency {rule.dependency!r} names no route; "
+                f"routes: {', '.join(names)}"
+            )

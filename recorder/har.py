@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
@@ -42,25 +43,49 @@ class HarError(ValueError):
 # --- HAR -> exchanges -------------------------------------------------------------------------
 
 
+_ENTRY_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
+
+
 def exchanges_from_har(har: Any) -> list[Exchange]:
+    """Every entry, or a `HarError` naming the first bad one."""
+    return read_entries(har, strict=True).exchanges
+
+
+@dataclass(slots=True)
+class HarEntries:
+    exchanges: list[Exchange]
+    skipped: list[str] = field(default_factory=list)
+    """`entry N: why`, for each entry left out (entries numbered from 1, as a person counts them)."""
+
+
+def read_entries(har: Any, *, strict: bool = False) -> HarEntries:
+    """The exchanges of every usable entry; a bad entry (browsers and tools write odd ones) is skipped and
+    named in `skipped`, or with `strict` stops the import. A file none of whose entries is usable is an error."""
     log = har.get("log") if isinstance(har, dict) else None
     entries = log.get("entries") if isinstance(log, dict) else None
     if not isinstance(entries, list):
         raise HarError("not a HAR file: no log.entries list")
-    try:
-        starts = [_parse_time(entry["startedDateTime"]) for entry in entries]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise HarError(f"an entry has no valid startedDateTime ({_reason(exc)})") from None
-    if not entries:
-        return []
-    epoch = min(starts)
-    exchanges = []
-    for index, (entry, started) in enumerate(zip(entries, starts, strict=True)):
+    started: list[tuple[int, Any, datetime]] = []
+    skipped: list[str] = []
+    for number, entry in enumerate(entries, start=1):
         try:
-            exchanges.append(_exchange(entry, index, started - epoch))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise HarError(f"entry {index} is malformed ({_reason(exc)})") from None
-    return exchanges
+            started.append((number, entry, _parse_time(entry["startedDateTime"])))
+        except _ENTRY_ERRORS as exc:
+            skipped.append(f"entry {number}: no valid startedDateTime ({_reason(exc)})")
+    epoch = min((start for _, _, start in started), default=None)
+    exchanges = []
+    for number, entry, start in started:
+        assert epoch is not None
+        try:
+            exchanges.append(_exchange(entry, number - 1, start - epoch))
+        except _ENTRY_ERRORS as exc:
+            skipped.append(f"entry {number}: malformed ({_reason(exc)})")
+    skipped.sort(key=lambda note: int(note.split()[1].rstrip(":")))  # entries with a bad time were found first
+    if entries and not exchanges:
+        raise HarError(f"none of its {len(entries)} entries can be imported; {skipped[0]}")
+    if strict and skipped:
+        raise HarError(f"{skipped[0]}; nothing imported (without --strict, bad entries are skipped and counted)")
+    return HarEntries(exchanges, skipped)
 
 
 def _exchange(entry: dict[str, Any], index: int, offset: timedelta) -> Exchange:
@@ -262,7 +287,7 @@ def export_har(corpus_path: Path, output: Path) -> int:
     return len(exchanges)
 
 
-def read_har(path: Path) -> list[Exchange]:
+def read_har(path: Path, *, strict: bool = False) -> HarEntries:
     """The whole HAR is parsed before anything is written, so a bad file leaves no half-written corpus."""
     try:
         har = json.loads(path.read_bytes())
@@ -273,7 +298,7 @@ def read_har(path: Path) -> list[Exchange]:
     except ValueError as exc:
         raise HarError(f"{path}: not valid JSON ({exc}); is it a HAR file?") from None
     try:
-        return exchanges_from_har(har)
+        return read_entries(har, strict=strict)
     except HarError as exc:
         raise HarError(f"{path}: {exc}") from None
 

@@ -66,13 +66,16 @@ def detect_kind(path: Path) -> Kind:
     raise UnreadableInput(f"{path}: not a HAR, pcap, pcapng or mitmproxy flow file (judged by its content)")
 
 
-def read_capture(path: Path) -> tuple[Kind, Capture]:
-    """The exchanges with the input's own session keys: its connections (HAR: `_session`, `connection`)."""
+def read_capture(path: Path, *, strict: bool = False) -> tuple[Kind, Capture]:
+    """The exchanges with the input's own session keys: its connections (HAR: `_session`, `connection`).
+    `strict`: a bad HAR entry stops the import instead of being skipped and counted."""
     kind = detect_kind(path)
     if kind in ("pcap", "pcapng"):
         from replaydiff.recorder.pcap import read_pcap
 
         return kind, read_pcap(path)
+    if kind == "har":
+        return kind, _read_har(path, strict=strict)
     return kind, _READERS[kind](path)
 
 
@@ -84,11 +87,12 @@ def import_capture(
     retries: RetryTagger,
     session_by: SessionBy = "client",
     session_gap_s: float = DEFAULT_SESSION_GAP_S,
+    strict: bool = False,
 ) -> tuple[int, Capture]:
     """Returns the number of exchanges written and what the reader noted."""
     sessions = SessionGrouper(sanitizer.key, by=session_by, gap_s=session_gap_s)
     with _collector_paused():
-        kind, capture = read_capture(path)
+        kind, capture = read_capture(path, strict=strict)
         with CorpusWriter(output, source=f"{kind}:{path.name}", sanitizer=sanitizer.describe()) as writer:
             for exchange in capture.exchanges:
                 # Without addresses (HAR), the input's own session (connection, page) stands in for one.
@@ -120,13 +124,17 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _read_har(path: Path) -> Capture:
+def _read_har(path: Path, *, strict: bool = False) -> Capture:
     from replaydiff.recorder.har import HarError, read_har
 
     try:
-        return Capture(read_har(path))
+        entries = read_har(path, strict=strict)
     except HarError as exc:
         raise UnreadableInput(str(exc)) from None
+    if not entries.skipped:
+        return Capture(entries.exchanges)
+    shown = "; ".join(entries.skipped[:3]) + ("; …" if len(entries.skipped) > 3 else "")
+    return Capture(entries.exchanges, {"skipped_entries": f"{len(entries.skipped)} ({shown})"})
 
 
 def _read_flows(path: Path) -> Capture:
@@ -156,4 +164,4 @@ def _read_flows(path: Path) -> Capture:
     return Capture(exchanges, {"passed_through": {"non_http_flows": other}} if other else {}, clients)
 
 
-_READERS: dict[str, Callable[[Path], Capture]] = {"har": _read_har, "mitmproxy": _read_flows}
+_READERS: dict[str, Callable[[Path], Capture]] = {"mitmproxy": _read_flows}

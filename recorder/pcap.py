@@ -23,13 +23,16 @@ break off, are counted in the notes, never fatal.
 from __future__ import annotations
 
 import bisect
+import logging
 import socket
 import struct
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scapy.error import Scapy_Exception
+from scapy.error import Scapy_Exception, log_runtime
 from scapy.utils import RawPcapReader
 
 from replaydiff.corpora import Exchange, Request, Response, header_value
@@ -173,7 +176,7 @@ def _connections(path: Path) -> tuple[list[_Connection], _Stats]:
     stats = _Stats()
     table: dict[tuple[tuple[bytes, int], tuple[bytes, int]], _Connection] = {}
     connections: list[_Connection] = []
-    with reader:
+    with reader, _scapy_warnings_counted(stats):
         pcap_link = getattr(reader, "linktype", None)
         scale = 1e-9 if getattr(reader, "nano", False) else 1e-6
         for data, meta in reader:
@@ -212,6 +215,31 @@ def _connection_for(
         connection = table[key] = _Connection(len(connections), source, destination)
         connections.append(connection)
     return connection
+
+
+class _CountScapyWarnings(logging.Filter):
+    """scapy says `WARNING: Pcap: packet has been truncated` on stderr, in its words, when a packet's recorded
+    length runs past the end of the file (a capture cut while being written); we count it with our notes."""
+
+    def __init__(self, stats: _Stats) -> None:
+        super().__init__()
+        self._stats = stats
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "truncated" in record.getMessage():
+            self._stats.skipped["packet cut short by the end of the file"] += 1
+            return False
+        return True
+
+
+@contextmanager
+def _scapy_warnings_counted(stats: _Stats) -> Iterator[None]:
+    counting = _CountScapyWarnings(stats)
+    log_runtime.addFilter(counting)
+    try:
+        yield
+    finally:
+        log_runtime.removeFilter(counting)
 
 
 def _tcp_segment(

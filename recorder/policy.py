@@ -21,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import re
 from dataclasses import asdict, dataclass
 from functools import cache, cached_property
@@ -63,6 +64,12 @@ class ValuePattern:
     """Lower-case literals of which every match contains one (in any case); empty when there is none."""
     digit_run: int = 0
     """Digits every match holds in a row once spaces and dashes are removed (a card number: 13)."""
+    random_bits: float = 0.0
+    """When set, a match counts only if it `looks_random` with at least this many bits per character."""
+    min_length: int = 0
+    """No text shorter than this can hold a match: skipped without running the regex."""
+    credential_names_only: bool = False
+    """Looks only at whole values under credential-like names (`CREDENTIAL_NAME`), never inside free text."""
 
 
 VALUE_PATTERNS: dict[str, ValuePattern] = {
@@ -73,9 +80,19 @@ VALUE_PATTERNS: dict[str, ValuePattern] = {
         r"|xox[abpr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})",
         needs=("k_live_", "k_test_", "akia", "gh", "xox", "aiza"),
     ),
-    # starts like a card (2-6), or with a non-ASCII digit (fullwidth, Arabic-Indic…), whose value only Luhn checks
-    "card": ValuePattern(r"(?<![\d-])(?:[2-6]|(?![0-9])\d)(?:[ -]?\d){12,18}(?![\d])", luhn=True, digit_run=13),
+    # starts like a card (2-6), or with a non-ASCII digit (fullwidth, Arabic-Indic…), whose value only Luhn checks;
+    # groups apart by spaces or dashes, also URL-encoded (`4111%201111…`, `4111+1111…`, twice-encoded `%2520`)
+    "card": ValuePattern(
+        r"(?<![\d-])(?:[2-6]|(?![0-9])\d)(?:(?:[ +-]|%(?:25)?2[0dD])?\d){12,18}(?![\d])", luhn=True, digit_run=13
+    ),
     "email": ValuePattern(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b", needs=("@",)),
+    # prefixless keys, found by their shape and randomness (see `looks_random` for the false-positive guard):
+    # an AWS secret access key is exactly 40 characters of base64 anywhere; a generic secret is 32-64
+    # characters of a token alphabet, only as the whole value of a credential-like header, parameter or member
+    "aws-secret": ValuePattern(
+        r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])", random_bits=4.2, min_length=40
+    ),
+    "high-entropy": ValuePattern(r"[A-Za-z0-9+/=_.~-]{32,64}", random_bits=3.0, credential_names_only=True),
     "ipv4": ValuePattern(
         r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])", needs=(".",)
     ),
@@ -96,6 +113,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("jwt", "pattern", "jwt"),
     Rule("api-key", "pattern", "api-key"),
     Rule("card", "pattern", "card"),
+    Rule("aws-secret", "pattern", "aws-secret"),
+    Rule("high-entropy", "pattern", "high-entropy"),
     Rule("email", "pattern", "email", action="pseudonymize"),
 )
 """Safe defaults. Credentials where they name a principal (Authorization, API-key and session headers,
@@ -180,7 +199,16 @@ class Policy:
 
     @cached_property
     def value_rules(self) -> tuple[PatternRule, ...]:
-        """Every value pattern, in policy order, compiled."""
+        """Every value pattern that looks inside text, in policy order, compiled."""
+        return tuple(rule for rule in self._all_value_rules if not rule.pattern.credential_names_only)
+
+    @cached_property
+    def credential_value_rules(self) -> tuple[PatternRule, ...]:
+        """The patterns that judge only whole values under credential-like names."""
+        return tuple(rule for rule in self._all_value_rules if rule.pattern.credential_names_only)
+
+    @cached_property
+    def _all_value_rules(self) -> tuple[PatternRule, ...]:
         return tuple(
             PatternRule(rule, _compiled(rule.place, rule.match), VALUE_PATTERNS.get(rule.match, _USER_PATTERN))
             for rule in self.rules
@@ -194,9 +222,38 @@ class PatternRule:
     regex: re.Pattern[str]
     pattern: ValuePattern
 
+    def accepts(self, found: str) -> bool:
+        """The guards a regex cannot express: the Luhn check of a card, the randomness of a prefixless key."""
+        pattern = self.pattern
+        if pattern.luhn and not luhn_ok(_NOT_DIGIT.sub("", URL_SEPARATOR.sub("", found))):
+            return False
+        return not pattern.random_bits or looks_random(found, min_bits=pattern.random_bits)
+
+    def accepted_prefix(self, found: str) -> str | None:
+        """The longest prefix of a rejected card match that is a card (13 digits or more, Luhn), if any."""
+        if not self.pattern.luhn:
+            return None
+        for end in range(len(found) - 1, 0, -1):
+            prefix = found[:end]
+            if not prefix[-1].isdigit() or found[end].isdigit():
+                continue
+            digits = _NOT_DIGIT.sub("", URL_SEPARATOR.sub("", prefix))
+            if len(digits) < 13:
+                return None
+            if luhn_ok(digits) and self.regex.fullmatch(prefix):
+                return prefix
+        return None
+
+    def fits_whole(self, value: str) -> bool:
+        """For credential-name patterns: the whole value (spaces around it aside) is a match the guards accept."""
+        value = value.strip()
+        return self.regex.fullmatch(value) is not None and self.accepts(value)
+
     def may_match(self, text: TextView) -> bool:
         """Substring tests before the regex: most text lacks what a pattern needs, and `in` is far cheaper."""
         pattern = self.pattern
+        if len(text.text) < pattern.min_length:
+            return False
         if pattern.needs and not text.holds_any(pattern.needs):
             return False
         # `digits` knows only ASCII digits while a pattern's `\d` also matches others (fullwidth, Arabic-Indic):
@@ -249,12 +306,16 @@ class TextView:
         In UTF-8 bytes, because `bytes.translate` is several times faster than `str.translate`; any other
         character still breaks a run, as its bytes are none of these."""
         if self._digits is None:
-            self._digits = self.text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ZERO, b" -")
+            data = self.text.encode("utf-8", "surrogatepass")
+            if b"%" in data:  # URL-encoded separators, as the card pattern allows them
+                data = _URL_SEPARATOR.sub(b"", data)
+            self._digits = data.translate(_DIGITS_AS_ZERO, b" -+")
         return self._digits
 
 
 _USER_PATTERN = ValuePattern("")
 _DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_URL_SEPARATOR = re.compile(rb"%(?:25)?2[0dD]")
 _ALPHABET_FROM = 200
 """Below this length, searching a text for each literal costs less than first finding its absent characters."""
 _MEMO_LIMIT = 100_000
@@ -274,6 +335,49 @@ NO_POLICY = Policy("none", ())
 
 
 JSON_ROOT = "$"
+
+
+URL_SEPARATOR = re.compile(r"%(?:25)?2[0dD]")
+"""A space or dash, URL-encoded once or twice: not a digit of a card number it separates."""
+_NOT_DIGIT = re.compile(r"\D")
+
+CREDENTIAL_NAME = re.compile(r"key|auth|cred|secret|token|pass|pwd|private|sign|sig|access", re.IGNORECASE)
+"""Names under which a random-looking value is taken for a secret (`high-entropy`)."""
+
+_WORD = re.compile(r"[A-Z][a-z]{2,}|[a-z]{3,}")
+
+
+def looks_random(text: str, *, min_bits: float) -> bool:
+    """The false-positive guard of the prefixless-key patterns: a value counts as a secret only if
+    - it mixes letters and digits (an AWS key also both cases): words, numbers and paths do not;
+    - its characters carry at least `min_bits` bits each (Shannon entropy of the value's own character
+      counts): random base64 has about 4.7 (4.35 or more in 999 of 1000 keys), random hex about 3.5, while
+      repetitive values (`aaaa…1`, `0000…`) have far less;
+    - words make less than 85% of its letters (a word: three or more lower-case letters, or a capital and
+      two or more): identifiers and paths (`AbstractSingletonProxyFactoryBean123`, `images/products/large/item4`)
+      are that wordy, a random key almost never (1 in 10,000 random 40-character keys reaches 0.84)."""
+    letters = sum(char.isalpha() for char in text)
+    if not letters or not any(char.isdigit() for char in text):
+        return False
+    if min_bits > 4 and (text.islower() or text.isupper()):
+        return False  # base64 keys mix cases; a hex digest or an upper-case code does not
+    counts: dict[str, int] = {}
+    for char in text:
+        counts[char] = counts.get(char, 0) + 1
+    size = len(text)
+    bits = -sum(count / size * math.log2(count / size) for count in counts.values())
+    if bits < min_bits:
+        return False
+    return sum(len(word) for word in _WORD.findall(text)) < 0.85 * letters
+
+
+def credential_like(place: str, name: str) -> bool:
+    """Whether a header, parameter, form field or JSON member (its own key, or its array's) has a credential-like
+    name; JSON names come rendered by `Policy.json_step`."""
+    if place == "json":
+        steps = [step for step in name.split("\x00") if step.startswith("k")]
+        name = steps[-1][1:] if steps else ""
+    return CREDENTIAL_NAME.search(name) is not None
 
 
 def luhn_ok(digits: str) -> bool:
@@ -392,8 +496,10 @@ def _parse_rule(table: Any, where: str) -> list[Rule]:
 
 
 def _string_list(value: Any, where: str) -> list[str]:
+    """A list, even of one: a lone string is refused rather than guessed at, since `headers = "x-a, x-b"`
+    would otherwise pass as one strange name and leave both headers unmasked."""
     if isinstance(value, str):
-        value = [value]
+        raise PolicyError(f"{where}: must be a list, e.g. {where.rpartition('.')[2]} = [{value!r}]".replace("'", '"'))
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
         raise PolicyError(f"{where}: must be a list of non-empty strings")
     return value

@@ -23,7 +23,17 @@ from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
 from replaydiff.corpora import Exchange, Request, Response, header_value
-from replaydiff.recorder.policy import DEFAULT_POLICY, Action, NamedPlace, PatternRule, Policy, TextView, load_policy, luhn_ok
+from replaydiff.recorder.policy import (
+    DEFAULT_POLICY,
+    Action,
+    NamedPlace,
+    PatternRule,
+    Policy,
+    Rule,
+    TextView,
+    credential_like,
+    load_policy,
+)
 from replaydiff.recorder.pseudonym import Pseudonymizer, key_from
 from replaydiff.recorder.echoes import Echoes
 from replaydiff.recorder.walk import DROP, DROPPED_BODY, NO_RULE, Judge, walk_request, walk_response
@@ -32,10 +42,12 @@ MASK = "[masked]"
 QUERY_MASK = quote(MASK, safe="")
 """The mask as it appears in a query string: percent-encoded, so the URL stays valid and decodes to `MASK`."""
 
+_QUOTED = re.compile(r'"[A-Za-z0-9+/=_.~-]{32,64}"')
+"""A JSON string that could be a prefixless key (`high-entropy`), as the raw-text hint sees it."""
+
 ECHO_RULE = "echo"
 """Fired-count name of the occurrences masked because the same value was masked elsewhere in the exchange."""
 
-_NOT_DIGIT = re.compile(r"\D")
 _MEMO_TEXT = 256
 _MEMO_ENTRIES = 20_000
 """Bounds of the memo: texts up to this length, this many of them before it starts afresh."""
@@ -98,9 +110,17 @@ class Sanitizer:
     def named(self, place: NamedPlace, name: str, value: Any) -> Any:
         rule = self.policy.rule_for(place, name)
         if rule is None:
+            rule = self._random_credential(place, name, value)
+        if rule is None:
             return NO_RULE
         self.fired[rule.name] += 1
         return self._act(rule.action, value)
+
+    def _random_credential(self, place: NamedPlace, name: str, value: Any) -> Rule | None:
+        """The `high-entropy` rule when a credential-like name holds a random-looking value, a prefixless key."""
+        if not isinstance(value, str) or not self.policy.credential_value_rules or not credential_like(place, name):
+            return None
+        return next((rule.rule for rule in self.policy.credential_value_rules if rule.fits_whole(value)), None)
 
     def scan(self, text: str) -> str:
         return self.remembered((text,), lambda: self._scan(text))
@@ -152,6 +172,8 @@ class Sanitizer:
         view = TextView(json_text, self.policy.literals)
         if view.holds_any(literals):
             return True
+        if self.policy.credential_value_rules and _QUOTED.search(json_text) and credential_like("", json_text):
+            return True  # a random-looking string value and a credential-like name somewhere: walk to see if together
         return any(rule.may_match(view) and rule.regex.search(json_text) for rule in self.policy.value_rules)
 
     def scans_number(self, text: str) -> bool:
@@ -162,8 +184,12 @@ class Sanitizer:
 
     def _replace(self, value_rule: PatternRule, match: re.Match[str], fired: list[str]) -> str:
         found = match.group()
-        if value_rule.pattern.luhn and not luhn_ok(_NOT_DIGIT.sub("", found)):
-            return found
+        if not value_rule.accepts(found):
+            accepted = value_rule.accepted_prefix(found)
+            if accepted is None:
+                return found
+            # a card number followed by other digits (`… 1111 200`): the regex took them too, greedily
+            return self._replace(value_rule, value_rule.regex.match(accepted), fired) + found[len(accepted) :]  # type: ignore[arg-type]
         fired.append(value_rule.rule.name)
         group = "secret" if "secret" in match.re.groupindex else 0
         start, end = match.span(group)
@@ -216,7 +242,7 @@ def _walk_request(request: Request, judge: Judge) -> Request:
 
 def _may_echo(request: Request, response: Response | None, echoes: Echoes) -> bool:
     """Whether a replaced value (in one of its forms) occurs in the sanitized exchange: a second walk only then.
-    A compressed body cannot be searched as it is stored, so it always takes the walk."""
+    A compressed body cannot be searched as it is stored, nor an escaped one, so those always take the walk."""
     texts = [request.path, request.query, *(value for _, value in request.headers)]
     bodies = [(request.body, request.headers, False)]
     if response is not None:
@@ -225,5 +251,8 @@ def _may_echo(request: Request, response: Response | None, echoes: Echoes) -> bo
     for body, headers, decoded in bodies:
         if body and not decoded and (header_value(headers, "content-encoding") or "identity").lower() != "identity":
             return True
-        texts.append(body.decode("utf-8", "surrogateescape"))
+        text = body.decode("utf-8", "surrogateescape")
+        if "\\" in text:
+            return True  # escapes (JSON's) could disguise a value from a search of the raw text: the walk sees through
+        texts.append(text)
     return echoes.occur_in("\n".join(texts))

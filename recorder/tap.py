@@ -24,7 +24,7 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 
 from replaydiff.corpora import UpstreamCall, UpstreamLogWriter
 from replaydiff.corpora.trace import exchange_key, parse_traceparent
-from replaydiff.recorder.faults import Fault, FaultPlan, FaultRulesError, load_fault_plan
+from replaydiff.recorder.faults import Fault, FaultPlan, FaultRulesError, check_dependencies, load_fault_plan
 
 _METADATA = "replaydiff_tap"
 
@@ -35,6 +35,8 @@ class _Pending:
     trace_id: str
     fault: Fault | None
     started: float
+    deadline: asyncio.TimerHandle | None = None
+    timed_out: bool = False
 
 
 _KEPT_ORDINALS = 100_000
@@ -63,6 +65,13 @@ class Tap:
         )
         loader.add_option("tap_faults", str, "", "A TOML file of seeded fault rules ([[fault]] tables).")
         loader.add_option(
+            "tap_timeout",
+            float,
+            0.0,
+            "Seconds a dependency has for its whole answer (headers and body), from when the call reached the tap; "
+            "a call still unanswered then is cut and logged as a timeout. 0: no limit.",
+        )
+        loader.add_option(
             "tap_seed",
             Optional[int],
             None,
@@ -77,13 +86,15 @@ class Tap:
                 if not sep or not name or not spec:
                     raise exceptions.OptionsError(f"tap_routes: {item!r} is not NAME=MODE")
                 self._routes[spec] = name
-        if "tap_faults" in updated or "tap_seed" in updated:
+        if updated & {"tap_faults", "tap_seed", "tap_routes"}:
             try:
                 self.plan = (
                     load_fault_plan(Path(ctx.options.tap_faults), seed=ctx.options.tap_seed)
                     if ctx.options.tap_faults
                     else FaultPlan(seed=ctx.options.tap_seed or 0)
                 )
+                if self._routes:
+                    check_dependencies(self.plan, self._routes.values(), source=ctx.options.tap_faults)
             except FaultRulesError as exc:
                 raise exceptions.OptionsError(str(exc)) from None
 
@@ -124,7 +135,9 @@ class Tap:
         ordinal = self._next_ordinal((trace_id, span_id, dependency))
         key = exchange_key(trace_id) if trace_id else "untraced"
         fault = self.plan.decide(key, dependency, flow.request.method, flow.request.path, ordinal)
-        flow.metadata[_METADATA] = _Pending(dependency, trace_id, fault, time.time())
+        pending = flow.metadata[_METADATA] = _Pending(dependency, trace_id, fault, time.time())
+        if ctx.options.tap_timeout > 0:
+            pending.deadline = asyncio.get_running_loop().call_later(ctx.options.tap_timeout, self._expire, flow)
         if fault is None:
             return
         if fault.delay_ms:
@@ -136,16 +149,40 @@ class Tap:
                 fault.status, b'{"error": "fault injected by replaydiff tap"}', {"Content-Type": "application/json"}
             )
 
+    def _expire(self, flow: http.HTTPFlow) -> None:
+        """The whole answer did not come in time: cut the connection to the dependency, so mitmproxy ends the
+        flow with an error (answering the service 502) and `error` logs it as a timeout.
+
+        mitmproxy cannot kill a flow in transit (`Flow.kill` only stops one not yet forwarded, mitmproxy issue
+        4711), so the cut goes through the proxy server's connection handler: the one place that owns the
+        dependency's socket."""
+        pending: _Pending | None = flow.metadata.get(_METADATA)
+        if pending is None:
+            return
+        pending.timed_out = True
+        handler = ctx.master.addons.get("proxyserver").connections.get(flow.client_conn.id)
+        transport = handler.transports.get(flow.server_conn) if handler is not None else None
+        if transport is not None and transport.handler is not None:
+            transport.handler.cancel()
+        elif flow.killable:
+            flow.kill()
+
     def response(self, flow: http.HTTPFlow) -> None:
         self._write(flow, status=flow.response.status_code if flow.response else None, error=None)
 
     def error(self, flow: http.HTTPFlow) -> None:
         pending: _Pending | None = flow.metadata.get(_METADATA)
         killed = pending is not None and pending.fault is not None and pending.fault.reset
-        self._write(flow, status=None, error="reset" if killed else (flow.error.msg if flow.error else "error"))
+        if pending is not None and pending.timed_out:
+            error = f"timeout: no complete answer within {ctx.options.tap_timeout:g} s"
+        else:
+            error = "reset" if killed else (flow.error.msg if flow.error else "error")
+        self._write(flow, status=None, error=error)
 
     def _write(self, flow: http.HTTPFlow, *, status: int | None, error: str | None) -> None:
         pending: _Pending | None = flow.metadata.pop(_METADATA, None)
+        if pending is not None and pending.deadline is not None:
+            pending.deadline.cancel()
         if pending is None or self.writer is None:
             return
         ended = time.time()

@@ -26,6 +26,8 @@ class TapSettings:
     faults: Path | None = None
     seed: int | None = None
     """None: the faults file's seed (else 0)."""
+    timeout_s: float = 0.0
+    """A dependency's whole answer must come within this (0: no limit); else the call is cut and logged as a timeout."""
     confdir: Path = DEFAULT_CONFDIR
 
     def listeners(self) -> list[tuple[str, str]]:
@@ -75,6 +77,7 @@ async def _serve(settings: TapSettings, on_listening: Callable[[dict[str, str]],
         tap_routes=",".join(f"{name}={spec}" for name, spec in listeners if settings.routes),
         tap_faults=str(settings.faults) if settings.faults else "",
         tap_seed=settings.seed,
+        tap_timeout=settings.timeout_s,
     )
     return tap
 

@@ -182,6 +182,10 @@ def walk_pairs(text: str, place: NamedPlace, judge: Judge) -> str:
 
 def _pair(part: str, place: NamedPlace, judge: Judge) -> str | Verdict:
     name, equals, raw = part.partition("=")
+    if not equals:  # a bare token (`?4111%201111…`): all value, scanned like one
+        value = unquote_plus(part)
+        scanned = judge.scan(value) if value else value
+        return part if scanned == value else quote_plus(scanned)
     value = unquote_plus(raw)
     new = _slot(place, unquote_plus(name).lower(), value, judge) if value else value
     if new is DROP:

@@ -25,6 +25,7 @@ FIFTY_MB_DIGEST = "sha256:" + hashlib.sha256(bytes(range(256)) * (FIFTY_MB // 25
 
 BIN = Path(sys.executable).parent
 TIMEOUT_S = 2.0
+"""The replay's --timeout, except for 50 MB answers, which a loaded machine may need longer to move."""
 MEMORY_LIMIT_MB = 300
 EXCHANGES = 3
 
@@ -96,8 +97,8 @@ def test_each_misbehaviour_ends_as_a_recorded_outcome(tmp_path: Path, name: str)
     results = tmp_path / "r.jsonl.zst"
     with misbehaving(BEHAVIOURS[name]) as url:
         replay, peak_mb = run_measured(
-            [BIN / "replaydiff", "replay", corpus, "--baseline", url, "--candidate", url, "--rate", "50",
-             "--timeout", str(TIMEOUT_S), "-o", results],
+            [BIN / "replaydiff", "replay", corpus, "--baseline", url, "--candidate", url,
+             "--timeout", str(TIMEOUT_S if name != "50mb-body" else 30.0), "-o", results],
             timeout=60,
         )  # fmt: skip
     assert replay.returncode == 0, replay.stderr
@@ -124,3 +125,40 @@ def test_each_misbehaviour_ends_as_a_recorded_outcome(tmp_path: Path, name: str)
     assert report.stat().st_size < 5 * 1024 * 1024
     assert diff_peak_mb <= MEMORY_LIMIT_MB
     orjson.loads(report.read_bytes())
+
+
+@pytest.mark.slow
+def test_the_tap_cuts_a_trickling_dependency_at_its_timeout_and_logs_a_timeout(tmp_path: Path) -> None:
+    import re
+    import signal
+    import time
+
+    import httpx
+
+    from replaydiff.corpora import UpstreamLogReader
+    from tests.chaos_servers import trickle
+
+    log = tmp_path / "up.jsonl.zst"
+    with misbehaving(trickle) as dependency:
+        tap = subprocess.Popen(
+            [BIN / "replaydiff", "tap", "--route", f"slow={dependency}", "-o", log, "--timeout", "1",
+             "--confdir", tmp_path / "conf"],
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert tap.stderr is not None
+            listening = re.search(r"slow (http://127\.0\.0\.1:\d+)", tap.stderr.readline())
+            assert listening, "the tap did not start"
+            started = time.monotonic()
+            answer = httpx.get(f"{listening.group(1)}/stock/1", timeout=30)
+            waited = time.monotonic() - started
+        finally:
+            tap.send_signal(signal.SIGTERM)
+            _, rest = tap.communicate(timeout=20)
+    assert tap.returncode == 0, rest
+    assert answer.status_code == 502
+    assert waited < 10, "cut at about its timeout, not after the trickle's 5 s"
+    [call] = list(UpstreamLogReader(log))
+    assert call.dependency == "slow" and call.status is None
+    assert call.error == "timeout: no complete answer within 1 s"
+    assert 1_000_000 <= call.duration_us < 3_000_000

@@ -230,3 +230,29 @@ def test_a_record_of_the_wrong_shape_is_one_line_naming_file_line_and_field(
     assert "Traceback" not in done.stderr
     (error,) = [line for line in done.stderr.splitlines() if line.startswith("replaydiff: error: ")]
     assert error.startswith(f"replaydiff: error: {path}: ") and message in error, done.stderr
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.floats(0.05, 1), garbage=st.binary(max_size=300))
+def test_diff_of_a_damaged_results_file_never_shows_a_traceback(tmp_path: Path, cut: float, garbage: bytes) -> None:
+    records = []
+    for i in range(30):
+        for target in ("baseline", "baseline2", "candidate"):
+            body = b'{"price": %d}' % (i if target != "candidate" else i + 1)
+            records.append(
+                ReplayRecord(
+                    str(i), target, "GET /x", [Attempt(sent_us=i, ttfb_us=1, duration_us=2, status=200)],
+                    Response(200, body=body),
+                ).to_json()
+            )  # fmt: skip
+    built = build({"format": RESULTS_FORMAT, "targets": {}}, records, [9] * 10)
+    path = tmp_path / "r.jsonl.zst"
+    offset = int(len(built.data) * cut)
+    path.write_bytes(built.data[:offset] + garbage)
+    done = subprocess.run([BIN / "replaydiff", "diff", path], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in done.stderr
+    damaged = offset not in built.frame_ends or bool(garbage)
+    if complete_before(built, offset) == 0 and offset >= built.frame_ends[0] and damaged:
+        assert done.returncode == 2 and "no complete record" in done.stderr
+    else:
+        assert done.returncode in (0, 1, 2, 3), done.stderr

@@ -41,6 +41,7 @@ def test_seeds_decide_differently() -> None:
         ("[[fault]]\nstatus = 503\nfracton = 0.1\n", "unknown key 'fracton'"),
         ("[[fault]]\nfraction = 0.1\n", "says nothing to do"),
         ("[[fault]]\nstatus = 999\n", "not an HTTP status"),
+        ("[[fault]]\nstatus = 503\nreset = true\n", "#1: gives both status and reset"),
         ("seed = [\n", "not valid TOML"),
     ],
 )
@@ -49,3 +50,30 @@ def test_bad_rules_name_the_problem(tmp_path: Path, text: str, message: str) -> 
     path.write_text(text)
     with pytest.raises(FaultRulesError, match=message):
         load_fault_plan(path)
+
+
+def test_a_fault_for_a_dependency_no_route_names_is_refused(tmp_path: Path) -> None:
+    from replaydiff.recorder.faults import check_dependencies
+
+    path = tmp_path / "faults.toml"
+    path.write_text('[[fault]]\ndependency = "inventory"\nstatus = 503\n[[fault]]\ndependency = "invetory"\nreset = true\n')
+    plan = load_fault_plan(path)
+    check_dependencies(plan.__class__(rules=plan.rules[:1]), ["inventory", "payments"], source=str(path))
+    with pytest.raises(FaultRulesError, match=r"#2: dependency 'invetory' names no route; routes: inventory, payments"):
+        check_dependencies(plan, ["payments", "inventory"], source=str(path))
+
+
+def test_the_tap_refuses_a_fault_for_an_unrouted_dependency_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    faults = tmp_path / "faults.toml"
+    faults.write_text('[[fault]]\ndependency = "invetory"\nstatus = 503\n')
+    done = subprocess.run(
+        [Path(sys.executable).parent / "replaydiff", "tap", "--route", "inventory=http://127.0.0.1:9", "-o",
+         tmp_path / "u.jsonl.zst", "--faults", faults, "--confdir", tmp_path / "conf"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith("dependency 'invetory' names no route; routes: inventory")
+    assert "Traceback" not in done.stderr

@@ -197,3 +197,27 @@ def test_export_of_a_missing_or_foreign_file_is_one_line_and_exit_2(tmp_path: Pa
     result = run_cli("export", "c.jsonl.zst", "-o", "x.har", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def _entries_har(entries: list[dict[str, object]]) -> str:
+    return json.dumps({"log": {"version": "1.2", "entries": entries}})
+
+
+GOOD_ENTRY = {"startedDateTime": STARTED, "request": {"method": "GET", "url": "http://h/a"}, "response": {"status": 200}}
+
+
+def test_bad_har_entries_are_skipped_counted_and_named_from_1(tmp_path: Path) -> None:
+    entries = [GOOD_ENTRY, {"startedDateTime": STARTED, "request": {}, "response": {"status": 200}}, GOOD_ENTRY,
+               {"startedDateTime": "yesterday", "request": {}, "response": {}}]  # fmt: skip
+    (tmp_path / "mixed.har").write_text(_entries_har(entries))
+    result = run_cli("import", "mixed.har", "-o", "c.jsonl.zst", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "imported 2 exchanges" in result.stderr
+    assert "replaydiff: skipped entries: 2 (entry 2: malformed (" in result.stderr
+    assert "; entry 4: no valid startedDateTime" in result.stderr
+    assert len(list(CorpusReader(tmp_path / "c.jsonl.zst"))) == 2
+
+    strict = run_cli("import", "mixed.har", "-o", "s.jsonl.zst", "--strict", cwd=tmp_path)
+    assert strict.returncode == 2
+    assert strict.stderr.startswith("replaydiff: error: mixed.har: entry 2: malformed (")
+    assert strict.stderr.count("\n") == 1 and not (tmp_path / "s.jsonl.zst").exists()

@@ -185,6 +185,19 @@ def test_truncated_and_gapped_captures_keep_what_is_complete_and_say_why(tmp_pat
     assert summary(cut.exchanges)[:2] == EXPECTED[:2]
 
 
+def test_a_capture_cut_mid_packet_is_said_in_our_words_not_scapys(tmp_path: Path) -> None:
+    wrpcap(str(tmp_path / "full.pcap"), Conversation().packets(TURNS))
+    whole = (tmp_path / "full.pcap").read_bytes()
+    offset = 24  # the file header; then each packet: a 16-byte record header (captured length at 8) and its data
+    while offset + 16 + int.from_bytes(whole[offset + 8 : offset + 12], "little") < len(whole) * 2 // 3:
+        offset += 16 + int.from_bytes(whole[offset + 8 : offset + 12], "little")
+    (tmp_path / "cut.pcap").write_bytes(whole[: offset + 20])  # inside a packet's data
+    result = run_import("cut.pcap", "-o", "c.jsonl.zst", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr and "scapy" not in result.stderr.lower()
+    assert "'packet cut short by the end of the file': 1" in result.stderr
+
+
 def test_non_http_streams_are_counted_not_fatal_and_pcapng_reads_too(tmp_path: Path) -> None:
     http = Conversation().packets(TURNS[:1])
     postgres_startup = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"

@@ -261,6 +261,7 @@ BAD_POLICIES = {
     "[[rules]]\nregex = ['(']": "rules[0].regex: missing ), unterminated subpattern",
     "[[rules]]\npatterns = ['ssn']": "rules[0].patterns: unknown pattern 'ssn'",
     "[[rules]]\nheaders = [1]": "rules[0].headers: must be a list of non-empty strings",
+    "[[rules]]\nheaders = 'x-a'": 'rules[0].headers: must be a list, e.g. headers = ["x-a"]',
 }
 
 

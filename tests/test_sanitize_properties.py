@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from replaydiff.corpora import CorpusReader, CorpusWriter, Exchange, Headers, Request, Response
 from replaydiff.corpora.container import decompressed_bytes
-from replaydiff.recorder.policy import load_policy
+from replaydiff.recorder.policy import load_policy, looks_random
 from replaydiff.recorder.pseudonym import Pseudonymizer
 from replaydiff.recorder.sanitize import MASK, QUERY_MASK, Sanitizer
 from replaydiff.recorder.walk import DROP
@@ -102,15 +102,20 @@ class Secret:
     """What the sanitizer must leave in its place."""
 
 
+BASE64_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 cards = st.tuples(st.sampled_from("2345"), st.text("0123456789", min_size=14, max_size=14), st.sampled_from(["", " "]))
 pattern_secrets = st.one_of(
     st.tuples(b64url, b64url, b64url).map(lambda p: "eyJ" + ".".join(p)).map(lambda t: Secret(t, t, MASK)),
     cards.map(lambda c: _luhn_complete(c[0] + c[1])).flatmap(
-        lambda number: st.sampled_from(["", " "]).map(
+        # separators as typed, and URL-encoded as a query or a logged URL carries them
+        lambda number: st.sampled_from(["", " ", "%20", "+", "-"]).map(
             lambda sep: Secret(sep.join(number[i : i + 4] for i in range(0, 16, 4)), number, MASK)
         )
     ),
     alnum.map(lambda s: f"sk_live_{s}{s}").map(lambda k: Secret(k, k, MASK)),
+    st.text(BASE64_LETTERS, min_size=40, max_size=40)
+    .filter(lambda key: looks_random(key, min_bits=4.2))
+    .map(lambda key: Secret(key, key, MASK)),  # an AWS secret access key: no prefix, found by its randomness
     st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", min_size=16, max_size=16).map(lambda s: Secret(f"AKIA{s}", s, MASK)),
     alnum.map(lambda t: Secret(f"Bearer S3CR3T{t}", f"S3CR3T{t}", f"Bearer {MASK}")),
     st.tuples(alnum, st.sampled_from(["corp.com", "mail.example.org"])).map(

@@ -21,11 +21,13 @@ from replaydiff.errors import UserError
 @click.option(
     "-o", "--output", required=True, type=click.Path(path_type=Path), help="The corpus to write (NAME.jsonl.zst)."
 )
+@click.option("--strict", is_flag=True, help="HAR: stop at the first bad entry instead of skipping and counting it.")
 @sanitize_options
 @session_options
 def import_file(
     capture: Path,
     output: Path,
+    strict: bool,
     sanitizing: Sanitizing,
     sessions: Sessions,
 ) -> None:
@@ -40,7 +42,8 @@ def import_file(
         )
         retries = RetryTagger(window_s=sanitizing.retry_window_s)
         count, result = import_capture(
-            capture, output, sanitizer=sanitizer, retries=retries, session_by=sessions.by, session_gap_s=sessions.gap_s
+            capture, output, sanitizer=sanitizer, retries=retries, session_by=sessions.by, session_gap_s=sessions.gap_s,
+            strict=strict,
         )
     except (UnreadableInput, PolicyError, PseudonymKeyError) as exc:
         raise UserError(str(exc)) from None

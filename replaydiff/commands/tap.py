@@ -24,10 +24,13 @@ from replaydiff.errors import UserError
 @click.option("--faults", type=click.Path(path_type=Path, dir_okay=False),
               help="Seeded fault rules (TOML): status, delay or reset for a fraction of calls.")
 @click.option("--seed", type=int, help="Seed of the fault decisions [default: the faults file's, else 0].")
+@click.option("--timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds a dependency has for its whole answer, headers and body; a call still unanswered then "
+                   "is cut (the service gets 502) and logged as a timeout. 0: no limit.")
 @click.option("--confdir", type=click.Path(path_type=Path), default=DEFAULT_CONFDIR, show_default=True,
               help="mitmproxy's own directory; never the user's ~/.mitmproxy.")
 def tap(routes: tuple[str, ...], listen_host: str, forward_port: int, output: Path, faults: Path | None,
-        seed: int | None, confdir: Path) -> None:
+        seed: int | None, timeout: float, confdir: Path) -> None:
     """Record (and fault) the calls a service makes to its dependencies, attributed by `traceparent`."""
     try:
         parsed = [parse_route(route) for route in routes]
@@ -39,6 +42,7 @@ def tap(routes: tuple[str, ...], listen_host: str, forward_port: int, output: Pa
             forward_port=forward_port,
             faults=faults,
             seed=seed,
+            timeout_s=timeout,
             confdir=confdir,
         )
         result = run_tap(settings, on_listening=_announce(output))
