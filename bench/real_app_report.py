@@ -84,7 +84,9 @@ def main() -> None:
         findings = reports["upgrade"]["findings"]
         print("\nupgrade findings:")
         for number, finding in enumerate(findings, start=1):
-            print(f"  {number:2}. {finding['severity']:8} {finding['title']}  ({len(finding['fingerprints'])} divergences)")
+            confirmed = f" [{finding['confirmation']}]" if finding["confirmation"] else ""
+            print(f"  {number:2}. {finding['severity']:8} {finding['title']}{confirmed}  "
+                  f"({len(finding['fingerprints'])} divergences)")  # fmt: skip
         print("\nchangelog → finding:")
         mapped: set[int] = set()
         for entry, matches in CHANGELOG:
