@@ -62,9 +62,9 @@ def main() -> None:
         with realapp.serving(args.old, db) as recorded:
             realapp.record(recorded, corpus, realapp.traffic(args.requests))
         with realapp.serving(args.old, db) as old, realapp.serving(args.old, db) as old2, \
-                realapp.serving(args.new, db) as new:  # fmt: skip
-            runs = {
-                "A/A": realapp.run(corpus, old, old2, old2, scratch / "aa"),
+                realapp.serving(args.old, db) as old3, realapp.serving(args.new, db) as new:  # fmt: skip
+            runs = {  # A/A: three processes of the old version, as the upgrade compares three processes
+                "A/A": realapp.run(corpus, old, old2, old3, scratch / "aa"),
                 "upgrade": realapp.run(corpus, old, old2, new, scratch / "ab"),
             }
         print(f"Datasette {args.old} → {args.new}, {args.requests} requests recorded through `replaydiff record`\n")
@@ -84,7 +84,9 @@ def main() -> None:
         findings = reports["upgrade"]["findings"]
         print("\nupgrade findings:")
         for number, finding in enumerate(findings, start=1):
-            print(f"  {number:2}. {finding['severity']:8} {finding['title']}  ({len(finding['fingerprints'])} divergences)")
+            confirmed = f" [{finding['confirmation']}]" if finding["confirmation"] else ""
+            print(f"  {number:2}. {finding['severity']:8} {finding['title']}{confirmed}  "
+                  f"({len(finding['fingerprints'])} divergences)")  # fmt: skip
         print("\nchangelog → finding:")
         mapped: set[int] = set()
         for entry, matches in CHANGELOG:

@@ -8,7 +8,8 @@ a new redirect as one status divergence per endpoint. The rules, in order:
 - body divergences: each endpoint's set of changed JSON locations is its signature (removed, added,
   retyped, changed, per location); endpoints whose signatures overlap by at least `SAME_CAUSE_OVERLAP`
   (Jaccard) are one finding, titled by what the document lost, gained and retyped;
-- header divergences: one finding per (header, added / removed / changed) across endpoints;
+- header divergences: one finding per change (added / removed / changed) and set of endpoints, naming
+  every header that moved that way there;
 - latency, retry and upstream divergences: one finding each, per endpoint, as they were.
 
 Findings rank by severity (new 5xx and errors, status, removed or retyped keys, changed values, added keys,
@@ -152,16 +153,22 @@ def _document_title(classes: dict[str, list[str]], members: list[DivergenceGroup
 
 
 def _headers(groups: list[DivergenceGroup]) -> list[Finding]:
+    """One finding per change (added, removed, changed) and set of endpoints: headers that moved together,
+    such as a middleware's `cache-control` and `referrer-policy`, are one cause."""
     changes: defaultdict[tuple[str, str], list[DivergenceGroup]] = defaultdict(list)
     for group in groups:
         example = group.examples[0].divergence
-        changes[group.location, change_class(example.baseline, example.candidate).replace("retyped", "changed")].append(
-            group
-        )
-    return [
-        _finding(f"header {name} {change} {_on(members)}", "header", "header", members, {change: [name]})
-        for (name, change), members in changes.items()
-    ]
+        change = change_class(example.baseline, example.candidate).replace("retyped", "changed")
+        changes[group.location, change].append(group)
+    together: defaultdict[tuple[str, frozenset[str]], list[str]] = defaultdict(list)
+    for (name, change), members in changes.items():
+        together[change, frozenset(g.endpoint for g in members)].append(name)
+    findings = []
+    for (change, _), names in together.items():
+        members = [group for name in names for group in changes[name, change]]
+        title = f"header{'s' if len(names) > 1 else ''} {', '.join(names)} {change} {_on(members)}"
+        findings.append(_finding(title, "header", "header", members, {change: names}))
+    return findings
 
 
 def _single(group: DivergenceGroup) -> Finding:

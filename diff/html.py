@@ -48,15 +48,15 @@ white-space:pre-wrap;overflow-wrap:anywhere}
 .side h4{margin:4px 0 0;font-size:12px}
 details.finding{border:1px solid #e5e7eb;border-left:4px solid #dc2626;border-radius:6px;padding:6px 12px;margin:8px 0}
 details.finding.passing{border-left-color:#f59e0b} details.finding>summary{cursor:pointer}
-.sev{display:inline-block;min-width:58px;font-weight:700;text-transform:uppercase;font-size:11px}
+.sev{display:inline-block;min-width:72px;font-weight:700;text-transform:uppercase;font-size:11px}
 .critical{color:#991b1b}.high{color:#dc2626}.medium{color:#b45309}.low{color:#0e7490}
 details.more>summary{cursor:pointer;font-weight:600;margin:8px 0}
 ul.locs{columns:3;margin:4px 0;font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace}
 """
 SHOWN_LOCATIONS = 60
 """Changed keys listed per finding; the rest counted."""
-OPEN_FINDINGS = 3
-"""The first findings are shown expanded."""
+OPEN_FINDINGS = 1
+"""The first finding is shown expanded; the others are one line each until opened."""
 
 Section = Callable[[DiffReport, set[int]], str]
 """(report, ids of the divergence groups that fail the run) → HTML."""

@@ -2,8 +2,10 @@
 
 An endpoint fails when it has a divergence of a kind that fails the run
 (`--fail-on`); its failure text carries each divergence with an example
-side by side. Divergences of other kinds go to the test case's
-`system-out`, visible but not failing, as the exit code treats them.
+side by side and the title of the finding it belongs to (one cause may
+span several endpoints, so several test cases). Divergences of other kinds
+go to the test case's `system-out`, visible but not failing, as the exit
+code treats them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ def render_junit(report: DiffReport, *, fail_on: Collection[str] | None = None) 
     for group in report.divergences:
         by_endpoint[group.endpoint].append(group)
     failing = {id(group) for group in report.failing(fail_on)}
+    titles = {group.fingerprint: finding.title for finding in report.findings for group in finding.members}
     suite = ET.Element(
         "testsuite",
         name="replaydiff",
@@ -40,9 +43,9 @@ def render_junit(report: DiffReport, *, fail_on: Collection[str] | None = None) 
         if failed := [g for g in groups if id(g) in failing]:
             summary = "; ".join(f"{g.kind} {g.location}".strip() for g in failed)
             failure = ET.SubElement(case, "failure", message=f"{len(failed)} divergent: {summary}", type="divergence")
-            failure.text = "\n\n".join(map(_described, failed))
+            failure.text = "\n\n".join(_described(g, titles.get(g.fingerprint)) for g in failed)
         if passed := [g for g in groups if id(g) not in failing]:
-            ET.SubElement(case, "system-out").text = "\n\n".join(map(_described, passed))
+            ET.SubElement(case, "system-out").text = "\n\n".join(_described(g, titles.get(g.fingerprint)) for g in passed)
     ET.indent(suite)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
@@ -69,10 +72,11 @@ def _untested_case(case: ET.Element, report: DiffReport, endpoint: str, fail_on:
         ET.SubElement(case, "skipped", message=f"not tested: {fidelity.reason}")
 
 
-def _described(group: DivergenceGroup) -> str:
+def _described(group: DivergenceGroup, finding: str | None) -> str:
     example = group.examples[0].divergence
     lines = [
         f"{group.kind} {group.location}".strip() + f": {group.count}/{group.total} exchanges",
+        *([f"  finding: {finding}"] if finding else []),
         f"  baseline:  {_shown(example.baseline)}",
         f"  candidate: {_shown(example.candidate)}",
     ]

@@ -166,6 +166,7 @@ def traffic(count: int, *, seed: int = 12) -> list[str]:
         (1, lambda: "/-/versions.json"),
         (1, lambda: "/-/plugins.json"),
         (1, lambda: "/-/databases.json"),
+        (0.6, lambda: "/-/threads.json"),  # per-process state, a few times: what confirmation resends are for
         (2, lambda: "/"),
         (2, lambda: "/library"),
         (2, lambda: "/library/books"),

@@ -117,3 +117,13 @@ def test_the_verdict_rule() -> None:
     assert judge(key, 200, [answers({"v": 1}, {"v": 1}, {"v": 1})] * 3, rules, endpoint).verdict == "flaky"
     # the baseline answered another status than during the replay: the resend cannot be judged
     assert judge(key, 404, [answers({"v": 1}, {"v": 1}, {"v": 1})], rules, endpoint).verdict is None
+
+
+def test_diff_confirm_without_the_corpus_is_one_line_exit_2(tmp_path: Path) -> None:
+    from tests.test_diff_cli import write_results
+
+    results = write_results(tmp_path / "r.jsonl.zst", exchanges=4, planted=True)  # its header names corpus "shop"
+    result = subprocess.run([*REPLAYDIFF, "diff", str(results), "--confirm", "2"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60)  # fmt: skip
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "--confirm needs the replayed corpus, but 'shop' is not a file" in result.stderr

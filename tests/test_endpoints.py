@@ -94,3 +94,21 @@ def test_inspect_endpoints_shows_what_was_learned(tmp_path: Path) -> None:
     lines = {line.split()[1]: line.split()[2:] for line in shown.stdout.splitlines() if line.startswith("GET ")}
     assert lines == {"/library/books/{id}.json": ["30", "30"], "/tags/{name}": ["20", "20"],
                      "/library/books.json": ["5", "1"]}  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=20), st.text(max_size=30)), min_size=1, max_size=20))
+def test_stamped_endpoints_are_read_as_a_json_parser_reads_them(records: list[tuple[str, str]]) -> None:
+    """The diff's learning pass finds endpoints without parsing records, whatever the ids hold (quotes, keys)."""
+    import tempfile
+
+    from replaydiff.corpora import Attempt, ReplayRecord, ResultsReader, ResultsWriter
+    from replaydiff.diff.analysis import stamped_paths
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "r.jsonl.zst"
+        with ResultsWriter(path) as writer:
+            for exchange_id, path_part in records:
+                attempt = Attempt(0, None, 1000, 200)
+                writer.write(ReplayRecord(f'"endpoint": "{exchange_id}', "baseline", f"GET /{path_part}", [attempt], None))
+        assert stamped_paths(ResultsReader(path)) == Counter(f"/{path_part}" for _, path_part in records)

@@ -110,9 +110,17 @@ def test_nights_stay_red_while_a_divergence_persists_unaccepted(tmp_path: Path, 
     assert statuses(tmp_path / "night1") == {ACCEPTED: ("new", True), KNOWN: ("new", True)}
     assert (tmp_path / ".replaydiff" / "history.sqlite").exists()
 
-    accepted = replaydiff("accept", ACCEPTED, "--reason", "cache headers on purpose", cwd=tmp_path)
+    # accepted as a finding, by its id in the night's report: every divergence of the finding is accepted
+    findings = [f for e in json.loads((tmp_path / "night1" / "report.json").read_text())["entries"]
+                for f in e["report"]["findings"] if ACCEPTED in f["fingerprints"]]  # fmt: skip
+    assert [f["fingerprints"] for f in findings] == [[ACCEPTED]]
+    accepted = replaydiff("accept", findings[0]["id"], "--report", tmp_path / "night1" / "report.json",
+                          "--reason", "cache headers on purpose", cwd=tmp_path)  # fmt: skip
     assert accepted.returncode == 0, accepted.stderr
-    assert "seen in 1 finished runs" in accepted.stdout
+    assert f"accepted {ACCEPTED} (seen in 1 finished runs)" in accepted.stdout
+    unknown = replaydiff("accept", "0123456789ab", "--report", tmp_path / "night1" / "report.json", "--reason", "r",
+                         cwd=tmp_path)  # fmt: skip
+    assert unknown.returncode == 2 and "no finding '0123456789ab'" in unknown.stderr
 
     with serve(regressing_proxy(demo.candidate)) as proxy:
         night2 = write_suite(tmp_path, {"shop": (demo.baseline, proxy)}, [(corpus, "shop")])

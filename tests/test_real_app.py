@@ -34,12 +34,13 @@ def upgrade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     corpus = scratch / "library.jsonl.zst"
     with realapp.serving(realapp.OLD, db) as recorded:
         realapp.record(recorded, corpus, realapp.traffic(REQUESTS))
-    with (
+    with (  # three processes of the old version: the A/A candidate shares no per-process state with a baseline
         realapp.serving(realapp.OLD, db) as old,
         realapp.serving(realapp.OLD, db) as old2,
+        realapp.serving(realapp.OLD, db) as old3,
         realapp.serving(realapp.NEW, db) as new,
     ):
-        aa = realapp.run(corpus, old, old2, old2, scratch / "aa")
+        aa = realapp.run(corpus, old, old2, old3, scratch / "aa")
         ab = realapp.run(corpus, old, old2, new, scratch / "ab")
     yield {"scratch": scratch, "aa": aa, "ab": ab}
 
@@ -75,5 +76,9 @@ def test_the_upgrade_report_is_a_few_findings_on_one_screen(upgrade: dict[str, A
     assert "GET /library/authors/{id}.json" in rows["endpoints"]
     # SQL queries on the database JSON now redirect
     assert any(f["title"] == "status 200 → 302 on GET /library.json" for f in findings)
+    # the debug thread list, once in the traffic: resent to every target, the candidate's 403 is confirmed
+    [threads] = [f for f in findings if f["endpoints"] == ["GET /-/threads.json"]]
+    assert (threads["title"], threads["confirmation"]) == ("status 200 → 403 on GET /-/threads.json", "confirmed")
+    assert report["confirm_times"] == 3
     assert len(ab.stdout.splitlines()) <= 100
     assert (upgrade["scratch"] / "ab.html").stat().st_size < 1_500_000

@@ -18,6 +18,7 @@ def test_one_test_case_per_endpoint_and_a_failure_per_divergent_endpoint() -> No
     assert failure.get("message") == "1 divergent: body $.price"
     assert "baseline:  9" in failure.text and 'candidate: "[9]"' in failure.text
     assert "fingerprint GET /fast|body|$.price" in failure.text
+    assert "finding: `$.price` changed type (number → string) on GET /fast" in failure.text
     slow = cases["GET /slow"].find("failure")
     assert slow is not None and "latency p50" in (slow.get("message") or "")
 

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from replaydiff.corpora import CorpusReader
 from replaydiff.corpora.endpoints import MIN_DISTINCT, RARE_HITS, LearnedEndpoints, learn_endpoints
+from replaydiff.diff.report import middle
 
 
 @dataclass(slots=True)
@@ -116,9 +117,15 @@ def inspect(corpus: Path, as_json: bool, show_endpoints: bool) -> None:
         console.print("[yellow]the file was not closed cleanly; complete records were kept[/]")
     if show_endpoints:
         _print_learned(console, stats)
-    table = Table("endpoint", "exchanges", *(["paths"] if show_endpoints else []), box=None, pad_edge=False)
+    counts = ["exchanges", *(["paths"] if show_endpoints else [])]
+    table = Table(box=None, pad_edge=False)
+    table.add_column("endpoint", no_wrap=True)
+    for heading in counts:
+        table.add_column(heading, no_wrap=True)
+    room = console.width - sum(len(heading) + 2 for heading in counts)  # a name is shortened, never wrapped
     for endpoint, count in stats.endpoints.most_common():
-        table.add_row(endpoint, str(count), *([str(stats.endpoint_paths[endpoint])] if show_endpoints else []))
+        paths = [str(stats.endpoint_paths[endpoint])] if show_endpoints else []
+        table.add_row(middle(endpoint, max(room, 20)), str(count), *paths)
     console.print(table)
 
 

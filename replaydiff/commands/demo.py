@@ -64,9 +64,10 @@ def demo(aa: bool, speed: float, limit: int | None, output: Path | None, diff_se
                     upstream_log=system.upstream_log,
                 )
                 replay_corpus(job, console=progress)
+                # while the system runs: `--confirm N` resends to it
+                report = report_results(results, console=Console(), settings=diff_settings, targets=job.targets)
         except DemoSystemError as exc:
             raise UserError(f"the demo system did not start: {exc}") from exc
-        report = report_results(results, console=Console(), settings=diff_settings)
     expected = frozenset() if aa else PLANTED
     found = frozenset(group.fingerprint for group in report.divergences)
     if found == expected:

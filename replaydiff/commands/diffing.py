@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from replaydiff.diff import (
     render_junit,
     render_text,
 )
+from replaydiff.confirming import confirm, worth_resending
 from replaydiff.diff.findings import INCONCLUSIVE
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_INCONCLUSIVE, EXIT_SAME, UserError
 from replaydiff.fuzz.sender import FuzzTargets
@@ -115,9 +116,10 @@ def report_results(
 
 
 def _confirmed(report: DiffReport, path: Path, settings: DiffSettings, targets: Sequence[Target] | None) -> DiffReport:
-    """Confirmation needs the recorded requests (the corpus the results header names) and the three targets."""
-    from replaydiff.confirming import confirm  # imports the replay client: only when resending
-
+    """Confirmation needs the recorded requests (the corpus the results header names) and the three targets,
+    but only when some divergence is worth resending."""
+    if not any(worth_resending(group) for group in report.divergences):
+        return replace(report, confirm_times=settings.confirm)
     header = ResultsReader(path).header
     corpus = Path(header.get("corpus") or "")
     if not corpus.is_file():

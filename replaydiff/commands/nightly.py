@@ -16,7 +16,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from replaydiff.nightly.accepted import checked_fingerprint
+from replaydiff.nightly.accepted import checked_fingerprint, finding_fingerprints
 from replaydiff.nightly.classify import FAIL_BY_DEFAULT, FAILABLE, parse_fail_statuses
 from replaydiff.nightly.history import History
 from replaydiff.nightly.report import print_night, write_reports
@@ -79,18 +79,26 @@ def history(db: Path | None, endpoint: str, last: int) -> None:
 @click.command()
 @click.argument("fingerprint")
 @click.option("--reason", required=True, help="Why the change is intended (shown in every report).")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="A JSON report (diff --json, or a nightly run.json): FINGERPRINT may then be a finding's id, "
+                   "which accepts every divergence of the finding.")  # fmt: skip
 @_db_option(str(DEFAULT_DB))
-def accept(fingerprint: str, reason: str, db: Path | None) -> None:
-    """Accept the divergence FINGERPRINT ('ENDPOINT|KIND|LOCATION'): it stops failing nightly runs, stays visible."""
+def accept(fingerprint: str, reason: str, report: Path | None, db: Path | None) -> None:
+    """Accept the divergence FINGERPRINT ('ENDPOINT|KIND|LOCATION'), or with --report a finding's id: it stops
+    failing nightly runs, stays visible."""
     if not reason.strip():
         raise click.BadParameter("say why the change is intended", param_hint="--reason")
-    checked_fingerprint(fingerprint, "accept")
+    if report is not None and "|" not in fingerprint:
+        fingerprints = finding_fingerprints(report, fingerprint)
+    else:
+        fingerprints = [checked_fingerprint(fingerprint, "accept")]
     with History(_existing(db or DEFAULT_DB)) as opened:
-        opened.accept(fingerprint, reason, at=datetime.now(timezone.utc))
-        seen = opened.nights_seen(fingerprint)
-    click.echo(f"accepted {fingerprint} (seen in {seen} finished runs)")
-    if not seen:
-        click.echo("replaydiff: warning: no run of this history showed it; check the fingerprint", err=True)
+        for accepted in fingerprints:
+            opened.accept(accepted, reason, at=datetime.now(timezone.utc))
+            seen = opened.nights_seen(accepted)
+            click.echo(f"accepted {accepted} (seen in {seen} finished runs)")
+            if not seen:
+                click.echo("replaydiff: warning: no run of this history showed it; check the fingerprint", err=True)
 
 
 def _fail_statuses(text: str) -> frozenset[str]:

@@ -11,7 +11,10 @@ so an acceptance is reviewed like code:
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from replaydiff.corpora import DIVERGENCE_KINDS
 from replaydiff.corpora.tomlfile import read_toml
@@ -27,6 +30,31 @@ def checked_fingerprint(fingerprint: str, where: str) -> str:
             f"{', '.join(DIVERGENCE_KINDS)}, e.g. 'GET /api/products|header|cache-control' (copy it from a report)"
         )
     return fingerprint
+
+
+def finding_fingerprints(report: Path, finding_id: str) -> list[str]:
+    """The member fingerprints of the finding `finding_id` in a JSON report (`diff --json`, or a nightly run.json,
+    whose entries each carry one): accepting a finding accepts each of its divergences."""
+    try:
+        document = json.loads(report.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"{report}: cannot read the report: {exc.strerror}") from None
+    except ValueError:
+        raise UserError(f"{report}: not a JSON report; write one with --json") from None
+    for finding in _findings(document):
+        if finding.get("id") == finding_id:
+            return [checked_fingerprint(str(f), str(report)) for f in finding.get("fingerprints", [])]
+    raise UserError(f"{report}: no finding {finding_id!r}; the ids are the reports' findings[].id")
+
+
+def _findings(document: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(document, dict):
+        for finding in document.get("findings") or []:
+            if isinstance(finding, dict):
+                yield finding
+        for entry in document.get("entries") or []:
+            if isinstance(entry, dict):
+                yield from _findings(entry.get("report"))
 
 
 def load_accepted(path: Path) -> dict[str, str]:
