@@ -55,6 +55,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+import orjson
+
 from replaydiff.corpora import Exchange, Headers, Request, Response
 from replaydiff.corpora.tomlfile import read_toml
 
@@ -94,9 +96,12 @@ def _json(body: bytes) -> Any:
     if not body or body.lstrip()[:1] not in (b"{", b"["):
         return None
     try:
-        return json.loads(body)
-    except ValueError:
-        return None
+        return orjson.loads(body)  # several times json's speed; every answer of every target is read
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(body)  # integers beyond 64 bits
+        except ValueError:
+            return None
 
 
 def _leaves(document: Any, prefix: Location = ("json",)) -> Iterator[tuple[Location, Any]]:
@@ -186,20 +191,29 @@ def harvest(response: Response, rules: CarryRules = CarryRules(), *, guard: bool
     """Every value of a response a later request could send back (and whatever the rules name), by where it sits.
 
     `guard=False` (a live answer, compared place by place with the recording) keeps short values too."""
+    return {**harvest_body(response.body, rules, guard=guard), **harvest_headers(response.headers, rules, guard=guard)}
+
+
+def harvest_body(body: bytes, rules: CarryRules, *, guard: bool) -> dict[Location, Scalar]:
     found: dict[Location, Scalar] = {}
-    _carriable = _carriable_value if guard else _any_value
-    document = _json(response.body)
-    for location, value in _leaves(document):
+    carriable = _carriable_value if guard else _any_value
+    for location, value in _leaves(_json(body)):
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             continue
-        if _carriable(value) or rules.forces(location):
+        if carriable(value) or rules.forces(location):
             found[location] = value
         if isinstance(value, str) and "/" in value:
             for part, text in _url_parts(value, location):
-                if _carriable(text):
+                if carriable(text):
                     found[part] = text
+    return found
+
+
+def harvest_headers(headers: Headers, rules: CarryRules, *, guard: bool) -> dict[Location, Scalar]:
+    found: dict[Location, Scalar] = {}
+    carriable = _carriable_value if guard else _any_value
     seen: dict[str, int] = {}
-    for name, value in response.headers:
+    for name, value in headers:
         lowered = name.lower()
         if lowered in _NOT_HARVESTED:
             continue
@@ -211,17 +225,18 @@ def harvest(response: Response, rules: CarryRules = CarryRules(), *, guard: bool
             except CookieError:
                 continue
             for morsel in morsels:
-                if _carriable(morsel.value) or lowered in rules.headers:
+                if carriable(morsel.value) or lowered in rules.headers:
                     found[("cookie", morsel.key)] = morsel.value
             continue
-        if _carriable(value) or lowered in rules.headers:
+        if carriable(value) or lowered in rules.headers:
             found[place] = value
-        if lowered == "etag" and _carriable(bare := _etag_item(value)):
+        if lowered == "etag" and carriable(bare := _etag_item(value)):
             found[(*place, "bare")] = bare
-        for number, url in enumerate(_LINK.findall(value) or [value]):
-            for part, text in _url_parts(url, (*place, number)):
-                if _carriable(text):
-                    found[part] = text
+        if "/" in value:
+            for number, url in enumerate(_LINK.findall(value) or [value]):
+                for part, text in _url_parts(url, (*place, number)):
+                    if carriable(text):
+                        found[part] = text
     return found
 
 
@@ -316,25 +331,44 @@ class SessionCorrelator:
 
     def observe(self, recorded: Exchange, live: Mapping[str, Response | None]) -> None:
         if len(self._sent) < MAX_SESSION_VALUES:
-            self._sent.update(spelling for _, value in _sent_values(recorded.request) for spelling in _spellings(value))
-        if recorded.response is None:
+            self._sent.update(_sent_values(recorded.request))
+        answer = recorded.response
+        if answer is None:
             return
-        recorded_values = {
-            location: value
-            for location, value in harvest(recorded.response, self._rules).items()
-            if value not in self._sent or self._forced(location)
-        }
-        if not recorded_values:
-            return
-        answers = {
-            target: harvest(response, self._rules, guard=False) if response is not None else {}
-            for target, response in live.items()
-        }
-        references = [answers[name] for name in self._references if name in answers]
+        references = [live[name] for name in self._references if name in live]
         if not references:
             return
-        for location, value in recorded_values.items():
-            dynamic = all(_changed(value, reference.get(location)) for reference in references)
+        # A reference answering the recorded body byte for byte makes none of its values dynamic: the common
+        # case (static pages, lists nobody changed) costs a comparison, not a parse.
+        with_body = not all(reference is not None and reference.body == answer.body for reference in references)
+        self._learn(harvest_headers(answer.headers, self._rules, guard=True), live, body=False)
+        if with_body:
+            self._learn(harvest_body(answer.body, self._rules, guard=True), live, body=True)
+
+    def _learn(self, recorded: dict[Location, Scalar], live: Mapping[str, Response | None], *, body: bool) -> None:
+        recorded = {
+            location: value
+            for location, value in recorded.items()
+            if not any(spelling in self._sent for spelling in _spellings(value)) or self._forced(location)
+        }
+        if not recorded:
+            return
+        rules = self._rules
+        answers: dict[str, dict[Location, Scalar]] = {}
+        for target, response in live.items():
+            if response is None:
+                answers[target] = {}
+            elif body:
+                answers[target] = harvest_body(response.body, rules, guard=False)
+            else:
+                answers[target] = harvest_headers(response.headers, rules, guard=False)
+        references = [answers[name] for name in self._references if name in answers]
+        for location, value in recorded.items():
+            found = [reference.get(location) for reference in references]
+            dynamic = all(_changed(value, answer) for answer in found)
+            unknown = all(answer is None for answer in found)
+            if not dynamic and not unknown:
+                continue  # the baselines answered it as recorded: nothing to carry, nothing missing
             for target, values in answers.items():
                 answer = values.get(location)
                 mapping = self._mapping.setdefault(target, {})
@@ -374,26 +408,21 @@ def _changed(recorded: Scalar, live: Scalar | None) -> bool:
     return live is not None and live != recorded and type(live) is type(recorded)
 
 
-def _sent_values(request: Request) -> Iterator[tuple[str, Scalar]]:
-    """The values a request sends, slot by slot, as `rewrite` sees them."""
+def _sent_values(request: Request) -> Iterator[Scalar]:
+    """The values a request sends: path segments, query values, header values, JSON leaves."""
     for segment in request.path.split("/"):
         if segment:
-            yield "path", unquote(segment)
+            yield unquote(segment)
     for item in request.query.split("&") if request.query else ():
         name, sep, value = item.partition("=")
         if sep:
-            yield "query", unquote(value.replace("+", " "))
-    for name, value in request.headers:
-        if name.lower() not in _NEVER_REWRITTEN:
-            yield "header", value
-            for item in value.split(","):
-                yield "header", item.strip()
-                yield "header", _etag_item(item)
-            for token in _TOKEN.findall(value):
-                yield "header", token
-    for _, leaf in _leaves(_json(request.body)):
-        if isinstance(leaf, (str, int)) and not isinstance(leaf, bool):
-            yield "json", leaf
+            yield unquote(value.replace("+", " "))
+    for _, value in request.headers:
+        yield value
+    if request.body:
+        for _, leaf in _leaves(_json(request.body)):
+            if isinstance(leaf, (str, int)) and not isinstance(leaf, bool):
+                yield leaf
 
 
 def _spellings(value: Scalar) -> tuple[Scalar, ...]:

@@ -82,6 +82,12 @@ format = %(levelname)s %(message)s
 """
 
 
+_KINTO_ENV = {**os.environ, "PYTHONHASHSEED": "0"}
+"""Kinto builds `Access-Control-Expose-Headers` from a Python set, so its order differs between processes with
+random hash seeds: a real difference between any two processes, which an A/A diff reports whenever two of the
+three targets happen to agree on it. One seed for all, as for processes of one deployment started alike."""
+
+
 class KintoUnavailable(RuntimeError):
     """Kinto could not be installed (no package registry): the caller skips, saying so."""
 
@@ -149,7 +155,7 @@ def kinto_servers(workdir: Path, count: int) -> Iterator[list[str]]:
             with open(log_path, "wb") as log:
                 process = subprocess.Popen(
                     [executable, "start", "--ini", str(ini), "--port", str(port)],
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_KINTO_ENV,
                 )  # fmt: skip
             started.append((process, f"http://127.0.0.1:{port}", log_path))
         for process, base, log_path in started:
