@@ -40,7 +40,7 @@ def main() -> None:
         same = result.same_status.get(target, 0)
         print(f"  {target:<10} answered with the recorded status: {same}/{result.exchanges} = {result.share(target):.1%}")
     print(f"  diff: verdict {result.verdict}, {result.divergences} divergent exchanges "
-          f"on {result.divergent_endpoints} endpoints (latency excluded)")
+          f"on {result.divergent_endpoints} of {result.endpoints} endpoints (latency excluded)")
     for target in ("baseline", "baseline2", "candidate"):
         counts = [by_target[target] for by_target in result.carried.values() if target in by_target]
         carried, not_found = sum(c["carried"] for c in counts), sum(c["not_found"] for c in counts)

@@ -328,6 +328,8 @@ class SessionCorrelator:
         """Per target: recorded values it never answered a counterpart of (so far): reported, not carried."""
         self._sent: set[Scalar] = set()
         """Values the session's recorded requests sent: an answer echoing one is not the server's to change."""
+        self._server_made: set[str] = set()
+        """Recorded text values the baselines changed: made by the server, whatever their shape."""
 
     def observe(self, recorded: Exchange, live: Mapping[str, Response | None]) -> None:
         if len(self._sent) < MAX_SESSION_VALUES:
@@ -369,6 +371,8 @@ class SessionCorrelator:
             unknown = all(answer is None for answer in found)
             if not dynamic and not unknown:
                 continue  # the baselines answered it as recorded: nothing to carry, nothing missing
+            if isinstance(value, str) and len(self._server_made) < MAX_SESSION_VALUES:
+                self._server_made.add(value)
             for target, values in answers.items():
                 answer = values.get(location)
                 mapping = self._mapping.setdefault(target, {})
@@ -387,6 +391,22 @@ class SessionCorrelator:
         return (location[0] == "json" and self._rules.forces(location)) or (
             location[0] == "header" and location[1] in self._rules.headers
         )
+
+    def endpoint(self, endpoint: str, path: str) -> str:
+        """`endpoint` (the default template of the recorded `path`) with every segment the session learned as
+        server-made written `{id}`: the collection named `j_u-KRMN` by a POST is no endpoint of its own, whatever
+        its shape. Decided from the recording alone, so every target's record of an exchange has the same."""
+        if not self._server_made:
+            return endpoint
+        segments = path.split("/")
+        if not any(unquote(segment) in self._server_made for segment in segments):
+            return endpoint
+        method, _, template = endpoint.partition(" ")
+        templated = template.split("/")
+        if len(templated) != len(segments):
+            return endpoint
+        merged = ("{id}" if unquote(seg) in self._server_made else kept for seg, kept in zip(segments, templated))
+        return f"{method} {'/'.join(merged)}"
 
     def rewrite(self, request: Request, target: str) -> Carried:
         mapping = self._mapping.get(target, {})

@@ -256,16 +256,19 @@ class Replayer:
         else:  # one attempt each, already sent: no task needed to wait for them in turn
             outcomes = [await self._attempts(client, first) for client, first in pairs]
         live: dict[str, Response | None] = {}
+        endpoint = planned.endpoint
+        if self.options.correlate:
+            endpoint = session.correlator.endpoint(endpoint, planned.exchange.request.path)
         for client, (trace_id, _, _, carried), (attempts, response) in zip(self._clients, started, outcomes):
             name = client.target.name
             live[name] = response
             self.summary.count(name, attempts[-1])
-            self.summary.carried.add(planned.endpoint, name, carried.carried, carried.missing)
+            self.summary.carried.add(endpoint, name, carried.carried, carried.missing)
             self._sink(
                 ReplayRecord(
                     exchange_id=planned.exchange.id,
                     target=name,
-                    endpoint=planned.endpoint,
+                    endpoint=endpoint,
                     attempts=attempts,
                     response=response,
                     schedule_lag_us=lag_us,

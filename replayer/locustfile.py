@@ -307,15 +307,18 @@ class _WorkerReplay:
         sends = [gevent.spawn(self._attempts, planned, sender, session) for sender in self.senders]
         gevent.joinall(sends, raise_error=True)
         live: dict[str, Response | None] = {}
+        assert self.job is not None
+        endpoint = planned.endpoint
+        if self.job.options.correlate:
+            endpoint = session.correlator.endpoint(endpoint, planned.exchange.request.path)
         for sender, greenlet in zip(self.senders, sends):
             trace_id, attempts, response, carried = greenlet.value
             live[sender.target.name] = response
-            record = ReplayRecord(planned.exchange.id, sender.target.name, planned.endpoint, attempts, response,
+            record = ReplayRecord(planned.exchange.id, sender.target.name, endpoint, attempts, response,
                                   schedule_lag_us=lag_us, trace_id=trace_id, carried=carried.carried,
                                   not_carried=list(carried.missing))
             self.records.append(record.to_json())
             self._report_request(record, response)
-        assert self.job is not None
         if self.job.options.correlate:
             session.correlator.observe(planned.exchange, live)
         self.completed += 1

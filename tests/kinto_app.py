@@ -259,6 +259,8 @@ class StatefulFigures:
     """Per target: exchanges answered with the recorded status."""
     divergences: int = 0
     divergent_endpoints: int = 0
+    endpoints: int = 0
+    """Endpoints the diff compared."""
     verdict: str = ""
     carried: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     """The replay summary's carried values: endpoint → target → `carried`, `not_found`, `where`."""
@@ -339,4 +341,5 @@ def figures(corpus: Path, results: Path, report: dict[str, object]) -> StatefulF
     out.divergences = sum(int(d["count"]) for d in divergences)
     out.divergent_endpoints = len({d["endpoint"] for d in divergences})
     out.verdict = str(report["verdict"])
+    out.endpoints = len(report["endpoints"])  # type: ignore[arg-type]
     return out
