@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import string
+import subprocess
+import sys
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -117,3 +120,53 @@ def test_a_learned_value_is_replaced_in_every_slot_and_nothing_else_changes(
         assert json.loads(rewritten.body) == [value, other]
     untouched = _request(f"/things/{other}", query=f"o={other}", headers=[("X-Other", other)])
     assert all(correlator.rewrite(untouched, target).request == untouched for target in TARGETS)
+
+
+def test_the_replay_reports_values_a_target_never_answered(tmp_path: Path) -> None:
+    """The candidate fails to create the thing: its later read cannot carry the id, and the replay says so
+    in the record, in the summary it prints and in the results' end record."""
+    from aiohttp import web
+
+    from replaydiff.corpora import CorpusWriter, ResultsReader
+    from tests.servers import serve
+
+    def app(broken: bool) -> web.Application:
+        made = iter(range(1000, 2000))
+
+        async def create(request: web.Request) -> web.Response:
+            if broken:
+                return web.Response(status=500)
+            return web.json_response({"id": f"thing-{next(made)}"}, status=201)
+
+        async def read(request: web.Request) -> web.Response:
+            return web.json_response({"id": request.match_info["id"]})
+
+        application = web.Application()
+        application.router.add_post("/things", create)
+        application.router.add_get("/things/{id}", read)
+        return application
+
+    recorded_id = "thing-0001"
+    created = Exchange("x0", "s", 0, Request("POST", "http", "svc", 80, "/things"),
+                       Response(201, body=json.dumps({"id": recorded_id}).encode()))  # fmt: skip
+    read = Exchange("x1", "s", 5000, Request("GET", "http", "svc", 80, f"/things/{recorded_id}"),
+                    Response(200, body=json.dumps({"id": recorded_id}).encode()))  # fmt: skip
+    corpus = tmp_path / "c.jsonl.zst"
+    with CorpusWriter(corpus, source="test") as writer:
+        writer.write(created)
+        writer.write(read)
+    results = tmp_path / "r.jsonl.zst"
+    with serve(app(broken=False)) as good, serve(app(broken=True)) as bad:
+        replay = subprocess.run(
+            [sys.executable, "-m", "replaydiff.cli", "replay", str(corpus), "--baseline", good, "--candidate", bad,
+             "-o", str(results)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    reader = ResultsReader(results)
+    reads = {record.target: record for record in reader if record.exchange_id == "x1"}
+    assert (reads["baseline"].carried, reads["baseline"].not_carried) == (1, [])
+    assert (reads["candidate"].carried, reads["candidate"].not_carried) == (0, ["path"])
+    assert reads["candidate"].endpoint == reads["baseline"].endpoint == "GET /things/{id}"
+    assert reader.end["carried"]["GET /things/{id}"]["candidate"] == {"carried": 0, "not_found": 1, "where": {"path": 1}}
+    assert "not found in the answers of candidate ×1 (path ×1)" in replay.stdout + replay.stderr
