@@ -62,7 +62,9 @@ from replaydiff.corpora.tomlfile import read_toml
 
 Scalar = str | int
 Location = tuple[str | int, ...]
-"""("json", "items", 0, "id"), ("header", "etag"), ("header", "next-page", "query", "_token"), ("cookie", name)."""
+"""Where a value sits in an answer: ("json", "items", 0, "id"); ("header", "etag", 0) for the first ETag header,
+("header", "etag", 0, "bare") without its quotes; ("header", "next-page", 0, 0, "query", "_token", 0) inside a URL
+(the header's first URL, its first `_token`); ("cookie", name)."""
 
 MIN_CARRIED_CHARS = 3
 """Shorter values are too likely to be sent by coincidence (a page number, a flag) to be carried unasked."""
@@ -126,10 +128,13 @@ def _url_parts(text: str, prefix: Location) -> Iterator[tuple[Location, str]]:
     for index, segment in enumerate(parts.path.split("/")):
         if segment:
             yield (*prefix, "segment", index), unquote(segment)
-    for index, item in enumerate(parts.query.split("&") if parts.query else ()):
+    occurrences: dict[str, int] = {}
+    for item in parts.query.split("&") if parts.query else ():
         name, sep, value = item.partition("=")
         if sep and value:
-            yield (*prefix, "query", unquote(name), index), unquote(value.replace("+", " "))
+            name = unquote(name)
+            occurrence = occurrences[name] = occurrences.get(name, -1) + 1  # by name: parameters may move
+            yield (*prefix, "query", name, occurrence), unquote(value.replace("+", " "))
 
 
 def _etag_item(value: str) -> str:
@@ -284,14 +289,6 @@ class CarryCounts:
                 count.carried += theirs.carried
                 count.not_found += theirs.not_found
                 count.where.update(theirs.where)
-
-    def total(self, target: str) -> CarryCount:
-        total = CarryCount()
-        for targets in self.by_endpoint.values():
-            if (count := targets.get(target)) is not None:
-                total.carried += count.carried
-                total.not_found += count.not_found
-        return total
 
     def to_json(self) -> dict[str, dict[str, dict[str, Any]]]:
         return {
