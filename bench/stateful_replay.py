@@ -6,7 +6,7 @@ through `replaydiff record`, then replayed to three fresh Kinto processes (basel
 diffed. Prints: sessions in the corpus, the share of exchanges each target answered with the recorded status
 (goal >= 99%), divergences reported (goal 0), carried values, and the baseline's status mismatches by endpoint.
 
-Run: .venv/bin/python bench/stateful_replay.py [--clients 10] [--records 12] [--keep DIR]
+Run: .venv/bin/python bench/stateful_replay.py [--clients 10] [--records 15] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.kinto_app import KINTO_VERSION, kinto_server, record, replay_aa  # no
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=10)
-    parser.add_argument("--records", type=int, default=12, help="records per client (about 6.5 requests each)")
+    parser.add_argument("--records", type=int, default=15, help="records per client (about 5 requests each, 78 in all)")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it (corpus, results, logs)")
     parser.add_argument("--record-option", action="append", default=[], help="extra option for replaydiff record")
     parser.add_argument("--replay-option", action="append", default=[], help="extra option for replaydiff replay")

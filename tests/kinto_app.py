@@ -185,7 +185,7 @@ def _answers(base: str) -> bool:
 
 
 def _one_client(base: str, number: int, records: int, statuses: Counter[int]) -> None:
-    """One user's session, about 6.5 requests per record: what a sync client of Kinto does."""
+    """One user's session: about 5 requests per record and a few listings, as a sync client of Kinto makes."""
     rng = random.Random(number)
     with httpx.Client(base_url=base, auth=(f"client{number}", f"secret-{number}"), timeout=30) as client:
 
