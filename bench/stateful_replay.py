@@ -38,7 +38,8 @@ def main() -> None:
     print(f"kinto {KINTO_VERSION}: {args.clients} clients, {result.exchanges} exchanges, {result.sessions} sessions")
     for target in ("baseline", "baseline2", "candidate"):
         same = result.same_status.get(target, 0)
-        print(f"  {target:<10} answered with the recorded status: {same}/{result.exchanges} = {result.share(target):.1%}")
+        share = f"{same}/{result.exchanges} = {result.share(target):.1%}"
+        print(f"  {target:<10} answered with the recorded status: {share}")
     print(f"  diff: verdict {result.verdict}, {result.divergences} divergent exchanges "
           f"on {result.divergent_endpoints} of {result.endpoints} endpoints (latency excluded)")
     for target in ("baseline", "baseline2", "candidate"):

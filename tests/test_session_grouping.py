@@ -23,11 +23,11 @@ KEY = b"k" * 32
 
 
 def _exchange(
-    number: int, start_s: float, headers: list[tuple[str, str]], *, connection: str = "", response: Response | None = None
+    number: int, start_s: float, headers: list[tuple[str, str]], *, response: Response | None = None
 ) -> Exchange:
     return Exchange(
         id=f"x{number}",
-        session=connection or f"conn{number}",  # every request on a connection of its own, as after a 304 + close
+        session=f"conn{number}",  # every request on a connection of its own, as after a 304 + close
         start_us=round(start_s * 1_000_000),
         request=Request("GET", "http", "svc", 80, f"/r/{number}", headers=headers),
         response=response or Response(200),
