@@ -175,3 +175,14 @@ def test_the_replay_reports_values_a_target_never_answered(tmp_path: Path) -> No
     counted = reader.end["carried"]["GET /things/{id}"]["candidate"]
     assert counted == {"carried": 0, "not_found": 1, "where": {"path": 1}}
     assert "not found in the answers of candidate ×1 (path ×1)" in replay.stdout + replay.stderr
+
+
+def test_last_modified_is_carried_into_if_modified_since() -> None:
+    correlator = SessionCorrelator()
+    recorded = _answer({"ok": True}, [("Last-Modified", "Tue, 01 Dec 2026 11:20:20 GMT")])
+    live = {target: _answer({"ok": True}, [("Last-Modified", f"Tue, 01 Dec 2026 12:0{n}:00 GMT")])
+            for n, target in enumerate(TARGETS)}  # fmt: skip
+    _observe(correlator, _request("/doc"), recorded, live)
+    again = _request("/doc", headers=[("If-Modified-Since", "Tue, 01 Dec 2026 11:20:20 GMT")])
+    carried = correlator.rewrite(again, "candidate").request.headers[1]
+    assert carried == ("If-Modified-Since", "Tue, 01 Dec 2026 12:02:00 GMT")
