@@ -6,7 +6,7 @@ through `replaydiff record`, then replayed to three fresh Kinto processes (basel
 diffed. Prints: sessions in the corpus, the share of exchanges each target answered with the recorded status
 (goal >= 99%), divergences reported (goal 0), carried values, and the baseline's status mismatches by endpoint.
 
-Run: .venv/bin/python bench/stateful_replay.py [--clients 10] [--records 12] [--keep DIR]
+Run: .venv/bin/python bench/stateful_replay.py [--clients 10] [--records 15] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.kinto_app import KINTO_VERSION, kinto_server, record, replay_aa  # no
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=10)
-    parser.add_argument("--records", type=int, default=12, help="records per client (about 6.5 requests each)")
+    parser.add_argument("--records", type=int, default=15, help="records per client (about 5 requests each, 78 in all)")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it (corpus, results, logs)")
     parser.add_argument("--record-option", action="append", default=[], help="extra option for replaydiff record")
     parser.add_argument("--replay-option", action="append", default=[], help="extra option for replaydiff replay")
@@ -38,9 +38,10 @@ def main() -> None:
     print(f"kinto {KINTO_VERSION}: {args.clients} clients, {result.exchanges} exchanges, {result.sessions} sessions")
     for target in ("baseline", "baseline2", "candidate"):
         same = result.same_status.get(target, 0)
-        print(f"  {target:<10} answered with the recorded status: {same}/{result.exchanges} = {result.share(target):.1%}")
+        share = f"{same}/{result.exchanges} = {result.share(target):.1%}"
+        print(f"  {target:<10} answered with the recorded status: {share}")
     print(f"  diff: verdict {result.verdict}, {result.divergences} divergent exchanges "
-          f"on {result.divergent_endpoints} endpoints (latency excluded)")
+          f"on {result.divergent_endpoints} of {result.endpoints} endpoints (latency excluded)")
     for target in ("baseline", "baseline2", "candidate"):
         counts = [by_target[target] for by_target in result.carried.values() if target in by_target]
         carried, not_found = sum(c["carried"] for c in counts), sum(c["not_found"] for c in counts)

@@ -370,7 +370,8 @@ def _sides(connection: _Connection) -> _Sides:
         upstream, downstream, client, server = connection.a_to_b, connection.b_to_a, connection.a, connection.b
     else:
         upstream, downstream, client, server = connection.b_to_a, connection.a_to_b, connection.b, connection.a
-    return _Sides(f"c{connection.number}", f"tcp{connection.number}", _address(client[0]), upstream, downstream, server)
+    number = connection.number
+    return _Sides(f"c{number}", f"tcp{number}", _address(client[0]), upstream, downstream, server)
 
 
 def _problem_kind(problem: str | None) -> str | None:

@@ -43,6 +43,8 @@ _SESSION_COOKIE = re.compile(r".*(sess|sid|auth|token|login).*", re.IGNORECASE)
 _SESSION_ID = re.compile(r"sess|sid", re.IGNORECASE)
 _TOKEN_KEY = re.compile(r"(access_?|id_?)?token", re.IGNORECASE)
 _MAX_LOGIN_BODY = 64 * 1024
+_JSON_OBJECT = re.compile(rb"\s*\{")
+_TOKEN_WORD = re.compile(rb"token", re.IGNORECASE)
 _PURGE_EVERY = 1024
 _MEMO_ENTRIES = 10_000
 
@@ -128,7 +130,7 @@ def _identity(headers: Headers, client_address: str | None) -> tuple[str, str]:
 
 def _bearer_tokens(body: bytes) -> list[str]:
     """Tokens a login answer hands out: string members named `token`, `access_token`, `id_token` of a JSON object."""
-    if not body or len(body) > _MAX_LOGIN_BODY or b"token" not in body.lower() or body.lstrip()[:1] != b"{":
+    if not body or len(body) > _MAX_LOGIN_BODY or not _JSON_OBJECT.match(body) or not _TOKEN_WORD.search(body):
         return []
     try:
         document = json.loads(body)

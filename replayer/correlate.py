@@ -55,13 +55,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+import orjson
+
 from replaydiff.corpora import Exchange, Headers, Request, Response
 from replaydiff.corpora.jsonpath import JsonPathError, parse_json_path
 from replaydiff.corpora.tomlfile import read_toml
 
 Scalar = str | int
 Location = tuple[str | int, ...]
-"""("json", "items", 0, "id"), ("header", "etag"), ("header", "next-page", "query", "_token"), ("cookie", name)."""
+"""Where a value sits in an answer: ("json", "items", 0, "id"); ("header", "etag", 0) for the first ETag header,
+("header", "etag", 0, "bare") without its quotes; ("header", "next-page", 0, 0, "query", "_token", 0) inside a URL
+(the header's first URL, its first `_token`); ("cookie", name)."""
 
 MIN_CARRIED_CHARS = 3
 """Shorter values are too likely to be sent by coincidence (a page number, a flag) to be carried unasked."""
@@ -95,9 +99,12 @@ def _json(body: bytes) -> Any:
     if not body or body.lstrip()[:1] not in (b"{", b"["):
         return None
     try:
-        return json.loads(body)
-    except ValueError:
-        return None
+        return orjson.loads(body)  # several times json's speed; every answer of every target is read
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(body)  # integers beyond 64 bits
+        except ValueError:
+            return None
 
 
 def _leaves(document: Any, prefix: Location = ("json",)) -> Iterator[tuple[Location, Any]]:
@@ -122,10 +129,13 @@ def _url_parts(text: str, prefix: Location) -> Iterator[tuple[Location, str]]:
     for index, segment in enumerate(parts.path.split("/")):
         if segment:
             yield (*prefix, "segment", index), unquote(segment)
-    for index, item in enumerate(parts.query.split("&") if parts.query else ()):
+    occurrences: dict[str, int] = {}
+    for item in parts.query.split("&") if parts.query else ():
         name, sep, value = item.partition("=")
         if sep and value:
-            yield (*prefix, "query", unquote(name), index), unquote(value.replace("+", " "))
+            name = unquote(name)
+            occurrence = occurrences[name] = occurrences.get(name, -1) + 1  # by name: parameters may move
+            yield (*prefix, "query", name, occurrence), unquote(value.replace("+", " "))
 
 
 def _etag_item(value: str) -> str:
@@ -189,20 +199,29 @@ def harvest(response: Response, rules: CarryRules = CarryRules(), *, guard: bool
     """Every value of a response a later request could send back (and whatever the rules name), by where it sits.
 
     `guard=False` (a live answer, compared place by place with the recording) keeps short values too."""
+    return {**harvest_body(response.body, rules, guard=guard), **harvest_headers(response.headers, rules, guard=guard)}
+
+
+def harvest_body(body: bytes, rules: CarryRules, *, guard: bool) -> dict[Location, Scalar]:
     found: dict[Location, Scalar] = {}
-    _carriable = _carriable_value if guard else _any_value
-    document = _json(response.body)
-    for location, value in _leaves(document):
+    carriable = _carriable_value if guard else _any_value
+    for location, value in _leaves(_json(body)):
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             continue
-        if _carriable(value) or rules.forces(location):
+        if carriable(value) or rules.forces(location):
             found[location] = value
         if isinstance(value, str) and "/" in value:
             for part, text in _url_parts(value, location):
-                if _carriable(text):
+                if carriable(text):
                     found[part] = text
+    return found
+
+
+def harvest_headers(headers: Headers, rules: CarryRules, *, guard: bool) -> dict[Location, Scalar]:
+    found: dict[Location, Scalar] = {}
+    carriable = _carriable_value if guard else _any_value
     seen: dict[str, int] = {}
-    for name, value in response.headers:
+    for name, value in headers:
         lowered = name.lower()
         if lowered in _NOT_HARVESTED:
             continue
@@ -214,17 +233,18 @@ def harvest(response: Response, rules: CarryRules = CarryRules(), *, guard: bool
             except CookieError:
                 continue
             for morsel in morsels:
-                if _carriable(morsel.value) or lowered in rules.headers:
+                if carriable(morsel.value) or lowered in rules.headers:
                     found[("cookie", morsel.key)] = morsel.value
             continue
-        if _carriable(value) or lowered in rules.headers:
+        if carriable(value) or lowered in rules.headers:
             found[place] = value
-        if lowered == "etag" and _carriable(bare := _etag_item(value)):
+        if lowered == "etag" and carriable(bare := _etag_item(value)):
             found[(*place, "bare")] = bare
-        for number, url in enumerate(_LINK.findall(value) or [value]):
-            for part, text in _url_parts(url, (*place, number)):
-                if _carriable(text):
-                    found[part] = text
+        if "/" in value:
+            for number, url in enumerate(_LINK.findall(value) or [value]):
+                for part, text in _url_parts(url, (*place, number)):
+                    if carriable(text):
+                        found[part] = text
     return found
 
 
@@ -273,14 +293,6 @@ class CarryCounts:
                 count.not_found += theirs.not_found
                 count.where.update(theirs.where)
 
-    def total(self, target: str) -> CarryCount:
-        total = CarryCount()
-        for targets in self.by_endpoint.values():
-            if (count := targets.get(target)) is not None:
-                total.carried += count.carried
-                total.not_found += count.not_found
-        return total
-
     def to_json(self) -> dict[str, dict[str, dict[str, Any]]]:
         return {
             endpoint: {target: count.to_json() for target, count in targets.items()}
@@ -316,28 +328,51 @@ class SessionCorrelator:
         """Per target: recorded values it never answered a counterpart of (so far): reported, not carried."""
         self._sent: set[Scalar] = set()
         """Values the session's recorded requests sent: an answer echoing one is not the server's to change."""
+        self._server_made: set[str] = set()
+        """Recorded text values the baselines changed: made by the server, whatever their shape."""
 
     def observe(self, recorded: Exchange, live: Mapping[str, Response | None]) -> None:
         if len(self._sent) < MAX_SESSION_VALUES:
-            self._sent.update(spelling for _, value in _sent_values(recorded.request) for spelling in _spellings(value))
-        if recorded.response is None:
+            self._sent.update(_sent_values(recorded.request))
+        answer = recorded.response
+        if answer is None:
             return
-        recorded_values = {
-            location: value
-            for location, value in harvest(recorded.response, self._rules).items()
-            if value not in self._sent or self._forced(location)
-        }
-        if not recorded_values:
-            return
-        answers = {
-            target: harvest(response, self._rules, guard=False) if response is not None else {}
-            for target, response in live.items()
-        }
-        references = [answers[name] for name in self._references if name in answers]
+        references = [live[name] for name in self._references if name in live]
         if not references:
             return
-        for location, value in recorded_values.items():
-            dynamic = all(_changed(value, reference.get(location)) for reference in references)
+        # A reference answering the recorded body byte for byte makes none of its values dynamic: the common
+        # case (static pages, lists nobody changed) costs a comparison, not a parse.
+        with_body = not all(reference is not None and reference.body == answer.body for reference in references)
+        self._learn(harvest_headers(answer.headers, self._rules, guard=True), live, body=False)
+        if with_body:
+            self._learn(harvest_body(answer.body, self._rules, guard=True), live, body=True)
+
+    def _learn(self, recorded: dict[Location, Scalar], live: Mapping[str, Response | None], *, body: bool) -> None:
+        recorded = {
+            location: value
+            for location, value in recorded.items()
+            if not any(spelling in self._sent for spelling in _spellings(value)) or self._forced(location)
+        }
+        if not recorded:
+            return
+        rules = self._rules
+        answers: dict[str, dict[Location, Scalar]] = {}
+        for target, response in live.items():
+            if response is None:
+                answers[target] = {}
+            elif body:
+                answers[target] = harvest_body(response.body, rules, guard=False)
+            else:
+                answers[target] = harvest_headers(response.headers, rules, guard=False)
+        references = [answers[name] for name in self._references if name in answers]
+        for location, value in recorded.items():
+            found = [reference.get(location) for reference in references]
+            dynamic = all(_changed(value, answer) for answer in found)
+            unknown = all(answer is None for answer in found)
+            if not dynamic and not unknown:
+                continue  # the baselines answered it as recorded: nothing to carry, nothing missing
+            if isinstance(value, str) and len(self._server_made) < MAX_SESSION_VALUES:
+                self._server_made.add(value)
             for target, values in answers.items():
                 answer = values.get(location)
                 mapping = self._mapping.setdefault(target, {})
@@ -356,6 +391,22 @@ class SessionCorrelator:
         return (location[0] == "json" and self._rules.forces(location)) or (
             location[0] == "header" and location[1] in self._rules.headers
         )
+
+    def endpoint(self, endpoint: str, path: str) -> str:
+        """`endpoint` (the default template of the recorded `path`) with every segment the session learned as
+        server-made written `{id}`: the collection named `j_u-KRMN` by a POST is no endpoint of its own, whatever
+        its shape. Decided from the recording alone, so every target's record of an exchange has the same."""
+        if not self._server_made:
+            return endpoint
+        segments = path.split("/")
+        if not any(unquote(segment) in self._server_made for segment in segments):
+            return endpoint
+        method, _, template = endpoint.partition(" ")
+        templated = template.split("/")
+        if len(templated) != len(segments):
+            return endpoint
+        merged = ("{id}" if unquote(seg) in self._server_made else kept for seg, kept in zip(segments, templated))
+        return f"{method} {'/'.join(merged)}"
 
     def rewrite(self, request: Request, target: str) -> Carried:
         mapping = self._mapping.get(target, {})
@@ -377,26 +428,21 @@ def _changed(recorded: Scalar, live: Scalar | None) -> bool:
     return live is not None and live != recorded and type(live) is type(recorded)
 
 
-def _sent_values(request: Request) -> Iterator[tuple[str, Scalar]]:
-    """The values a request sends, slot by slot, as `rewrite` sees them."""
+def _sent_values(request: Request) -> Iterator[Scalar]:
+    """The values a request sends: path segments, query values, header values, JSON leaves."""
     for segment in request.path.split("/"):
         if segment:
-            yield "path", unquote(segment)
+            yield unquote(segment)
     for item in request.query.split("&") if request.query else ():
         name, sep, value = item.partition("=")
         if sep:
-            yield "query", unquote(value.replace("+", " "))
-    for name, value in request.headers:
-        if name.lower() not in _NEVER_REWRITTEN:
-            yield "header", value
-            for item in value.split(","):
-                yield "header", item.strip()
-                yield "header", _etag_item(item)
-            for token in _TOKEN.findall(value):
-                yield "header", token
-    for _, leaf in _leaves(_json(request.body)):
-        if isinstance(leaf, (str, int)) and not isinstance(leaf, bool):
-            yield "json", leaf
+            yield unquote(value.replace("+", " "))
+    for _, value in request.headers:
+        yield value
+    if request.body:
+        for _, leaf in _leaves(_json(request.body)):
+            if isinstance(leaf, (str, int)) and not isinstance(leaf, bool):
+                yield leaf
 
 
 def _spellings(value: Scalar) -> tuple[Scalar, ...]:

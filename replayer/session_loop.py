@@ -131,9 +131,12 @@ class SessionLoop:
         """One record per target from (target, trace id, attempts, what was carried); the session learns from
         the answers."""
         planned = send.planned
+        endpoint = planned.endpoint
+        if self.options.correlate:  # a segment the session learned as server-made is a parameter
+            endpoint = session.correlator.endpoint(endpoint, planned.exchange.request.path)
         records = [
             ReplayRecord(
-                exchange_id=planned.exchange.id, target=target, endpoint=planned.endpoint, attempts=log.attempts,
+                exchange_id=planned.exchange.id, target=target, endpoint=endpoint, attempts=log.attempts,
                 response=log.response, schedule_lag_us=send.lag_us, trace_id=trace_id,
                 carried=carried.carried, not_carried=list(carried.missing),
                 recorded_status=recorded.status if (recorded := planned.exchange.response) else None,

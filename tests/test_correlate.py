@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import string
+import subprocess
+import sys
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -31,9 +34,10 @@ def test_etags_are_carried_into_preconditions_and_since_queries() -> None:
     _observe(correlator, _request("/records"), _answer({"data": {"id": "abc"}}, [("ETag", '"1700000000001"')]), {
         target: _answer({"data": {"id": "abc"}}, [("ETag", f'"17999999999{n}0"')]) for n, target in enumerate(TARGETS)
     })  # fmt: skip
-    conditional = _request("/records/abc", headers=[("If-Match", '"1700000000001"'), ("If-None-Match", 'W/"1", "1700000000001"')])
+    preconditions = [("If-Match", '"1700000000001"'), ("If-None-Match", 'W/"1", "1700000000001"')]
+    conditional = _request("/records/abc", headers=preconditions)
     rewritten = correlator.rewrite(conditional, "baseline2")
-    assert rewritten.request.headers[1:] == [("If-Match", '"17999999999' + '10"'), ("If-None-Match", 'W/"1", "1799999999910"')]
+    assert rewritten.request.headers[1:] == [("If-Match", '"1799999999910"'), ("If-None-Match", 'W/"1", "1799999999910"')]
     assert rewritten.carried == 2 and rewritten.missing == ()
     since = correlator.rewrite(_request("/records", query="_since=1700000000001&_limit=3"), "candidate")
     assert since.request.query == "_since=1799999999920&_limit=3"
@@ -41,13 +45,15 @@ def test_etags_are_carried_into_preconditions_and_since_queries() -> None:
 
 def test_a_next_page_token_and_a_short_server_made_name_are_carried() -> None:
     correlator = SessionCorrelator()
-    recorded = _answer({"data": {"id": "j_u-KRMN"}}, [("Next-Page", "http://svc/v1/records?_limit=3&_token=eyJyZWMi%3D")])
+    next_page = "http://svc/v1/records?_limit=3&_token="
+    recorded = _answer({"data": {"id": "j_u-KRMN"}}, [("Next-Page", f"{next_page}eyJyZWMi%3D")])
     live = {
-        target: _answer({"data": {"id": f"name{n}xy"}}, [("Next-Page", f"http://svc/v1/records?_limit=3&_token=eyJ{n}%3D")])
+        target: _answer({"data": {"id": f"name{n}xy"}}, [("Next-Page", f"{next_page}eyJ{n}%3D")])
         for n, target in enumerate(TARGETS)
     }
     _observe(correlator, _request("/v1/buckets"), recorded, live)
-    page = correlator.rewrite(_request("/v1/buckets/j_u-KRMN/records", query="_limit=3&_token=eyJyZWMi%3D"), "candidate")
+    recorded_page = _request("/v1/buckets/j_u-KRMN/records", query="_limit=3&_token=eyJyZWMi%3D")
+    page = correlator.rewrite(recorded_page, "candidate")
     assert page.request.path == "/v1/buckets/name2xy/records"
     assert page.request.query == "_limit=3&_token=eyJ2%3D"
     assert page.carried == 2
@@ -107,8 +113,9 @@ def test_a_learned_value_is_replaced_in_every_slot_and_nothing_else_changes(
     correlator = SessionCorrelator()
     live = {target: _answer({"id": value}) for target, value in zip(TARGETS, lives)}
     _observe(correlator, _request("/make"), _answer({"id": recorded}), live)
-    sent = _request(f"/things/{recorded}/{other}", query=f"ref={recorded}&o={other}",
-                    headers=[("X-Ref", recorded), ("X-Other", other)], body=json.dumps([recorded, other]).encode())  # fmt: skip
+    headers = [("X-Ref", recorded), ("X-Other", other)]
+    body = json.dumps([recorded, other]).encode()
+    sent = _request(f"/things/{recorded}/{other}", query=f"ref={recorded}&o={other}", headers=headers, body=body)
     for target, value in zip(TARGETS, lives):
         rewritten = correlator.rewrite(sent, target).request
         assert rewritten.path == f"/things/{value}/{other}"
@@ -117,3 +124,65 @@ def test_a_learned_value_is_replaced_in_every_slot_and_nothing_else_changes(
         assert json.loads(rewritten.body) == [value, other]
     untouched = _request(f"/things/{other}", query=f"o={other}", headers=[("X-Other", other)])
     assert all(correlator.rewrite(untouched, target).request == untouched for target in TARGETS)
+
+
+def test_the_replay_reports_values_a_target_never_answered(tmp_path: Path) -> None:
+    """The candidate fails to create the thing: its later read cannot carry the id, and the replay says so
+    in the record, in the summary it prints and in the results' end record."""
+    from aiohttp import web
+
+    from replaydiff.corpora import CorpusWriter, ResultsReader
+    from tests.servers import serve
+
+    def app(broken: bool) -> web.Application:
+        made = iter(range(1000, 2000))
+
+        async def create(request: web.Request) -> web.Response:
+            if broken:
+                return web.Response(status=500)
+            return web.json_response({"id": f"thing-{next(made)}"}, status=201)
+
+        async def read(request: web.Request) -> web.Response:
+            return web.json_response({"id": request.match_info["id"]})
+
+        application = web.Application()
+        application.router.add_post("/things", create)
+        application.router.add_get("/things/{id}", read)
+        return application
+
+    recorded_id = "thing-0001"
+    created = Exchange("x0", "s", 0, Request("POST", "http", "svc", 80, "/things"),
+                       Response(201, body=json.dumps({"id": recorded_id}).encode()))  # fmt: skip
+    read = Exchange("x1", "s", 5000, Request("GET", "http", "svc", 80, f"/things/{recorded_id}"),
+                    Response(200, body=json.dumps({"id": recorded_id}).encode()))  # fmt: skip
+    corpus = tmp_path / "c.jsonl.zst"
+    with CorpusWriter(corpus, source="test") as writer:
+        writer.write(created)
+        writer.write(read)
+    results = tmp_path / "r.jsonl.zst"
+    with serve(app(broken=False)) as good, serve(app(broken=True)) as bad:
+        replay = subprocess.run(
+            [sys.executable, "-m", "replaydiff.cli", "replay", str(corpus), "--baseline", good, "--candidate", bad,
+             "-o", str(results)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    reader = ResultsReader(results)
+    reads = {record.target: record for record in reader if record.exchange_id == "x1"}
+    assert (reads["baseline"].carried, reads["baseline"].not_carried) == (1, [])
+    assert (reads["candidate"].carried, reads["candidate"].not_carried) == (0, ["path"])
+    assert reads["candidate"].endpoint == reads["baseline"].endpoint == "GET /things/{id}"
+    counted = reader.end["carried"]["GET /things/{id}"]["candidate"]
+    assert counted == {"carried": 0, "not_found": 1, "where": {"path": 1}}
+    assert "not found in the answers of candidate ×1 (path ×1)" in replay.stdout + replay.stderr
+
+
+def test_last_modified_is_carried_into_if_modified_since() -> None:
+    correlator = SessionCorrelator()
+    recorded = _answer({"ok": True}, [("Last-Modified", "Tue, 01 Dec 2026 11:20:20 GMT")])
+    live = {target: _answer({"ok": True}, [("Last-Modified", f"Tue, 01 Dec 2026 12:0{n}:00 GMT")])
+            for n, target in enumerate(TARGETS)}  # fmt: skip
+    _observe(correlator, _request("/doc"), recorded, live)
+    again = _request("/doc", headers=[("If-Modified-Since", "Tue, 01 Dec 2026 11:20:20 GMT")])
+    carried = correlator.rewrite(again, "candidate").request.headers[1]
+    assert carried == ("If-Modified-Since", "Tue, 01 Dec 2026 12:02:00 GMT")

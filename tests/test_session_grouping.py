@@ -23,11 +23,11 @@ KEY = b"k" * 32
 
 
 def _exchange(
-    number: int, start_s: float, headers: list[tuple[str, str]], *, connection: str = "", response: Response | None = None
+    number: int, start_s: float, headers: list[tuple[str, str]], *, response: Response | None = None
 ) -> Exchange:
     return Exchange(
         id=f"x{number}",
-        session=connection or f"conn{number}",  # every request on a connection of its own, as after a 304 + close
+        session=f"conn{number}",  # every request on a connection of its own, as after a 304 + close
         start_us=round(start_s * 1_000_000),
         request=Request("GET", "http", "svc", 80, f"/r/{number}", headers=headers),
         response=response or Response(200),
@@ -141,3 +141,25 @@ def test_a_bearer_token_handed_out_by_a_login_answer_keeps_the_login_in_the_sess
     stranger = _exchange(2, 2, [("Authorization", "Bearer tok-999999")])
     sessions = _sessions(SessionGrouper(KEY), [(login, "10.0.0.1"), (later, "10.0.0.1"), (stranger, "10.0.0.1")])
     assert sessions == ["client-1", "client-1", "client-2"]
+
+
+def test_a_packet_capture_groups_a_client_s_connections_by_its_credentials(tmp_path: Path) -> None:
+    """`replaydiff import` of a pcap: connections closed after every answer, two clients on one address."""
+    from scapy.utils import wrpcap
+
+    from tests.test_import import run_import
+    from tests.test_pcap import T0, Conversation, request, response
+
+    packets = []
+    for number, user in enumerate(["alice", "bob", "alice", "bob", "alice"]):
+        turn = (request("GET", f"/r/{number}", b"", f"Authorization: Basic {user}-secret-1"), response(304))
+        packets += Conversation(client_port=40000 + number).packets([turn], start=T0 + number * 0.1)
+    wrpcap(str(tmp_path / "c.pcap"), packets)
+    for session_by, expected in (("client", 2), ("connection", 5)):
+        result = run_import("c.pcap", "-o", f"{session_by}.jsonl.zst", "--session-by", session_by, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        exchanges = list(CorpusReader(tmp_path / f"{session_by}.jsonl.zst"))
+        assert len({e.session for e in exchanges}) == expected
+    by_client = {e.request.path: e.session for e in CorpusReader(tmp_path / "client.jsonl.zst")}
+    assert by_client["/r/0"] == by_client["/r/2"] == by_client["/r/4"] != by_client["/r/1"] == by_client["/r/3"]
+    assert b"alice-secret-1" not in decompressed_bytes(tmp_path / "client.jsonl.zst")
