@@ -76,7 +76,7 @@ def _fidelity(report: DiffReport) -> Table | None:
     fidelity = report.fidelity
     if not fidelity.known:
         return None
-    table = Table(title="Fidelity: baseline status = recorded status", title_justify="left", box=box.SIMPLE_HEAD,
+    table = Table(title="Fidelity: baseline answered the recorded status", title_justify="left", box=box.SIMPLE_HEAD,
                   pad_edge=False)  # fmt: skip
     table.add_column("endpoint", overflow="fold")
     table.add_column("matching", justify="right", no_wrap=True)

@@ -103,7 +103,6 @@ def _prepare_credentials(job: ReplayJob, credentials: Credentials, console: Cons
     every login account logged in once on every target, so a bad account fails here in one line."""
     if job.engine is not None:
         raise CredentialsError("--identities and --jwt-key work with --engine asyncio only; use --processes N for more load")
-    principals = credentials.assign(CorpusReader(job.corpus))
     run_fast(_check_all_reachable(job.targets))
 
     async def log_in() -> None:
@@ -118,6 +117,7 @@ def _prepare_credentials(job: ReplayJob, credentials: Credentials, console: Cons
             await asyncio.gather(*(client.aclose() for client in clients.values()), return_exceptions=True)
 
     run_fast(log_in())
+    principals = credentials.assign(CorpusReader(job.corpus))  # after the logins: they name the session cookies
     if credentials.identities is not None:
         accounts = len(credentials.identities.accounts)
         console.print(f"credentials: {principals} recorded principals → {accounts} test accounts", soft_wrap=True)

@@ -354,6 +354,12 @@ class Credentials:
             [*(n for n, _ in account.headers), *([account.login.header] if account.login and account.login.token else [])]
         )  # fmt: skip
         self._cookie_slots: set[str] = {name for account in self._accounts for name, _ in account.cookies}
+        logins = {account.login for account in self._accounts if account.login is not None}
+        self._login_requests = {(login.method, login.path.partition("?")[0]) for login in logins}
+        self._login_endpoints = {f"{method} {path}" for method, path in self._login_requests}
+        self._token_rules = [CarryRules(json_paths=(login.token,)) for login in logins if login.token is not None]
+        self._secrets: list[str] | None = None
+        """Every credential value sent, longest first; None until asked for after a (re)login."""
 
     # up front
 
@@ -367,6 +373,7 @@ class Credentials:
                 else:
                     self._live[index, target.name] = await self._log_in(account, target, send)
         self._cookie_slots |= {name for live in self._live.values() for name, _ in live.cookies}
+        self._secrets = None
 
     async def _log_in(self, account: Account, target: Target, send: Any) -> LiveCredentials:
         assert account.login is not None
@@ -398,10 +405,13 @@ class Credentials:
 
     def secrets(self) -> list[str]:
         """Every credential value sent, to be masked wherever it might be echoed."""
-        found = self.identities.secrets() if self.identities else []
-        for live in self._live.values():
-            found += [value for _, value in (*live.headers, *live.cookies) if len(value) >= 4]
-        return found
+        if self._secrets is None:
+            found = set(self.identities.secrets() if self.identities else [])
+            for live in self._live.values():
+                found.update(value for _, value in (*live.headers, *live.cookies) if len(value) >= 4)
+                found.update(v.split(" ", 1)[1] for _, v in live.headers if " " in v and len(v.split(" ", 1)[1]) >= 4)
+            self._secrets = sorted(found, key=len, reverse=True)
+        return self._secrets
 
     # per request
 
@@ -419,10 +429,7 @@ class Credentials:
         return tuple(sorted(values)) if values else None
 
     def _is_login(self, request: Request) -> bool:
-        return any(
-            account.login is not None and account.login.method == request.method.upper() and account.login.path.partition("?")[0] == request.path
-            for account in self._accounts
-        )  # fmt: skip
+        return (request.method.upper(), request.path) in self._login_requests
 
     def _account_of(self, exchange: Exchange) -> int | None:
         if not self._accounts or (key := self._principal(exchange)) is None:
@@ -434,6 +441,10 @@ class Credentials:
     def rewrite(self, exchange: Exchange, request: Request, target: str, *, anyone: bool = False) -> Request:
         """`request`: the recorded one, perhaps already rewritten by correlation; the principal is the recorded one's.
         `anyone`: a request without a recorded principal (a generated one) is sent as the first account."""
+        if self.jwt is not None:  # first: an account's own token (a login's JWT) is sent as it was given
+            headers = [(name, self.jwt.resign_header(value)) for name, value in request.headers]
+            if headers != request.headers:
+                request = replace(request, headers=headers)
         index = self._account_of(exchange)
         if index is None and anyone and self._accounts:
             index = 0
@@ -442,10 +453,6 @@ class Credentials:
             account = self._accounts[index]
             if account.login is not None and self._is_login(exchange.request):
                 request = replace(request, body=_render(account.login.body, account).encode("utf-8"))
-        if self.jwt is not None:
-            headers = [(name, self.jwt.resign_header(value)) for name, value in request.headers]
-            if headers != request.headers:
-                request = replace(request, headers=headers)
         return request
 
     def masked(self, record: ReplayRecord) -> ReplayRecord:
@@ -453,11 +460,12 @@ class Credentials:
         cookies and tokens a replayed login was given masked too."""
         secrets = self.secrets()
         response = record.response
-        if response is not None and self._accounts:
-            secrets += [value for name, value in _set_cookies(response) if name in self._cookie_slots and len(value) >= 4]
-            for login in {account.login for account in self._accounts if account.login and account.login.token}:
-                rules = CarryRules(json_paths=(login.token,))  # type: ignore[arg-type]  # filtered above
-                secrets += [str(v) for location, v in harvest(response, rules).items() if rules.forces(location)]
+        if response is not None and self._cookie_slots:
+            given = [value for name, value in _set_cookies(response) if name in self._cookie_slots and len(value) >= 4]
+            secrets = [*secrets, *given] if given else secrets
+        if response is not None and record.endpoint in self._login_endpoints:
+            for rules in self._token_rules:
+                secrets = [*secrets, *(str(v) for at, v in harvest(response, rules).items() if rules.forces(at))]
         return masked_record(record, secrets)
 
     def account_index(self, exchange: Exchange) -> int | None:
@@ -479,6 +487,7 @@ class Credentials:
                 return  # another request already logged in again
             try:
                 self._live[key] = await self._log_in(self._accounts[index], target, send)
+                self._secrets = None
             except CredentialsError:
                 return  # the request keeps its 401: the report shows it
             self._generation[key] = seen_generation + 1
@@ -489,7 +498,8 @@ class Credentials:
 
 
 def mask_secrets(text: bytes, secrets: Iterable[str], mask: bytes = b"[masked]") -> bytes:
-    """Every occurrence of a sent credential replaced: what a target echoes must not reach a results file."""
+    """Every occurrence of a sent credential replaced, longest first: what a target echoes must not reach a
+    results file."""
     for secret in sorted(set(secrets), key=len, reverse=True):
         if secret and (encoded := secret.encode("utf-8")) in text:
             text = text.replace(encoded, mask)

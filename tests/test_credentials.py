@@ -231,6 +231,7 @@ def test_without_credentials_the_verdict_is_inconclusive_never_same(recorded: Pa
         pytest.param(["/keyed/*"], ["--identities", "keys.toml"], id="api-key-identities"),
         pytest.param(["/login", "/cart"], ["--identities", "login.toml"], id="session-cookie-login"),
         pytest.param(["/hs/*"], ["--identities", "token.toml"], id="bearer-token-login"),
+        pytest.param(["/login", "/cart"], ["--identities", "login.toml", "--processes", "2"], id="login-in-two-processes"),
         pytest.param(["/hs/*"], ["--jwt-key", "hs.key"], id="jwt-hs256"),
         pytest.param(["/rs/*"], ["--jwt-key", "rs.pem"], id="jwt-rs256"),
     ],
@@ -306,6 +307,13 @@ def test_bad_credentials_are_one_line_errors_before_the_replay(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not (tmp_path / "r.jsonl.zst").exists(), "nothing was replayed"
+
+
+def test_the_locust_engine_refuses_identities_in_one_line(recorded: Path, sandbox: str, tmp_path: Path) -> None:
+    write_credential_files(tmp_path)
+    result = replay(recorded, sandbox, tmp_path, "--identities", "basic.toml", "--engine", "locust")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "--identities and --jwt-key work with --engine asyncio only" in result.stderr
 
 
 def test_an_ec_key_signs_es256(tmp_path: Path) -> None:
