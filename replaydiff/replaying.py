@@ -102,7 +102,9 @@ def _prepare_credentials(job: ReplayJob, credentials: Credentials, console: Cons
     """Before the first replayed request: principals assigned to accounts (the same in every process), and
     every login account logged in once on every target, so a bad account fails here in one line."""
     if job.engine is not None:
-        raise CredentialsError("--identities and --jwt-key work with --engine asyncio only; use --processes N for more load")
+        raise CredentialsError(
+            "--identities and --jwt-key work with --engine asyncio only; use --processes N for more load"
+        )
     run_fast(_check_all_reachable(job.targets))
 
     async def log_in() -> None:

@@ -120,7 +120,8 @@ def _account(path: Path, number: int, table: Any, shared: Any) -> Account:
     if not isinstance(table, dict):
         raise CredentialsError(f"{where}: must be a table")
     if unknown := set(table) - _ACCOUNT_KEYS:
-        raise CredentialsError(f"{where}: unknown key {sorted(unknown)[0]!r}; expected {', '.join(sorted(_ACCOUNT_KEYS))}")
+        expected = ", ".join(sorted(_ACCOUNT_KEYS))
+        raise CredentialsError(f"{where}: unknown key {sorted(unknown)[0]!r}; expected {expected}")
     text = {key: expand_environment(value, f"{where}.{key}") for key, value in table.items() if key != "login"}
     name = str(text.get("name", f"account-{number}"))
     where = f"{path}: account {name!r}"
@@ -173,7 +174,8 @@ def _login(table: Any, where: str) -> Login:
     if not isinstance(table, dict):
         raise CredentialsError(f"{where}: login must be a table (method, path, body, token)")
     if unknown := set(table) - _LOGIN_KEYS:
-        raise CredentialsError(f"{where}: login: unknown key {sorted(unknown)[0]!r}; expected {', '.join(sorted(_LOGIN_KEYS))}")
+        expected = ", ".join(sorted(_LOGIN_KEYS))
+        raise CredentialsError(f"{where}: login: unknown key {sorted(unknown)[0]!r}; expected {expected}")
     if not isinstance(table.get("path"), str) or not table["path"].startswith("/"):
         raise CredentialsError(f"{where}: login.path must be a path such as \"/login\"")
     token = table.get("token")
@@ -237,7 +239,8 @@ def _with_credentials(request: Request, live: LiveCredentials) -> Request:
     if live.cookies:
         own = dict(live.cookies)
         cookie_index = next((i for i, (n, _) in enumerate(headers) if n.lower() == "cookie"), None)
-        kept = [] if cookie_index is None else [(n, v) for n, v in _cookie_pairs(headers[cookie_index][1]) if n not in own]
+        recorded = _cookie_pairs(headers[cookie_index][1]) if cookie_index is not None else []
+        kept = [(n, v) for n, v in recorded if n not in own]
         value = "; ".join(f"{n}={v}" for n, v in [*kept, *live.cookies])
         if cookie_index is None:
             headers.append(("Cookie", value))
@@ -271,11 +274,15 @@ class JwtSigner:
             raise CredentialsError(f"{path}: cannot read the JWT key ({exc.strerror})") from None
         if b"-----BEGIN" in data:
             if b"PUBLIC KEY" in data or b"CERTIFICATE" in data:
-                raise CredentialsError(f"{path}: is a public key or certificate; --jwt-key needs the private key that signs")
+                raise CredentialsError(
+                    f"{path}: is a public key or certificate; --jwt-key needs the private key that signs"
+                )
             try:
                 key: Any = serialization.load_pem_private_key(data, password=None)
             except (ValueError, TypeError) as exc:
-                raise CredentialsError(f"{path}: not a usable private key ({exc}); give an unencrypted PEM RSA or EC key") from None
+                raise CredentialsError(
+                    f"{path}: not a usable private key ({exc}); give an unencrypted PEM RSA or EC key"
+                ) from None
             if isinstance(key, rsa.RSAPrivateKey):
                 algorithm = "RS256"
             elif isinstance(key, ec.EllipticCurvePrivateKey):
@@ -283,7 +290,8 @@ class JwtSigner:
                 if not algorithm:
                     raise CredentialsError(f"{path}: EC curve {key.curve.name} has no JWT algorithm; use P-256")
             else:
-                raise CredentialsError(f"{path}: a {type(key).__name__} cannot sign JWTs; give an RSA or EC private key")
+                name = type(key).__name__
+                raise CredentialsError(f"{path}: a {name} cannot sign JWTs; give an RSA or EC private key")
         else:
             key, algorithm = data.strip(), "HS256"
             if not key:
@@ -349,10 +357,7 @@ class Credentials:
         self._live: dict[tuple[int, str], LiveCredentials] = {}
         self._generation: dict[tuple[int, str], int] = {}
         self._locks: dict[tuple[int, str], asyncio.Lock] = {}
-        self._header_slots = frozenset(
-            name.lower() for account in self._accounts for name in
-            [*(n for n, _ in account.headers), *([account.login.header] if account.login and account.login.token else [])]
-        )  # fmt: skip
+        self._header_slots = frozenset(name.lower() for account in self._accounts for name in _header_names(account))
         self._cookie_slots: set[str] = {name for account in self._accounts for name, _ in account.cookies}
         logins = {account.login for account in self._accounts if account.login is not None}
         self._login_requests = {(login.method, login.path.partition("?")[0]) for login in logins}
@@ -508,14 +513,23 @@ def mask_secrets(text: bytes, secrets: Iterable[str], mask: bytes = b"[masked]")
 
 
 
+def _masked_text(text: str, secrets: list[str]) -> str:
+    return mask_secrets(text.encode("utf-8", "surrogateescape"), secrets).decode("utf-8", "surrogateescape")
+
+
+def _header_names(account: Account) -> list[str]:
+    """The headers an account's credentials replace: its own, and the one a login's token goes out in."""
+    login = [account.login.header] if account.login and account.login.token else []
+    return [name for name, _ in account.headers] + login
+
+
 def masked_record(record: ReplayRecord, secrets: list[str]) -> ReplayRecord:
     """The record with every sent credential masked in the answer (a login's token, a header a target echoes)."""
     response = record.response
     if response is None or not secrets:
         return record
     body = mask_secrets(response.body, secrets)
-    headers = [(name, mask_secrets(value.encode("utf-8", "surrogateescape"), secrets).decode("utf-8", "surrogateescape"))
-               for name, value in response.headers]  # fmt: skip
+    headers = [(name, _masked_text(value, secrets)) for name, value in response.headers]
     if body is response.body and headers == response.headers:
         return record
     return replace(record, response=replace(response, body=body, headers=headers))

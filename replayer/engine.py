@@ -243,7 +243,8 @@ class Replayer:
         started = [self._begin(planned, client, session, encoded) for client in self._clients]  # all sent now
         pairs = zip(self._clients, started)
         if self.options.retry.retries:  # each target retries on its own clock
-            outcomes = await asyncio.gather(*(self._attempts(client, first, planned.exchange) for client, first in pairs))
+            exchange = planned.exchange
+            outcomes = await asyncio.gather(*(self._attempts(client, first, exchange) for client, first in pairs))
         else:  # one attempt each, already sent: no task needed to wait for them in turn
             outcomes = [await self._attempts(client, first, planned.exchange) for client, first in pairs]
         live: dict[str, Response | None] = {}
@@ -311,10 +312,11 @@ class Replayer:
         while True:
             attempt, response = await client.finish(pending, epoch_ns=self._epoch_ns)
             attempts.append(attempt)
-            if attempt.status == 401 and not logged_in_again and (fresh := await self._relogin(client, request, exchange)):
-                logged_in_again, request = True, fresh  # the account's session expired: log in, send once more
-                pending = self._send(client, request, trace_id)
-                continue
+            if attempt.status == 401 and not logged_in_again:  # perhaps the account's session expired
+                logged_in_again = True
+                if (fresh := await self._relogin(client, request, exchange)) is not None:
+                    request, pending = fresh, self._send(client, fresh, trace_id)
+                    continue
             if not self.options.retry.should_retry(attempt, len(attempts)):
                 return attempts, response
             await asyncio.sleep(self.options.retry.backoff(len(attempts), self._rng))
