@@ -341,6 +341,10 @@ def _lifetime(claims: Mapping[str, Any]) -> float:
 
 # --- the rewrite -------------------------------------------------------------------------------------------
 
+RELOGIN_INTERVAL_S = 1.0
+"""An account logs in again at most this often per target: an endpoint that answers 401 to a valid session
+(a permission it lacks) must not turn every one of its requests into a login."""
+
 
 class Credentials:
     """What the engine asks: `rewrite` each request for a target; `relogin` after a 401.
@@ -357,6 +361,7 @@ class Credentials:
         self._live: dict[tuple[int, str], LiveCredentials] = {}
         self._generation: dict[tuple[int, str], int] = {}
         self._locks: dict[tuple[int, str], asyncio.Lock] = {}
+        self._logged_in_at: dict[tuple[int, str], float] = {}
         self._header_slots = frozenset(name.lower() for account in self._accounts for name in _header_names(account))
         self._cookie_slots: set[str] = {name for account in self._accounts for name, _ in account.cookies}
         logins = {account.login for account in self._accounts if account.login is not None}
@@ -490,6 +495,9 @@ class Credentials:
         async with lock:
             if self._generation.get(key, 0) != seen_generation:
                 return  # another request already logged in again
+            if time.monotonic() - self._logged_in_at.get(key, float("-inf")) < RELOGIN_INTERVAL_S:
+                return  # fresh credentials answered 401 too: a real 401, not an expired session
+            self._logged_in_at[key] = time.monotonic()
             try:
                 self._live[key] = await self._log_in(self._accounts[index], target, send)
                 self._secrets = None
