@@ -23,7 +23,7 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
@@ -37,6 +37,9 @@ from replaydiff.corpora import Exchange, Headers, ReplayRecord, Request, Respons
 from replaydiff.corpora.tomlfile import read_toml
 from replaydiff.replayer.correlate import CarryRules, _parse_path, harvest
 from replaydiff.replayer.targets import ReplayError, Target
+
+LoginSender = Callable[["Target", Request], Awaitable["Response | None"]]
+"""How a login goes out: the replay's own client for that target; its answer, or None when there was none."""
 
 PrincipalKey = tuple[str, ...]
 """The recorded values of the credential slots (headers, cookies) a request carries."""
@@ -373,7 +376,7 @@ class Credentials:
 
     # up front
 
-    async def prepare(self, targets: list[Target], send: Any) -> None:
+    async def prepare(self, targets: list[Target], send: LoginSender) -> None:
         """Logs in every login account on every target; `send(target, request)` returns its Response or None
         (what the replay's own client answered). A failed login is an error here, before any replayed request."""
         for index, account in enumerate(self._accounts):
@@ -385,10 +388,10 @@ class Credentials:
         self._cookie_slots |= {name for live in self._live.values() for name, _ in live.cookies}
         self._secrets = None
 
-    async def _log_in(self, account: Account, target: Target, send: Any) -> LiveCredentials:
+    async def _log_in(self, account: Account, target: Target, send: LoginSender) -> LiveCredentials:
         assert account.login is not None
         login = account.login
-        response: Response | None = await send(target, account.login_request(target))
+        response = await send(target, account.login_request(target))
         where = f"login of account {account.name!r} on {target.name} ({login.method} {target.base_url}{login.path})"
         if response is None:
             raise CredentialsError(f"{where} got no answer; check the target and the login path")
@@ -486,7 +489,7 @@ class Credentials:
         index = self._account_of(exchange)
         return index is not None and self._accounts[index].login is not None
 
-    async def relogin(self, exchange: Exchange, target: Target, send: Any, seen_generation: int) -> None:
+    async def relogin(self, exchange: Exchange, target: Target, send: LoginSender, seen_generation: int) -> None:
         """After a 401: one login per account and target however many requests saw the 401 at once."""
         index = self._account_of(exchange)
         assert index is not None

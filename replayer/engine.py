@@ -291,7 +291,7 @@ class Replayer:
         if credentials is None or not credentials.can_relogin(exchange):
             return None
 
-        async def send(_: object, login: Request) -> Response | None:
+        async def send(_: Target, login: Request) -> Response | None:
             return (await client.send(login, epoch_ns=self._epoch_ns))[1]
 
         name = client.target.name
