@@ -20,7 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from replaydiff.corpora import CorpusReader, Request, Response, ResultsWriter
 from replaydiff.replayer.client import TargetClient
-from replaydiff.replayer.credentials import Credentials, CredentialsError
+from replaydiff.replayer.accounts import CredentialsError
+from replaydiff.replayer.credentials import Credentials
 from replaydiff.replayer.engine import Replayer, ReplayOptions, ReplaySummary
 from replaydiff.replayer.locust_engine import run_locust_replay
 from replaydiff.replayer.upstream import attach_upstream

@@ -4,13 +4,13 @@ The recorder pseudonymizes credentials by default, so a corpus holds no
 secret but still tells principals apart: one recorded `Authorization`,
 session cookie or API key stands for one user. At replay:
 
-- `Identities` (an accounts file, `--identities`) maps each recorded principal
+- `Identities` (an accounts file, `--identities`, read by `replayer.accounts`) maps each recorded principal
   to one test account, round-robin in order of first appearance in the corpus,
   so requests of one principal stay one account's on every target. An account
   gives its credentials directly (`header`, `cookie`) or names a login request
   whose answer's token (a JSON path) or `Set-Cookie` is captured, per target,
   up front, and again when a target answers 401.
-- `JwtSigner` (`--jwt-key`) re-signs recorded JWTs with a key the sandbox
+- `JwtSigner` (`--jwt-key`, `replayer.jwtsign`) re-signs recorded JWTs with a key the sandbox
   trusts: the recorded (pseudonymized) claims, a fresh `iat`/`exp`.
 
 Nothing here is ever written to a corpus, a results file or a report: the
@@ -20,187 +20,22 @@ rewrite happens on the request just before it is sent.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from http.cookies import CookieError, SimpleCookie
-from pathlib import Path
-from typing import Any
-
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from replaydiff.corpora import Exchange, Headers, ReplayRecord, Request, Response
-from replaydiff.corpora.tomlfile import read_toml
-from replaydiff.replayer.correlate import CarryRules, _parse_path, harvest
-from replaydiff.replayer.targets import ReplayError, Target
+from replaydiff.replayer.accounts import Account, CredentialsError, Identities, render_login_body
+from replaydiff.replayer.correlate import CarryRules, harvest
+from replaydiff.replayer.jwtsign import JwtSigner
+from replaydiff.replayer.targets import Target
 
-LoginSender = Callable[["Target", Request], Awaitable["Response | None"]]
+LoginSender = Callable[[Target, Request], Awaitable["Response | None"]]
 """How a login goes out: the replay's own client for that target; its answer, or None when there was none."""
 
 PrincipalKey = tuple[str, ...]
 """The recorded values of the credential slots (headers, cookies) a request carries."""
-
-
-class CredentialsError(ReplayError):
-    """An accounts file, a login or a JWT key that cannot be used; raised before the replay starts."""
-
-
-# --- the accounts file ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Login:
-    """A request that logs an account in; its answer's token or cookies are the account's credentials."""
-
-    method: str
-    path: str
-    body: str
-    """With `{username}` and `{password}` in place of the account's."""
-    content_type: str = "application/json"
-    token: tuple[str | int, ...] | None = None
-    """Where the answer's token is (a `$.path`, as in correlation rules); None: the answer's `Set-Cookie`."""
-    header: str = "Authorization"
-    scheme: str = "Bearer"
-    """With `token`: the token goes out as `header: scheme token` (scheme "" for the token alone)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    name: str
-    headers: Headers = field(default_factory=list)
-    cookies: Headers = field(default_factory=list)
-    login: Login | None = None
-    username: str = ""
-    password: str = ""
-
-    def login_request(self, target: Target) -> Request:
-        assert self.login is not None
-        path, _, query = self.login.path.partition("?")
-        body = _render(self.login.body, self).encode("utf-8")
-        headers = [("Host", _host_header(target)), ("Content-Type", self.login.content_type), ("Accept", "*/*")]
-        scheme = "https" if target.base_url.startswith("https") else "http"
-        return Request(self.login.method, scheme, target.host, target.port, path, query, headers=headers, body=body)
-
-    def secrets(self) -> list[str]:
-        values = [self.password] + [value for _, value in (*self.headers, *self.cookies)]
-        return [value for value in values if len(value) >= 4]
-
-
-def _render(template: str, account: Account) -> str:
-    return template.replace("{username}", account.username).replace("{password}", account.password)
-
-
-def _host_header(target: Target) -> str:
-    default = 443 if target.base_url.startswith("https") else 80
-    return target.host if target.port == default else f"{target.host}:{target.port}"
-
-
-_ACCOUNT_KEYS = {"name", "header", "headers", "cookie", "cookies", "username", "password", "login"}
-_LOGIN_KEYS = {"method", "path", "body", "content_type", "token", "header", "scheme"}
-ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def load_identities(path: Path) -> Identities:
-    """Accounts from a TOML file: `[[account]]` tables. Any value may name environment variables as
-    `${NAME}`, so secrets need not sit in the file."""
-    data = read_toml(path, CredentialsError)
-    if unknown := set(data) - {"account", "login"}:
-        raise CredentialsError(f"{path}: unknown key {sorted(unknown)[0]!r}; expected [[account]] tables and [login]")
-    shared = data.get("login")
-    tables = data.get("account")
-    if not isinstance(tables, list) or not tables:
-        raise CredentialsError(f"{path}: no [[account]] table; give at least one test account")
-    accounts = [_account(path, number, table, shared) for number, table in enumerate(tables, start=1)]
-    return Identities(tuple(accounts))
-
-
-def _account(path: Path, number: int, table: Any, shared: Any) -> Account:
-    where = f"{path}: [[account]] #{number}"
-    if not isinstance(table, dict):
-        raise CredentialsError(f"{where}: must be a table")
-    if unknown := set(table) - _ACCOUNT_KEYS:
-        expected = ", ".join(sorted(_ACCOUNT_KEYS))
-        raise CredentialsError(f"{where}: unknown key {sorted(unknown)[0]!r}; expected {expected}")
-    text = {key: expand_environment(value, f"{where}.{key}") for key, value in table.items() if key != "login"}
-    name = str(text.get("name", f"account-{number}"))
-    where = f"{path}: account {name!r}"
-    headers = [_pair(item, ":", f"{where}.header", "'Name: value'") for item in _items(text, "header", where)]
-    cookies = [_pair(item, "=", f"{where}.cookie", "'name=value'") for item in _items(text, "cookie", where)]
-    login_table = table.get("login", shared if "username" in table or "password" in table else None)
-    login = _login(login_table, where) if login_table is not None else None
-    if login is None and not headers and not cookies:
-        raise CredentialsError(f"{where}: gives no credentials; set header = 'Name: value', cookie = 'name=value', "
-                               "or username, password and a [login] request")  # fmt: skip
-    if login is not None and not ("username" in text and "password" in text):
-        raise CredentialsError(f"{where}: a login needs username and password")
-    return Account(name, headers, cookies, login, str(text.get("username", "")), str(text.get("password", "")))
-
-
-def expand_environment(value: Any, where: str) -> Any:
-    """`${NAME}` replaced by the environment variable NAME (in strings, and in lists of them); unset is an error."""
-    if isinstance(value, list):
-        return [expand_environment(item, where) for item in value]
-    if not isinstance(value, str):
-        return value
-
-    def variable(match: re.Match[str]) -> str:
-        if (found := os.environ.get(match.group(1))) is None:
-            raise CredentialsError(f"{where}: environment variable {match.group(1)} is not set")
-        return found
-
-    return ENV_REFERENCE.sub(variable, value)
-
-
-def _items(table: dict[str, Any], key: str, where: str) -> list[str]:
-    values = [*_as_list(table.get(key)), *_as_list(table.get(key + "s"))]
-    if not all(isinstance(value, str) and value for value in values):
-        raise CredentialsError(f"{where}.{key}: must be a string or a list of strings")
-    return values
-
-
-def _as_list(value: Any) -> list[Any]:
-    return [] if value is None else value if isinstance(value, list) else [value]
-
-
-def _pair(text: str, separator: str, where: str, shape: str) -> tuple[str, str]:
-    name, sep, value = text.partition(separator)
-    if not sep or not name.strip() or not value.strip():
-        raise CredentialsError(f"{where}: {text[:20]!r}… is not {shape}")
-    return name.strip(), value.strip()
-
-
-def _login(table: Any, where: str) -> Login:
-    if not isinstance(table, dict):
-        raise CredentialsError(f"{where}: login must be a table (method, path, body, token)")
-    if unknown := set(table) - _LOGIN_KEYS:
-        expected = ", ".join(sorted(_LOGIN_KEYS))
-        raise CredentialsError(f"{where}: login: unknown key {sorted(unknown)[0]!r}; expected {expected}")
-    if not isinstance(table.get("path"), str) or not table["path"].startswith("/"):
-        raise CredentialsError(f"{where}: login.path must be a path such as \"/login\"")
-    token = table.get("token")
-    if token is not None and (not isinstance(token, str) or not token.startswith("$.")):
-        raise CredentialsError(f"{where}: login.token must be a JSON path such as \"$.access_token\"")
-    return Login(
-        method=str(table.get("method", "POST")).upper(),
-        path=table["path"],
-        body=str(table.get("body", '{"username": "{username}", "password": "{password}"}')),
-        content_type=str(table.get("content_type", "application/json")),
-        token=_parse_path(token) if token else None,
-        header=str(table.get("header", "Authorization")),
-        scheme=str(table.get("scheme", "Bearer")),
-    )
-
-
-@dataclass(frozen=True)
-class Identities:
-    accounts: tuple[Account, ...]
-
-    def secrets(self) -> list[str]:
-        return [secret for account in self.accounts for secret in account.secrets()]
 
 
 # --- what a principal is ----------------------------------------------------------------------------
@@ -251,95 +86,6 @@ def _with_credentials(request: Request, live: LiveCredentials) -> Request:
             headers[cookie_index] = (headers[cookie_index][0], value)
     return replace(request, headers=headers)
 
-
-# --- JWT re-signing ------------------------------------------------------------------------------------
-
-_BEARER_JWT = re.compile(r"^(?P<scheme>[Bb]earer\s+)?(?P<token>eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$")
-_DEFAULT_LIFETIME_S = 3600
-
-
-class JwtSigner:
-    """Re-signs recorded JWTs with the sandbox's key: the recorded claims, `iat` now, `exp` as far ahead as
-    the recorded token lived (an hour when it did not say). Each token is re-signed once per half lifetime."""
-
-    def __init__(self, key: Any, algorithm: str) -> None:
-        self._key = key
-        self.algorithm = algorithm
-        self._cache: dict[str, tuple[float, str]] = {}
-
-    @classmethod
-    def from_file(cls, path: Path) -> JwtSigner:
-        """An HS256 secret (any file that is not a PEM key), or an RSA (RS256) or EC (ES256) private key in PEM.
-        Signs once here, so a key that cannot sign fails before the replay starts."""
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise CredentialsError(f"{path}: cannot read the JWT key ({exc.strerror})") from None
-        if b"-----BEGIN" in data:
-            if b"PUBLIC KEY" in data or b"CERTIFICATE" in data:
-                raise CredentialsError(
-                    f"{path}: is a public key or certificate; --jwt-key needs the private key that signs"
-                )
-            try:
-                key: Any = serialization.load_pem_private_key(data, password=None)
-            except (ValueError, TypeError) as exc:
-                raise CredentialsError(
-                    f"{path}: not a usable private key ({exc}); give an unencrypted PEM RSA or EC key"
-                ) from None
-            if isinstance(key, rsa.RSAPrivateKey):
-                algorithm = "RS256"
-            elif isinstance(key, ec.EllipticCurvePrivateKey):
-                algorithm = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}.get(key.curve.name, "")
-                if not algorithm:
-                    raise CredentialsError(f"{path}: EC curve {key.curve.name} has no JWT algorithm; use P-256")
-            else:
-                name = type(key).__name__
-                raise CredentialsError(f"{path}: a {name} cannot sign JWTs; give an RSA or EC private key")
-        else:
-            key, algorithm = data.strip(), "HS256"
-            if not key:
-                raise CredentialsError(f"{path}: the JWT key file is empty; put the HS256 secret in it")
-        signer = cls(key, algorithm)
-        try:
-            jwt.encode({"probe": 1}, key, algorithm=algorithm)
-        except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise CredentialsError(f"{path}: cannot sign a JWT with this key ({exc})") from None
-        return signer
-
-    def resign_header(self, value: str) -> str:
-        match = _BEARER_JWT.match(value.strip())
-        if not match:
-            return value
-        return (match.group("scheme") or "") + self.resign(match.group("token"))
-
-    def resign(self, token: str, *, now: float | None = None) -> str:
-        now = time.time() if now is None else now
-        cached = self._cache.get(token)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        try:
-            header = jwt.get_unverified_header(token)
-            claims = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            return token  # not a JWT after all: sent as recorded
-        lifetime = _lifetime(claims)
-        claims["iat"] = int(now)
-        if "nbf" in claims:
-            claims["nbf"] = int(now)
-        claims["exp"] = int(now + lifetime)
-        extra = {name: value for name, value in header.items() if name not in ("alg", "typ")}
-        signed = jwt.encode(claims, self._key, algorithm=self.algorithm, headers=extra or None)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[token] = (now + lifetime / 2, signed)
-        return signed
-
-
-def _lifetime(claims: Mapping[str, Any]) -> float:
-    exp, iat = claims.get("exp"), claims.get("iat")
-    if isinstance(exp, (int, float)) and isinstance(iat, (int, float)) and exp > iat:
-        return float(exp - iat)
-    return float(_DEFAULT_LIFETIME_S)
 
 
 # --- the rewrite -------------------------------------------------------------------------------------------
@@ -465,7 +211,7 @@ class Credentials:
             request = _with_credentials(request, live)
             account = self._accounts[index]
             if account.login is not None and self._is_login(exchange.request):
-                request = replace(request, body=_render(account.login.body, account).encode("utf-8"))
+                request = replace(request, body=render_login_body(account).encode("utf-8"))
         return request
 
     def masked(self, record: ReplayRecord) -> ReplayRecord:

@@ -317,7 +317,7 @@ def test_the_locust_engine_refuses_identities_in_one_line(recorded: Path, sandbo
 
 
 def test_an_ec_key_signs_es256(tmp_path: Path) -> None:
-    from replaydiff.replayer.credentials import JwtSigner
+    from replaydiff.replayer.jwtsign import JwtSigner
 
     key = ec.generate_private_key(ec.SECP256R1())
     (tmp_path / "ec.pem").write_bytes(

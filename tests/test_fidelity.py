@@ -15,7 +15,8 @@ from replaydiff.corpora import Attempt, Exchange, ReplayRecord, Request, Respons
 from replaydiff.diff import analyze
 from replaydiff.diff.fidelity import UNTESTED_SHARE, FidelityTally, failure
 from replaydiff.recorder.pseudonym import JWT_KEPT_CLAIMS, Pseudonymizer
-from replaydiff.replayer.credentials import Account, Credentials, Identities, LiveCredentials, _with_credentials
+from replaydiff.replayer.accounts import Account, Identities
+from replaydiff.replayer.credentials import Credentials, LiveCredentials, _with_credentials
 from tests.test_recorder import BIN
 
 ENDPOINT = "GET /items/{id}"

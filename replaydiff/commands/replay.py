@@ -11,7 +11,9 @@ from rich.console import Console
 
 from replaydiff.replayer.client import Timeouts, TLSOptions
 from replaydiff.replayer.correlate import CarryRules, CarryRulesError, load_carry_rules
-from replaydiff.replayer.credentials import Credentials, JwtSigner, load_identities
+from replaydiff.replayer.accounts import load_identities
+from replaydiff.replayer.credentials import Credentials
+from replaydiff.replayer.jwtsign import JwtSigner
 from replaydiff.replayer.engine import ReplayOptions
 from replaydiff.replayer.plan import Pacing, Selection
 from replaydiff.replayer.retry import DEFAULT_RETRY_ON, RetryPolicy
