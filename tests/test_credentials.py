@@ -216,8 +216,10 @@ def test_without_credentials_the_verdict_is_inconclusive_never_same(recorded: Pa
     assert report["verdict"] == "inconclusive" and report["failed"] is True
     fidelity = {e["endpoint"]: e for e in report["fidelity"]["endpoints"]}
     assert fidelity["GET /basic/items/{id}"]["fidelity"] == 0 and fidelity["GET /basic/items/{id}"]["untested"]
-    assert "INCONCLUSIVE" in (tmp_path / "r.html").read_text()
-    assert 'type="inconclusive"' in (tmp_path / "r.xml").read_text()
+    html = (tmp_path / "r.html").read_text()
+    assert "INCONCLUSIVE" in html and "Fidelity to the recording" in html and "not tested: 4 of 4 answered 401" in html
+    junit = (tmp_path / "r.xml").read_text()
+    assert 'type="inconclusive"' in junit and '<property name="fidelity" value="0.0000"' in junit
     # --fail-on can leave it out: the run passes, the report still says so
     assert replay(recorded, sandbox, tmp_path, "--fail-on", "status,body").returncode == 0
 
@@ -324,7 +326,7 @@ def test_an_ec_key_signs_es256(tmp_path: Path) -> None:
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     signer = JwtSigner.from_file(tmp_path / "ec.pem")
-    token = jwt.encode({"sub": "x", "iat": 0, "exp": 60}, "other", algorithm="HS256")
+    token = jwt.encode({"sub": "x", "iat": 0, "exp": 60}, "another-key-of-at-least-32-bytes", algorithm="HS256")
     claims = jwt.decode(signer.resign(token, now=1000.0), key.public_key(), algorithms=["ES256"],
                         options={"verify_exp": False})  # fmt: skip
     assert claims == {"sub": "x", "iat": 1000, "exp": 1060}
