@@ -123,7 +123,11 @@ def _prepare_credentials(job: ReplayJob, credentials: Credentials, console: Cons
     principals = credentials.assign(CorpusReader(job.corpus))  # after the logins: they name the session cookies
     if credentials.identities is not None:
         accounts = len(credentials.identities.accounts)
-        console.print(f"credentials: {principals} recorded principals → {accounts} test accounts", soft_wrap=True)
+        console.print(
+            f"credentials: {principals} recorded principal{'' if principals == 1 else 's'} → "
+            f"{accounts} test account{'' if accounts == 1 else 's'}",
+            soft_wrap=True,
+        )
 
 
 @contextlib.contextmanager
