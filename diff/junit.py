@@ -27,7 +27,7 @@ def render_junit(report: DiffReport, *, fail_on: Collection[str] | None = None) 
         "testsuite",
         name="replaydiff",
         tests=str(len(report.endpoints)),
-        failures=str(len({group.endpoint for group in report.failing(fail_on)} | _untested(report, fail_on, fails=True))),
+        failures=str(len({g.endpoint for g in report.failing(fail_on)} | _untested(report, fail_on, fails=True))),
         errors="0",
         skipped=str(len(_untested(report, fail_on, fails=False))),
     )

@@ -21,7 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from replaydiff.corpora import CorpusReader, Request, Response, ResultsWriter
 from replaydiff.corpora.endpoints import EndpointPatterns, corpus_endpoints
 from replaydiff.replayer.client import TargetClient
-from replaydiff.replayer.credentials import Credentials, CredentialsError
+from replaydiff.replayer.accounts import CredentialsError
+from replaydiff.replayer.credentials import Credentials
 from replaydiff.replayer.engine import Replayer, ReplayOptions, ReplaySummary
 from replaydiff.replayer.locust_engine import run_locust_replay
 from replaydiff.replayer.upstream import attach_upstream
@@ -111,8 +112,9 @@ def _prepare_credentials(job: ReplayJob, credentials: Credentials, console: Cons
     """Before the first replayed request: principals assigned to accounts (the same in every process), and
     every login account logged in once on every target, so a bad account fails here in one line."""
     if job.engine is not None:
-        raise CredentialsError("--identities and --jwt-key work with --engine asyncio only; use --processes N for more load")
-    principals = credentials.assign(CorpusReader(job.corpus))
+        raise CredentialsError(
+            "--identities and --jwt-key work with --engine asyncio only; use --processes N for more load"
+        )
     run_fast(_check_all_reachable(job.targets))
 
     async def log_in() -> None:
@@ -127,9 +129,14 @@ def _prepare_credentials(job: ReplayJob, credentials: Credentials, console: Cons
             await asyncio.gather(*(client.aclose() for client in clients.values()), return_exceptions=True)
 
     run_fast(log_in())
+    principals = credentials.assign(CorpusReader(job.corpus))  # after the logins: they name the session cookies
     if credentials.identities is not None:
         accounts = len(credentials.identities.accounts)
-        console.print(f"credentials: {principals} recorded principals → {accounts} test accounts", soft_wrap=True)
+        console.print(
+            f"credentials: {principals} recorded principal{'' if principals == 1 else 's'} → "
+            f"{accounts} test account{'' if accounts == 1 else 's'}",
+            soft_wrap=True,
+        )
 
 
 @contextlib.contextmanager

@@ -4,13 +4,13 @@ The recorder pseudonymizes credentials by default, so a corpus holds no
 secret but still tells principals apart: one recorded `Authorization`,
 session cookie or API key stands for one user. At replay:
 
-- `Identities` (an accounts file, `--identities`) maps each recorded principal
+- `Identities` (an accounts file, `--identities`, read by `replayer.accounts`) maps each recorded principal
   to one test account, round-robin in order of first appearance in the corpus,
   so requests of one principal stay one account's on every target. An account
   gives its credentials directly (`header`, `cookie`) or names a login request
   whose answer's token (a JSON path) or `Set-Cookie` is captured, per target,
   up front, and again when a target answers 401.
-- `JwtSigner` (`--jwt-key`) re-signs recorded JWTs with a key the sandbox
+- `JwtSigner` (`--jwt-key`, `replayer.jwtsign`) re-signs recorded JWTs with a key the sandbox
   trusts: the recorded (pseudonymized) claims, a fresh `iat`/`exp`.
 
 Nothing here is ever written to a corpus, a results file or a report: the
@@ -20,182 +20,22 @@ rewrite happens on the request just before it is sent.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from http.cookies import CookieError, SimpleCookie
-from pathlib import Path
-from typing import Any
-
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from replaydiff.corpora import Exchange, Headers, ReplayRecord, Request, Response
-from replaydiff.corpora.tomlfile import read_toml
-from replaydiff.replayer.correlate import CarryRules, _parse_path, harvest
-from replaydiff.replayer.targets import ReplayError, Target
+from replaydiff.replayer.accounts import Account, CredentialsError, Identities, render_login_body
+from replaydiff.replayer.correlate import CarryRules, harvest
+from replaydiff.replayer.jwtsign import JwtSigner
+from replaydiff.replayer.targets import Target
+
+LoginSender = Callable[[Target, Request], Awaitable["Response | None"]]
+"""How a login goes out: the replay's own client for that target; its answer, or None when there was none."""
 
 PrincipalKey = tuple[str, ...]
 """The recorded values of the credential slots (headers, cookies) a request carries."""
-
-
-class CredentialsError(ReplayError):
-    """An accounts file, a login or a JWT key that cannot be used; raised before the replay starts."""
-
-
-# --- the accounts file ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Login:
-    """A request that logs an account in; its answer's token or cookies are the account's credentials."""
-
-    method: str
-    path: str
-    body: str
-    """With `{username}` and `{password}` in place of the account's."""
-    content_type: str = "application/json"
-    token: tuple[str | int, ...] | None = None
-    """Where the answer's token is (a `$.path`, as in correlation rules); None: the answer's `Set-Cookie`."""
-    header: str = "Authorization"
-    scheme: str = "Bearer"
-    """With `token`: the token goes out as `header: scheme token` (scheme "" for the token alone)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    name: str
-    headers: Headers = field(default_factory=list)
-    cookies: Headers = field(default_factory=list)
-    login: Login | None = None
-    username: str = ""
-    password: str = ""
-
-    def login_request(self, target: Target) -> Request:
-        assert self.login is not None
-        path, _, query = self.login.path.partition("?")
-        body = _render(self.login.body, self).encode("utf-8")
-        headers = [("Host", _host_header(target)), ("Content-Type", self.login.content_type), ("Accept", "*/*")]
-        scheme = "https" if target.base_url.startswith("https") else "http"
-        return Request(self.login.method, scheme, target.host, target.port, path, query, headers=headers, body=body)
-
-    def secrets(self) -> list[str]:
-        values = [self.password] + [value for _, value in (*self.headers, *self.cookies)]
-        return [value for value in values if len(value) >= 4]
-
-
-def _render(template: str, account: Account) -> str:
-    return template.replace("{username}", account.username).replace("{password}", account.password)
-
-
-def _host_header(target: Target) -> str:
-    default = 443 if target.base_url.startswith("https") else 80
-    return target.host if target.port == default else f"{target.host}:{target.port}"
-
-
-_ACCOUNT_KEYS = {"name", "header", "headers", "cookie", "cookies", "username", "password", "login"}
-_LOGIN_KEYS = {"method", "path", "body", "content_type", "token", "header", "scheme"}
-ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def load_identities(path: Path) -> Identities:
-    """Accounts from a TOML file: `[[account]]` tables. Any value may name environment variables as
-    `${NAME}`, so secrets need not sit in the file."""
-    data = read_toml(path, CredentialsError)
-    if unknown := set(data) - {"account", "login"}:
-        raise CredentialsError(f"{path}: unknown key {sorted(unknown)[0]!r}; expected [[account]] tables and [login]")
-    shared = data.get("login")
-    tables = data.get("account")
-    if not isinstance(tables, list) or not tables:
-        raise CredentialsError(f"{path}: no [[account]] table; give at least one test account")
-    accounts = [_account(path, number, table, shared) for number, table in enumerate(tables, start=1)]
-    return Identities(tuple(accounts))
-
-
-def _account(path: Path, number: int, table: Any, shared: Any) -> Account:
-    where = f"{path}: [[account]] #{number}"
-    if not isinstance(table, dict):
-        raise CredentialsError(f"{where}: must be a table")
-    if unknown := set(table) - _ACCOUNT_KEYS:
-        raise CredentialsError(f"{where}: unknown key {sorted(unknown)[0]!r}; expected {', '.join(sorted(_ACCOUNT_KEYS))}")
-    text = {key: expand_environment(value, f"{where}.{key}") for key, value in table.items() if key != "login"}
-    name = str(text.get("name", f"account-{number}"))
-    where = f"{path}: account {name!r}"
-    headers = [_pair(item, ":", f"{where}.header", "'Name: value'") for item in _items(text, "header", where)]
-    cookies = [_pair(item, "=", f"{where}.cookie", "'name=value'") for item in _items(text, "cookie", where)]
-    login_table = table.get("login", shared if "username" in table or "password" in table else None)
-    login = _login(login_table, where) if login_table is not None else None
-    if login is None and not headers and not cookies:
-        raise CredentialsError(f"{where}: gives no credentials; set header = 'Name: value', cookie = 'name=value', "
-                               "or username, password and a [login] request")  # fmt: skip
-    if login is not None and not ("username" in text and "password" in text):
-        raise CredentialsError(f"{where}: a login needs username and password")
-    return Account(name, headers, cookies, login, str(text.get("username", "")), str(text.get("password", "")))
-
-
-def expand_environment(value: Any, where: str) -> Any:
-    """`${NAME}` replaced by the environment variable NAME (in strings, and in lists of them); unset is an error."""
-    if isinstance(value, list):
-        return [expand_environment(item, where) for item in value]
-    if not isinstance(value, str):
-        return value
-
-    def variable(match: re.Match[str]) -> str:
-        if (found := os.environ.get(match.group(1))) is None:
-            raise CredentialsError(f"{where}: environment variable {match.group(1)} is not set")
-        return found
-
-    return ENV_REFERENCE.sub(variable, value)
-
-
-def _items(table: dict[str, Any], key: str, where: str) -> list[str]:
-    values = [*_as_list(table.get(key)), *_as_list(table.get(key + "s"))]
-    if not all(isinstance(value, str) and value for value in values):
-        raise CredentialsError(f"{where}.{key}: must be a string or a list of strings")
-    return values
-
-
-def _as_list(value: Any) -> list[Any]:
-    return [] if value is None else value if isinstance(value, list) else [value]
-
-
-def _pair(text: str, separator: str, where: str, shape: str) -> tuple[str, str]:
-    name, sep, value = text.partition(separator)
-    if not sep or not name.strip() or not value.strip():
-        raise CredentialsError(f"{where}: {text[:20]!r}… is not {shape}")
-    return name.strip(), value.strip()
-
-
-def _login(table: Any, where: str) -> Login:
-    if not isinstance(table, dict):
-        raise CredentialsError(f"{where}: login must be a table (method, path, body, token)")
-    if unknown := set(table) - _LOGIN_KEYS:
-        raise CredentialsError(f"{where}: login: unknown key {sorted(unknown)[0]!r}; expected {', '.join(sorted(_LOGIN_KEYS))}")
-    if not isinstance(table.get("path"), str) or not table["path"].startswith("/"):
-        raise CredentialsError(f"{where}: login.path must be a path such as \"/login\"")
-    token = table.get("token")
-    if token is not None and (not isinstance(token, str) or not token.startswith("$.")):
-        raise CredentialsError(f"{where}: login.token must be a JSON path such as \"$.access_token\"")
-    return Login(
-        method=str(table.get("method", "POST")).upper(),
-        path=table["path"],
-        body=str(table.get("body", '{"username": "{username}", "password": "{password}"}')),
-        content_type=str(table.get("content_type", "application/json")),
-        token=_parse_path(token) if token else None,
-        header=str(table.get("header", "Authorization")),
-        scheme=str(table.get("scheme", "Bearer")),
-    )
-
-
-@dataclass(frozen=True)
-class Identities:
-    accounts: tuple[Account, ...]
-
-    def secrets(self) -> list[str]:
-        return [secret for account in self.accounts for secret in account.secrets()]
 
 
 # --- what a principal is ----------------------------------------------------------------------------
@@ -237,7 +77,8 @@ def _with_credentials(request: Request, live: LiveCredentials) -> Request:
     if live.cookies:
         own = dict(live.cookies)
         cookie_index = next((i for i, (n, _) in enumerate(headers) if n.lower() == "cookie"), None)
-        kept = [] if cookie_index is None else [(n, v) for n, v in _cookie_pairs(headers[cookie_index][1]) if n not in own]
+        recorded = _cookie_pairs(headers[cookie_index][1]) if cookie_index is not None else []
+        kept = [(n, v) for n, v in recorded if n not in own]
         value = "; ".join(f"{n}={v}" for n, v in [*kept, *live.cookies])
         if cookie_index is None:
             headers.append(("Cookie", value))
@@ -246,92 +87,12 @@ def _with_credentials(request: Request, live: LiveCredentials) -> Request:
     return replace(request, headers=headers)
 
 
-# --- JWT re-signing ------------------------------------------------------------------------------------
-
-_BEARER_JWT = re.compile(r"^(?P<scheme>[Bb]earer\s+)?(?P<token>eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$")
-_DEFAULT_LIFETIME_S = 3600
-
-
-class JwtSigner:
-    """Re-signs recorded JWTs with the sandbox's key: the recorded claims, `iat` now, `exp` as far ahead as
-    the recorded token lived (an hour when it did not say). Each token is re-signed once per half lifetime."""
-
-    def __init__(self, key: Any, algorithm: str) -> None:
-        self._key = key
-        self.algorithm = algorithm
-        self._cache: dict[str, tuple[float, str]] = {}
-
-    @classmethod
-    def from_file(cls, path: Path) -> JwtSigner:
-        """An HS256 secret (any file that is not a PEM key), or an RSA (RS256) or EC (ES256) private key in PEM.
-        Signs once here, so a key that cannot sign fails before the replay starts."""
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise CredentialsError(f"{path}: cannot read the JWT key ({exc.strerror})") from None
-        if b"-----BEGIN" in data:
-            if b"PUBLIC KEY" in data or b"CERTIFICATE" in data:
-                raise CredentialsError(f"{path}: is a public key or certificate; --jwt-key needs the private key that signs")
-            try:
-                key: Any = serialization.load_pem_private_key(data, password=None)
-            except (ValueError, TypeError) as exc:
-                raise CredentialsError(f"{path}: not a usable private key ({exc}); give an unencrypted PEM RSA or EC key") from None
-            if isinstance(key, rsa.RSAPrivateKey):
-                algorithm = "RS256"
-            elif isinstance(key, ec.EllipticCurvePrivateKey):
-                algorithm = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}.get(key.curve.name, "")
-                if not algorithm:
-                    raise CredentialsError(f"{path}: EC curve {key.curve.name} has no JWT algorithm; use P-256")
-            else:
-                raise CredentialsError(f"{path}: a {type(key).__name__} cannot sign JWTs; give an RSA or EC private key")
-        else:
-            key, algorithm = data.strip(), "HS256"
-            if not key:
-                raise CredentialsError(f"{path}: the JWT key file is empty; put the HS256 secret in it")
-        signer = cls(key, algorithm)
-        try:
-            jwt.encode({"probe": 1}, key, algorithm=algorithm)
-        except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise CredentialsError(f"{path}: cannot sign a JWT with this key ({exc})") from None
-        return signer
-
-    def resign_header(self, value: str) -> str:
-        match = _BEARER_JWT.match(value.strip())
-        if not match:
-            return value
-        return (match.group("scheme") or "") + self.resign(match.group("token"))
-
-    def resign(self, token: str, *, now: float | None = None) -> str:
-        now = time.time() if now is None else now
-        cached = self._cache.get(token)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        try:
-            header = jwt.get_unverified_header(token)
-            claims = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            return token  # not a JWT after all: sent as recorded
-        lifetime = _lifetime(claims)
-        claims["iat"] = int(now)
-        if "nbf" in claims:
-            claims["nbf"] = int(now)
-        claims["exp"] = int(now + lifetime)
-        extra = {name: value for name, value in header.items() if name not in ("alg", "typ")}
-        signed = jwt.encode(claims, self._key, algorithm=self.algorithm, headers=extra or None)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[token] = (now + lifetime / 2, signed)
-        return signed
-
-
-def _lifetime(claims: Mapping[str, Any]) -> float:
-    exp, iat = claims.get("exp"), claims.get("iat")
-    if isinstance(exp, (int, float)) and isinstance(iat, (int, float)) and exp > iat:
-        return float(exp - iat)
-    return float(_DEFAULT_LIFETIME_S)
-
 
 # --- the rewrite -------------------------------------------------------------------------------------------
+
+RELOGIN_INTERVAL_S = 1.0
+"""An account logs in again at most this often per target: an endpoint that answers 401 to a valid session
+(a permission it lacks) must not turn every one of its requests into a login."""
 
 
 class Credentials:
@@ -349,15 +110,19 @@ class Credentials:
         self._live: dict[tuple[int, str], LiveCredentials] = {}
         self._generation: dict[tuple[int, str], int] = {}
         self._locks: dict[tuple[int, str], asyncio.Lock] = {}
-        self._header_slots = frozenset(
-            name.lower() for account in self._accounts for name in
-            [*(n for n, _ in account.headers), *([account.login.header] if account.login and account.login.token else [])]
-        )  # fmt: skip
+        self._logged_in_at: dict[tuple[int, str], float] = {}
+        self._header_slots = frozenset(name.lower() for account in self._accounts for name in _header_names(account))
         self._cookie_slots: set[str] = {name for account in self._accounts for name, _ in account.cookies}
+        logins = {account.login for account in self._accounts if account.login is not None}
+        self._login_requests = {(login.method, login.path.partition("?")[0]) for login in logins}
+        self._login_endpoints = {f"{method} {path}" for method, path in self._login_requests}
+        self._token_rules = [CarryRules(json_paths=(login.token,)) for login in logins if login.token is not None]
+        self._secrets: list[str] | None = None
+        """Every credential value sent, longest first; None until asked for after a (re)login."""
 
     # up front
 
-    async def prepare(self, targets: list[Target], send: Any) -> None:
+    async def prepare(self, targets: list[Target], send: LoginSender) -> None:
         """Logs in every login account on every target; `send(target, request)` returns its Response or None
         (what the replay's own client answered). A failed login is an error here, before any replayed request."""
         for index, account in enumerate(self._accounts):
@@ -367,11 +132,12 @@ class Credentials:
                 else:
                     self._live[index, target.name] = await self._log_in(account, target, send)
         self._cookie_slots |= {name for live in self._live.values() for name, _ in live.cookies}
+        self._secrets = None
 
-    async def _log_in(self, account: Account, target: Target, send: Any) -> LiveCredentials:
+    async def _log_in(self, account: Account, target: Target, send: LoginSender) -> LiveCredentials:
         assert account.login is not None
         login = account.login
-        response: Response | None = await send(target, account.login_request(target))
+        response = await send(target, account.login_request(target))
         where = f"login of account {account.name!r} on {target.name} ({login.method} {target.base_url}{login.path})"
         if response is None:
             raise CredentialsError(f"{where} got no answer; check the target and the login path")
@@ -398,10 +164,13 @@ class Credentials:
 
     def secrets(self) -> list[str]:
         """Every credential value sent, to be masked wherever it might be echoed."""
-        found = self.identities.secrets() if self.identities else []
-        for live in self._live.values():
-            found += [value for _, value in (*live.headers, *live.cookies) if len(value) >= 4]
-        return found
+        if self._secrets is None:
+            found = set(self.identities.secrets() if self.identities else [])
+            for live in self._live.values():
+                found.update(value for _, value in (*live.headers, *live.cookies) if len(value) >= 4)
+                found.update(v.split(" ", 1)[1] for _, v in live.headers if " " in v and len(v.split(" ", 1)[1]) >= 4)
+            self._secrets = sorted(found, key=len, reverse=True)
+        return self._secrets
 
     # per request
 
@@ -419,10 +188,7 @@ class Credentials:
         return tuple(sorted(values)) if values else None
 
     def _is_login(self, request: Request) -> bool:
-        return any(
-            account.login is not None and account.login.method == request.method.upper() and account.login.path.partition("?")[0] == request.path
-            for account in self._accounts
-        )  # fmt: skip
+        return (request.method.upper(), request.path) in self._login_requests
 
     def _account_of(self, exchange: Exchange) -> int | None:
         if not self._accounts or (key := self._principal(exchange)) is None:
@@ -434,6 +200,10 @@ class Credentials:
     def rewrite(self, exchange: Exchange, request: Request, target: str, *, anyone: bool = False) -> Request:
         """`request`: the recorded one, perhaps already rewritten by correlation; the principal is the recorded one's.
         `anyone`: a request without a recorded principal (a generated one) is sent as the first account."""
+        if self.jwt is not None:  # first: an account's own token (a login's JWT) is sent as it was given
+            headers = [(name, self.jwt.resign_header(value)) for name, value in request.headers]
+            if headers != request.headers:
+                request = replace(request, headers=headers)
         index = self._account_of(exchange)
         if index is None and anyone and self._accounts:
             index = 0
@@ -441,11 +211,7 @@ class Credentials:
             request = _with_credentials(request, live)
             account = self._accounts[index]
             if account.login is not None and self._is_login(exchange.request):
-                request = replace(request, body=_render(account.login.body, account).encode("utf-8"))
-        if self.jwt is not None:
-            headers = [(name, self.jwt.resign_header(value)) for name, value in request.headers]
-            if headers != request.headers:
-                request = replace(request, headers=headers)
+                request = replace(request, body=render_login_body(account).encode("utf-8"))
         return request
 
     def masked(self, record: ReplayRecord) -> ReplayRecord:
@@ -453,11 +219,12 @@ class Credentials:
         cookies and tokens a replayed login was given masked too."""
         secrets = self.secrets()
         response = record.response
-        if response is not None and self._accounts:
-            secrets += [value for name, value in _set_cookies(response) if name in self._cookie_slots and len(value) >= 4]
-            for login in {account.login for account in self._accounts if account.login and account.login.token}:
-                rules = CarryRules(json_paths=(login.token,))  # type: ignore[arg-type]  # filtered above
-                secrets += [str(v) for location, v in harvest(response, rules).items() if rules.forces(location)]
+        if response is not None and self._cookie_slots:
+            given = [value for name, value in _set_cookies(response) if name in self._cookie_slots and len(value) >= 4]
+            secrets = [*secrets, *given] if given else secrets
+        if response is not None and record.endpoint in self._login_endpoints:
+            for rules in self._token_rules:
+                secrets = [*secrets, *(str(v) for at, v in harvest(response, rules).items() if rules.forces(at))]
         return masked_record(record, secrets)
 
     def account_index(self, exchange: Exchange) -> int | None:
@@ -468,7 +235,7 @@ class Credentials:
         index = self._account_of(exchange)
         return index is not None and self._accounts[index].login is not None
 
-    async def relogin(self, exchange: Exchange, target: Target, send: Any, seen_generation: int) -> None:
+    async def relogin(self, exchange: Exchange, target: Target, send: LoginSender, seen_generation: int) -> None:
         """After a 401: one login per account and target however many requests saw the 401 at once."""
         index = self._account_of(exchange)
         assert index is not None
@@ -477,8 +244,12 @@ class Credentials:
         async with lock:
             if self._generation.get(key, 0) != seen_generation:
                 return  # another request already logged in again
+            if time.monotonic() - self._logged_in_at.get(key, float("-inf")) < RELOGIN_INTERVAL_S:
+                return  # fresh credentials answered 401 too: a real 401, not an expired session
+            self._logged_in_at[key] = time.monotonic()
             try:
                 self._live[key] = await self._log_in(self._accounts[index], target, send)
+                self._secrets = None
             except CredentialsError:
                 return  # the request keeps its 401: the report shows it
             self._generation[key] = seen_generation + 1
@@ -489,7 +260,8 @@ class Credentials:
 
 
 def mask_secrets(text: bytes, secrets: Iterable[str], mask: bytes = b"[masked]") -> bytes:
-    """Every occurrence of a sent credential replaced: what a target echoes must not reach a results file."""
+    """Every occurrence of a sent credential replaced, longest first: what a target echoes must not reach a
+    results file."""
     for secret in sorted(set(secrets), key=len, reverse=True):
         if secret and (encoded := secret.encode("utf-8")) in text:
             text = text.replace(encoded, mask)
@@ -498,14 +270,23 @@ def mask_secrets(text: bytes, secrets: Iterable[str], mask: bytes = b"[masked]")
 
 
 
+def _masked_text(text: str, secrets: list[str]) -> str:
+    return mask_secrets(text.encode("utf-8", "surrogateescape"), secrets).decode("utf-8", "surrogateescape")
+
+
+def _header_names(account: Account) -> list[str]:
+    """The headers an account's credentials replace: its own, and the one a login's token goes out in."""
+    login = [account.login.header] if account.login and account.login.token else []
+    return [name for name, _ in account.headers] + login
+
+
 def masked_record(record: ReplayRecord, secrets: list[str]) -> ReplayRecord:
     """The record with every sent credential masked in the answer (a login's token, a header a target echoes)."""
     response = record.response
     if response is None or not secrets:
         return record
     body = mask_secrets(response.body, secrets)
-    headers = [(name, mask_secrets(value.encode("utf-8", "surrogateescape"), secrets).decode("utf-8", "surrogateescape"))
-               for name, value in response.headers]  # fmt: skip
+    headers = [(name, _masked_text(value, secrets)) for name, value in response.headers]
     if body is response.body and headers == response.headers:
         return record
     return replace(record, response=replace(response, body=body, headers=headers))

@@ -262,7 +262,7 @@ class Replayer:
         if credentials is None or not credentials.can_relogin(exchange):
             return None
 
-        async def send(_: object, login: Request) -> Response | None:
+        async def send(_: Target, login: Request) -> Response | None:
             return (await client.send(login, epoch_ns=self._loop.epoch_ns))[1]
 
         name = client.target.name
@@ -284,11 +284,12 @@ class Replayer:
         logged_in_again = False
         while True:
             attempt, response = await client.finish(pending, epoch_ns=self._loop.epoch_ns)
-            if attempt.status == 401 and not logged_in_again and (fresh := await self._relogin(client, request, exchange)):
-                log.attempts.append(attempt)
-                logged_in_again, request = True, fresh
-                pending = self._send(client, request, trace_id)
-                continue
+            if attempt.status == 401 and not logged_in_again:  # perhaps the account's session expired
+                logged_in_again = True
+                if (fresh := await self._relogin(client, request, exchange)) is not None:
+                    log.attempts.append(attempt)
+                    request, pending = fresh, self._send(client, fresh, trace_id)
+                    continue
             if (backoff_s := log.add(attempt, response)) is None:
                 return log
             await asyncio.sleep(backoff_s)

@@ -216,8 +216,10 @@ def test_without_credentials_the_verdict_is_inconclusive_never_same(recorded: Pa
     assert report["verdict"] == "inconclusive" and report["failed"] is True
     fidelity = {e["endpoint"]: e for e in report["fidelity"]["endpoints"]}
     assert fidelity["GET /basic/items/{id}"]["fidelity"] == 0 and fidelity["GET /basic/items/{id}"]["untested"]
-    assert "INCONCLUSIVE" in (tmp_path / "r.html").read_text()
-    assert 'type="inconclusive"' in (tmp_path / "r.xml").read_text()
+    html = (tmp_path / "r.html").read_text()
+    assert "INCONCLUSIVE" in html and "Fidelity to the recording" in html and "not tested: 4 of 4 answered 401" in html
+    junit = (tmp_path / "r.xml").read_text()
+    assert 'type="inconclusive"' in junit and '<property name="fidelity" value="0.0000"' in junit
     # --fail-on can leave it out: the run passes, the report still says so
     assert replay(recorded, sandbox, tmp_path, "--fail-on", "status,body").returncode == 0
 
@@ -231,6 +233,7 @@ def test_without_credentials_the_verdict_is_inconclusive_never_same(recorded: Pa
         pytest.param(["/keyed/*"], ["--identities", "keys.toml"], id="api-key-identities"),
         pytest.param(["/login", "/cart"], ["--identities", "login.toml"], id="session-cookie-login"),
         pytest.param(["/hs/*"], ["--identities", "token.toml"], id="bearer-token-login"),
+        pytest.param(["/login", "/cart"], ["--identities", "login.toml", "--processes", "2"], id="login-in-two-processes"),
         pytest.param(["/hs/*"], ["--jwt-key", "hs.key"], id="jwt-hs256"),
         pytest.param(["/rs/*"], ["--jwt-key", "rs.pem"], id="jwt-rs256"),
     ],
@@ -308,15 +311,22 @@ def test_bad_credentials_are_one_line_errors_before_the_replay(
     assert not (tmp_path / "r.jsonl.zst").exists(), "nothing was replayed"
 
 
+def test_the_locust_engine_refuses_identities_in_one_line(recorded: Path, sandbox: str, tmp_path: Path) -> None:
+    write_credential_files(tmp_path)
+    result = replay(recorded, sandbox, tmp_path, "--identities", "basic.toml", "--engine", "locust")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "--identities and --jwt-key work with --engine asyncio only" in result.stderr
+
+
 def test_an_ec_key_signs_es256(tmp_path: Path) -> None:
-    from replaydiff.replayer.credentials import JwtSigner
+    from replaydiff.replayer.jwtsign import JwtSigner
 
     key = ec.generate_private_key(ec.SECP256R1())
     (tmp_path / "ec.pem").write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     signer = JwtSigner.from_file(tmp_path / "ec.pem")
-    token = jwt.encode({"sub": "x", "iat": 0, "exp": 60}, "other", algorithm="HS256")
+    token = jwt.encode({"sub": "x", "iat": 0, "exp": 60}, "another-key-of-at-least-32-bytes", algorithm="HS256")
     claims = jwt.decode(signer.resign(token, now=1000.0), key.public_key(), algorithms=["ES256"],
                         options={"verify_exp": False})  # fmt: skip
     assert claims == {"sub": "x", "iat": 1000, "exp": 1060}

@@ -15,7 +15,8 @@ from replaydiff.corpora import Attempt, Exchange, ReplayRecord, Request, Respons
 from replaydiff.diff import analyze
 from replaydiff.diff.fidelity import UNTESTED_SHARE, FidelityTally, failure
 from replaydiff.recorder.pseudonym import JWT_KEPT_CLAIMS, Pseudonymizer
-from replaydiff.replayer.credentials import Account, Credentials, Identities, LiveCredentials, _with_credentials
+from replaydiff.replayer.accounts import Account, Identities
+from replaydiff.replayer.credentials import Credentials, LiveCredentials, _with_credentials
 from tests.test_recorder import BIN
 
 ENDPOINT = "GET /items/{id}"
@@ -65,6 +66,9 @@ def test_a_replay_where_every_target_answered_401_is_inconclusive_not_same(tmp_p
     ]
     result = subprocess.run([BIN / "replaydiff", "diff", results], capture_output=True, text=True, timeout=60)
     assert result.returncode == 3 and result.stdout.startswith("INCONCLUSIVE"), result.stdout + result.stderr
+    for fail_on, code in (("status,body", 0), ("status,inconclusive", 3)):
+        chosen = subprocess.run([BIN / "replaydiff", "diff", results, "--fail-on", fail_on], capture_output=True, timeout=60)
+        assert chosen.returncode == code, fail_on
     # results written before the recorded status was kept: nothing to judge, no fidelity shown, SAME as before
     old = analyze([record(t, 401, None, f"e{n}") for n in range(3) for t in ("baseline", "baseline2", "candidate")])
     assert old.verdict == "same" and not old.fidelity.known

@@ -14,7 +14,8 @@ import click
 from rich.console import Console
 
 from replaydiff.demo.samples import sample_path
-from replaydiff.replayer.credentials import Credentials, load_identities
+from replaydiff.replayer.accounts import load_identities
+from replaydiff.replayer.credentials import Credentials
 from replaydiff.replayer.engine import ReplayOptions
 from replaydiff.replayer.plan import Pacing, Selection
 from replaydiff.replayer.targets import Target

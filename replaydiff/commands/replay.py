@@ -12,7 +12,9 @@ from rich.console import Console
 
 from replaydiff.replayer.client import Timeouts, TLSOptions
 from replaydiff.replayer.correlate import CarryRules, CarryRulesError, load_carry_rules
-from replaydiff.replayer.credentials import Credentials, JwtSigner, load_identities
+from replaydiff.replayer.accounts import load_identities
+from replaydiff.replayer.credentials import Credentials
+from replaydiff.replayer.jwtsign import JwtSigner
 from replaydiff.replayer.engine import ReplayOptions
 from replaydiff.replayer.plan import Pacing, Selection
 from replaydiff.replayer.retry import DEFAULT_RETRY_ON, RetryPolicy
@@ -152,8 +154,9 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
     if rate is not None and concurrency is not None:
         raise click.UsageError("--rate (open loop) and --concurrency (closed loop) exclude each other")
     common = ([("Host", host_header)] if host_header else []) + [header_pair(h) for h in headers]
-    base_headers = common + [header_pair(h) for h in baseline_headers]
-    cand_headers = common + [header_pair(h) for h in candidate_headers] + (routing_headers(routing_key) if routing_key else [])
+    own_base = [header_pair(h) for h in baseline_headers]
+    own_cand = [header_pair(h) for h in candidate_headers] + (routing_headers(routing_key) if routing_key else [])
+    base_headers, cand_headers = _over(common, own_base), _over(common, own_cand)
     targets = [
         Target.parse("baseline", baseline, base_headers),
         Target.parse("baseline2", baseline2 or baseline, base_headers),
@@ -184,6 +187,12 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
         engine=_locust_engine(workers, remote_workers, master_bind) if engine == "locust" else None,
         processes=processes,
     )
+
+
+def _over(common: list[tuple[str, str]], own: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A target's own headers win over same-named ones meant for every target (`--header`)."""
+    names = {name.lower() for name, _ in own}
+    return [pair for pair in common if pair[0].lower() not in names] + own
 
 
 def _carry_rules(path: Path | None) -> CarryRules:

@@ -49,7 +49,7 @@ from replaydiff.nightly.options import (
     diff_settings,
     replay_job,
 )
-from replaydiff.replayer.credentials import ENV_REFERENCE, CredentialsError, expand_environment
+from replaydiff.replayer.accounts import ENV_REFERENCE, CredentialsError, expand_environment
 from replaydiff.replaying import ReplayJob
 
 _TOP_KEYS = frozenset({"accepted", "replay", "diff", "targets", "entry"})
