@@ -65,6 +65,10 @@ class _EndpointFidelity:
     """Recorded statuses of the failed exchanges, for the reason in words."""
     candidate_failed: int = 0
     """Of the failed exchanges, those the candidate failed alike."""
+    carried: int = 0
+    """Values correlation carried into the baseline's requests (ids, ETags, page tokens it answered earlier)."""
+    not_found: int = 0
+    """Values the recording learned from an answer that the baseline never answered: a broken session."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,10 @@ class EndpointFidelity:
     """What the baselines did: `20 of 20 answered 401 on every target where the recording had 200`."""
     advice: str = ""
     """What to do about it: `the recorded credentials were masked …; see --header, --identities`."""
+    carried: int = 0
+    """Values correlation carried into the baseline's requests of this endpoint."""
+    not_found: int = 0
+    """Values the baseline's requests should have carried but the baseline never answered."""
 
     @property
     def reason(self) -> str:
@@ -94,6 +102,8 @@ class EndpointFidelity:
             "status_matching": self.matching,
             "fidelity": round(self.share, 4),
             "failed_where_recorded_succeeded": self.failed,
+            "values_carried": self.carried,
+            "values_not_found": self.not_found,
             "untested": self.untested,
             "reason": self.reason,
             "finding": self.finding,
@@ -152,6 +162,8 @@ class FidelityTally:
             return
         tally = self._endpoints.setdefault(endpoint, _EndpointFidelity())
         tally.exchanges += 1
+        tally.carried += baseline.carried
+        tally.not_found += len(baseline.not_carried)
         if baseline.response is not None and baseline.response.status == recorded:
             tally.matching += 1
         causes = [failure(recorded, group[name]) for name in BASELINES if name in group]
@@ -167,11 +179,14 @@ class FidelityTally:
     @staticmethod
     def _judge(name: str, tally: _EndpointFidelity) -> EndpointFidelity:
         untested = tally.exchanges > 0 and tally.failed / tally.exchanges >= UNTESTED_SHARE
+        carried = {"carried": tally.carried, "not_found": tally.not_found}
         if not untested:
-            return EndpointFidelity(name, tally.exchanges, tally.matching, tally.failed, False)
+            return EndpointFidelity(name, tally.exchanges, tally.matching, tally.failed, False, **carried)
         cause, count = tally.causes.most_common(1)[0]
         recorded = "/".join(str(status) for status, _ in tally.recorded.most_common(2))
         answered = "gave no answer" if cause == "error" else f"answered {cause}"
         where = "every target" if tally.candidate_failed == tally.failed else "both baselines"
         finding = f"{count} of {tally.exchanges} {answered} on {where} where the recording had {recorded}"
-        return EndpointFidelity(name, tally.exchanges, tally.matching, tally.failed, True, finding, _REASONS[cause])
+        return EndpointFidelity(
+            name, tally.exchanges, tally.matching, tally.failed, True, finding, _REASONS[cause], **carried
+        )

@@ -138,10 +138,12 @@ def _fidelity(report: DiffReport, failing: set[int]) -> str:
     rows = "".join(
         f"<tr{' class=bad' if e.untested else ''}><td>{escape(e.endpoint)}</td>"
         f"<td class=n>{e.matching:,}/{e.exchanges:,}</td><td class=n>{e.share:.0%}</td>"
+        f"<td class=n>{e.carried:,}</td><td class=n>{e.not_found:,}</td>"
         f"<td>{'not tested: ' + escape(e.reason) if e.untested else ''}</td></tr>"
         for e in sorted(report.fidelity.endpoints, key=lambda e: (not e.untested, e.share, e.endpoint))
     )
-    head = "<tr><th>endpoint</th><th>baseline status = recorded</th><th>fidelity</th><th></th></tr>"
+    head = ("<tr><th>endpoint</th><th>baseline status = recorded</th><th>fidelity</th><th>values carried</th>"
+            "<th>not found</th><th></th></tr>")
     return f"<h2>Fidelity to the recording</h2><table>{head}{rows}</table>"
 
 

@@ -115,13 +115,20 @@ def _fidelity(report: DiffReport, console: Console, verbose: bool) -> Group | No
     matching = sum(e.matching for e in fidelity.endpoints)
     exchanges = sum(e.exchanges for e in fidelity.endpoints)
     share = matching / exchanges if exchanges else 1.0
+    carried = sum(e.carried for e in fidelity.endpoints)
+    not_found = sum(e.not_found for e in fidelity.endpoints)
+    sessions = f"; {carried:,} values carried from earlier answers" if carried or not_found else ""
+    sessions += f", {not_found:,} not found in the baseline's answers" if not_found else ""
     lines = [Text(f"Fidelity to the recording: the baseline answered the recorded status on {matching:,} of "
-                  f"{_count(exchanges, 'exchange')} ({share:.0%})")]  # fmt: skip
-    ranked = sorted(fidelity.endpoints, key=lambda e: (not e.untested, e.share, e.endpoint))
-    shown = ranked if verbose else [e for e in ranked if e.untested or e.matching < e.exchanges]
-    width = max(20, console.width - 30)
+                  f"{_count(exchanges, 'exchange')} ({share:.0%}){sessions}")]  # fmt: skip
+    ranked = sorted(fidelity.endpoints, key=lambda e: (not e.untested, e.share, -e.not_found, e.endpoint))
+    shown = ranked if verbose else [e for e in ranked if e.untested or e.matching < e.exchanges or e.not_found]
+    width = max(20, console.width - 40)
     for stats in shown[: None if verbose else SHOWN_LATENCY]:
         row = Text(f"  {middle(stats.endpoint, width)}  {stats.matching:,}/{stats.exchanges:,} {stats.share:.0%}")
+        if stats.carried or stats.not_found:
+            row.append(f"  carried {stats.carried:,}" + (f", {stats.not_found:,} not found" if stats.not_found else ""),
+                       style="dim")  # fmt: skip
         if stats.untested:
             row.append(f"  not tested: {stats.finding}", style="yellow")
         lines.append(_line(row, console))

@@ -265,6 +265,8 @@ class StatefulFigures:
     carried: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     """The replay summary's carried values: endpoint → target → `carried`, `not_found`, `where`."""
     mismatches: Counter[str] = field(default_factory=Counter)
+    reported_carried: int = 0
+    """Values carried into the baseline's requests, as the diff report's fidelity section counts them."""
     """Baseline answers whose status differed from the recording: `METHOD PATH recorded→got`."""
 
     def share(self, target: str = "baseline") -> float:
@@ -314,7 +316,7 @@ def replay_aa(workdir: Path, corpus: Path, *, extra: tuple[str, ...] = ()) -> St
         raise RuntimeError(f"replay exited {replay.returncode}: {replay.stderr[-2000:]}")
     diff = subprocess.run(_replaydiff("diff", str(results), "--json", str(report)), capture_output=True, text=True)
     (workdir / "diff.log").write_text(diff.stdout + diff.stderr)
-    if diff.returncode not in (0, 1):
+    if diff.returncode not in (0, 1, 3):  # 3: inconclusive, as a session broken by --no-correlate is
         raise RuntimeError(f"diff exited {diff.returncode}: {diff.stderr[-2000:]}")
     return figures(corpus, results, json.loads(report.read_text()))
 
@@ -341,5 +343,7 @@ def figures(corpus: Path, results: Path, report: dict[str, object]) -> StatefulF
     out.divergences = sum(int(d["count"]) for d in divergences)
     out.divergent_endpoints = len({d["endpoint"] for d in divergences})
     out.verdict = str(report["verdict"])
+    fidelity = report.get("fidelity") or {}
+    out.reported_carried = sum(int(e.get("values_carried", 0)) for e in fidelity.get("endpoints", []))  # type: ignore[union-attr]
     out.endpoints = len(report["endpoints"])  # type: ignore[arg-type]
     return out

@@ -36,7 +36,9 @@ def test_a_real_stateful_service_replays_a_a_with_the_recorded_statuses(kinto: N
     baseline = [by_target["baseline"] for by_target in result.carried.values() if "baseline" in by_target]
     assert sum(count["carried"] for count in baseline) > result.exchanges  # ids, names, ETags, page tokens
     assert sum(count["not_found"] for count in baseline) == 0
+    assert result.reported_carried == sum(count["carried"] for count in baseline), "the report says what was carried"
 
     plain = replay_aa(tmp_path / "plain", corpus, extra=("--no-correlate",))
     assert plain.share() < 0.2, "without carrying the targets' own values the session breaks at once"
     assert not plain.carried
+    assert plain.verdict == "inconclusive", "a broken session is never a green verdict"
