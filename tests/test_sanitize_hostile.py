@@ -50,7 +50,8 @@ def test_a_short_masked_value_is_not_followed_elsewhere() -> None:
     request = Request("GET", "http", "h", 80, "/", "", headers=[("Cookie", "theme=dark")])
     response = Response(200, body=b"a dark theme")
     stored, _ = _sanitized(request, response)
-    assert stored.request.headers == [("Cookie", f"theme={MASK}")]
+    [(name, value)] = stored.request.headers
+    assert name == "Cookie" and value.startswith("theme=") and "dark" not in value  # masked or pseudonymized
     assert stored.response is not None and stored.response.body == b"a dark theme"
 
 
