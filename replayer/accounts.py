@@ -14,7 +14,7 @@ from typing import Any
 
 from replaydiff.corpora import Headers, Request
 from replaydiff.corpora.tomlfile import read_toml
-from replaydiff.replayer.correlate import _parse_path  # the correlation rules' `$.path` dialect, for login tokens
+from replaydiff.replayer.correlate import CarryRulesError, exact_json_path  # correlation's `$.path` places
 from replaydiff.replayer.targets import ReplayError, Target
 
 
@@ -156,12 +156,16 @@ def _login(table: Any, where: str) -> Login:
     token = table.get("token")
     if token is not None and (not isinstance(token, str) or not token.startswith("$.")):
         raise CredentialsError(f"{where}: login.token must be a JSON path such as \"$.access_token\"")
+    try:
+        token_path = exact_json_path(token, f"{where}: login.token") if token else None
+    except CarryRulesError as exc:
+        raise CredentialsError(str(exc)) from None
     return Login(
         method=str(table.get("method", "POST")).upper(),
         path=table["path"],
         body=str(table.get("body", '{"username": "{username}", "password": "{password}"}')),
         content_type=str(table.get("content_type", "application/json")),
-        token=_parse_path(token) if token else None,
+        token=token_path,
         header=str(table.get("header", "Authorization")),
         scheme=str(table.get("scheme", "Bearer")),
     )

@@ -180,11 +180,11 @@ def load_carry_rules(path: Path) -> CarryRules:
         elif not str(rule["json"]).startswith("$"):
             raise CarryRulesError(f"{path}: [[carry]] #{number}: json path {rule['json']!r} must start with $")
         else:
-            paths.append(_parse_path(str(rule["json"]), f"{path}: [[carry]] #{number}"))
+            paths.append(exact_json_path(str(rule["json"]), f"{path}: [[carry]] #{number}"))
     return CarryRules(tuple(paths), frozenset(headers))
 
 
-def _parse_path(text: str, where: str) -> tuple[str | int, ...]:
+def exact_json_path(text: str, where: str) -> tuple[str | int, ...]:
     """`$.items[*].id` → ("items", "*", "id"); `[3]` → 3. The dialect of `corpora.jsonpath`, exact places only."""
     try:
         parsed = parse_json_path(text)
