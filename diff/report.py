@@ -14,6 +14,8 @@ prints as itself. Rich turns colour off when the output is not a terminal.
 
 from __future__ import annotations
 
+import os
+
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -53,6 +55,28 @@ def middle(text: str, width: int) -> str:
         return text[:width]
     head = (width - 1) // 2
     return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
+def distinct_middles(names: list[str], width: int) -> list[str]:
+    """Each name in at most `width` characters (`middle`), and names that would read alike once cut keep the
+    part where they differ instead: `GET …/client-2/collections/{id}/rec…`, not three `GET /v1/b…ecords/{id}`."""
+    shortened = [middle(name, width) for name in names]
+    alike: dict[str, list[int]] = {}
+    for index, short in enumerate(shortened):
+        alike.setdefault(short, []).append(index)
+    for indices in alike.values():
+        if len(indices) < 2 or len({names[i] for i in indices}) < 2:
+            continue
+        for i in indices:
+            name = names[i]
+            differs_at = min(
+                len(os.path.commonprefix([name, names[j]])) for j in indices if names[j] != name
+            )
+            method, _, _ = name.partition(" ")
+            segment = max(name.rfind("/", 0, differs_at), len(method))
+            kept = f"{method} …{name[segment:]}"
+            shortened[i] = kept if len(kept) <= width else kept[: max(width - 1, 1)] + "…"
+    return shortened
 
 
 def _line(text: Text, console: Console) -> Text:
@@ -234,8 +258,9 @@ def _latency_table(endpoints: list[EndpointStats], width: int) -> Table:
     table.add_column("endpoint", no_wrap=True, max_width=name_width)
     for heading in _NUMBER_COLUMNS:
         table.add_column(heading, justify="right", no_wrap=True)
-    for stats, row in zip(endpoints, rows, strict=True):
-        table.add_row(middle(row[0], name_width), *row[1:], style="bold red" if stats.latency_regression else None)
+    names = distinct_middles([row[0] for row in rows], name_width)
+    for stats, row, name in zip(endpoints, rows, names, strict=True):
+        table.add_row(name, *row[1:], style="bold red" if stats.latency_regression else None)
     return table
 
 

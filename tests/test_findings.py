@@ -13,6 +13,7 @@ from rich.console import Console
 from replaydiff.corpora import ReplayRecord
 from replaydiff.diff import analyze, render_html, render_text
 from replaydiff.diff.causes import EXAMPLE_CHARS, MAX_EXAMPLES, change_class, find_causes
+from replaydiff.diff.report import distinct_middles, middle
 from tests.test_diff import doc, record
 
 OLD_TABLE = {"database": "lib", "table": "t", "columns": ["id"], "rows": [[1]], "query_ms": 1.5, "truncated": False}
@@ -168,3 +169,20 @@ def _tagged(records: list[ReplayRecord], n: int) -> list[ReplayRecord]:
     for r in records:
         r.exchange_id = f"{r.exchange_id}~{n}"
     return records
+
+
+segments = st.text("abcdefgh-{}0123456789", min_size=1, max_size=12)
+
+
+@given(st.lists(st.lists(segments, min_size=1, max_size=6), min_size=1, max_size=8), st.integers(8, 60))
+def test_shortened_endpoint_names_fit_and_names_cut_alike_keep_where_they_differ(paths, width) -> None:
+    names = [f"GET /{'/'.join(path)}" for path in paths]
+    shown = distinct_middles(names, width)
+    assert all(len(name) <= width for name in shown)
+    assert [name for name in shown if "…" not in name] == [name for name in names if len(name) <= width]
+
+
+def test_sibling_endpoints_that_differ_inside_stay_apart_in_the_latency_table() -> None:
+    names = [f"GET /v1/buckets/client-{n}/collections/{{id}}/records/{{id}}" for n in range(3)]
+    assert len(set(distinct_middles(names, 24))) == 3
+    assert len({middle(name, 24) for name in names}) == 1  # the plain cut made them one
