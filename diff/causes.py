@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 
+from replaydiff.corpora.model import DivergenceKind
 from replaydiff.diff.findings import DivergenceGroup, Example, Finding, Severity
 
 SAME_CAUSE_OVERLAP = 0.5
@@ -85,7 +86,7 @@ def json_type(text: str) -> str:
     return _JSON_TYPES.get(text[:1], "number")
 
 
-def _outcomes(groups: list[DivergenceGroup], kind: str) -> list[Finding]:
+def _outcomes(groups: list[DivergenceGroup], kind: DivergenceKind) -> list[Finding]:
     """One finding per old → new outcome, over every endpoint that moved that way."""
     moves: defaultdict[tuple[str, str], list[DivergenceGroup]] = defaultdict(list)
     for group in groups:
@@ -140,7 +141,7 @@ def _document_title(classes: dict[str, list[str]], members: list[DivergenceGroup
         example = members[0].examples[0].divergence
         where = f"`{location}`" if location else "body"
         if change == "retyped":
-            types = f"{json_type(example.baseline)} → {json_type(example.candidate)}"  # type: ignore[arg-type]
+            types = f"{json_type(str(example.baseline))} → {json_type(str(example.candidate))}"
             return f"{where} changed type ({types}) {on}"
         return f"{where} {change} {on}" if location else f"body changed {on}"
     parts = []
@@ -188,7 +189,11 @@ def _on(members: list[DivergenceGroup]) -> str:
 
 
 def _finding(
-    title: str, kind: str, rank_key: str, members: list[DivergenceGroup], changes: dict[str, list[str]] | None = None
+    title: str,
+    kind: DivergenceKind,
+    rank_key: str,
+    members: list[DivergenceGroup],
+    changes: dict[str, list[str]] | None = None,
 ) -> Finding:
     rank, severity = _RANKS[rank_key]
     exchanges: dict[str, int] = {}
@@ -198,7 +203,7 @@ def _finding(
         totals[group.endpoint] = max(totals.get(group.endpoint, 0), group.total)
     return Finding(
         title=title,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         severity=severity,
         rank=rank,
         members=members,

@@ -196,26 +196,38 @@ def _finding_lines(number: int, digits: int, finding: Finding, console: Console)
         (confirmed, "magenta"), (reach, "dim"),
     )  # fmt: skip
     indent = " " * (len(lead) + len(severity))
-    detail = Text(indent + middle(_detail(finding), max(console.width - len(indent), 20)), style="dim")
+    detail = Text(indent + _fit(_detail(finding), max(console.width - len(indent), 20)), style="dim")
     return [_line(title, console), _line(detail, console)]
 
 
-def _detail(finding: Finding) -> str:
-    """The second line: what changed where, or the evidence, in a few words."""
-    parts = []
+def _fit(parts: list[str], width: int) -> str:
+    """Parts joined on one line; when too long, the last parts are dropped, then the longest shortened in the middle."""
+    parts = [" ".join(part.split()) for part in parts]  # one line: a body excerpt's newlines and indents folded
+    while len(" · ".join(parts)) > width and len(parts) > 1 and len(" · ".join(parts[:-1])) >= width // 2:
+        parts.pop()  # the least telling part goes first, while what is left still fills half the line
+    while (excess := len(" · ".join(parts)) - width) > 0:
+        longest = max(range(len(parts)), key=lambda i: len(parts[i]))
+        if len(parts[longest]) <= 16:
+            break
+        parts[longest] = middle(parts[longest], max(len(parts[longest]) - excess, 16))  # the longest gives first
+    return middle(" · ".join(parts), width)
+
+
+def _detail(finding: Finding) -> list[str]:
+    """The second line, most telling first: what changed (keys, values or the test), where, an exchange to look at."""
+    example = finding.members[0].examples[0].divergence
+    several_keys = finding.kind == "body" and sum(map(len, finding.changes.values())) > 1
+    if several_keys:
+        parts = [f"{change} {_listed(locations, 3)}" for change, locations in finding.changes.items()]
+    elif finding.kind == "latency" and finding.members[0].detail:
+        parts = [finding.members[0].detail]
+    else:
+        parts = [f"{_shown(example.baseline)} → {_shown(example.candidate)}"]
     if len(finding.endpoints) > 1:
         parts.append(_listed(finding.endpoints, 3))
-    for change, locations in finding.changes.items():
-        if finding.kind == "body" and not (len(finding.changes) == 1 and len(locations) == 1):
-            parts.append(f"{change} {_listed(locations, 4)}")
-    example = finding.members[0].examples[0].divergence
-    if finding.kind in ("latency",) and finding.members[0].detail:
-        parts.append(finding.members[0].detail)
-    elif not parts or finding.kind in ("status", "error", "retry", "upstream", "header"):
-        parts.append(f"{_shown(example.baseline)} → {_shown(example.candidate)}")
     if example.exchange_id:
         parts.append(f"e.g. exchange {example.exchange_id}")
-    return " ".join(" · ".join(parts).split())  # one line: a body excerpt's newlines and indents folded
+    return parts
 
 
 def _listed(names: list[str], shown: int) -> str:

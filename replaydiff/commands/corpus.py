@@ -78,11 +78,11 @@ def corpus_stats(path: Path) -> CorpusStats:
         requests[exchange.request.method, exchange.request.path] += 1
         stats.statuses[str(exchange.response.status) if exchange.response else "error"] += 1
     paths: Counter[str] = Counter()
-    for (_, path), count in requests.items():
-        paths[path] += count
+    for (_, target_path), count in requests.items():
+        paths[target_path] += count
     stats.learned = learn_endpoints(paths)
-    for (method, path), count in requests.items():
-        endpoint = stats.learned.endpoint(method, path)
+    for (method, target_path), count in requests.items():
+        endpoint = stats.learned.endpoint(method, target_path)
         stats.endpoints[endpoint] += count
         stats.endpoint_paths[endpoint] += 1
     stats.complete = reader.complete
