@@ -89,7 +89,10 @@ def compare_headers(left: Headers, right: Headers, rules: dict[str, ValueRule] |
     ]
     if len(differing) > MAX_HEADER_LOCATIONS:
         return [_many_headers(differing, left_values, right_values)]
-    return [Difference("header", name, _joined(left_values.get(name)), _joined(right_values.get(name))) for name in differing]
+    return [
+        Difference("header", name, _joined(left_values.get(name)), _joined(right_values.get(name)))
+        for name in differing
+    ]
 
 
 def _many_headers(differing: list[str], left: dict[str, list[str]], right: dict[str, list[str]]) -> Difference:

@@ -12,6 +12,7 @@ What is kept as on the wire and what is normalised:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 from mitmproxy import http
@@ -49,7 +50,9 @@ def truncated(exchange: Exchange, max_body: int) -> Exchange:
         request = replace(request, body=request.body[:max_body])
     if response is not None and len(response.body) > max_body:
         cut.append(f"response:{len(response.body)}")
-        response = replace(response, body=response.body[:max_body])
+        digest = "sha256:" + hashlib.sha256(response.body).hexdigest()  # of the sanitized body, as stored
+        size = len(response.body)
+        response = replace(response, body=response.body[:max_body], body_size=size, body_digest=digest)
     if not cut:
         return exchange
     tags = {**exchange.tags, TRUNCATED_TAG: ",".join(cut)}

@@ -156,7 +156,8 @@ def _basic_credentials(value: str) -> str | None:
     if not _BASE64.match(value):
         return None
     try:
-        decoded = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_" if "-" in value or "_" in value else None)
+        altchars = b"-_" if "-" in value or "_" in value else None
+        decoded = base64.b64decode(value + "=" * (-len(value) % 4), altchars=altchars)
         text = decoded.decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None

@@ -114,7 +114,9 @@ def _rule(path: Path, number: int, raw: Any) -> FaultRule:
     if rule.status is not None and not 100 <= rule.status <= 599:
         raise FaultRulesError(f"{where}: status {rule.status} is not an HTTP status")
     if rule.status is not None and rule.reset:
-        raise FaultRulesError(f"{where}: gives both status and reset; a call is either answered or reset, use two rules")
+        raise FaultRulesError(
+            f"{where}: gives both status and reset; a call is either answered or reset, use two rules"
+        )
     return rule
 
 

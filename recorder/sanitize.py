@@ -189,7 +189,9 @@ class Sanitizer:
             if accepted is None:
                 return found
             # a card number followed by other digits (`… 1111 200`): the regex took them too, greedily
-            return self._replace(value_rule, value_rule.regex.match(accepted), fired) + found[len(accepted) :]  # type: ignore[arg-type]
+            shorter = value_rule.regex.match(accepted)
+            assert shorter is not None  # `accepted_prefix` checked that it matches whole
+            return self._replace(value_rule, shorter, fired) + found[len(accepted) :]
         fired.append(value_rule.rule.name)
         group = "secret" if "secret" in match.re.groupindex else 0
         start, end = match.span(group)

@@ -162,3 +162,16 @@ def test_the_tap_cuts_a_trickling_dependency_at_its_timeout_and_logs_a_timeout(t
     assert call.dependency == "slow" and call.status is None
     assert call.error == "timeout: no complete answer within 1 s"
     assert 1_000_000 <= call.duration_us < 3_000_000
+
+
+def test_the_fuzz_sender_ends_a_trickling_answer_as_a_timeout() -> None:
+    from replaydiff.fuzz.sender import FuzzTargets, Sender
+    from replaydiff.replayer.client import Timeouts
+    from tests.chaos_servers import trickle
+
+    with misbehaving(trickle) as url, Sender(FuzzTargets.parse(url, url), timeouts=Timeouts(1.0, 1.0)) as sender:
+        answers = sender.send(Request("GET", "http", "h", 80, "/items/1", headers=[("Host", "h")]), "GET /items/{id}")
+    for record in answers:
+        final = record.final
+        assert final is not None and final.error == "timeout" and record.response is None
+        assert final.duration_us < 2_500_000, "bounded by the whole answer's timeout, not per read"

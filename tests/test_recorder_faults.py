@@ -67,6 +67,7 @@ def test_bodies_above_the_cap_are_stored_truncated_and_tagged(tmp_path: Path, up
         proxy.kill()
     big, posted = CorpusReader(tmp_path / "cap.jsonl.zst")
     assert big.response is not None and len(big.response.body) == 1000
+    assert big.response.body_size == 256 * 1024 and (big.response.body_digest or "").startswith("sha256:")
     assert big.tags == {"truncated": f"response:{256 * 1024}"}
     assert posted.request.body == b"x" * 1000 and posted.tags == {"truncated": "request:1500"}
 

@@ -475,7 +475,8 @@ ECHO_FORMS = {
     "base64": lambda v: base64.b64encode(v.encode()).decode().rstrip("="),
     "base64url": lambda v: base64.urlsafe_b64encode(v.encode()).decode().rstrip("="),
 }
-passwords = st.text("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789" + '"\\/!&=+% é', min_size=6, max_size=14).map(
+PASSWORD_LETTERS = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789" + '"\\/!&=+% é'
+passwords = st.text(PASSWORD_LETTERS, min_size=6, max_size=14).map(
     lambda s: f"Zq{s}9"
 )
 """Secrets as users choose them: quotes, slashes, spaces and non-ASCII letters, which every encoding changes."""

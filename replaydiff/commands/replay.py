@@ -132,7 +132,7 @@ def replay_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--allow-host", "allowed_hosts", multiple=True, metavar="HOST",
                      help="A non-loopback host that may receive POST/PUT/PATCH/DELETE (repeatable)."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
-                     help="Seconds to wait for a response."),
+                     help="Seconds to wait for a whole answer, headers and body, from when the request left."),
         click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=5.0,
                      show_default=True, help="Seconds to wait for a connection."),
     ]
