@@ -33,9 +33,9 @@ _ID = r"""(?:
     )"""
 _ID_SEGMENT = re.compile(rf"^{_ID}$", re.VERBOSE)
 _ID_IN_SEGMENT = re.compile(
-    rf"""^(?P<prefix>[A-Za-z][A-Za-z0-9]*[-_])?   # item-42, v2-42, user_42
-         (?P<id>(?:\d+|[0-9a-fA-F]{{8}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{12}}|[0-9a-fA-F]{{12,}}))
-         (?P<suffix>\.[A-Za-z][A-Za-z0-9]{{0,7}})?$  # 42.json, 42.csv
+    r"""^(?P<prefix>[A-Za-z][A-Za-z0-9]*[-_])?   # item-42, v2-42, user_42
+         (?P<id>(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{12,}))
+         (?P<suffix>\.[A-Za-z][A-Za-z0-9]{0,7})?$  # 42.json, 42.csv
     """,
     re.VERBOSE,
 )

@@ -22,7 +22,8 @@ import orjson
 from replaydiff.corpora import Divergence, ReplayRecord, ResultsReader, Response
 from replaydiff.corpora.endpoints import learn_endpoints
 from replaydiff.diff.causes import bounded, find_causes
-from replaydiff.diff.compare import Difference, Key, compare, outcome
+from replaydiff.diff.compare import compare, outcome
+from replaydiff.diff.difference import Difference, Key
 from replaydiff.diff.excerpt import response_text
 from replaydiff.diff.fidelity import FidelityTally
 from replaydiff.diff.findings import (

@@ -19,7 +19,7 @@ from typing import Any
 
 from replaydiff.corpora import HOP_BY_HOP, Headers, ReplayRecord, Response
 from replaydiff.diff.behaviour import compare_behaviour
-from replaydiff.diff.difference import Difference, Key
+from replaydiff.diff.difference import Difference
 from replaydiff.diff.excerpt import body_excerpts, clip
 from replaydiff.diff.rules import NO_RULES, EndpointRules, ValueRule
 from replaydiff.diff.structure import json_changes

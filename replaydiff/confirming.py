@@ -9,8 +9,10 @@ replay was:
 
 - the baselines differ there on a resend → **noise**: the divergence leaves
   the report and is listed as suppressed, with how many resends showed it;
-- the candidate repeats the difference on some resend → **confirmed**;
-- the candidate never repeats it → **flaky**: reported, but it does not fail the run.
+- the candidate repeats the difference on every resend → **confirmed** (a change in the code answers
+  the same way each time);
+- the candidate repeats it on some resends or none → **flaky**: reported, but it does not fail the
+  run (per-process state — a list of the tasks in flight, a cache warming up — comes and goes).
 
 A resend counts only when the baseline answers it with the status it gave
 during the replay: a request whose meaning depended on earlier ones of its
@@ -77,7 +79,7 @@ def judge(key: Key, replayed_status: int | None, answers: Iterable[Answers], rul
         repeated += key in {d.key for d in compare(answer.baseline, answer.candidate, endpoint_rules)}
     if not judged:
         return Resent(None, 0, 0, 0)
-    verdict: Verdict = "noise" if differed else "confirmed" if repeated else "flaky"
+    verdict: Verdict = "noise" if differed else "confirmed" if repeated == judged else "flaky"
     return Resent(verdict, judged, differed, repeated)
 
 

@@ -23,7 +23,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,8 +34,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-
 from replaydiff.corpora import CorpusReader, ResultsReader
+from replaydiff.corpora.ports import free_port
+
+from tests.waiting import wait_until
 
 KINTO_VERSION = "26.5.0"
 APPS_CACHE = Path(os.environ.get("REPLAYDIFF_APPS_CACHE", Path.home() / ".cache" / "replaydiff-apps"))
@@ -116,21 +117,6 @@ def kinto_command() -> Path:
                 raise KintoUnavailable(f"cannot install kinto {KINTO_VERSION}: {result.stderr.strip()[-300:]}")
         done.touch()
     return executable
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_until(check: object, what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 @contextlib.contextmanager

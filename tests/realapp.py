@@ -22,7 +22,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+from replaydiff.corpora.ports import free_port
 
 OLD = "0.64.8"
 NEW = "1.0a41"
@@ -104,12 +104,6 @@ def library_db(path: Path) -> Path:
                          rng.choice(GENRES), rng.choice(SUBJECTS)) for n in range(1, 401)])  # fmt: skip
         db.commit()
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -115,6 +115,8 @@ def test_the_verdict_rule() -> None:
     assert judge(key, 200, [answers({"v": 1}, {"v": 1}, {"v": 2})] * 3, rules, endpoint).verdict == "confirmed"
     assert judge(key, 200, [answers({"v": 1}, {"v": 3}, {"v": 2})], rules, endpoint).verdict == "noise"
     assert judge(key, 200, [answers({"v": 1}, {"v": 1}, {"v": 1})] * 3, rules, endpoint).verdict == "flaky"
+    sometimes = [answers({"v": 1}, {"v": 1}, {"v": 2}), answers({"v": 1}, {"v": 1}, {"v": 1})]
+    assert judge(key, 200, sometimes, rules, endpoint).verdict == "flaky"  # state that comes and goes
     # the baseline answered another status than during the replay: the resend cannot be judged
     assert judge(key, 404, [answers({"v": 1}, {"v": 1}, {"v": 1})], rules, endpoint).verdict is None
 

@@ -12,7 +12,6 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
-import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -26,29 +26,23 @@ from typing import Any
 
 import httpx
 import pytest
-
 from replaydiff.corpora import CorpusReader, CorpusWriter, Exchange, Request, Response
+
+from tests.realapp import AppUnavailable, datasette
 from tests.test_curation_demo import REDUCTION, _fingerprints, _untested
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
-APPS = Path.home() / ".cache" / "replaydiff-apps"
 BASELINE, CANDIDATE = "0.65.5", "1.0a19"
 CATEGORIES = ("books", "garden", "kitchen", "toys", "coffee")
 START_TIMEOUT_S = 30.0
 
 
 def _datasette(version: str) -> Path:
-    """The `datasette` executable of `version`, installed on first use and reused afterwards."""
-    venv = APPS / f"datasette-{version}"
-    executable = venv / "bin" / "datasette"
-    if not executable.exists():
-        APPS.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-        install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"datasette=={version}"],
-                                 capture_output=True, text=True, timeout=600)  # fmt: skip
-        if install.returncode != 0 or not executable.exists():
-            pytest.skip(f"datasette {version} could not be installed from PyPI: {install.stderr[-300:]}")
-    return executable
+    """The `datasette` executable of `version`, from the one cached installer the real-app tests share."""
+    try:
+        return datasette(version)
+    except AppUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 @contextmanager

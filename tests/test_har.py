@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from replaydiff.corpora import CorpusReader, CorpusWriter, Exchange, Request, Response, header_value
 from replaydiff.corpora.container import decompressed_bytes
 from replaydiff.recorder.har import exchanges_from_har, har_from_exchanges
-from replaydiff.recorder.sanitize import MASK, QUERY_MASK
+from replaydiff.recorder.sanitize import QUERY_MASK
 from tests.strategies import exchanges
 
 REPLAYDIFF = Path(sys.executable).with_name("replaydiff")

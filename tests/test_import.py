@@ -14,7 +14,6 @@ from replaydiff.corpora import CorpusReader, Exchange, Request, Response
 from replaydiff.corpora.container import decompressed_bytes
 from replaydiff.recorder.importing import detect_kind
 from replaydiff.recorder.retries import RetryTagger
-from replaydiff.recorder.sanitize import MASK
 
 REPLAYDIFF = Path(sys.executable).with_name("replaydiff")
 

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,10 +20,10 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from replaydiff.corpora import CorpusReader, CorpusTruncated, NoCompleteRecord, header_value
+from replaydiff.corpora import CorpusReader, NoCompleteRecord, header_value
 from replaydiff.corpora.container import decompressed_bytes
 from replaydiff.corpora.ports import free_port
-from replaydiff.recorder.sanitize import MASK, QUERY_MASK
+from replaydiff.recorder.sanitize import QUERY_MASK
 from tests.waiting import readable_records, wait_until
 
 BIN = Path(sys.executable).parent

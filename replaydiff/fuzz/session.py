@@ -29,7 +29,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.strategies import SearchStrategy
 
 from replaydiff.corpora import ReplayRecord, Request
-from replaydiff.diff.compare import Difference
+from replaydiff.diff.difference import Difference
 from replaydiff.fuzz.infer import EndpointShape
 from replaydiff.fuzz.sender import Sender
 from replaydiff.fuzz.strategies import requests

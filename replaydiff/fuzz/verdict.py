@@ -18,7 +18,8 @@ import json
 from collections import defaultdict
 
 from replaydiff.corpora import ReplayRecord, header_value
-from replaydiff.diff.compare import Difference, Key, compare, outcome
+from replaydiff.diff.compare import compare, outcome
+from replaydiff.diff.difference import Difference, Key
 from replaydiff.diff.rules import Rules
 
 
