@@ -9,7 +9,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from replaydiff.corpora.container import FLUSH_INTERVAL_S, ContainerReader, ContainerWriter
 from replaydiff.corpora.errors import MalformedRecord
 from replaydiff.corpora.model import Exchange, ReplayRecord, UpstreamCall
-from replaydiff.corpora.validation import EXCHANGE, REPLAY_RECORD, UPSTREAM_CALL, problem
+from replaydiff.corpora.validation import EXCHANGE, REPLAY_RECORD, UPSTREAM_CALL, conforms, problem
 
 CORPUS_FORMAT = "replaydiff-corpus/1"
 RESULTS_FORMAT = "replaydiff-results/1"
@@ -104,14 +104,17 @@ class _TypedReader(Generic[RecordT]):
     def __iter__(self) -> Iterator[RecordT]:
         decode = type(self)._decode
         shape = type(self)._shape
+        fits = conforms(shape)
         for number, data in self._container.numbered():
-            if found := problem(data, shape):
+            if not fits(data) and (found := problem(data, shape)):
                 raise MalformedRecord(self.path, number, *found)
             try:
                 record = decode(data)
-            except (KeyError, TypeError, ValueError) as exc:
-                # what the shape table cannot see, e.g. a body's b64 that is not base64, an unknown field
-                raise MalformedRecord(self.path, number, "", f"cannot be read: {exc}") from exc
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                # a header pair of the wrong shape (named by the full check), or what the table cannot see,
+                # e.g. a body's b64 that is not base64, or an unknown field
+                found = problem(data, shape) or ("", f"cannot be read: {exc}")
+                raise MalformedRecord(self.path, number, *found) from exc
             yield record
 
 

@@ -11,6 +11,7 @@ rather than the ones below.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +100,57 @@ REPLAY_RECORD: dict[str, Any] = {
     "?schedule_lag_us": int,
     "?trace_id": str,
 }
+
+
+def conforms(shape: Any) -> Callable[[Any], bool]:
+    """A fast yes/no for `shape`, built once per shape: every record of every read passes through it, and
+    only a record that does not conform pays for `problem`'s field-by-field message. Header pairs are only
+    checked to be in a list: decoding turns each into text and fails on a pair of the wrong length, which
+    `problem` then names."""
+    key = id(shape)
+    if key not in _COMPILED:
+        _COMPILED[key] = (_compiled(shape), shape)  # the shape is kept so its id stays its own
+    return _COMPILED[key][0]
+
+
+_COMPILED: dict[int, tuple[Callable[[Any], bool], Any]] = {}
+_MISSING = object()
+
+
+def _compiled(shape: Any) -> Callable[[Any], bool]:
+    if isinstance(shape, Nullable):
+        inner = _compiled(shape.shape)
+        return lambda value: value is None or inner(value)
+    if isinstance(shape, ListOf):
+        if shape.shape == PAIR:
+            return lambda value: type(value) is list
+        item = _compiled(shape.shape)
+        return lambda value: type(value) is list and all(map(item, value))
+    if isinstance(shape, dict):
+        return _compiled_object(shape)
+    kind = shape
+    return lambda value: type(value) is kind
+
+
+def _compiled_object(shape: dict[str, Any]) -> Callable[[Any], bool]:
+    required = [(key, _compiled(inner)) for key, inner in shape.items() if not key.startswith(("?", "*"))]
+    optional = [(key[1:], _compiled(inner)) for key, inner in shape.items() if key.startswith("?")]
+    every = _compiled(shape["*"]) if "*" in shape else None
+
+    def check(value: Any) -> bool:
+        if type(value) is not dict:
+            return False
+        for name, fits in required:
+            item = value.get(name, _MISSING)
+            if item is _MISSING or not fits(item):
+                return False
+        for name, fits in optional:
+            item = value.get(name, _MISSING)
+            if item is not _MISSING and not fits(item):
+                return False
+        return every is None or all(map(every, value.values()))
+
+    return check
 
 
 def problem(value: Any, shape: Any, where: str = "") -> tuple[str, str] | None:

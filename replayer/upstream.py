@@ -19,7 +19,15 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from replaydiff.corpora import CorpusTruncated, ReplayRecord, ResultsReader, ResultsWriter, UpstreamCall, UpstreamLogReader
+from replaydiff.corpora import (
+    CorpusTruncated,
+    NoCompleteRecord,
+    ReplayRecord,
+    ResultsReader,
+    ResultsWriter,
+    UpstreamCall,
+    UpstreamLogReader,
+)
 
 TAP_FLUSH_WAIT_S = 1.2
 """The tap writes a frame at least every second; waiting a little longer sees every call of the replay."""
@@ -33,7 +41,11 @@ def read_calls(log: Path, *, since_unix_us: int = 0) -> tuple[dict[str, list[Ups
     with warnings.catch_warnings():
         # a live tap's log has no end marker yet: that is expected here, not damage
         warnings.simplefilter("ignore", CorpusTruncated)
-        for call in UpstreamLogReader(log):
+        try:
+            reader = UpstreamLogReader(log)
+        except NoCompleteRecord:
+            return traced, untraced  # a live log whose first frame of calls is being written as we read
+        for call in reader:
             if call.start_us < since_unix_us:
                 continue
             if call.trace_id:
