@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from replaydiff.commands.demo import DEMO_RULES
+from replaydiff.commands.demo import DEMO_ACCOUNTS, DEMO_RULES
 from replaydiff.corpora import CorpusReader
 from replaydiff.diff.latency import LatencyThresholds
 from replaydiff.demo.samples import sample_path
@@ -38,7 +38,7 @@ def _run(corpus: Path, baseline: str, candidate: str, out: Path) -> tuple[int, d
     report = out.with_suffix(".json")
     result = subprocess.run(
         [*REPLAYDIFF, "run", str(corpus), "--baseline", baseline, "--candidate", candidate, "--speed", "4",
-         "--rules", str(DEMO_RULES), "-o", str(out), "--json", str(report)],
+         "--rules", str(DEMO_RULES), "--identities", str(DEMO_ACCOUNTS), "-o", str(out), "--json", str(report)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode in (0, 1), result.stdout + result.stderr
