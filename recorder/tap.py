@@ -5,7 +5,10 @@ which names the replayed request (and target) that caused it, and it injects
 seeded faults identically for baseline and candidate. Run it as the service's
 reverse proxy per dependency (`--route inventory=http://127.0.0.1:5001`, one
 listening port each) or as its HTTP proxy (forward mode; the dependency is
-then the request's host).
+then the request's host). Each call is logged whole (request and answer,
+sanitized as `record` sanitizes), so the log can serve as a mock's recording;
+with a mock (`recorder.mock_tap`) the tap answers from such a recording
+instead of forwarding.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 from replaydiff.corpora import UpstreamCall, UpstreamLogWriter
 from replaydiff.corpora.trace import exchange_key, parse_traceparent
 from replaydiff.recorder.faults import Fault, FaultPlan, FaultRulesError, load_fault_plan
+from replaydiff.recorder.mock_tap import CallCapture, MockAnswers, MockResult
 
 _METADATA = "replaydiff_tap"
 
@@ -35,6 +39,7 @@ class _Pending:
     trace_id: str
     fault: Fault | None
     started: float
+    mocked: MockResult | None = None
 
 
 _KEPT_ORDINALS = 100_000
@@ -51,6 +56,8 @@ class Tap:
         self._routes: dict[str, str] = {}
         self._ordinals: OrderedDict[tuple[str, str, str], int] = OrderedDict()
         self._ticker: asyncio.Task[None] | None = None
+        self.capture = CallCapture()
+        self.mock: MockAnswers | None = None
 
     def load(self, loader: Loader) -> None:
         loader.add_option("tap_output", str, "", "Where the tap writes the upstream calls it saw (.jsonl.zst).")
@@ -68,6 +75,8 @@ class Tap:
             None,
             "Seed of the fault decisions (default: the faults file's, else 0); the same seed repeats the same faults.",
         )
+        self.capture.load(loader)
+        MockAnswers.load_options(loader)
 
     def configure(self, updated: set[str]) -> None:
         if "tap_routes" in updated:
@@ -86,6 +95,9 @@ class Tap:
                 )
             except FaultRulesError as exc:
                 raise exceptions.OptionsError(str(exc)) from None
+        self.capture.configure(updated)
+        if updated & MockAnswers.OPTIONS:
+            self.mock = MockAnswers.configured()
 
     def running(self) -> None:
         if not ctx.options.tap_output:
@@ -125,8 +137,11 @@ class Tap:
         key = exchange_key(trace_id) if trace_id else "untraced"
         fault = self.plan.decide(key, dependency, flow.request.method, flow.request.path, ordinal)
         flow.metadata[_METADATA] = _Pending(dependency, trace_id, fault, time.time())
-        if fault is None:
-            return
+        if fault is not None:
+            await self._inject(flow, fault)
+        self._answer_from_mock(flow, dependency, trace_id, ordinal)
+
+    async def _inject(self, flow: http.HTTPFlow, fault: Fault) -> None:
         if fault.delay_ms:
             await asyncio.sleep(fault.delay_ms / 1000)
         if fault.reset:
@@ -135,6 +150,12 @@ class Tap:
             flow.response = http.Response.make(
                 fault.status, b'{"error": "fault injected by replaydiff tap"}', {"Content-Type": "application/json"}
             )
+
+    def _answer_from_mock(self, flow: http.HTTPFlow, dependency: str, trace_id: str, ordinal: int) -> None:
+        """A faulted call keeps its fault; a delay-only fault delays the mocked answer as it would the real one."""
+        pending: _Pending = flow.metadata[_METADATA]
+        if self.mock is not None and not (pending.fault and (pending.fault.reset or pending.fault.status)):
+            pending.mocked = self.mock.respond(flow, dependency, trace_id, ordinal)
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._write(flow, status=flow.response.status_code if flow.response else None, error=None)
@@ -149,19 +170,18 @@ class Tap:
         if pending is None or self.writer is None:
             return
         ended = time.time()
-        self.writer.write(
-            UpstreamCall(
-                dependency=pending.dependency,
-                method=flow.request.method,
-                path=flow.request.path,
-                status=status,
-                error=error,
-                start_us=int(pending.started * 1e6),  # wall clock, to line up with the replay's own
-                duration_us=int((ended - pending.started) * 1e6),
-                trace_id=pending.trace_id,
-                fault=pending.fault.describe() if pending.fault else None,
-            )
+        call = UpstreamCall(
+            dependency=pending.dependency,
+            method=flow.request.method,
+            path=flow.request.path,
+            status=status,
+            error=error,
+            start_us=int(pending.started * 1e6),  # wall clock, to line up with the replay's own
+            duration_us=int((ended - pending.started) * 1e6),
+            trace_id=pending.trace_id,
+            fault=pending.fault.describe() if pending.fault else None,
         )
+        self.writer.write(self.capture.whole(call, flow) if pending.mocked is None else pending.mocked.logged(call))
         self.calls += 1
 
     def done(self) -> None:

@@ -678,33 +678,42 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def demo_services(*, inventory_via: str | None = None) -> AsyncIterator[DemoUrls]:
+async def _no_inventory() -> AsyncIterator[str]:
+    yield ""
+
+
+@asynccontextmanager
+async def demo_services(*, inventory_via: str | None = None, with_inventory: bool = True) -> AsyncIterator[DemoUrls]:
     """All three services on the current event loop, for in-process use.
 
-    `inventory_via`: where the shops reach inventory instead of directly, e.g. a tap in between.
+    `inventory_via`: where the shops reach inventory instead of directly, e.g. a tap in between;
+    `with_inventory=False` (only with `inventory_via`, a mocking tap): no inventory runs at all.
     """
-    async with serving(inventory_app()) as inventory:
+    async with serving(inventory_app()) if with_inventory else _no_inventory() as inventory:
         shops_reach = inventory_via or inventory
         async with serving(shop_app(shops_reach, candidate=False)) as baseline:
             async with serving(shop_app(shops_reach, candidate=True)) as candidate:
                 yield DemoUrls(inventory=inventory, baseline=baseline, candidate=candidate)
 
 
-async def serve_until_signalled(inventory_via: str | None) -> None:
+async def serve_until_signalled(inventory_via: str | None, with_inventory: bool = True) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with demo_services(inventory_via=inventory_via) as urls:
+    async with demo_services(inventory_via=inventory_via, with_inventory=with_inventory) as urls:
         print(json.dumps(asdict(urls)), flush=True)
         await stop.wait()
 
 
 def main() -> int:
-    """`--inventory-via URL` makes the shops call inventory through that address (the demo's tap)."""
+    """`--inventory-via URL` makes the shops call inventory through that address (the demo's tap);
+    `--without-inventory` then starts no inventory (the tap mocks it)."""
     args = sys.argv[1:]
+    with_inventory = "--without-inventory" not in args
+    args = [arg for arg in args if arg != "--without-inventory"]
     via = args[1] if len(args) == 2 and args[0] == "--inventory-via" else None
-    asyncio.run(serve_until_signalled(via))
+    asyncio.run(serve_until_signalled(via, with_inventory or not via))
     return 0
 
 
