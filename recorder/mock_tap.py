@@ -9,7 +9,7 @@ answered from the recording, exactly as a forwarded one would be.
 from __future__ import annotations
 
 import json
-import logging
+import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,8 +22,6 @@ from replaydiff.recorder.capture import DEFAULT_MAX_BODY, exchange_from_flow, tr
 from replaydiff.recorder.mock import MISS_STATUS, CallRequest, MockError, MockRecording, dependency_name, load_ignored
 from replaydiff.recorder.policy import PolicyError
 from replaydiff.recorder.sanitize import Sanitizer
-
-log = logging.getLogger(__name__)
 
 ON_MISS_CHOICES = ("502", "forward")
 
@@ -115,7 +113,12 @@ class MockAnswers:
             return MockResult(match.how, match.recorded, match.changes)
         if request.dependency not in self.recording.dependencies and request.dependency not in self._unknown_warned:
             self._unknown_warned.add(request.dependency)
-            log.warning("mock: the recording has no call to dependency %r; its calls are misses", request.dependency)
+            # on stderr as the tap's other messages (mitmproxy's own log is off): a user sees it where it happens
+            print(
+                f"replaydiff: warning: mock: the recording has no call to dependency {request.dependency!r}; "
+                f"its calls are misses ({'forwarded' if self.on_miss == 'forward' else 'answered 502'})",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
         if self.on_miss == "forward":
             return MockResult("miss", None)
         flow.response = http.Response.make(
