@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,14 @@ from replaydiff.replayer.tracing import trace_id_for
 from replaydiff.tapping import TapProcess, TapProcessError
 
 
+def corpus_exchange_keys(corpus: Path, *, trace_salt: str = "") -> set[str]:
+    """The exchange part of the trace ids a replay of `corpus` sends (the same for every target)."""
+    return {
+        exchange_key(trace_id_for(trace_salt, exchange.id, "baseline", recorded=exchange.tags.get(TRACE_TAG, "")))
+        for exchange in CorpusReader(corpus)
+    }
+
+
 def recording_fit(corpus: Path, recording: Path, *, trace_salt: str = "") -> tuple[int, int]:
     """(exchanges of the corpus the recording has calls for, exchanges in the corpus); a recording with none
     is refused: it was made for another corpus (or with another --trace-salt), so every call would be a guess."""
@@ -30,20 +39,36 @@ def recording_fit(corpus: Path, recording: Path, *, trace_salt: str = "") -> tup
             recorded = {exchange_key(call.trace_id) for call in UpstreamLogReader(recording) if call.trace_id}
     except CorpusError as exc:
         raise UserError(f"--mock-upstreams: {exc}") from None
-    total = found = 0
-    for exchange in CorpusReader(corpus):
-        total += 1
-        key = exchange_key(
-            trace_id_for(trace_salt, exchange.id, "baseline", recorded=exchange.tags.get(TRACE_TAG, ""))
-        )
-        found += key in recorded
+    keys = corpus_exchange_keys(corpus, trace_salt=trace_salt)
+    found = len(keys & recorded)
     if found == 0:
         raise UserError(
             f"--mock-upstreams {recording}: no call of any exchange of {corpus} (no trace id in common); give the "
             "upstream log a tap wrote while this corpus was recorded (record --inject-traceparent) or replayed, "
             "without --trace-salt"
         )
-    return found, total
+    return found, len(keys)
+
+
+ATTACHMENTS = ("by trace id", "no trace id", "another corpus", "no answer")
+"""How a recorded call joins the corpus: exactly by its exchange's trace id; not at all, for want of one (a
+service that does not propagate `traceparent`: a mock matches it across the recording only); under a trace
+id no exchange of the corpus has; or it has no answer to mock with (a failed call)."""
+
+
+def upstream_attachment(corpus: Path, log: Path) -> dict[str, Counter[str]]:
+    """Per dependency, how many recorded calls join the corpus, and how (`ATTACHMENTS`)."""
+    keys = corpus_exchange_keys(corpus)
+    attached: dict[str, Counter[str]] = defaultdict(Counter)
+    for call in UpstreamLogReader(log):
+        dependency = call.dependency.rpartition("/")[2]
+        if call.answer is None:
+            attached[dependency]["no answer"] += 1
+        elif not call.trace_id:
+            attached[dependency]["no trace id"] += 1
+        else:
+            attached[dependency]["by trace id" if exchange_key(call.trace_id) in keys else "another corpus"] += 1
+    return dict(attached)
 
 
 @contextmanager

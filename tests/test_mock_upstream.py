@@ -127,6 +127,9 @@ def test_record_then_replay_with_the_dependency_switched_off(tmp_path: Path) -> 
     calls = list(UpstreamLogReader(log))
     assert {c.trace_id for c in calls} == {x.tags[TRACE_TAG] for x in exchanges}  # every call joins its exchange
     assert all(c.answer is not None and c.request is not None for c in calls)
+    inspected = subprocess.run([*REPLAYDIFF, "inspect", str(corpus), "--upstream", str(log)],
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert f"inventory: {2 * PRODUCTS} calls (by trace id {2 * PRODUCTS})" in inspected.stdout, inspected.stdout
 
     port = _free_port()  # the inventory is gone: only the mock listens there
     mocked = f"http://127.0.0.1:{port}"
