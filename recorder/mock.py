@@ -26,6 +26,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from typing import Any
 
 from replaydiff.corpora import CorpusError, CorpusTruncated, Response, UpstreamCall, UpstreamLogReader
 from replaydiff.corpora.tomlfile import read_toml
-from replaydiff.corpora.trace import exchange_key
+from replaydiff.corpora.trace import EXCHANGE_DIGITS, exchange_key
 
 MISS_STATUS = 502
 _CHANGES_SHOWN = 3
@@ -74,15 +75,30 @@ def load_ignored(path: Path) -> tuple[IgnoredField, ...]:
 
 @dataclass(frozen=True, slots=True)
 class _Recorded:
-    """One recorded call, kept small: what matching and answering need, nothing else."""
+    """One recorded call, kept small (a recording may hold millions): what matching and answering need. The
+    strings are interned and the header lists shared, as most calls repeat them."""
 
     method: str
     path: str
     query: str
-    body: bytes
     shape: str
-    """The body as compared: canonical JSON without the ignored fields, else the text itself."""
-    answer: Response
+    """The request body as compared: canonical JSON without the ignored fields, else the text itself."""
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    """The answer's."""
+
+    @property
+    def answer(self) -> Response:
+        return Response(status=self.status, headers=list(self.headers), body=self.body)
+
+
+@dataclass(slots=True)
+class _Exchange:
+    owner: str
+    """The target part of the trace id whose calls are kept: a recording made by a replay holds every target's
+    copy of an exchange, and only one of them is the recorded sequence."""
+    calls: list[_Recorded]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +124,9 @@ class CallRequest:
 class MockRecording:
     def __init__(self, ignored: tuple[IgnoredField, ...] = ()) -> None:
         self.ignored = ignored
-        self._by_exchange: dict[tuple[str, str], list[_Recorded]] = {}
-        self._owner: dict[tuple[str, str], str] = {}
-        """(exchange, dependency) → the full trace id whose calls are kept: a recording made by a replay holds
-        every target's copy of an exchange, and only one of them is the recorded sequence."""
+        self._by_exchange: dict[str, _Exchange] = {}
+        """By exchange key + dependency (the key has a fixed length, so the concatenation is unambiguous)."""
+        self._headers: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
         self._by_request: dict[tuple[str, str, str, str, str], _Recorded] = {}
         self._by_route: dict[tuple[str, str, str, str], _Recorded] = {}
         self._by_path: dict[tuple[str, str, str], _Recorded] = {}
@@ -136,15 +151,17 @@ class MockRecording:
     def add(self, call: UpstreamCall) -> None:
         if call.answer is None or call.request is None or not call.trace_id:
             return
-        dependency = dependency_name(call.dependency)
-        key = (exchange_key(call.trace_id), dependency)
-        owner = self._owner.setdefault(key, call.trace_id)
+        dependency = sys.intern(dependency_name(call.dependency))
+        headers = tuple((sys.intern(k), sys.intern(v)) for k, v in call.answer.headers if k.lower() not in _HOP_BY_HOP)
         recorded = _Recorded(
-            call.method, call.path, call.query, call.request.body,
-            self._shape(call.method, call.path, call.request.body), _bare(call.answer),
+            sys.intern(call.method), sys.intern(call.path), sys.intern(call.query),
+            sys.intern(self._shape(call.method, call.path, call.request.body)),
+            call.answer.status, self._headers.setdefault(headers, headers), call.answer.body,
         )  # fmt: skip
-        if owner == call.trace_id:
-            self._by_exchange.setdefault(key, []).append(recorded)
+        owner = sys.intern(call.trace_id[EXCHANGE_DIGITS:])
+        exchange = self._by_exchange.setdefault(exchange_key(call.trace_id) + dependency, _Exchange(owner, []))
+        if exchange.owner == owner:
+            exchange.calls.append(recorded)
         self._by_request.setdefault((dependency, call.method, call.path, call.query, recorded.shape), recorded)
         self._by_route.setdefault((dependency, call.method, call.path, call.query), recorded)
         self._by_path.setdefault((dependency, call.method, call.path), recorded)
@@ -156,11 +173,12 @@ class MockRecording:
 
     @property
     def exchange_keys(self) -> set[str]:
-        return {key for key, _ in self._by_exchange}
+        return {key[:EXCHANGE_DIGITS] for key in self._by_exchange}
 
     def answer(self, trace_id: str, ordinal: int, request: CallRequest) -> MockMatch:
         shape = self._shape(request.method, request.path, request.body)
-        calls = self._by_exchange.get((exchange_key(trace_id), request.dependency), []) if trace_id else []
+        exchange = self._by_exchange.get(exchange_key(trace_id) + request.dependency) if trace_id else None
+        calls = exchange.calls if exchange is not None else []
         if ordinal < len(calls) and _same(calls[ordinal], request, shape):
             return MockMatch("exact", calls[ordinal].answer, ordinal)
         best = _best_in_exchange(calls, request, shape, ordinal)
@@ -210,16 +228,8 @@ def dependency_name(dependency: str) -> str:
 
 
 _HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"})
-
-
-def _bare(answer: Response) -> Response:
-    """Without the headers the tap recomputes: bodies are stored decoded, so their length and encoding change."""
-    return Response(
-        status=answer.status,
-        reason=answer.reason,
-        headers=[(name, value) for name, value in answer.headers if name.lower() not in _HOP_BY_HOP],
-        body=answer.body,
-    )
+"""Left out of recorded answers: the tap recomputes them (bodies are stored decoded, so length and encoding
+change)."""
 
 
 def _same(recorded: _Recorded, request: CallRequest, shape: str) -> bool:
