@@ -150,14 +150,19 @@ def test_a_damaged_recording_keeps_every_call_before_the_damage(tmp_path: Path) 
         MockRecording.load(empty)
 
 
-def test_a_dependency_the_recording_never_saw_gets_502_and_a_logged_miss(tmp_path: Path) -> None:
+def test_a_dependency_the_recording_never_saw_gets_502_and_a_logged_miss_and_faults_still_apply(
+    tmp_path: Path,
+) -> None:
     log = tmp_path / "up.jsonl.zst"
     with UpstreamLogWriter(log) as writer:
         writer.write(_call(1, "GET", "/stock/1", None, {"n": 1}))
+        writer.write(_call(1, "GET", "/stock/2", None, {"n": 2}))
+    faults = tmp_path / "faults.toml"
+    faults.write_text('[[fault]]\npath = "/stock/2"\nstatus = 503\n')
     out = tmp_path / "mocked.jsonl.zst"
     proc = subprocess.Popen(
         [*REPLAYDIFF, "tap", "--mock", str(log), "--route", "payments=@0", "--route", "inventory=@0", "-o", str(out),
-         "--confdir", str(tmp_path / "conf")],
+         "--faults", str(faults), "--confdir", str(tmp_path / "conf")],
         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:
@@ -169,14 +174,15 @@ def test_a_dependency_the_recording_never_saw_gets_502_and_a_logged_miss(tmp_pat
         assert httpx.get(urls["payments"] + "/charge", headers=traceparent).status_code == 502
         answer = httpx.get(urls["inventory"] + "/stock/1", headers=traceparent)
         assert answer.status_code == 200 and answer.json() == {"n": 1}
+        assert httpx.get(urls["inventory"] + "/stock/2", headers=traceparent).status_code == 503  # the seeded fault
     finally:
         proc.send_signal(signal.SIGTERM)
         _, rest = proc.communicate(timeout=20)
     assert proc.returncode == 0 and "Traceback" not in rest
     assert "no call to dependency 'payments'" in rest
     assert "mock: exact 1, miss 1" in rest
-    assert [(c.dependency, c.mock, c.status) for c in UpstreamLogReader(out)] == [
-        ("payments", "miss", 502), ("inventory", "exact", 200)
+    assert [(c.dependency, c.mock, c.status, c.fault) for c in UpstreamLogReader(out)] == [
+        ("payments", "miss", 502, None), ("inventory", "exact", 200, None), ("inventory", None, 503, "status 503")
     ]
 
 
