@@ -36,6 +36,7 @@ class CallCapture:
         loader.add_option("tap_policy", str, "", "Sanitization policy (TOML) for the logged requests and answers.")
         loader.add_option("tap_default_sanitize", bool, True, "Apply the built-in safe sanitizing defaults.")
         loader.add_option("tap_pseudonym_key_file", str, "", "HMAC key file for pseudonymize rules.")
+        loader.add_option("tap_whole_calls", bool, True, "Log each call's request and answer, not only its outcome.")
 
     def configure(self, updated: set[str]) -> None:
         if updated & {"tap_policy", "tap_default_sanitize", "tap_pseudonym_key_file"} or self.sanitizer is None:
@@ -49,7 +50,7 @@ class CallCapture:
                 raise exceptions.OptionsError(str(exc)) from None
 
     def whole(self, call: UpstreamCall, flow: http.HTTPFlow) -> UpstreamCall:
-        if self.sanitizer is None:
+        if self.sanitizer is None or not ctx.options.tap_whole_calls:
             return call
         exchange = truncated(self.sanitizer.exchange(exchange_from_flow(flow, epoch=0)), DEFAULT_MAX_BODY)
         return replace(

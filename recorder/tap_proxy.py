@@ -34,6 +34,8 @@ class TapSettings:
     """A recorded upstream log to answer from instead of forwarding (`recorder.mock`)."""
     on_miss: str = "502"
     mock_rules: Path | None = None
+    whole_calls: bool = True
+    """Log each call's request and answer (sanitized), so the log can be a mock's recording."""
 
     def listeners(self) -> list[tuple[str, str]]:
         """(dependency name, mitmproxy mode spec) per listener; mitmproxy cannot give several listeners
@@ -109,6 +111,7 @@ async def _serve(settings: TapSettings, on_listening: Callable[[dict[str, str]],
         tap_default_sanitize=settings.default_sanitize,
         tap_pseudonym_key_file=str(settings.pseudonym_key_file) if settings.pseudonym_key_file else "",
         tap_mock_rules=str(settings.mock_rules) if settings.mock_rules else "",
+        tap_whole_calls=settings.whole_calls,
         **mocking,
     )
     return tap

@@ -36,10 +36,13 @@ from replaydiff.errors import UserError
 @click.option("--mock-rules", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
               help="A diff rules file: the JSON paths its `ignore = true` rules name are ignored when calls are "
                    "matched to the recording (volatile fields such as timestamps).")
+@click.option("--outcomes-only", is_flag=True,
+              help="Log each call's method, path and outcome only, as a replay's tap needs; by default the log "
+                   "holds whole calls (sanitized) and can serve as a mock's recording (--mock).")
 @sanitize_options
 def tap(routes: tuple[str, ...], listen_host: str, forward_port: int, output: Path, faults: Path | None,
         seed: int | None, confdir: Path, mock: Path | None, on_miss: str, mock_rules: Path | None,
-        sanitizing: Sanitizing) -> None:
+        outcomes_only: bool, sanitizing: Sanitizing) -> None:
     """Record (and fault) the calls a service makes to its dependencies, attributed by `traceparent`; or, with
     --mock, answer them from a recording."""
     try:
@@ -62,6 +65,7 @@ def tap(routes: tuple[str, ...], listen_host: str, forward_port: int, output: Pa
             mock=mock,
             on_miss=on_miss,
             mock_rules=mock_rules,
+            whole_calls=not outcomes_only,
         )
         result = run_tap(settings, on_listening=_announce(output))
     except ProxyError as exc:  # bad routes, ports, or fault rules (the tap's options reject those)

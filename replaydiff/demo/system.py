@@ -126,6 +126,8 @@ class DemoSystem:
                      "--confdir", str(self._scratch / "mitmproxy")]  # fmt: skip
         if self.faults is not None:
             arguments += ["--faults", str(self.faults)]
+        if self.keep_upstream_log is None:
+            arguments.append("--outcomes-only")  # a replay's tap: the calls' bodies would only cost time
         if self.mock is not None:
             arguments += ["--mock", str(self.mock)]
         self._tap = TapProcess(arguments, start_timeout=max(self.start_timeout, 30.0))
