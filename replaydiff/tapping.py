@@ -11,7 +11,6 @@ import selectors
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from types import TracebackType
 
 START_TIMEOUT_S = 30.0
