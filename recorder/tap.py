@@ -6,7 +6,7 @@ seeded faults identically for baseline and candidate. Run it as the service's
 reverse proxy per dependency (`--route inventory=http://127.0.0.1:5001`, one
 listening port each) or as its HTTP proxy (forward mode; the dependency is
 then the request's host). Each call is logged whole (request and answer,
-sanitized as `record` sanitizes), so the log can serve as a mock's recording;
+sanitized as `record` sanitizes; `tap_whole_calls` off logs outcomes only), so the log can serve as a mock's recording;
 with a mock (`recorder.mock_tap`) the tap answers from such a recording
 instead of forwarding.
 """
