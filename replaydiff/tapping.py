@@ -15,7 +15,8 @@ from types import TracebackType
 
 START_TIMEOUT_S = 30.0
 """Loading a large recording to mock from happens before the tap listens."""
-STOP_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 10.0
+"""Closing the log of a long run takes a moment on a busy machine; killed, the tap leaves it without its end."""
 
 
 class TapProcessError(RuntimeError):

@@ -68,7 +68,7 @@ def demo(aa: bool, mock: bool, speed: float, limit: int | None, output: Path | N
                     upstream_log=system.upstream_log,
                 )
                 replay_corpus(job, console=progress)
-            if mock:
+            if mock and system.tap_farewell:  # how the mock answered (absent if the tap had to be killed)
                 progress.print(system.tap_farewell.removeprefix("replaydiff: "), soft_wrap=True)
         except DemoSystemError as exc:
             raise UserError(f"the demo system did not start: {exc}") from exc
