@@ -156,6 +156,18 @@ class UpstreamCall:
     """The fault the tap injected into this call, if any."""
     approximate: bool = False
     """Attributed by time window because the service did not propagate `traceparent`."""
+    query: str = ""
+    request: Request | None = None
+    """The whole request as the tap saw it (sanitized): what a mock matches later calls against."""
+    answer: Response | None = None
+    """The whole answer (sanitized): what a mock answers with."""
+    mock: str | None = None
+    """How a mock answered: `exact`, `exchange` (another call of the exchange), `corpus` (another exchange's), or
+    `miss` (none in the recording); None when the call was forwarded."""
+    mock_recorded: int | None = None
+    """With `exact` or `exchange`: which recorded call of the exchange to that dependency answered (0-based)."""
+    mock_changes: list[str] = field(default_factory=list)
+    """With `exchange` or `corpus`: how the request differed from the recorded one (`body $.qty: 1 → 2`)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -172,11 +184,29 @@ class UpstreamCall:
             data["fault"] = self.fault
         if self.approximate:
             data["approximate"] = True
+        if self.query:
+            data["query"] = self.query
+        if self.request is not None:
+            data["request"] = self.request.to_json()
+        if self.answer is not None:
+            data["answer"] = self.answer.to_json()
+        if self.mock is not None:
+            data["mock"] = self.mock
+            if self.mock_recorded is not None:
+                data["mock_recorded"] = self.mock_recorded
+            if self.mock_changes:
+                data["mock_changes"] = list(self.mock_changes)
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UpstreamCall:
-        return cls(**data)
+        fields = dict(data)
+        request, answer = fields.pop("request", None), fields.pop("answer", None)
+        return cls(
+            **fields,
+            request=Request.from_json(request) if request else None,
+            answer=Response.from_json(answer) if answer else None,
+        )
 
 
 @dataclass(slots=True)

@@ -22,3 +22,8 @@ def parse_traceparent(value: str) -> tuple[str, str]:
     """
     parts = value.strip().split("-")
     return (parts[1], parts[2]) if len(parts) == 4 and len(parts[1]) == 32 else ("", "")
+
+
+TRACE_TAG = "trace_id"
+"""Exchange tag: the trace id the recorded request carried (its own `traceparent`, or the one the recorder
+injected). A replay keys the exchange by it, so the dependency calls recorded with it find their exchange."""

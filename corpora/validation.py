@@ -67,6 +67,12 @@ UPSTREAM_CALL: dict[str, Any] = {
     "?trace_id": str,
     "?fault": Nullable(str),
     "?approximate": bool,
+    "?query": str,
+    "?request": REQUEST,
+    "?answer": RESPONSE,
+    "?mock": Nullable(str),
+    "?mock_recorded": Nullable(int),
+    "?mock_changes": ListOf(str),
 }
 
 EXCHANGE: dict[str, Any] = {

@@ -4,6 +4,12 @@ A retry or timeout policy that misbehaves two hops away shows here: the
 candidate calls its dependency four times where the baseline called it twice,
 or gives up sooner. The locations are per dependency, so the noise rule
 (baseline vs baseline2) applies to them exactly as to response fields.
+
+Under a mock (`replaydiff tap --mock`) each call also says how the recording
+answered it, which tells more than the calls' outcomes: a call the recording
+does not have (`unexpected call`), a recorded call one side no longer makes
+(`missing call`), and a recorded call made with another request (`call
+changed`, with what changed).
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ def compare_behaviour(left: ReplayRecord, right: ReplayRecord) -> list[Differenc
         sequences = call_sequence(mine), call_sequence(theirs)
         if _retries(mine) != _retries(theirs):
             differences.append(Difference("retry", dependency, *sequences))
+        mocked = _mock_differences(dependency, mine, theirs)
+        differences.extend(mocked)
+        if mocked:
+            continue  # the outcome sequences differ because of those calls: saying so again adds nothing
         if [_outcome(c) for c in mine] != [_outcome(c) for c in theirs]:
             differences.append(Difference("upstream", dependency, *sequences))
         elif _gave_up(mine) and _gave_up(theirs) and _clearly_apart(_persisted_us(mine), _persisted_us(theirs)):
@@ -33,6 +43,58 @@ def compare_behaviour(left: ReplayRecord, right: ReplayRecord) -> list[Differenc
                 Difference("retry", f"{dependency} time before giving up", *(_ms(_persisted_us(c)) for c in (mine, theirs)))
             )
     return differences
+
+
+UNEXPECTED_CALL = "unexpected call"
+MISSING_CALL = "missing call"
+CALL_CHANGED = "call changed"
+MOCK_LOCATIONS = (UNEXPECTED_CALL, MISSING_CALL, CALL_CHANGED)
+"""Suffixes of an upstream divergence's location (`inventory unexpected call`): one fingerprint each."""
+
+
+def _mock_differences(dependency: str, mine: list[UpstreamCall], theirs: list[UpstreamCall]) -> list[Difference]:
+    if not any(call.mock for call in (*mine, *theirs)):
+        return []
+    differences = []
+    unexpected = _unexpected(mine), _unexpected(theirs)
+    if unexpected[0] != unexpected[1]:
+        differences.append(Difference("upstream", f"{dependency} {UNEXPECTED_CALL}", *(_joined(u) for u in unexpected)))
+    made = _recorded_made(mine), _recorded_made(theirs)
+    if made[0] - made[1]:
+        differences.append(
+            Difference("upstream", f"{dependency} {MISSING_CALL}", *(_recorded_list(m, mine + theirs) for m in made))
+        )
+    changed = _changed(mine), _changed(theirs)
+    if changed[0] != changed[1]:
+        differences.append(Difference("upstream", f"{dependency} {CALL_CHANGED}", *(_joined(c) for c in changed)))
+    return differences
+
+
+def _unexpected(calls: list[UpstreamCall]) -> list[str]:
+    """Calls the recorded exchange does not have (answered from another exchange, or not at all)."""
+    return [f"{call.method} {call.path}" for call in calls if call.mock in ("corpus", "miss")]
+
+
+def _recorded_made(calls: list[UpstreamCall]) -> set[int]:
+    return {call.mock_recorded for call in calls if call.mock in ("exact", "exchange") and call.mock_recorded is not None}
+
+
+def _recorded_list(made: set[int], calls: list[UpstreamCall]) -> str | None:
+    """`GET /stock/7 (recorded #0)`, for each recorded call made."""
+    names = {c.mock_recorded: f"{c.method} {c.path}" for c in calls if c.mock_recorded is not None}
+    return ", ".join(f"{names.get(index, '?')} (recorded #{index})" for index in sorted(made)) or None
+
+
+def _changed(calls: list[UpstreamCall]) -> list[str]:
+    return [
+        f"{call.method} {call.path}: {'; '.join(call.mock_changes)}"
+        for call in calls
+        if call.mock == "exchange" and call.mock_changes
+    ]
+
+
+def _joined(items: list[str]) -> str | None:
+    return ", ".join(items) or None
 
 
 def _by_dependency(calls: list[UpstreamCall]) -> dict[str, list[UpstreamCall]]:

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from replaydiff.corpora.model import DivergenceKind
+from replaydiff.diff.behaviour import MOCK_LOCATIONS
 from replaydiff.diff.findings import DivergenceGroup, Example, Finding, Severity
 
 SAME_CAUSE_OVERLAP = 0.5
@@ -179,7 +180,11 @@ def _single(group: DivergenceGroup) -> Finding:
     elif group.kind == "retry":
         title = f"retries to {group.location or 'the service'} differ on {group.endpoint}"
     else:
-        title = f"{group.kind} calls to {group.location or 'dependencies'} differ on {group.endpoint}"
+        dependency, _, what = group.location.partition(" ")
+        if what in MOCK_LOCATIONS:  # under a mock: `unexpected call to inventory on POST /api/checkout`
+            title = f"{what} to {dependency} on {group.endpoint}"
+        else:
+            title = f"{group.kind} calls to {group.location or 'dependencies'} differ on {group.endpoint}"
     return _finding(title, group.kind, group.kind, [group])
 
 

@@ -32,6 +32,7 @@ from mitmproxy import ctx, exceptions, http, tcp
 from mitmproxy.addonmanager import Loader
 
 from replaydiff.corpora import CorpusError, CorpusWriter
+from replaydiff.corpora.trace import TRACE_TAG, parse_traceparent
 from replaydiff.recorder.capture import DEFAULT_MAX_BODY, exchange_from_flow, truncated
 from replaydiff.recorder.policy import PolicyError
 from replaydiff.recorder.pseudonym import PseudonymKeyError
@@ -138,6 +139,14 @@ class Recorder:
             "Seconds a client may stay quiet before its next request starts a new session (`client` grouping).",
         )
 
+        loader.add_option(
+            "replaydiff_inject_traceparent",
+            bool,
+            False,
+            "Give a request that carries no W3C traceparent one (a random trace id) before it reaches the service, "
+            "so the calls it makes to its dependencies (seen by `replaydiff tap`) join it exactly.",
+        )
+
     def configure(self, updated: set[str]) -> None:
         sanitizer_options = {"replaydiff_policy", "replaydiff_default_sanitize", "replaydiff_pseudonym_key_file"}
         if updated & sanitizer_options:
@@ -192,6 +201,10 @@ class Recorder:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if self._epoch is None:
             self._epoch = flow.request.timestamp_start
+        if ctx.options.replaydiff_inject_traceparent and not parse_traceparent(
+            flow.request.headers.get("traceparent", "")
+        )[0]:
+            flow.request.headers["traceparent"] = f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
 
     def response(self, flow: http.HTTPFlow) -> None:
         if flow.websocket is not None:
@@ -233,6 +246,9 @@ class Recorder:
         peer = flow.client_conn.peername
         exchange = self.sessions.assign(exchange, client_address=peer[0] if peer else None)
         exchange = self.sanitizer.exchange(exchange)
+        if trace_id := parse_traceparent(flow.request.headers.get("traceparent", ""))[0]:
+            # after sanitizing: a random trace id is no secret, but a value pattern could take it for one
+            exchange.tags[TRACE_TAG] = trace_id
         exchange = self.retries.tag(truncated(exchange, self.max_body))
         self._with_writer(lambda writer: writer.write(exchange))
 

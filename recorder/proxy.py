@@ -50,6 +50,7 @@ class ProxySettings:
     retry_window_s: float = DEFAULT_RETRY_WINDOW_S
     session_by: SessionBy = "client"
     session_gap_s: float = DEFAULT_SESSION_GAP_S
+    inject_traceparent: bool = False
 
     @property
     def mode(self) -> str:
@@ -133,6 +134,7 @@ async def _serve(settings: ProxySettings, on_listening: Callable[[str], None]) -
         replaydiff_retry_window=settings.retry_window_s,
         replaydiff_session_by=settings.session_by,
         replaydiff_session_gap=settings.session_gap_s,
+        replaydiff_inject_traceparent=settings.inject_traceparent,
     )
     return recorder
 

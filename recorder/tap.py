@@ -5,7 +5,10 @@ which names the replayed request (and target) that caused it, and it injects
 seeded faults identically for baseline and candidate. Run it as the service's
 reverse proxy per dependency (`--route inventory=http://127.0.0.1:5001`, one
 listening port each) or as its HTTP proxy (forward mode; the dependency is
-then the request's host).
+then the request's host). Each call is logged whole (request and answer,
+sanitized as `record` sanitizes; `tap_whole_calls` off logs outcomes only), so the log can serve as a mock's recording;
+with a mock (`recorder.mock_tap`) the tap answers from such a recording
+instead of forwarding.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from mitmproxy.proxy.mode_specs import ReverseMode
 from replaydiff.corpora import UpstreamCall, UpstreamLogWriter
 from replaydiff.corpora.trace import exchange_key, parse_traceparent
 from replaydiff.recorder.faults import Fault, FaultPlan, FaultRulesError, check_dependencies, load_fault_plan
+from replaydiff.recorder.mock_tap import CallCapture, MockAnswers, MockResult
 
 _METADATA = "replaydiff_tap"
 
@@ -37,6 +41,7 @@ class _Pending:
     started: float
     deadline: asyncio.TimerHandle | None = None
     timed_out: bool = False
+    mocked: MockResult | None = None
 
 
 _KEPT_ORDINALS = 100_000
@@ -53,6 +58,8 @@ class Tap:
         self._routes: dict[str, str] = {}
         self._ordinals: OrderedDict[tuple[str, str, str], int] = OrderedDict()
         self._ticker: asyncio.Task[None] | None = None
+        self.capture = CallCapture()
+        self.mock: MockAnswers | None = None
 
     def load(self, loader: Loader) -> None:
         loader.add_option("tap_output", str, "", "Where the tap writes the upstream calls it saw (.jsonl.zst).")
@@ -77,6 +84,8 @@ class Tap:
             None,
             "Seed of the fault decisions (default: the faults file's, else 0); the same seed repeats the same faults.",
         )
+        self.capture.load(loader)
+        MockAnswers.load_options(loader)
 
     def configure(self, updated: set[str]) -> None:
         if "tap_routes" in updated:
@@ -97,6 +106,9 @@ class Tap:
                     check_dependencies(self.plan, self._routes.values(), source=ctx.options.tap_faults)
             except FaultRulesError as exc:
                 raise exceptions.OptionsError(str(exc)) from None
+        self.capture.configure(updated)
+        if updated & MockAnswers.OPTIONS:
+            self.mock = MockAnswers.configured()
 
     def running(self) -> None:
         if not ctx.options.tap_output:
@@ -138,8 +150,11 @@ class Tap:
         pending = flow.metadata[_METADATA] = _Pending(dependency, trace_id, fault, time.time())
         if ctx.options.tap_timeout > 0:
             pending.deadline = asyncio.get_running_loop().call_later(ctx.options.tap_timeout, self._expire, flow)
-        if fault is None:
-            return
+        if fault is not None:
+            await self._inject(flow, fault)
+        self._answer_from_mock(flow, dependency, trace_id, ordinal)
+
+    async def _inject(self, flow: http.HTTPFlow, fault: Fault) -> None:
         if fault.delay_ms:
             await asyncio.sleep(fault.delay_ms / 1000)
         if fault.reset:
@@ -167,6 +182,12 @@ class Tap:
         elif flow.killable:
             flow.kill()
 
+    def _answer_from_mock(self, flow: http.HTTPFlow, dependency: str, trace_id: str, ordinal: int) -> None:
+        """A faulted call keeps its fault; a delay-only fault delays the mocked answer as it would the real one."""
+        pending: _Pending = flow.metadata[_METADATA]
+        if self.mock is not None and not (pending.fault and (pending.fault.reset or pending.fault.status)):
+            pending.mocked = self.mock.respond(flow, dependency, trace_id, ordinal)
+
     def response(self, flow: http.HTTPFlow) -> None:
         self._write(flow, status=flow.response.status_code if flow.response else None, error=None)
 
@@ -186,19 +207,18 @@ class Tap:
         if pending is None or self.writer is None:
             return
         ended = time.time()
-        self.writer.write(
-            UpstreamCall(
-                dependency=pending.dependency,
-                method=flow.request.method,
-                path=flow.request.path,
-                status=status,
-                error=error,
-                start_us=int(pending.started * 1e6),  # wall clock, to line up with the replay's own
-                duration_us=int((ended - pending.started) * 1e6),
-                trace_id=pending.trace_id,
-                fault=pending.fault.describe() if pending.fault else None,
-            )
+        call = UpstreamCall(
+            dependency=pending.dependency,
+            method=flow.request.method,
+            path=flow.request.path,
+            status=status,
+            error=error,
+            start_us=int(pending.started * 1e6),  # wall clock, to line up with the replay's own
+            duration_us=int((ended - pending.started) * 1e6),
+            trace_id=pending.trace_id,
+            fault=pending.fault.describe() if pending.fault else None,
         )
+        self.writer.write(self.capture.whole(call, flow) if pending.mocked is None else pending.mocked.logged(call))
         self.calls += 1
 
     def done(self) -> None:

@@ -29,6 +29,15 @@ class TapSettings:
     timeout_s: float = 0.0
     """A dependency's whole answer must come within this (0: no limit); else the call is cut and logged as a timeout."""
     confdir: Path = DEFAULT_CONFDIR
+    policy: Path | None = None
+    default_sanitize: bool = True
+    pseudonym_key_file: Path | None = None
+    mock: Path | None = None
+    """A recorded upstream log to answer from instead of forwarding (`recorder.mock`)."""
+    on_miss: str = "502"
+    mock_rules: Path | None = None
+    whole_calls: bool = True
+    """Log each call's request and answer (sanitized), so the log can be a mock's recording."""
 
     def listeners(self) -> list[tuple[str, str]]:
         """(dependency name, mitmproxy mode spec) per listener. One listener binds port 0 itself and reports
@@ -38,22 +47,42 @@ class TapSettings:
             return [("forward proxy", f"regular@{self.forward_port}")]
         if len(self.routes) == 1:
             [(name, url)] = self.routes.items()
-            return [(name, f"reverse:{url}@{self.ports.get(name, 0)}")]
+            return [(name, f"reverse:{url or _NOWHERE}@{self.ports.get(name, 0)}")]
         return [
-            (name, f"reverse:{url}@{self.ports.get(name) or free_port(self.listen_host)}")
+            (name, f"reverse:{url or _NOWHERE}@{self.ports.get(name) or free_port(self.listen_host)}")
             for name, url in self.routes.items()
         ]
 
 
+_NOWHERE = "http://127.0.0.1:9"
+"""The upstream of a mock-only route (`inventory=@9001`): never contacted, the mock answers every call."""
+
+
 def parse_route(text: str) -> tuple[str, str, int]:
-    """`NAME=URL[@PORT]` → (name, normalised URL, port or 0)."""
+    """`NAME=URL[@PORT]` → (name, normalised URL, port or 0); `NAME=@PORT` (no URL, for a mock) → URL ''."""
     name, sep, rest = text.partition("=")
     if not sep or not name.strip():
         raise ProxyError(f"--route {text!r} must be NAME=URL[@PORT], e.g. inventory=http://127.0.0.1:5001@9001")
     url, at, port = rest.rpartition("@") if "@" in rest else (rest, "", "0")
     if at and not port.isdigit():
         raise ProxyError(f"--route {text!r}: {port!r} after @ is not a port")
-    return name.strip(), parse_upstream(url), int(port)
+    return name.strip(), parse_upstream(url) if url else "", int(port)
+
+
+def check_routes(parsed: list[tuple[str, str, int]], *, mock: bool, on_miss: str) -> None:
+    """Two routes on one port, one name twice, or a route without URL that a call could be forwarded to."""
+    names: set[str] = set()
+    ports: dict[int, str] = {}
+    for name, url, port in parsed:
+        if name in names:
+            raise ProxyError(f"--route {name}: given twice; one route per dependency")
+        names.add(name)
+        if port and port in ports:
+            raise ProxyError(f"--route {name} and --route {ports[port]} both ask for port {port}; give each its own")
+        ports[port] = name
+        if not url and (not mock or on_miss == "forward"):
+            why = "--on-miss forward needs" if mock else "without --mock the tap forwards, so it needs"
+            raise ProxyError(f"--route {name}=@{port}: {why} the real URL, e.g. {name}=http://127.0.0.1:5001@{port}")
 
 
 def run_tap(settings: TapSettings, *, on_listening: Callable[[dict[str, str]], None]) -> Tap:
@@ -68,6 +97,7 @@ def run_tap(settings: TapSettings, *, on_listening: Callable[[dict[str, str]], N
 async def _serve(settings: TapSettings, on_listening: Callable[[dict[str, str]], None]) -> Tap:
     listeners = settings.listeners()
     tap = Tap(on_running=lambda: on_listening(_listening_urls([name for name, _ in listeners])))
+    mocking = {"tap_mock": str(settings.mock), "tap_on_miss": settings.on_miss} if settings.mock else {}
     await serve_master(
         [tap],
         confdir=str(settings.confdir),
@@ -78,6 +108,12 @@ async def _serve(settings: TapSettings, on_listening: Callable[[dict[str, str]],
         tap_faults=str(settings.faults) if settings.faults else "",
         tap_seed=settings.seed,
         tap_timeout=settings.timeout_s,
+        tap_policy=str(settings.policy) if settings.policy else "",
+        tap_default_sanitize=settings.default_sanitize,
+        tap_pseudonym_key_file=str(settings.pseudonym_key_file) if settings.pseudonym_key_file else "",
+        tap_mock_rules=str(settings.mock_rules) if settings.mock_rules else "",
+        tap_whole_calls=settings.whole_calls,
+        **mocking,
     )
     return tap
 

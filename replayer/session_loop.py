@@ -24,6 +24,7 @@ from replaydiff.replayer.correlate import Carried, SessionCorrelator
 from replaydiff.replayer.plan import PlannedRequest
 from replaydiff.replayer.retry import RetryPolicy
 from replaydiff.replayer.sessions import SessionTable
+from replaydiff.corpora.trace import TRACE_TAG
 from replaydiff.replayer.tracing import trace_id_for
 
 if TYPE_CHECKING:
@@ -120,7 +121,8 @@ class SessionLoop:
             credited = credentials.rewrite(planned.exchange, carried.request, target)
             if credited is not carried.request:
                 carried = replace(carried, request=credited)
-        return trace_id_for(self.options.trace_salt, planned.exchange.id, target), carried
+        recorded = planned.exchange.tags.get(TRACE_TAG, "")
+        return trace_id_for(self.options.trace_salt, planned.exchange.id, target, recorded=recorded), carried
 
     def attempts(self) -> AttemptLog:
         return AttemptLog(self.options.retry, self.rng)

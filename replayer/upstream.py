@@ -49,9 +49,9 @@ def read_calls(log: Path, *, since_unix_us: int = 0) -> tuple[dict[str, list[Ups
             if call.start_us < since_unix_us:
                 continue
             if call.trace_id:
-                traced[call.trace_id].append(replace(call, dependency=_dependency(call)))
+                traced[call.trace_id].append(_attachable(call))
             else:
-                untraced.append(call)
+                untraced.append(replace(call, request=None, answer=None))  # the listener's `TARGET/` kept: a hint
     for sequence in traced.values():
         sequence.sort(key=lambda call: call.start_us)
     return traced, untraced
@@ -116,6 +116,12 @@ def _attribute_by_time(results: Path, calls: list[UpstreamCall]) -> dict[tuple[s
         if owner is not None:
             attributed[owner].append(replace(call, dependency=_dependency(call), approximate=True))
     return attributed
+
+
+def _attachable(call: UpstreamCall) -> UpstreamCall:
+    """Without the whole request and answer the tap logged (a mock's recording needs those; a results
+    file does not): the results stay the size they were, however large the calls' bodies."""
+    return replace(call, dependency=_dependency(call), request=None, answer=None)
 
 
 def _dependency(call: UpstreamCall) -> str:

@@ -48,6 +48,7 @@ def test_the_wheel_holds_one_top_level_package_and_the_demo_data(wheel: Path) ->
     for package in ("corpora", "recorder", "replayer", "diff"):
         assert f"replaydiff/{package}/__init__.py" in names
     assert "replaydiff/demo/demo-shop.jsonl.zst" in names
+    assert "replaydiff/demo/demo-shop.upstream.jsonl.zst" in names  # what `demo --mock` answers from
     assert not any(name.startswith("replaydiff/corpora/samples") for name in names)
 
 

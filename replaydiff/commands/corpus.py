@@ -19,6 +19,7 @@ from rich.table import Table
 from replaydiff.corpora import CorpusReader
 from replaydiff.corpora.endpoints import MIN_DISTINCT, RARE_HITS, LearnedEndpoints, learn_endpoints
 from replaydiff.diff.report import middle
+from replaydiff.mocking import ATTACHMENTS, upstream_attachment
 
 
 @dataclass(slots=True)
@@ -95,11 +96,18 @@ def corpus_stats(path: Path) -> CorpusStats:
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 @click.option("--endpoints", "show_endpoints", is_flag=True,
               help="Show the endpoint templates learned from the paths, and how many paths each merged.")
-def inspect(corpus: Path, as_json: bool, show_endpoints: bool) -> None:
+@click.option("--upstream", type=click.Path(path_type=Path, dir_okay=False), metavar="LOG",
+              help="A tap's log of the service's dependency calls while CORPUS was recorded: how many calls join "
+                   "the corpus's exchanges per dependency, and how (what a mock of them can answer exactly).")
+def inspect(corpus: Path, as_json: bool, show_endpoints: bool, upstream: Path | None) -> None:
     """Show what CORPUS holds: exchanges, time span, sessions, endpoints."""
     stats = corpus_stats(corpus)
+    attached = upstream_attachment(corpus, upstream) if upstream else None
     if as_json:
-        click.echo(json.dumps(stats.to_json(), indent=2))
+        data = stats.to_json()
+        if attached is not None:
+            data["upstream"] = {dependency: dict(counts) for dependency, counts in sorted(attached.items())}
+        click.echo(json.dumps(data, indent=2))
         return
     console = Console()
     header = stats.header
@@ -127,6 +135,16 @@ def inspect(corpus: Path, as_json: bool, show_endpoints: bool) -> None:
         paths = [str(stats.endpoint_paths[endpoint])] if show_endpoints else []
         table.add_row(middle(endpoint, max(room, 20)), str(count), *paths)
     console.print(table)
+    if attached is not None:
+        _print_attached(console, upstream, attached)
+
+
+def _print_attached(console: Console, log: Path | None, attached: dict[str, Counter[str]]) -> None:
+    if not attached:
+        console.print(f"upstream   {log}: no call")
+    for dependency, counts in sorted(attached.items()):
+        how = ", ".join(f"{name} {counts[name]}" for name in ATTACHMENTS if counts[name])
+        console.print(f"upstream   {dependency}: {sum(counts.values())} calls ({how})", soft_wrap=True)
 
 
 def _print_learned(console: Console, stats: CorpusStats) -> None:

@@ -21,7 +21,7 @@ from replaydiff.replayer.plan import Pacing, Selection
 from replaydiff.replayer.targets import Target
 from replaydiff.commands.diffing import DiffSettings, diff_options, report_results
 from replaydiff.demo.services import PLANTED
-from replaydiff.demo.system import DEMO_FAULTS, DemoSystem, DemoSystemError
+from replaydiff.demo.system import DEMO_FAULTS, DEMO_UPSTREAM, DemoSystem, DemoSystemError
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, UserError
 from replaydiff.replaying import ReplayJob, replay_corpus
 
@@ -32,21 +32,25 @@ DEMO_ACCOUNTS = Path(__file__).parent.parent / "demo" / "accounts.toml"
 
 @click.command()
 @click.option("--aa", is_flag=True, help="Use the baseline as the candidate too: an A/A run must report nothing.")
+@click.option("--mock", is_flag=True,
+              help="No inventory service: the shops' calls to it are answered from the inventory calls recorded with "
+                   "the bundled corpus (a mocking tap, still with the seeded faults).")
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="Replay speed relative to the recorded timing.")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Replay only the first N exchanges.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Keep the results file here [default: a temporary file].")
 @diff_options(default_rules=DEMO_RULES)
-def demo(aa: bool, speed: float, limit: int | None, output: Path | None, diff_settings: DiffSettings) -> None:
+def demo(aa: bool, mock: bool, speed: float, limit: int | None, output: Path | None, diff_settings: DiffSettings) -> None:
     """Start the demo shop, replay its bundled corpus through baseline, baseline#2 and candidate, and diff."""
     progress = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="replaydiff-demo-") as scratch:
         results = output or Path(scratch) / "demo-shop.results.jsonl.zst"
         try:
-            with DemoSystem(faults=DEMO_FAULTS) as system:
+            with DemoSystem(faults=DEMO_FAULTS, mock=DEMO_UPSTREAM if mock else None) as system:
+                inventory = f"mocked from {DEMO_UPSTREAM.name}" if mock else system.inventory
                 progress.print(
-                    f"demo system: inventory {system.inventory}, shop {system.baseline}, "
+                    f"demo system: inventory {inventory}, shop {system.baseline}, "
                     f"shop candidate {system.candidate}{' (A/A: candidate = baseline)' if aa else ''}",
                     soft_wrap=True,
                 )
@@ -67,6 +71,8 @@ def demo(aa: bool, speed: float, limit: int | None, output: Path | None, diff_se
                 replay_corpus(job, console=progress)
                 # while the system runs: `--confirm N` resends to it
                 report = report_results(results, console=Console(), settings=diff_settings, targets=job.targets)
+            if mock and system.tap_farewell:  # how the mock answered (absent if the tap had to be killed)
+                progress.print(system.tap_farewell.removeprefix("replaydiff: "), soft_wrap=True)
         except DemoSystemError as exc:
             raise UserError(f"the demo system did not start: {exc}") from exc
     expected = frozenset() if aa else PLANTED

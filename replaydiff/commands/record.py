@@ -144,6 +144,12 @@ def session_options(command: Callable[..., None]) -> Callable[..., None]:
     show_default=True,
     help="Bodies longer than this many bytes are stored cut to it, and the exchange tagged `truncated`.",
 )
+@click.option(
+    "--inject-traceparent",
+    is_flag=True,
+    help="Give each request without a W3C traceparent one before it reaches the service, so the dependency calls "
+    "a `replaydiff tap` logs meanwhile join their exchange exactly (the tap's log can then mock them).",
+)
 @sanitize_options
 @session_options
 def record(
@@ -153,6 +159,7 @@ def record(
     output: Path,
     confdir: Path,
     max_body: int,
+    inject_traceparent: bool,
     sanitizing: Sanitizing,
     sessions: Sessions,
 ) -> None:
@@ -179,6 +186,7 @@ def record(
             retry_window_s=sanitizing.retry_window_s,
             session_by=sessions.by,
             session_gap_s=sessions.gap_s,
+            inject_traceparent=inject_traceparent,
         )
         recorder = run(settings, on_listening=lambda url: _announce(url, settings))
     except ProxyError as exc:

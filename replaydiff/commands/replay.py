@@ -22,6 +22,7 @@ from replaydiff.replayer.targets import Target
 from replaydiff.commands.diffing import DiffSettings, diff_options, diff_results
 from replaydiff.commands.worker import master_address
 from replaydiff.errors import UserError
+from replaydiff.mocking import mocked_upstreams, recording_fit
 from replaydiff.replaying import LocustEngine, ReplayJob, replay_corpus
 
 
@@ -224,9 +225,40 @@ def replay(**params: Any) -> None:
 @click.command()
 @replay_options
 @diff_options(default_confirm=3)
-def run(diff_settings: DiffSettings, **params: Any) -> None:
+@click.option("--mock-upstreams", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Start a mock of the targets' dependencies for the run, answering from this recorded upstream "
+                   "log (a `replaydiff tap -o` of the recording); the targets must call the --route ports.")
+@click.option("--route", "routes", multiple=True, metavar="NAME=@PORT",
+              help="With --mock-upstreams: a dependency the targets call at 127.0.0.1:PORT (repeatable); "
+                   "NAME=URL@PORT also names the real one, for --on-miss forward.")
+@click.option("--on-miss", type=click.Choice(["502", "forward"]), default="502", show_default=True,
+              help="With --mock-upstreams: what a call nothing recorded gets: 502, or the real dependency's answer.")
+def run(diff_settings: DiffSettings, mock_upstreams: Path | None, routes: tuple[str, ...], on_miss: str,
+        **params: Any) -> None:
     """Replay CORPUS, then diff the results: exit 0 same, 1 divergent, 3 inconclusive (could not test)."""
     job = build_job(**params)
     job = replace(job, endpoints=diff_settings.options.rules.patterns)  # stamped as the report will name them
-    replay_corpus(job, console=Console(stderr=True))
+    console = Console(stderr=True)
+    if mock_upstreams is None:
+        if routes:
+            raise UserError("--route is for --mock-upstreams; without it the targets call their real dependencies")
+        replay_corpus(job, console=console)
+    else:
+        _replay_with_mock(job, mock_upstreams, routes, on_miss, params["trace_salt"], console)
     raise SystemExit(diff_results(job.output, console=Console(), settings=diff_settings, targets=job.targets))
+
+
+def _replay_with_mock(
+    job: ReplayJob, recording: Path, routes: tuple[str, ...], on_miss: str, trace_salt: str, console: Console
+) -> None:
+    if job.upstream_log is not None:
+        raise UserError("--mock-upstreams writes its own upstream log; leave --upstream-log out")
+    if not recording.is_file():
+        raise UserError(f"--mock-upstreams {recording}: no such file; give the upstream log a recording tap wrote")
+    found, total = recording_fit(job.corpus, recording, trace_salt=trace_salt)
+    with mocked_upstreams(recording, routes, on_miss=on_miss) as (log, announced):
+        console.print(
+            f"mock: {announced.removeprefix('replaydiff: ')}; the recording has calls of {found} of {total} "
+            "exchanges", soft_wrap=True,
+        )  # fmt: skip
+        replay_corpus(replace(job, upstream_log=log), console=console)

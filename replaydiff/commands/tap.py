@@ -7,15 +7,18 @@ from pathlib import Path
 
 import click
 
+from replaydiff.commands.record import Sanitizing, sanitize_options
+from replaydiff.recorder.mock_tap import ON_MISS_CHOICES
 from replaydiff.recorder.proxy import DEFAULT_CONFDIR, ProxyError
-from replaydiff.recorder.tap_proxy import TapSettings, parse_route, run_tap
+from replaydiff.recorder.tap_proxy import TapSettings, check_routes, parse_route, run_tap
 from replaydiff.errors import UserError
 
 
 @click.command("tap")
 @click.option("--route", "routes", multiple=True, metavar="NAME=URL[@PORT]",
               help="A dependency and where it really is; the tap listens for it on PORT (default: a free one). "
-                   "Repeatable. Without any, the tap is a forward proxy (set the service's HTTP_PROXY to it).")
+                   "Repeatable. Without any, the tap is a forward proxy (set the service's HTTP_PROXY to it). "
+                   "With --mock, NAME=@PORT: no real one.")
 @click.option("--listen-host", default="127.0.0.1", show_default=True, help="Address the tap listens on.")
 @click.option("--port", "forward_port", type=click.IntRange(0, 65535), default=0,
               help="Forward-proxy port (without --route); 0 picks a free one.")
@@ -29,11 +32,27 @@ from replaydiff.errors import UserError
                    "is cut (the service gets 502) and logged as a timeout. 0: no limit.")
 @click.option("--confdir", type=click.Path(path_type=Path), default=DEFAULT_CONFDIR, show_default=True,
               help="mitmproxy's own directory; never the user's ~/.mitmproxy.")
+@click.option("--mock", type=click.Path(path_type=Path, dir_okay=False), metavar="RECORDED_UPSTREAM.jsonl.zst",
+              help="Answer every call from this recorded upstream log (an earlier tap's -o) instead of forwarding.")
+@click.option("--on-miss", type=click.Choice(ON_MISS_CHOICES), default="502", show_default=True,
+              help="With --mock, a call nothing recorded answers: 502, or forward to the route's real URL.")
+@click.option("--mock-rules", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="A diff rules file: the JSON paths its `ignore = true` rules name are ignored when calls are "
+                   "matched to the recording (volatile fields such as timestamps).")
+@click.option("--outcomes-only", is_flag=True,
+              help="Log each call's method, path and outcome only, as a replay's tap needs; by default the log "
+                   "holds whole calls (sanitized) and can serve as a mock's recording (--mock).")
+@sanitize_options
 def tap(routes: tuple[str, ...], listen_host: str, forward_port: int, output: Path, faults: Path | None,
-        seed: int | None, timeout: float, confdir: Path) -> None:
-    """Record (and fault) the calls a service makes to its dependencies, attributed by `traceparent`."""
+        seed: int | None, timeout: float, confdir: Path, mock: Path | None, on_miss: str, mock_rules: Path | None,
+        outcomes_only: bool, sanitizing: Sanitizing) -> None:
+    """Record (and fault) the calls a service makes to its dependencies, attributed by `traceparent`; or, with
+    --mock, answer them from a recording."""
     try:
         parsed = [parse_route(route) for route in routes]
+        check_routes(parsed, mock=mock is not None, on_miss=on_miss)
+        if mock is not None and not mock.is_file():
+            raise UserError(f"--mock {mock}: no such file; give the upstream log a recording tap wrote (-o)")
         settings = TapSettings(
             output=output,
             routes={name: url for name, url, _ in parsed},
@@ -44,11 +63,19 @@ def tap(routes: tuple[str, ...], listen_host: str, forward_port: int, output: Pa
             seed=seed,
             timeout_s=timeout,
             confdir=confdir,
+            policy=sanitizing.policy,
+            default_sanitize=sanitizing.defaults,
+            pseudonym_key_file=sanitizing.pseudonym_key_file,
+            mock=mock,
+            on_miss=on_miss,
+            mock_rules=mock_rules,
+            whole_calls=not outcomes_only,
         )
         result = run_tap(settings, on_listening=_announce(output))
     except ProxyError as exc:  # bad routes, ports, or fault rules (the tap's options reject those)
         raise UserError(str(exc)) from None
-    click.echo(f"replaydiff: tap wrote {result.calls} upstream calls to {output}", err=True)
+    answered = f" (mock: {result.mock.summary() or 'no call'})" if result.mock is not None else ""
+    click.echo(f"replaydiff: tap wrote {result.calls} upstream calls to {output}{answered}", err=True)
 
 
 def _announce(output: Path) -> Callable[[dict[str, str]], None]:

@@ -679,18 +679,26 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def demo_services(*, inventory_via: str | None = None) -> AsyncIterator[DemoUrls]:
+async def _no_inventory() -> AsyncIterator[str]:
+    yield ""
+
+
+@asynccontextmanager
+async def demo_services(*, inventory_via: str | None = None, with_inventory: bool = True) -> AsyncIterator[DemoUrls]:
     """All three services on the current event loop, for in-process use.
 
-    `inventory_via`: where the shops reach inventory instead of directly, e.g. a tap in between.
+    `inventory_via`: where the shops reach inventory instead of directly, e.g. a tap in between;
+    `with_inventory=False` (only with `inventory_via`, a mocking tap): no inventory runs at all.
     """
-    async with _running_services(inventory_via) as (urls, _):
+    async with _running_services(inventory_via, with_inventory) as (urls, _):
         yield urls
 
 
 @asynccontextmanager
-async def _running_services(inventory_via: str | None) -> AsyncIterator[tuple[DemoUrls, list[web.Application]]]:
-    async with serving(inventory_app()) as inventory:
+async def _running_services(
+    inventory_via: str | None, with_inventory: bool = True
+) -> AsyncIterator[tuple[DemoUrls, list[web.Application]]]:
+    async with serving(inventory_app()) if with_inventory else _no_inventory() as inventory:
         reach = inventory_via or inventory
         shops = [shop_app(reach, candidate=False), shop_app(reach, candidate=True)]
         async with serving(shops[0]) as baseline, serving(shops[1]) as candidate:
@@ -703,13 +711,13 @@ only start once inventory's address is known, and then binds a port of its own c
 can take it in between."""
 
 
-async def serve_until_signalled(inventory_via: str | None) -> None:
+async def serve_until_signalled(inventory_via: str | None, with_inventory: bool = True) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     later = inventory_via == READ_VIA_FROM_STDIN
-    async with _running_services(None if later else inventory_via) as (urls, shops):
+    async with _running_services(None if later else inventory_via, with_inventory) as (urls, shops):
         print(json.dumps(asdict(urls)), flush=True)
         if later:
             via = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
@@ -721,10 +729,12 @@ async def serve_until_signalled(inventory_via: str | None) -> None:
 
 def main() -> int:
     """`--inventory-via URL` makes the shops call inventory through that address (the demo's tap); `-` reads
-    it from stdin after the URLs are printed."""
+    it from stdin after the URLs are printed. `--without-inventory` then starts no inventory (the tap mocks it)."""
     args = sys.argv[1:]
+    with_inventory = "--without-inventory" not in args
+    args = [arg for arg in args if arg != "--without-inventory"]
     via = args[1] if len(args) == 2 and args[0] == "--inventory-via" else None
-    asyncio.run(serve_until_signalled(via))
+    asyncio.run(serve_until_signalled(via, with_inventory or not via))
     return 0
 
 

@@ -4,6 +4,8 @@ Why a subprocess: the replayer measures latency, and services sharing its
 event loop (or its GIL) would add the replayer's own load to every timing.
 With `faults`, the shops reach inventory through `replaydiff tap`, which logs
 every call and injects the seeded faults, so retry policies can be compared.
+With `mock` (a recorded upstream log), that tap answers from the recording and
+no inventory runs at all; `tapped` puts a plain (recording) tap in between.
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from replaydiff.corpora.ports import free_port
 from replaydiff.demo.services import READ_VIA_FROM_STDIN, DemoUrls
+from replaydiff.tapping import TapProcess, TapProcessError
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
 DEMO_FAULTS = Path(__file__).parent / "faults.toml"
+DEMO_UPSTREAM = Path(__file__).parent / "demo-shop.upstream.jsonl.zst"
+"""The baseline shop's calls to inventory while the bundled corpus was replayed once: what `demo --mock`
+answers from (`python -m replaydiff.demo.upstream` writes it; `make corpus` runs that)."""
 
 
 class DemoSystemError(RuntimeError):
@@ -42,14 +49,22 @@ class DemoSystem:
         self,
         *,
         faults: Path | None = None,
+        mock: Path | None = None,
+        tapped: bool = False,
+        keep_upstream_log: Path | None = None,
         start_timeout: float = START_TIMEOUT_S,
         stop_timeout: float = STOP_TIMEOUT_S,
     ) -> None:
         self.faults = faults
+        self.mock = mock
+        self.tapped = tapped or faults is not None or mock is not None or keep_upstream_log is not None
+        self.keep_upstream_log = keep_upstream_log
+        """Where the tap's log is copied once the tap has closed it (the scratch directory goes on stop)."""
+        self._farewell = ""
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._process: subprocess.Popen[bytes] | None = None
-        self._tap: subprocess.Popen[bytes] | None = None
+        self._tap: TapProcess | None = None
         self._scratch: Path | None = None
         self._urls: DemoUrls | None = None
         self.returncode: int | None = None
@@ -82,18 +97,26 @@ class DemoSystem:
         """The tap's log of the shops' calls to inventory (with `faults` only)."""
         return self._scratch / "upstream.jsonl.zst" if self._scratch and self._tap else None
 
+    @property
+    def tap_farewell(self) -> str:
+        """What the tap said when it stopped: its count of calls (and, mocking, how it answered them)."""
+        return self._farewell
+
     def start(self) -> DemoUrls:
-        """With faults, the tap starts once inventory's address is known, on a port it binds itself, and the
+        """With a tap, the tap starts once inventory's address is known, on a port it binds itself, and the
         shops are told its address after that: no port is handed out before it is bound."""
-        via = ["--inventory-via", READ_VIA_FROM_STDIN] if self.faults else []
+        self._farewell = ""
+        via = ["--inventory-via", READ_VIA_FROM_STDIN] if self.tapped else []
+        if self.mock is not None:
+            via.append("--without-inventory")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "replaydiff.demo.services", *via], stdout=subprocess.PIPE,
-            stdin=subprocess.PIPE if self.faults else subprocess.DEVNULL,
+            stdin=subprocess.PIPE if self.tapped else subprocess.DEVNULL,
         )  # fmt: skip
         try:
             assert self._process.stdout is not None
             self._urls = _parse_urls(self._first_line(self._process, self._process.stdout, "demo services"))
-            if self.faults:
+            if self.tapped:
                 self._route_inventory_through(self._start_tap(self._urls.inventory))
         except BaseException:
             self.stop()
@@ -101,17 +124,23 @@ class DemoSystem:
         return self._urls
 
     def _start_tap(self, inventory: str) -> str:
-        """The tap's listening URL."""
-        assert self.faults is not None
+        """The tap's listening URL. Mocking, no inventory runs: the route names no upstream (`inventory=@PORT`),
+        and the mock-only route needs its port up front."""
         self._scratch = Path(tempfile.mkdtemp(prefix="replaydiff-demo-tap-"))
-        self._tap = subprocess.Popen(
-            [sys.executable, "-m", "replaydiff.cli", "tap", "--route", f"inventory={inventory}",
-             "-o", str(self._scratch / "upstream.jsonl.zst"), "--faults", str(self.faults),
-             "--confdir", str(self._scratch / "mitmproxy")],
-            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        assert self._tap.stderr is not None
-        line = self._first_line(self._tap, self._tap.stderr, "the demo's tap").decode(errors="replace")
+        route = f"inventory={inventory}" if inventory else f"inventory=@{free_port()}"
+        arguments = ["--route", route, "-o", str(self._scratch / "upstream.jsonl.zst"),
+                     "--confdir", str(self._scratch / "mitmproxy")]  # fmt: skip
+        if self.faults is not None:
+            arguments += ["--faults", str(self.faults)]
+        if self.keep_upstream_log is None:
+            arguments.append("--outcomes-only")  # a replay's tap: the calls' bodies would only cost time
+        if self.mock is not None:
+            arguments += ["--mock", str(self.mock)]
+        self._tap = TapProcess(arguments, start_timeout=max(self.start_timeout, 30.0))
+        try:
+            line = self._tap.start()
+        except TapProcessError as exc:
+            raise DemoSystemError(f"the demo's tap did not start: {exc}") from None
         if not (listening := re.search(r"inventory (http://\S+?);", line)):
             raise DemoSystemError(f"the demo's tap said {line.strip()!r} instead of where it listens")
         return listening.group(1)
@@ -140,7 +169,10 @@ class DemoSystem:
         """The tap first, so its log is closed; then the services."""
         tap, self._tap = self._tap, None
         if tap is not None:
-            self._terminate(tap)
+            tap.stop()
+            self._farewell = tap.farewell
+            if self.keep_upstream_log is not None and self._scratch is not None:
+                shutil.copyfile(self._scratch / "upstream.jsonl.zst", self.keep_upstream_log)
         process, self._process, self._urls = self._process, None, None
         if process is not None:
             self.returncode = self._terminate(process)
@@ -170,6 +202,7 @@ class DemoSystem:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
 
 
 def _parse_urls(line: bytes) -> DemoUrls:

@@ -1,0 +1,174 @@
+"""Dependency mocks: record a service and its dependency calls, then replay it with the dependency switched off.
+
+Real processes throughout: the recorder and the taps are `replaydiff` subprocesses, the service and its
+dependency aiohttp servers on 127.0.0.1; the dependency answers with a token drawn when it starts, so an
+answer that carries it can only have come from the recording once the dependency is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+import httpx
+from aiohttp import web
+
+from replaydiff.corpora import CorpusReader, ResultsReader, UpstreamLogReader, UpstreamLogWriter
+from replaydiff.corpora.trace import TRACE_TAG
+from tests.servers import serve
+from tests.waiting import wait_until
+
+REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
+DEPENDENCY = web.AppKey("dependency", str)
+VARIANT = web.AppKey("variant", str)
+TOKEN = web.AppKey("token", str)
+PRODUCTS = 12
+
+
+def inventory_app() -> web.Application:
+    app = web.Application()
+    app[TOKEN] = secrets.token_hex(8)
+
+    async def stock(request: web.Request) -> web.Response:
+        return web.json_response({"sku": int(request.match_info["sku"]), "lot": request.app[TOKEN]})
+
+    async def price(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"cents": 100 * body["sku"] * body["qty"], "lot": request.app[TOKEN]})
+
+    app.router.add_get("/stock/{sku}", stock)
+    app.router.add_post("/price", price)
+    return app
+
+
+def service_app(dependency: str, variant: str) -> web.Application:
+    """`baseline`, or `candidate`: per sku % 3, a changed request body, an extra call, or a call left out."""
+    app = web.Application()
+    app[DEPENDENCY], app[VARIANT] = dependency, variant
+
+    async def product(request: web.Request) -> web.Response:
+        sku = int(request.match_info["sku"])
+        headers = {"traceparent": request.headers["traceparent"]} if "traceparent" in request.headers else {}
+        candidate = request.app[VARIANT] == "candidate"
+        base = request.app[DEPENDENCY]
+        async with aiohttp.ClientSession(headers=headers) as session:
+            async with session.get(f"{base}/stock/{sku}") as answer:
+                stock = await answer.json()
+            if candidate and sku % 3 == 1:
+                async with session.get(f"{base}/audit/{sku}") as answer:
+                    await answer.read()
+            priced: dict[str, object] = {}
+            if not (candidate and sku % 3 == 2):
+                qty = 2 if candidate and sku % 3 == 0 else 1
+                async with session.post(f"{base}/price", json={"sku": sku, "qty": qty}) as answer:
+                    priced = await answer.json()
+        return web.json_response({"stock": stock, "price": priced})
+
+    app.router.add_get("/product/{sku}", product)
+    return app
+
+
+@contextmanager
+def _process(arguments: list[str], ready: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A replaydiff subprocess that announces itself on stderr; yields it with the announcement."""
+    proc = subprocess.Popen([*REPLAYDIFF, *arguments], stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert ready in line, line
+        yield proc, line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=30)
+        assert proc.returncode == 0, rest
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _record(tmp_path: Path) -> tuple[Path, Path, str]:
+    """(corpus, upstream log, the real inventory's token) of a recording through `record --inject-traceparent`."""
+    corpus, log = tmp_path / "shop.jsonl.zst", tmp_path / "upstream.jsonl.zst"
+    with serve(inventory := inventory_app()) as inventory_url:
+        tap_args = ["tap", "--route", f"inventory={inventory_url}", "-o", str(log), "--confdir", str(tmp_path / "c1")]
+        with _process(tap_args, "listening") as (_, line):
+            tapped = re.search(r"inventory (http://127\.0\.0\.1:\d+)", line)
+            assert tapped, line
+            with serve(service_app(tapped.group(1), "baseline")) as shop:
+                record_args = ["record", "--upstream", shop, "--listen", "127.0.0.1:0", "--inject-traceparent",
+                               "-o", str(corpus), "--confdir", str(tmp_path / "c2")]  # fmt: skip
+                with _process(record_args, "recording") as (_, announced):
+                    proxy = re.search(r"(http://127\.0\.0\.1:\d+)", announced)
+                    assert proxy, announced
+                    with httpx.Client(base_url=proxy.group(1), timeout=10) as client:
+                        for sku in range(1, PRODUCTS + 1):
+                            assert client.get(f"/product/{sku}").status_code == 200
+    wait_until(lambda: UpstreamLogReader(log).count() >= 2 * PRODUCTS, "the tap's log closed with every call")
+    return corpus, log, inventory[TOKEN]
+
+
+def test_record_then_replay_with_the_dependency_switched_off(tmp_path: Path) -> None:
+    corpus, log, token = _record(tmp_path)
+    exchanges = list(CorpusReader(corpus))
+    assert len(exchanges) == PRODUCTS and all(len(x.tags[TRACE_TAG]) == 32 for x in exchanges)
+    calls = list(UpstreamLogReader(log))
+    assert {c.trace_id for c in calls} == {x.tags[TRACE_TAG] for x in exchanges}  # every call joins its exchange
+    assert all(c.answer is not None and c.request is not None for c in calls)
+    inspected = subprocess.run([*REPLAYDIFF, "inspect", str(corpus), "--upstream", str(log)],
+                               capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert f"inventory: {2 * PRODUCTS} calls (by trace id {2 * PRODUCTS})" in inspected.stdout, inspected.stdout
+
+    port = _free_port()  # the inventory is gone: only the mock listens there
+    mocked = f"http://127.0.0.1:{port}"
+    with serve(service_app(mocked, "baseline")) as base, serve(service_app(mocked, "candidate")) as cand:
+        out = tmp_path / "results.jsonl.zst"
+        run = subprocess.run(
+            [*REPLAYDIFF, "run", str(corpus), "--baseline", base, "--candidate", cand, "--speed", "5",
+             "--mock-upstreams", str(log), "--route", f"inventory=@{port}", "-o", str(out), "--confirm", "0"],
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    assert run.returncode == 1, run.stderr + run.stdout
+    assert "Traceback" not in run.stderr
+    records = list(ResultsReader(out))
+    baseline = [r for r in records if r.target == "baseline"]
+    assert len(baseline) == PRODUCTS
+    for record in baseline:  # the baseline made the recorded calls: each answered exactly, from the recording
+        assert [c.mock for c in record.upstream] == ["exact", "exact"], record.upstream
+        assert record.response is not None and json.loads(record.response.body)["stock"]["lot"] == token
+    report = run.stdout
+    for finding in ("unexpected call to inventory", "missing call to inventory", "call changed to inventory"):
+        assert f"{finding} on GET /product/{{id}}" in report, report
+    candidate = {r.exchange_id: r for r in records if r.target == "candidate"}
+    changed = [c for r in candidate.values() for c in r.upstream if c.mock == "exchange" and c.mock_changes]
+    assert len(changed) == PRODUCTS // 3 and all(c.mock_changes == ["body $.qty: 1 → 2"] for c in changed)
+    unexpected = [c for r in candidate.values() for c in r.upstream if c.mock == "miss"]
+    assert unexpected and all(c.path.startswith("/audit/") and c.status == 502 for c in unexpected)
+
+
+def test_a_recording_of_another_corpus_is_refused_in_one_line(tmp_path: Path) -> None:
+    corpus, log, _ = _record(tmp_path)
+    other = tmp_path / "other.jsonl.zst"
+    with UpstreamLogWriter(other) as writer:  # the same calls, under trace ids no exchange of the corpus has
+        for number, call in enumerate(UpstreamLogReader(log)):
+            writer.write(replace(call, trace_id=f"{number:032x}"))
+    run = subprocess.run(
+        [*REPLAYDIFF, "run", str(corpus), "--baseline", "http://127.0.0.1:9", "--candidate", "http://127.0.0.1:9",
+         "--mock-upstreams", str(other), "--route", f"inventory=@{_free_port()}", "-o", str(tmp_path / "r.zst")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert "no trace id in common" in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
