@@ -57,6 +57,8 @@ class ReplaySummary:
     planned: int | None = None
     completed: int = 0
     lags_us: array[int] = field(default_factory=lambda: array("q"))
+    late: int | None = 0
+    """Requests that left late for the recorded timing (`session_loop.LATE_SHARE`); None: not counted (locust)."""
     elapsed_s: float = 0.0
     epoch_unix_us: int = 0
     """Wall-clock time of the replay's start: attempts' `sent_us` count from here."""
@@ -78,13 +80,14 @@ class ReplaySummary:
     def to_message(self) -> dict[str, Any]:
         """The whole summary, every lag included, from a process that replayed one shard to the one merging."""
         return {"planned": self.planned, "completed": self.completed, "elapsed_s": self.elapsed_s,
-                "epoch_unix_us": self.epoch_unix_us, "lags_us": self.lags_us.tolist(), "outcomes": self.outcomes,
+                "epoch_unix_us": self.epoch_unix_us, "lags_us": self.lags_us.tolist(), "late": self.late,
+                "outcomes": self.outcomes,
                 "carried": self.carried.to_json()}
 
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> ReplaySummary:
         summary = cls(planned=data["planned"], completed=data["completed"], elapsed_s=data["elapsed_s"],
-                      epoch_unix_us=data.get("epoch_unix_us", 0))
+                      epoch_unix_us=data.get("epoch_unix_us", 0), late=data.get("late"))
         summary.lags_us.extend(data["lags_us"])
         for target, counts in data["outcomes"].items():
             summary.outcomes[target] = Counter(counts)
@@ -99,6 +102,7 @@ class ReplaySummary:
             summary.completed += shard.completed
             summary.elapsed_s = max(summary.elapsed_s, shard.elapsed_s)
             summary.lags_us.extend(shard.lags_us)
+            summary.late = None if summary.late is None or shard.late is None else summary.late + shard.late
             for target, counts in shard.outcomes.items():
                 summary.outcomes.setdefault(target, Counter()).update(counts)
             summary.carried.merge(shard.carried)
@@ -110,6 +114,7 @@ class ReplaySummary:
             "elapsed_s": round(self.elapsed_s, 3),
             "epoch_unix_us": self.epoch_unix_us,
             "schedule_lag_ms": {"p50": self.lag_percentile_ms(0.5), "p99": self.lag_percentile_ms(0.99)},
+            "late": self.late,
             "outcomes": {target: dict(counts) for target, counts in self.outcomes.items()},
             "carried": self.carried.to_json(),
         }
@@ -244,6 +249,8 @@ class Replayer:
             self._sink(record)
         self.summary.completed += 1
         self.summary.lags_us.append(send.lag_us)
+        if send.late:
+            self.summary.late = (self.summary.late or 0) + 1
         self._on_progress()
 
     def _begin(

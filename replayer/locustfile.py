@@ -82,7 +82,7 @@ class _MasterReplay:
         self.first_target = job.targets[0].name
         self.writer: ResultsWriter | None = None
         self.closed = False
-        self.summary = ReplaySummary()
+        self.summary = ReplaySummary(late=None)  # the workers do not report which requests left late
         self.started_ns = 0
         self.shards: list[str] = []
         self.unanswered: dict[str, int] = {}
