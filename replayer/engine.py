@@ -15,6 +15,7 @@ for each request's due time; closed loop sends as soon as one of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from array import array
@@ -124,6 +125,9 @@ RecordSink = Callable[[ReplayRecord], None]
 
 PREFETCH_S = 1.0
 """The longest a replay reads its corpus ahead before its clock starts."""
+WARM_CONNECTIONS = 64
+"""Connections per target opened before an open-loop replay's clock starts (at most one per session read
+ahead): at thousands of requests a second to a fast target, a few dozen kept-alive ones carry them all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,28 +193,41 @@ class Replayer:
         return self.summary
 
     async def _read_ahead(self, stream: Iterator[PlannedRequest], start: ReplayStart | None) -> ReplayStart:
-        """Open loop, before the clock starts and without yielding (so no session runs yet): read ahead up to
-        the backlog, so that reading the corpus does not compete with the first requests for the loop. Then
-        start the clock, or wait for the start shared with the other processes."""
+        """Open loop, before the clock starts: read ahead up to the backlog, so that reading the corpus does not
+        compete with the first requests for the loop, and open connections for the sessions read (their tasks
+        start only once the clock has, so none of them waits against a provisional clock). Then start the
+        clock, or wait for the start shared with the other processes."""
         read_ahead = self.options.max_backlog if self.options.concurrency is None else 0
+        sessions: list[ReplaySession] = []
         for request in itertools.islice(stream, read_ahead):
             await self._backlog.acquire()  # free, so it returns at once
-            self._dispatch(request)
+            if (session := self._loop.enqueue(request)) is not None:
+                sessions.append(session)
             if self._loop.now_s() >= 0:
                 break
+        if sessions:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, -self._loop.now_s())):
+                    warm = min(len(sessions), WARM_CONNECTIONS)
+                    await asyncio.gather(*(client.warm(warm) for client in self._clients))
         if start is not None:
             await asyncio.sleep(max(0.0, -self._loop.now_s()))
-            return start
-        start = ReplayStart.now()
-        self._loop.epoch_ns = start.perf_ns
+        else:
+            start = ReplayStart.now()
+            self._loop.epoch_ns = start.perf_ns
+        for session in sessions:
+            self._drain_in_task(session)
         return start
 
     def _dispatch(self, request: PlannedRequest) -> None:
         session = self._loop.enqueue(request)
         if session is not None:
-            drain = asyncio.create_task(self._drain(session))
-            self._drains.add(drain)
-            drain.add_done_callback(self._drains.discard)
+            self._drain_in_task(session)
+
+    def _drain_in_task(self, session: ReplaySession) -> None:
+        drain = asyncio.create_task(self._drain(session))
+        self._drains.add(drain)
+        drain.add_done_callback(self._drains.discard)
 
     async def _drain(self, session: ReplaySession) -> None:
         for step in self._loop.steps(session):
