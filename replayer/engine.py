@@ -59,7 +59,8 @@ class ReplaySummary:
     completed: int = 0
     lags_us: array[int] = field(default_factory=lambda: array("q"))
     late: int | None = 0
-    """Requests that left late for the recorded timing (`session_loop.LATE_SHARE`); None: not counted (locust)."""
+    """Requests that left late for the recorded timing (`session_loop.LATE_SHARE`); None: not counted (a
+    summary from before they were)."""
     elapsed_s: float = 0.0
     epoch_unix_us: int = 0
     """Wall-clock time of the replay's start: attempts' `sent_us` count from here."""

@@ -208,7 +208,9 @@ def test_ctrl_c_leaves_a_valid_results_file(tmp_path: Path, processes: str) -> N
     assert 30 <= len(records) < 1200
 
 
-def test_a_replay_that_cannot_keep_up_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", [["--processes", "1"], ["--processes", "2"], ["--engine", "locust"]],
+                         ids=["asyncio", "processes", "locust"])
+def test_a_replay_that_cannot_keep_up_says_so(tmp_path: Path, engine: list[str]) -> None:
     """400 sessions recorded starting at the same instant: whatever the machine, the last of them leave
     after hundreds of sends, later than the floor a bare timer needs, and the replay says it fell behind."""
     exchanges = [replace(_exchange(i, f"s{i}"), start_us=0) for i in range(400)]
@@ -217,7 +219,7 @@ def test_a_replay_that_cannot_keep_up_says_so(tmp_path: Path) -> None:
     app[NAME] = "any"
     with serve(app) as url:
         result = _run("replay", corpus, "--baseline", url, "--candidate", url, "-o", tmp_path / "r.jsonl.zst",
-                      cwd=tmp_path)
+                      *engine, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "behind schedule:" in result.stderr
     results = ResultsReader(tmp_path / "r.jsonl.zst")
