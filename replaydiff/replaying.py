@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import itertools
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,7 @@ from replaydiff.replayer.client import TargetClient
 from replaydiff.replayer.accounts import CredentialsError
 from replaydiff.replayer.credentials import Credentials
 from replaydiff.replayer.engine import Replayer, ReplayOptions, ReplaySummary
+from replaydiff.replayer.session_loop import LATE_FLOOR_S, LATE_SHARE
 from replaydiff.replayer.locust_engine import run_locust_replay
 from replaydiff.replayer.upstream import attach_upstream
 from replaydiff.eventloop import flushing, run_fast
@@ -91,7 +93,7 @@ def replay_corpus(job: ReplayJob, *, console: Console) -> ReplaySummary:
     if job.options.credentials is not None:
         _prepare_credentials(job, job.options.credentials, console)
     try:
-        with _few_collections():
+        with _few_collections(), _prompt_thread_switches():
             if job.engine is not None:
                 summary = _replay_on_locust(job, console)
             elif job.processes > 1:
@@ -154,6 +156,22 @@ def _few_collections() -> Iterator[None]:
         gc.unfreeze()
 
 
+THREAD_SWITCH_INTERVAL_S = 0.0005
+"""The longest the event loop waits for the interpreter lock while another thread of the process holds it
+(the progress bar rendering, the results writer between its compressions). Python's default, 5 ms, made a
+request wait for a 1.2 ms render as long as it lasted: at 10 renders a second, over 1% of requests late."""
+
+
+@contextlib.contextmanager
+def _prompt_thread_switches() -> Iterator[None]:
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(THREAD_SWITCH_INTERVAL_S)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
 def _replay_on_locust(job: ReplayJob, console: Console) -> ReplaySummary:
     assert job.engine is not None
     run_fast(_check_all_reachable(job.targets))
@@ -189,7 +207,13 @@ async def _replay(job: ReplayJob, total: int | None, console: Console) -> Replay
     _announce(job, total, console)
     writer = _results_writer(job, background=True)
     with _progress(console, total) as advance:
-        replayer = Replayer(job.targets, sink=writer.write, options=job.options, on_progress=lambda: advance(1))
+        watch = _ScheduleWatch(console)
+
+        def progressed() -> None:
+            advance(1)
+            watch.check(replayer.summary)
+
+        replayer = Replayer(job.targets, sink=writer.write, options=job.options, on_progress=progressed)
         interrupted = True
         try:
             async with flushing(writer):
@@ -240,6 +264,38 @@ def _results_writer(job: ReplayJob, *, background: bool) -> ResultsWriter:
     )
 
 
+LATE_WARN_SHARE = 0.01
+"""Late requests (`session_loop.LATE_SHARE`) in more than this share of a second's requests: said while it runs."""
+LATE_WARN_EVERY_S = 5.0
+
+
+@dataclass(slots=True)
+class _ScheduleWatch:
+    """Says, while the replay runs, when it cannot keep up with the schedule: more than `LATE_WARN_SHARE` of the
+    last second's requests left late for their session's recorded spacing."""
+
+    console: Console
+    since: float = field(default_factory=time.monotonic)
+    completed: int = 0
+    late: int = 0
+    warned: float = float("-inf")
+
+    def check(self, summary: ReplaySummary) -> None:
+        if (now := time.monotonic()) - self.since < 1.0 or summary.late is None:
+            return
+        done, late = summary.completed - self.completed, summary.late - self.late
+        if done and late > LATE_WARN_SHARE * done and now - self.warned >= LATE_WARN_EVERY_S:
+            self.warned = now
+            window = sorted(summary.lags_us[self.completed:])  # this second's only: a whole day's is a stall
+            self.console.print(
+                f"[yellow]behind schedule:[/] {late} of the last {done} requests left late "
+                f"(p99 lag {window[int(0.99 * len(window))] / 1000:.0f} ms): latency figures now measure the "
+                "replayer as much as the targets",
+                soft_wrap=True,
+            )
+        self.since, self.completed, self.late = now, summary.completed, summary.late
+
+
 def _print_summary(console: Console, summary: ReplaySummary, output: Path) -> None:
     console.print(
         f"replayed {summary.completed} exchanges in {summary.elapsed_s:.1f} s; "
@@ -248,6 +304,15 @@ def _print_summary(console: Console, summary: ReplaySummary, output: Path) -> No
         + f"; results: {output}",
         soft_wrap=True,
     )
+    if summary.late and summary.completed:
+        share = summary.late / summary.completed
+        console.print(
+            f"[yellow]behind schedule:[/] {summary.late} of {summary.completed} requests ({share:.1%}) left later than "
+            f"{LATE_SHARE:.0%} of their session's recorded spacing (and {LATE_FLOOR_S * 1000:g} ms): "
+            + ("their latency figures measure the replayer as much as the targets; try --processes N or a lower "
+               "--speed" if share > LATE_WARN_SHARE else "a few, the recorded timing held for the rest"),
+            soft_wrap=True,
+        )
     _print_carried(console, summary)
 
 
@@ -284,9 +349,28 @@ def _outcomes_line(summary: ReplaySummary) -> str:
     )
 
 
+PROGRESS_REFRESHES_PER_S = 4
+"""Each render of the bar holds the interpreter lock for about 1.2 ms of pure Python, in rich's thread: rich's
+default of 10 a second delayed a request in every hundred (issue 17)."""
+
+
 @contextlib.contextmanager
 def _progress(console: Console, total: int | None) -> Iterator[Callable[[int], None]]:
+    """`advance(done)` may be called for every exchange: the bar (and the lock rich's rendering thread holds
+    while it renders) is only touched once per refresh. No bar where nobody sees one (output not a terminal)."""
     columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(*columns, console=console, transient=True, refresh_per_second=PROGRESS_REFRESHES_PER_S,
+                  disable=not console.is_terminal) as progress:
         task = progress.add_task("replay", total=total)
-        yield lambda done: progress.advance(task, done)
+        pending = 0
+        shown_at = time.monotonic()
+
+        def advance(done: int) -> None:
+            nonlocal pending, shown_at
+            pending += done
+            if (now := time.monotonic()) - shown_at >= 1 / PROGRESS_REFRESHES_PER_S:
+                progress.advance(task, pending)
+                pending, shown_at = 0, now
+
+        yield advance
+        progress.advance(task, pending)

@@ -204,6 +204,15 @@ class ConnectionPool:
         connection.connection_made(transport)  # uvloop calls it only on its next turn; the request goes out now
         return connection
 
+    async def warm(self, count: int) -> None:
+        """Opens idle connections, up to `count` (and the limit), before a replay's clock starts: opened on
+        demand, the first second's connections (one per session starting then, per target, as each new one
+        keeps the next request from finding an idle one) were the loop's work that made it the second with the
+        most late requests. A connection that fails to open is left to the requests to report."""
+        wanted = min(count, self._free) - len(self._idle)
+        opened = await asyncio.gather(*(self._connect() for _ in range(wanted)), return_exceptions=True)
+        self._idle.extend(connection for connection in opened if isinstance(connection, Http1Connection))
+
     def close(self) -> None:
         if self._sweeping is not None:
             self._sweeping.cancel()

@@ -295,5 +295,8 @@ class TargetClient:
     ) -> tuple[Attempt, Response | None]:
         return await self.finish(self.begin(request, extra_headers=extra_headers, span_id=span_id), epoch_ns=epoch_ns)
 
+    async def warm(self, connections: int) -> None:
+        await self._pool.warm(connections)
+
     async def aclose(self) -> None:
         self._pool.close()

@@ -15,6 +15,7 @@ for each request's due time; closed loop sends as soon as one of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from array import array
@@ -57,6 +58,9 @@ class ReplaySummary:
     planned: int | None = None
     completed: int = 0
     lags_us: array[int] = field(default_factory=lambda: array("q"))
+    late: int | None = 0
+    """Requests that left late for the recorded timing (`session_loop.LATE_SHARE`); None: not counted (a
+    summary from before they were)."""
     elapsed_s: float = 0.0
     epoch_unix_us: int = 0
     """Wall-clock time of the replay's start: attempts' `sent_us` count from here."""
@@ -78,13 +82,14 @@ class ReplaySummary:
     def to_message(self) -> dict[str, Any]:
         """The whole summary, every lag included, from a process that replayed one shard to the one merging."""
         return {"planned": self.planned, "completed": self.completed, "elapsed_s": self.elapsed_s,
-                "epoch_unix_us": self.epoch_unix_us, "lags_us": self.lags_us.tolist(), "outcomes": self.outcomes,
+                "epoch_unix_us": self.epoch_unix_us, "lags_us": self.lags_us.tolist(), "late": self.late,
+                "outcomes": self.outcomes,
                 "carried": self.carried.to_json()}
 
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> ReplaySummary:
         summary = cls(planned=data["planned"], completed=data["completed"], elapsed_s=data["elapsed_s"],
-                      epoch_unix_us=data.get("epoch_unix_us", 0))
+                      epoch_unix_us=data.get("epoch_unix_us", 0), late=data.get("late"))
         summary.lags_us.extend(data["lags_us"])
         for target, counts in data["outcomes"].items():
             summary.outcomes[target] = Counter(counts)
@@ -99,6 +104,7 @@ class ReplaySummary:
             summary.completed += shard.completed
             summary.elapsed_s = max(summary.elapsed_s, shard.elapsed_s)
             summary.lags_us.extend(shard.lags_us)
+            summary.late = None if summary.late is None or shard.late is None else summary.late + shard.late
             for target, counts in shard.outcomes.items():
                 summary.outcomes.setdefault(target, Counter()).update(counts)
             summary.carried.merge(shard.carried)
@@ -110,6 +116,7 @@ class ReplaySummary:
             "elapsed_s": round(self.elapsed_s, 3),
             "epoch_unix_us": self.epoch_unix_us,
             "schedule_lag_ms": {"p50": self.lag_percentile_ms(0.5), "p99": self.lag_percentile_ms(0.99)},
+            "late": self.late,
             "outcomes": {target: dict(counts) for target, counts in self.outcomes.items()},
             "carried": self.carried.to_json(),
         }
@@ -119,6 +126,9 @@ RecordSink = Callable[[ReplayRecord], None]
 
 PREFETCH_S = 1.0
 """The longest a replay reads its corpus ahead before its clock starts."""
+WARM_CONNECTIONS = 64
+"""Connections per target opened before an open-loop replay's clock starts (at most one per session read
+ahead): at thousands of requests a second to a fast target, a few dozen kept-alive ones carry them all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,28 +194,41 @@ class Replayer:
         return self.summary
 
     async def _read_ahead(self, stream: Iterator[PlannedRequest], start: ReplayStart | None) -> ReplayStart:
-        """Open loop, before the clock starts and without yielding (so no session runs yet): read ahead up to
-        the backlog, so that reading the corpus does not compete with the first requests for the loop. Then
-        start the clock, or wait for the start shared with the other processes."""
+        """Open loop, before the clock starts: read ahead up to the backlog, so that reading the corpus does not
+        compete with the first requests for the loop, and open connections for the sessions read (their tasks
+        start only once the clock has, so none of them waits against a provisional clock). Then start the
+        clock, or wait for the start shared with the other processes."""
         read_ahead = self.options.max_backlog if self.options.concurrency is None else 0
+        sessions: list[ReplaySession] = []
         for request in itertools.islice(stream, read_ahead):
             await self._backlog.acquire()  # free, so it returns at once
-            self._dispatch(request)
+            if (session := self._loop.enqueue(request)) is not None:
+                sessions.append(session)
             if self._loop.now_s() >= 0:
                 break
+        if sessions:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, -self._loop.now_s())):
+                    warm = min(len(sessions), WARM_CONNECTIONS)
+                    await asyncio.gather(*(client.warm(warm) for client in self._clients))
         if start is not None:
             await asyncio.sleep(max(0.0, -self._loop.now_s()))
-            return start
-        start = ReplayStart.now()
-        self._loop.epoch_ns = start.perf_ns
+        else:
+            start = ReplayStart.now()
+            self._loop.epoch_ns = start.perf_ns
+        for session in sessions:
+            self._drain_in_task(session)
         return start
 
     def _dispatch(self, request: PlannedRequest) -> None:
         session = self._loop.enqueue(request)
         if session is not None:
-            drain = asyncio.create_task(self._drain(session))
-            self._drains.add(drain)
-            drain.add_done_callback(self._drains.discard)
+            self._drain_in_task(session)
+
+    def _drain_in_task(self, session: ReplaySession) -> None:
+        drain = asyncio.create_task(self._drain(session))
+        self._drains.add(drain)
+        drain.add_done_callback(self._drains.discard)
 
     async def _drain(self, session: ReplaySession) -> None:
         for step in self._loop.steps(session):
@@ -244,6 +267,8 @@ class Replayer:
             self._sink(record)
         self.summary.completed += 1
         self.summary.lags_us.append(send.lag_us)
+        if send.late:
+            self.summary.late = (self.summary.late or 0) + 1
         self._on_progress()
 
     def _begin(

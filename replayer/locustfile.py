@@ -154,6 +154,7 @@ class _MasterReplay:
 
     def on_done(self, msg: Any, **_: Any) -> None:
         self.done.add(msg.node_id)
+        self.summary.late = (self.summary.late or 0) + msg.data.get("late", 0)
         if self.done >= set(self.shards):
             self._close(interrupted=False)
             Path(self.job.summary).write_text(json.dumps(self.summary.to_message()))
@@ -230,7 +231,7 @@ class _WorkerReplay:
         self.senders: list[_TargetSender] = []
         self.ready: Queue[ReplaySession] = Queue()
         self.spawned = Event()
-        self.received = self.completed = 0
+        self.received = self.completed = self.late = 0
         self.ended = self.reported = False
         self.records: list[dict[str, Any]] = []
         for message, handler in ((protocol.JOB, self.on_job), (protocol.PLANNED, self.on_planned),
@@ -284,6 +285,7 @@ class _WorkerReplay:
             self.records.append(record.to_json())
             self._report_request(record)
         self.completed += 1
+        self.late += send.late
         if len(self.records) >= BATCH:
             self._send_records()
 
@@ -325,7 +327,7 @@ class _WorkerReplay:
     def _report_if_done(self) -> None:
         if self.ended and not self.reported and self.completed == self.received:
             self._send_records()
-            self.runner.send_message(protocol.DONE, {"completed": self.completed})
+            self.runner.send_message(protocol.DONE, {"completed": self.completed, "late": self.late})
             self.reported = True
 
 

@@ -36,6 +36,13 @@ to the nearest one, so a bare wait may end up to a millisecond early (a request 
 one, and the lag would not show it); with half a millisecond more it ends on time or up to a millisecond late,
 and a wait that still ends early is simply waited again."""
 
+LATE_SHARE = 0.1
+"""A request is late, its timing no longer the recording's, when it leaves later than this share of its
+session's recorded spacing (how long after the session's previous request it was due)..."""
+LATE_FLOOR_S = 0.005
+"""... and later than this: a bare uvloop timer on the same schedule wakes up to a millisecond or two late on
+a loaded machine (`bench/replay_fidelity.py`), which is not the replayer falling behind."""
+
 
 @dataclass(slots=True)
 class ReplaySession:
@@ -47,6 +54,8 @@ class ReplaySession:
     """Being drained by one sender (task or locust slot); a session is never drained twice at once, which keeps
     its order."""
     last_done_s: float | None = None
+    last_due_s: float | None = None
+    """The previous request's due time in the plan: the session's recorded spacing is measured from it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +68,12 @@ class Send:
     planned: PlannedRequest
     lag_us: int
     """How late the request leaves against its due time (0 in closed loop, where nothing is due)."""
+    late_after_us: int = 0
+    """The lag beyond which it counts as late (see `LATE_SHARE`); 0 in closed loop."""
+
+    @property
+    def late(self) -> bool:
+        return self.lag_us > self.late_after_us
 
 
 class SessionLoop:
@@ -71,6 +86,8 @@ class SessionLoop:
         self.epoch_ns = 0
         """The replay clock's zero on the monotonic clock; the engine sets it when its replay starts."""
         self.rng = random.Random()
+        self._typical_spacing_s = 0.0
+        """A running mean of sessions' recorded spacing, for a session's first request, which has none."""
         self.sessions: SessionTable[ReplaySession] = SessionTable(
             lambda: ReplaySession(SessionCorrelator(rules=options.carry)), busy=lambda s: s.busy
         )
@@ -104,12 +121,21 @@ class SessionLoop:
             while (delay_s := due_s - self.now_s()) > 0:  # never early, even on a coarse timer
                 yield Wait(delay_s + TIMER_SLACK_S)
             lag_s = self.now_s() - due_s
-            yield Send(planned, int(lag_s * 1e6))
+            yield Send(planned, int(lag_s * 1e6), int(self._late_after_s(session, planned) * 1e6))
             # Think time counts from when the answers would have come had the request left on time: the
             # replayer's own lateness must not push the session's later requests (sessions delayed by one
             # busy moment would otherwise stay bunched together, and bunch more at every turn).
             session.last_done_s = self.now_s() - lag_s
         session.busy = False
+
+    def _late_after_s(self, session: ReplaySession, planned: PlannedRequest) -> float:
+        if session.last_due_s is None:
+            spacing_s = self._typical_spacing_s
+        else:
+            spacing_s = planned.due_s - session.last_due_s
+            self._typical_spacing_s += (spacing_s - self._typical_spacing_s) / 64
+        session.last_due_s = planned.due_s
+        return max(LATE_FLOOR_S, LATE_SHARE * spacing_s)
 
     def request_for(self, planned: PlannedRequest, session: ReplaySession, target: str) -> tuple[str, Carried]:
         """The trace id and the request one target is sent: the recorded one, with the values the session

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,23 @@ def test_ctrl_c_leaves_a_valid_results_file(tmp_path: Path, processes: str) -> N
     records = list(reader)
     assert reader.complete and reader.end["interrupted"] is True
     assert 30 <= len(records) < 1200
+
+
+@pytest.mark.parametrize("engine", [["--processes", "1"], ["--processes", "2"], ["--engine", "locust"]],
+                         ids=["asyncio", "processes", "locust"])
+def test_a_replay_that_cannot_keep_up_says_so(tmp_path: Path, engine: list[str]) -> None:
+    """400 sessions recorded starting at the same instant: whatever the machine, the last of them leave
+    after hundreds of sends, later than the floor a bare timer needs, and the replay says it fell behind."""
+    exchanges = [replace(_exchange(i, f"s{i}"), start_us=0) for i in range(400)]
+    corpus = _corpus(tmp_path / "c.jsonl.zst", exchanges)
+    app = _recording_app([])
+    app[NAME] = "any"
+    with serve(app) as url:
+        result = _run("replay", corpus, "--baseline", url, "--candidate", url, "-o", tmp_path / "r.jsonl.zst",
+                      *engine, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "behind schedule:" in result.stderr
+    results = ResultsReader(tmp_path / "r.jsonl.zst")
+    assert len(list(results)) == 3 * 400  # baseline, baseline2, candidate; the end record is read last
+    late = results.end["late"]
+    assert late >= 4 and f"{late} of 400 requests" in " ".join(result.stderr.split())

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from replaydiff.corpora import Exchange, Request
 from replaydiff.replayer.engine import ReplayOptions
 from replaydiff.replayer.plan import PlannedRequest
-from replaydiff.replayer.session_loop import Send, SessionLoop, Wait
+from replaydiff.replayer.session_loop import LATE_FLOOR_S, LATE_SHARE, Send, SessionLoop, Wait
 
 
 @dataclass
@@ -39,7 +39,7 @@ def _timer(seconds: float) -> int:
 
 
 def _drive(planned: list[PlannedRequest], answers_s: list[float], late_s: list[float], *,
-           concurrency: int | None = None) -> list[tuple[float, float]]:
+           concurrency: int | None = None, sends: list[Send] | None = None) -> list[tuple[float, float]]:
     """(sent at, lag) per request: the engine waits on a coarse timer, wakes `late_s` late from the waits of
     each request (busy elsewhere), and its targets answer in `answers_s`."""
     clock = SimulatedClock()
@@ -59,6 +59,8 @@ def _drive(planned: list[PlannedRequest], answers_s: list[float], late_s: list[f
                 clock.ns += int(late_s[len(sent)] * 1e9)
             continue
         assert isinstance(step, Send)
+        if sends is not None:
+            sends.append(step)
         sent.append((clock.ns / 1e9, step.lag_us / 1e6))
         clock.ns += int(answers_s[len(sent) - 1] * 1e9)
     assert not session.busy
@@ -105,3 +107,20 @@ def test_closed_loop_sends_each_request_as_soon_as_the_previous_answers_came(
     for number, (sent_s, lag_s) in enumerate(sent):
         assert lag_s == 0 and abs(sent_s - clock_s) < 1e-6
         clock_s = sent_s + answers_s[number]
+
+
+@given(planned=sessions, answers_s=durations, late_s=durations)
+def test_a_request_is_late_when_its_lag_exceeds_a_share_of_its_sessions_recorded_spacing(
+    planned: list[PlannedRequest], answers_s: list[float], late_s: list[float]
+) -> None:
+    """Relative to the schedule: the same lag is late between requests recorded 10 ms apart and on time between
+    requests recorded a minute apart; never late within the floor a bare timer needs."""
+    sends: list[Send] = []
+    _drive(planned, answers_s, late_s, sends=sends)
+    for number, send in enumerate(sends):
+        spacing_s = planned[number].due_s - planned[number - 1].due_s if number else 0.0
+        allowed_s = max(LATE_FLOOR_S, LATE_SHARE * spacing_s)
+        assert send.late_after_us == pytest.approx(allowed_s * 1e6, abs=1)
+        assert send.late == (send.lag_us > send.late_after_us)
+        if send.lag_us <= LATE_FLOOR_S * 1e6:
+            assert not send.late
