@@ -281,7 +281,7 @@ def test_body_shape_ignores_values_and_sees_fields() -> None:
 
 
 def test_a_nightly_entry_curates_on_the_fly_and_reports_the_coverage(tmp_path: Path) -> None:
-    corpus = _shop(tmp_path / "shop.jsonl.zst")
+    _shop(tmp_path / "shop.jsonl.zst")
 
     async def handler(request: web.Request) -> web.Response:
         status = 404 if request.path.endswith("/999") else 200
