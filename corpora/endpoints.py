@@ -42,6 +42,15 @@ _ID_IN_SEGMENT = re.compile(
 """An id with a literal prefix ending in `-` or `_`, or a file extension, or both; numbers, UUIDs and long hex only,
 so `v2`, `2024-report` or `index.html` stay literal."""
 _PARAMETER = re.compile(r"^\{[^{}/]+\}$")
+
+
+def template_problem(template: str) -> str | None:
+    """What is wrong with a user's path template, in words, or None: a parameter is a whole segment (`{userId}`),
+    so a brace anywhere else (`/users/{userId`, `/a}`, `/x{id}y`) is a mistake, not a literal to match."""
+    for segment in template.split("/"):
+        if ("{" in segment or "}" in segment) and not _PARAMETER.match(segment):
+            return f"segment {segment!r} is not a parameter: write a whole segment in braces, such as {{userId}}"
+    return None
 """A whole path segment like `{userId}`, as OpenAPI writes path parameters."""
 LEARNED_PARAMETER = "{name}"
 _EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")

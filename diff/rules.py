@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from replaydiff.corpora.endpoints import EndpointPatterns, LearnedEndpoints
+from replaydiff.corpora.endpoints import EndpointPatterns, LearnedEndpoints, template_problem
 from replaydiff.corpora.jsonpath import JsonPath, JsonPathError, parse_json_path
 from replaydiff.corpora.tomlfile import parse_toml
 
@@ -184,6 +184,9 @@ def parse_rules(text: str, *, source: str = "rules") -> Rules:
     patterns = data.get("endpoints", [])
     if not isinstance(patterns, list) or not all(isinstance(p, str) and p.startswith("/") for p in patterns):
         raise RulesError(f"{source}: `endpoints` must be a list of path templates such as \"/users/{{userId}}\"")
+    for number, pattern in enumerate(patterns, start=1):
+        if problem := template_problem(pattern):
+            raise RulesError(f"{source}: endpoints[{number}] {pattern!r}: {problem}")
     tables = data.get("rule", [])
     if not isinstance(tables, list):
         raise RulesError(f"{source}: `rule` must be an array of tables: write [[rule]]")

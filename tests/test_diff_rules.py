@@ -131,6 +131,8 @@ def test_rules_apply_to_the_noise_comparison_too() -> None:
         ('[[rule]]\npath = "$.a"\nignore = "yes"\n', "`ignore` must be a bool"),
         ('[[rule]]\npath = "$.a"\nreplacement = "x"\n', "`replacement` needs a `pattern`"),
         ('endpoints = ["users/{id}"]\n', "`endpoints` must be a list of path templates"),
+        ('endpoints = ["/users/{userId"]\n', "endpoints[1] '/users/{userId': segment '{userId' is not a parameter"),
+        ('endpoints = ["/a", "/x{id}y"]\n', "endpoints[2] '/x{id}y': segment 'x{id}y' is not a parameter"),
     ],
 )
 def test_a_bad_rules_file_is_one_precise_error(text: str, message: str) -> None:
