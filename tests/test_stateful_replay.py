@@ -41,4 +41,4 @@ def test_a_real_stateful_service_replays_a_a_with_the_recorded_statuses(kinto: N
     plain = replay_aa(tmp_path / "plain", corpus, extra=("--no-correlate",))
     assert plain.share() < 0.2, "without carrying the targets' own values the session breaks at once"
     assert not plain.carried
-    assert plain.verdict == "inconclusive", "a broken session is never a green verdict"
+    assert plain.verdict != "same", "a broken session is never a green verdict"
