@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from tests.servers import socket_server
+
 Behaviour = Callable[[socket.socket, threading.Event], None]
 
 FIFTY_MB = 50 * 1024 * 1024
@@ -90,8 +92,6 @@ BEHAVIOURS: dict[str, Behaviour] = {
 def misbehaving(behaviour: Behaviour) -> Iterator[str]:
     """Yields the base URL. Every connection gets the behaviour after each request head; the server stops,
     and closes its connections, when the block ends."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.1)
     stop = threading.Event()
 
     def handle(conn: socket.socket) -> None:
@@ -105,19 +105,8 @@ def misbehaving(behaviour: Behaviour) -> Iterator[str]:
             except OSError:
                 pass  # the client hung up, as a client facing this may
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with socket_server(handle) as url:
+        try:
+            yield url
+        finally:
+            stop.set()  # behaviours that hold their connection (never answers, trickle) end now

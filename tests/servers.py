@@ -7,7 +7,7 @@ import contextlib
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 
@@ -55,12 +55,35 @@ def stock_app() -> web.Application:
 
 
 @contextlib.contextmanager
+def socket_server(handle: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that runs `handle` on each connection in a thread of its own; yields the base
+    URL and stops accepting when the block ends."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+@contextlib.contextmanager
 def raw_server(*answers: bytes) -> Iterator[str]:
     """A TCP server that answers the requests of each connection with these bytes in turn, HTTP or not,
     then closes it: what a misbehaving target does, or one that times out kept-alive connections."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
 
     def answer(conn: socket.socket) -> None:
         with conn:
@@ -72,19 +95,5 @@ def raw_server(*answers: bytes) -> Iterator[str]:
             except OSError:
                 pass  # the client hung up early, as it may
 
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
+    with socket_server(answer) as url:
+        yield url
