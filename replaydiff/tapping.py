@@ -56,13 +56,7 @@ class TapProcess:
         process, self._process = self._process, None
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, STOP_TIMEOUT_S)
         if process.stderr:
             said = process.stderr.read().decode(errors="replace").splitlines()
             self.farewell = next((line for line in reversed(said) if "tap wrote" in line), "")
@@ -78,3 +72,14 @@ class TapProcess:
     ) -> None:
         self.stop()
 
+
+def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> int:
+    """SIGTERM first so the process closes its connections and files; SIGKILL only if it hangs."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode

@@ -14,7 +14,6 @@ import json
 import re
 import selectors
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from typing import IO
 
 from replaydiff.corpora.ports import free_port
 from replaydiff.demo.services import READ_VIA_FROM_STDIN, DemoUrls
-from replaydiff.tapping import TapProcess, TapProcessError
+from replaydiff.tapping import TapProcess, TapProcessError, terminate
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 5.0
@@ -181,14 +180,8 @@ class DemoSystem:
             self._scratch = None
 
     def _terminate(self, process: subprocess.Popen[bytes]) -> int:
-        """SIGTERM first so the process closes its connections and files; SIGKILL only if it hangs."""
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        """Terminated (`tapping.terminate`), then its pipes closed."""
+        terminate(process, self.stop_timeout)
         for stream in (process.stdin, process.stdout, process.stderr):
             if stream:
                 stream.close()
