@@ -109,6 +109,8 @@ class Response:
     """Set when the body was above the cap: its whole size; `body` then holds only a bounded prefix."""
     body_digest: str | None = None
     """Set with `body_size`: `sha256:HEX` of the whole body as received, so two cut bodies still compare."""
+    trailers: Headers = field(default_factory=list)
+    """Fields sent after the body (HTTP/2 trailers; gRPC's `grpc-status` and `grpc-message` live here)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -123,6 +125,8 @@ class Response:
         if self.body_digest is not None:
             data["body_size"] = self.body_size
             data["body_digest"] = self.body_digest
+        if self.trailers:
+            data["trailers"] = [list(pair) for pair in self.trailers]
         return data
 
     @classmethod
@@ -136,6 +140,7 @@ class Response:
             original_encoding=data.get("original_encoding"),
             body_size=data.get("body_size"),
             body_digest=data.get("body_digest"),
+            trailers=_headers_from_json(data.get("trailers", [])),
         )
 
 
