@@ -8,6 +8,9 @@ Three layers, the first that applies wins:
 3. the fixed per-segment rule (`path_template`): a segment that is an id (number, UUID, long hex, long token)
    becomes `{id}`, and so does the id inside a segment (`{id}.json`, `item-{id}`, `v2-{id}`, `{id}.csv`).
 
+A gRPC call is never templated: `POST /shop.Catalog/GetItem` is the endpoint `grpc shop.Catalog/GetItem`
+(`grpc_endpoint`), whatever the patterns or the learned templates say.
+
 Shared by `inspect`, the replayer (which stamps each result with its endpoint), the differ (which counts noise
 and latency per endpoint), `fuzz` and `nightly`, so all of them group alike. An endpoint string the replayer
 stamped can be re-templated (`EndpointPatterns.retemplate`), so results diff without the corpus.
@@ -24,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from replaydiff.corpora.files import CorpusReader
+from replaydiff.corpora.grpc import endpoint_name
 
 _ID = r"""(?:
         \d+                                   # numbers
@@ -80,8 +84,24 @@ def path_template(path: str) -> str:
     return "/".join(segment_template(segment) for segment in path.split("/"))
 
 
+GRPC_PREFIX = "grpc "
+_GRPC_PATH = re.compile(r"^/(?:[A-Za-z_][A-Za-z0-9_]*\.)+[A-Za-z_][A-Za-z0-9_]*/[A-Za-z_][A-Za-z0-9_]*$")
+"""`/package.Service/Method`: gRPC's path (PROTOCOL-HTTP2.md). Endpoints are named from method and path alone
+(results carry no headers), so a call is recognised by this shape; a service declared without a package
+(`/Greeter/SayHello`) cannot be told from a REST path and keeps its HTTP name."""
+
+
+def grpc_endpoint(method: str, path: str) -> str | None:
+    """`grpc package.Service/Method` for a gRPC call (a POST to a gRPC path), else None."""
+    return endpoint_name(path) if method.upper() == "POST" and _GRPC_PATH.match(path) else None
+
+
+def is_grpc_endpoint(endpoint: str) -> bool:
+    return endpoint.startswith(GRPC_PREFIX)
+
+
 def endpoint_of(method: str, path: str) -> str:
-    return f"{method.upper()} {path_template(path)}"
+    return grpc_endpoint(method, path) or f"{method.upper()} {path_template(path)}"
 
 
 Prefix = tuple[str, ...]
@@ -126,7 +146,7 @@ class LearnedEndpoints:
         return "/".join(templated)
 
     def endpoint(self, method: str, path: str) -> str:
-        return f"{method.upper()} {self.path(path)}"
+        return grpc_endpoint(method, path) or f"{method.upper()} {self.path(path)}"
 
 
 def learn_endpoints(paths: Iterable[str] | Counter[str]) -> LearnedEndpoints:
@@ -145,7 +165,8 @@ def learn_endpoints(paths: Iterable[str] | Counter[str]) -> LearnedEndpoints:
     so learning twice changes nothing.
     """
     counts = paths if isinstance(paths, Counter) else Counter(paths)
-    rows = [([segment_template(s) for s in path.split("/")], n) for path, n in counts.items()]
+    rows = [([segment_template(s) for s in path.split("/")], n) for path, n in counts.items()
+            if not _GRPC_PATH.match(path)]  # a service's many rarely called methods are not a parameter
     positions: list[LearnedPosition] = []
     for depth in range(1, max((len(segments) for segments, _ in rows), default=0)):
         values: defaultdict[Prefix, Counter[str]] = defaultdict(Counter)
@@ -256,6 +277,8 @@ class EndpointPatterns:
         return EndpointPatterns(self._given, learned)
 
     def endpoint(self, method: str, path: str) -> str:
+        if (grpc := grpc_endpoint(method, path)) is not None:
+            return grpc
         method = method.upper()
         segments = path.split("/")
         for pattern in self._patterns:
@@ -271,5 +294,7 @@ class EndpointPatterns:
         apart again, so patterns can merge or rename endpoints but not split
         one the default templating merged.
         """
+        if is_grpc_endpoint(endpoint):
+            return endpoint
         method, _, path = endpoint.partition(" ")
         return self.endpoint(method, path) if self._patterns or self.learned else endpoint

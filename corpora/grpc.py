@@ -86,3 +86,21 @@ def method_name(path: str) -> str | None:
 def endpoint_name(path: str) -> str:
     """How reports name a gRPC endpoint: `grpc package.Service/Method`."""
     return f"grpc {method_name(path) or path}"
+
+
+STATUS_NAMES = (
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+    "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+)  # fmt: skip
+"""gRPC's status codes by number (grpc/doc/statuscodes.md); reports name them rather than print numbers."""
+
+SERVER_ERRORS = frozenset({"UNKNOWN", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "DEADLINE_EXCEEDED"})
+"""The codes a server's fault produces, as an HTTP 5xx would: a call newly ending so ranks as critical."""
+
+
+def status_name(code: int | None) -> str:
+    """`NOT_FOUND` for 5; `CODE 42` for a number gRPC does not define; `no grpc-status` for an answer without one."""
+    if code is None:
+        return "no grpc-status"
+    return STATUS_NAMES[code] if 0 <= code < len(STATUS_NAMES) else f"CODE {code}"

@@ -4,11 +4,13 @@ classes they describe. Everything that decodes or builds gRPC messages by schema
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor, descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
+from .grpc import method_name
 
 
 class SchemaError(ValueError):
@@ -56,3 +58,123 @@ def load_pool(descriptor_set: bytes, source: str = "descriptor set") -> descript
 
 def message_class(pool: descriptor_pool.DescriptorPool, full_name: str) -> type[Message]:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcMethod:
+    """One method of a service the schema describes: what it takes and what it answers."""
+
+    name: str
+    """`package.Service/Method`."""
+    input: descriptor.Descriptor
+    output: descriptor.Descriptor
+    client_streaming: bool
+    server_streaming: bool
+
+    @property
+    def unary(self) -> bool:
+        return not self.client_streaming and not self.server_streaming
+
+
+class ProtoSchema:
+    """The messages and services of a descriptor set, looked up by a gRPC call's path."""
+
+    def __init__(self, descriptor_set: bytes, source: str) -> None:
+        self.source = source
+        """Where the schema came from, for reports: a file name, or `reflection from URL`."""
+        self.pool = load_pool(descriptor_set, source)
+        files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
+        self.services = sorted(f"{file.package}.{service.name}".lstrip(".") for file in files.file for service in file.service)
+
+    def method(self, path: str) -> GrpcMethod | None:
+        """The method a path (`/shop.Catalog/GetItem`) or a method name (`shop.Catalog/GetItem`) calls; None if the
+        schema has no such service or method."""
+        name = method_name(path) or method_name("/" + path)
+        if name is None:
+            return None
+        service_name, _, method = name.partition("/")
+        try:
+            found = self.pool.FindServiceByName(service_name).methods_by_name.get(method)
+        except KeyError:
+            return None
+        if found is None:
+            return None
+        return GrpcMethod(name, found.input_type, found.output_type, found.client_streaming, found.server_streaming)
+
+    def methods(self) -> list[GrpcMethod]:
+        """Every method of every service, in name order."""
+        found = [self.method(f"{service}/{method.name}")
+                 for service in self.services for method in self.pool.FindServiceByName(service).methods]
+        return [method for method in found if method is not None]
+
+
+def read_schema(descriptor_set: Path | None = None, protos: list[Path] | None = None) -> ProtoSchema | None:
+    """The schema a user gave: a `protoc -o` descriptor set and/or `.proto` files (compiled together); a one-line
+    `SchemaError` naming the file when one is missing or not a schema."""
+    parts = descriptor_pb2.FileDescriptorSet()
+    names: list[str] = []
+    if descriptor_set is not None:
+        try:
+            data = descriptor_set.read_bytes()
+        except OSError as error:
+            raise SchemaError(f"{descriptor_set}: cannot read the descriptor set: {error.strerror}") from None
+        load_pool(data, str(descriptor_set))  # says what is wrong with this file before it is merged
+        parts.MergeFromString(data)
+        names.append(str(descriptor_set))
+    if protos:
+        for proto in protos:
+            if not proto.is_file():
+                raise SchemaError(f"{proto}: no such .proto file")
+        parts.MergeFromString(compile_protos(protos))
+        names += [str(proto) for proto in protos]
+    if not names:
+        return None
+    unique = {file.name: file for file in parts.file}  # a file both sources hold is loaded once
+    merged = descriptor_pb2.FileDescriptorSet(file=list(unique.values()))
+    return ProtoSchema(merged.SerializeToString(), ", ".join(names))
+
+
+class ReflectionUnavailable(Exception):
+    """The server does not answer gRPC server reflection (or could not be reached): decode by wire format."""
+
+
+def reflect_schema(address: str, *, timeout_s: float = 5.0) -> ProtoSchema:
+    """The schema a running server describes by gRPC server reflection (grpcio-reflection's descriptor database),
+    every service it lists and all their files; `ReflectionUnavailable` with a one-line reason otherwise.
+
+    `address` is `host:port`; the channel is cleartext (h2c), as the replay's `http://` targets are.
+    """
+    import grpc  # imported here: only a replay of gRPC traffic without a given schema talks to reflection
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=timeout_s)
+            database = ProtoReflectionDescriptorDatabase(channel)
+            services = [name for name in database.get_services() if not name.startswith("grpc.reflection.")]
+            pool = descriptor_pool.DescriptorPool(database)
+            files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+            for service in services:
+                _collect(pool.FindServiceByName(service).file, files)
+        except grpc.FutureTimeoutError:
+            raise ReflectionUnavailable(f"{address} did not accept a gRPC connection within {timeout_s:g} s") from None
+        except grpc.RpcError as error:
+            code = error.code().name if hasattr(error, "code") else "error"  # type: ignore[attr-defined]
+            raise ReflectionUnavailable(f"{address} does not answer gRPC server reflection ({code})") from None
+        except (KeyError, TypeError, ValueError) as error:
+            raise ReflectionUnavailable(f"{address} answered reflection with an unusable schema ({error})") from None
+    if not files:
+        raise ReflectionUnavailable(f"{address} lists no service by reflection")
+    return ProtoSchema(descriptor_pb2.FileDescriptorSet(file=list(files.values())).SerializeToString(),
+                       f"server reflection of {address}")
+
+
+def _collect(file: descriptor.FileDescriptor, files: dict[str, descriptor_pb2.FileDescriptorProto]) -> None:
+    """`file` and everything it imports, dependencies first, so the set loads into a fresh pool."""
+    if file.name in files:
+        return
+    for dependency in file.dependencies:
+        _collect(dependency, files)
+    proto = descriptor_pb2.FileDescriptorProto()
+    file.CopyToProto(proto)
+    files[file.name] = proto

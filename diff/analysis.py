@@ -11,7 +11,7 @@ so memory depends on endpoints and locations, never on the file's size.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 import re
@@ -20,11 +20,13 @@ from pathlib import Path
 import orjson
 
 from replaydiff.corpora import Divergence, ReplayRecord, ResultsReader, Response
-from replaydiff.corpora.endpoints import learn_endpoints
+from replaydiff.corpora.endpoints import is_grpc_endpoint, learn_endpoints
+from replaydiff.corpora.protobuf import ProtoSchema
 from replaydiff.diff.causes import bounded, find_causes
-from replaydiff.diff.compare import compare, outcome
+from replaydiff.diff.compare import is_call, compare, grpc_method, outcome
 from replaydiff.diff.difference import Difference, Key
 from replaydiff.diff.excerpt import response_text
+from replaydiff.diff.messages import call_text
 from replaydiff.diff.fidelity import FidelityTally
 from replaydiff.diff.findings import (
     LATE_MS,
@@ -86,22 +88,34 @@ def analyze(
     return tally.report(dict(targets or {}))
 
 
-def analyze_results(path: Path | str, *, options: DiffOptions = DiffOptions()) -> DiffReport:
+SchemaSource = Callable[[Mapping[str, str]], ProtoSchema | None]
+"""Given the results' targets (name → URL), a schema for their gRPC messages, or None (e.g. reflection)."""
+
+
+def analyze_results(
+    path: Path | str, *, options: DiffOptions = DiffOptions(), schema_source: SchemaSource | None = None
+) -> DiffReport:
     """A results file in two streaming passes: endpoint templates learned from its stamped endpoints, then
     `analyze`. Learning again what the replayer already learned changes nothing; it matters for results
-    stamped by an older replayer or by another engine, and keeps `diff`, `run` and `nightly` alike."""
-    learned = learn_endpoints(stamped_paths(ResultsReader(path)))
+    stamped by an older replayer or by another engine, and keeps `diff`, `run` and `nightly` alike.
+    `schema_source` is asked for a schema only when the file holds gRPC calls and `options` has none."""
+    grpc_calls: Counter[str] = Counter()
+    learned = learn_endpoints(stamped_paths(ResultsReader(path), grpc_calls))
     reader = ResultsReader(path)
     options = replace(options, rules=options.rules.with_learned(learned))
-    return analyze(reader, options=options, targets=reader.header.get("targets") or None)
+    targets = reader.header.get("targets") or None
+    if grpc_calls and options.schema is None and schema_source is not None:
+        options = replace(options, schema=schema_source(targets or {}))
+    return analyze(reader, options=options, targets=targets)
 
 
 _STAMPED = re.compile(rb'"endpoint":\s*("(?:[^"\\]|\\.)*")')
 """A record's top-level endpoint: the first such member of its line, since a string value's quotes are escaped."""
 
 
-def stamped_paths(reader: ResultsReader) -> Counter[str]:
-    """The path part of every record's endpoint, found without parsing the records (a third of the cost)."""
+def stamped_paths(reader: ResultsReader, grpc_calls: Counter[str] | None = None) -> Counter[str]:
+    """The path part of every record's endpoint, found without parsing the records (a third of the cost);
+    gRPC endpoints, never templated, are counted in `grpc_calls` instead."""
     paths: Counter[str] = Counter()
     for line in reader.raw_records():
         if (found := _STAMPED.search(line)) is None:
@@ -109,6 +123,10 @@ def stamped_paths(reader: ResultsReader) -> Counter[str]:
         try:
             endpoint = orjson.loads(found.group(1))
         except ValueError:
+            continue
+        if is_grpc_endpoint(str(endpoint)):
+            if grpc_calls is not None:
+                grpc_calls[str(endpoint)] += 1
             continue
         paths[str(endpoint).partition(" ")[2]] += 1
     return paths
@@ -129,6 +147,8 @@ class _EndpointTally:
     """Exchanges per set of locations where baseline and candidate differed: few distinct sets in practice."""
     noise: Counter[Key] = field(default_factory=Counter)
     examples: dict[Key, list[Example]] = field(default_factory=dict)
+    notes: dict[Key, str] = field(default_factory=dict)
+    """How a location's values were read, when a reader must know (`Difference.note`)."""
 
     def raw(self) -> Counter[Key]:
         counts: Counter[Key] = Counter()
@@ -182,14 +202,15 @@ class _Tally:
         self.late += baseline.schedule_lag_us > LATE_MS * 1000
         baseline2 = group.get("baseline2")
         endpoint.latency.add((_latency_ms(baseline), _latency_ms(baseline2), _latency_ms(candidate)))
-        differences = compare(baseline, candidate, rules)
+        schema = self.options.schema
+        differences = compare(baseline, candidate, rules, schema)
         if differences:
             endpoint.difference_sets[frozenset(d.key for d in differences)] += 1
             for difference in differences:
                 self._keep_example(endpoint, name, baseline, candidate, difference)
         if baseline2 is not None:
             self.noise_pairs += 1
-            endpoint.noise.update(d.key for d in compare(baseline, baseline2, rules))
+            endpoint.noise.update(d.key for d in compare(baseline, baseline2, rules, schema))
 
     def _keep_example(
         self,
@@ -200,11 +221,15 @@ class _Tally:
         difference: Difference,
     ) -> None:
         examples = endpoint.examples.setdefault(difference.key, [])
+        if difference.note:
+            endpoint.notes.setdefault(difference.key, difference.note)
         if len(examples) < self.options.max_examples:
             found = Divergence(
                 baseline.exchange_id, name, difference.kind, difference.location, difference.left, difference.right
             )
-            examples.append(bounded(Example(found, _body(baseline.response), _body(candidate.response))))
+            schema = self.options.schema
+            bodies = _body(baseline.response, baseline, schema), _body(candidate.response, baseline, schema)
+            examples.append(bounded(Example(found, *bodies)))
 
     def report(self, targets: dict[str, str]) -> DiffReport:
         stats: list[EndpointStats] = []
@@ -216,7 +241,8 @@ class _Tally:
             reported, quiet = split_signal(raw, endpoint.noise, endpoint.exchanges, self.options.noise)
             found = [
                 DivergenceGroup(
-                    name, kind, location, raw[kind, location], endpoint.exchanges, endpoint.examples[kind, location]
+                    name, kind, location, raw[kind, location], endpoint.exchanges, endpoint.examples[kind, location],
+                    endpoint.notes.get((kind, location), ""),
                 )
                 for kind, location in reported
             ]
@@ -266,9 +292,13 @@ class _Tally:
         return EndpointStats(name, endpoint.exchanges, {}, latency, paired, tail, histograms, edges)
 
 
-def _body(response: Response | None) -> str:
+def _body(response: Response | None, record: ReplayRecord, schema: ProtoSchema | None) -> str:
+    """An answer for reading; a gRPC one with its trailers after its headers and its messages decoded."""
     if response is None:
         return "(no response)"
+    if is_call(response):
+        text = response_text(response.status, response.reason, response.headers + response.trailers, b"")
+        return text.removesuffix("<empty>") + call_text(response, grpc_method(record, schema))
     return response_text(response.status, response.reason, response.headers, response.body)
 
 

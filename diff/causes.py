@@ -24,9 +24,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 
+from replaydiff.corpora.grpc import SERVER_ERRORS
 from replaydiff.corpora.model import DivergenceKind
 from replaydiff.diff.behaviour import MOCK_LOCATIONS
 from replaydiff.diff.findings import DivergenceGroup, Example, Finding, Severity
+from replaydiff.diff.messages import WIRE_NOTE
 
 SAME_CAUSE_OVERLAP = 0.5
 """Jaccard overlap of two endpoints' changed locations above which one document change explains both."""
@@ -95,11 +97,16 @@ def _outcomes(groups: list[DivergenceGroup], kind: DivergenceKind) -> list[Findi
         moves[str(example.baseline), str(example.candidate)].append(group)
     findings = []
     for (old, new), members in moves.items():
-        new_5xx = new.startswith("5") and not old.startswith("5")
+        new_5xx = _server_error(new) and not _server_error(old)
         rank_key = "error" if kind == "error" else ("5xx" if new_5xx else "status")
         what = f"{kind} {old} → {new}" if kind == "status" else f"{old} answer became {new}"
         findings.append(_finding(f"{what} {_on(members)}", kind, rank_key, members))
     return findings
+
+
+def _server_error(outcome: str) -> bool:
+    """An HTTP 5xx, or a gRPC code a server's fault produces (`INTERNAL`, `UNAVAILABLE`, …)."""
+    return outcome.startswith("5") or outcome in SERVER_ERRORS
 
 
 def _documents(groups: list[DivergenceGroup]) -> list[Finding]:
@@ -124,7 +131,10 @@ def _documents(groups: list[DivergenceGroup]) -> list[Finding]:
         for change, location in sorted({_body_change(g) for g in members}, key=lambda c: c[1]):
             classes[change].append(location)
         worst = min(classes, key=lambda c: _RANKS[c][0])
-        findings.append(_finding(_document_title(classes, members), "body", worst, members, dict(classes)))
+        title = _document_title(classes, members)
+        if any(group.detail == WIRE_NOTE for group in members):
+            title += " (gRPC wire format, no schema)"
+        findings.append(_finding(title, "body", worst, members, dict(classes)))
     return findings
 
 

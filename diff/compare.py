@@ -18,9 +18,13 @@ import json
 from typing import Any
 
 from replaydiff.corpora import HOP_BY_HOP, Headers, ReplayRecord, Response
+from replaydiff.corpora.endpoints import is_grpc_endpoint
+from replaydiff.corpora.grpc import grpc_status, is_grpc, status_name
+from replaydiff.corpora.protobuf import GrpcMethod, ProtoSchema
 from replaydiff.diff.behaviour import compare_behaviour
 from replaydiff.diff.difference import Difference
 from replaydiff.diff.excerpt import body_excerpts, clip
+from replaydiff.diff.messages import compare_messages
 from replaydiff.diff.rules import NO_RULES, EndpointRules, ValueRule
 from replaydiff.diff.structure import json_changes
 
@@ -35,25 +39,68 @@ the noise rule learns them from baseline vs baseline2.
 
 _NOT_JSON = object()
 
-def compare_answers(left: ReplayRecord, right: ReplayRecord, rules: EndpointRules = NO_RULES) -> list[Difference]:
+def compare_answers(
+    left: ReplayRecord, right: ReplayRecord, rules: EndpointRules = NO_RULES, schema: ProtoSchema | None = None
+) -> list[Difference]:
     """Outcome first: a failed side or a different status makes everything else moot."""
     if left.response is None or right.response is None:
         left_outcome, right_outcome = outcome(left), outcome(right)
         return [] if left_outcome == right_outcome else [Difference("error", "", left_outcome, right_outcome)]
     if left.response.status != right.response.status:
         return [Difference("status", "", str(left.response.status), str(right.response.status))]
+    if is_call(left.response) or is_call(right.response):
+        return compare_calls(left, right, rules, schema)
     return compare_headers(left.response.headers, right.response.headers, rules.headers) + compare_bodies(
         left.response, right.response, rules.paths
     )
 
 
-def compare(left: ReplayRecord, right: ReplayRecord, rules: EndpointRules = NO_RULES) -> list[Difference]:
+GRPC_STATUS = "grpc-status"
+"""The location of a gRPC status divergence: its values are code names (`NOT_FOUND → INTERNAL`)."""
+
+
+def is_call(response: Response) -> bool:
+    return is_grpc(response.headers) or grpc_status(response) is not None
+
+
+def compare_calls(
+    left: ReplayRecord, right: ReplayRecord, rules: EndpointRules = NO_RULES, schema: ProtoSchema | None = None
+) -> list[Difference]:
+    """Two answers to one gRPC call: its `grpc-status` is its outcome, as an HTTP status is a request's; then its
+    headers and trailers (one set of names, so a rule's `header` covers both), then its messages by field path."""
+    assert left.response is not None and right.response is not None
+    left_status, right_status = grpc_status(left.response), grpc_status(right.response)
+    if left_status != right_status:
+        return [Difference("status", GRPC_STATUS, status_name(left_status), status_name(right_status))]
+    fields = [compare_headers(_metadata(left.response), _metadata(right.response), rules.headers)]
+    if left.response.body_digest is not None or right.response.body_digest is not None:
+        fields.append(_compare_cut_bodies(left.response, right.response))
+    else:
+        fields.append(compare_messages(left.response, right.response, grpc_method(left, schema), rules.paths))
+    return fields[0] + fields[1]
+
+
+def grpc_method(record: ReplayRecord, schema: ProtoSchema | None) -> GrpcMethod | None:
+    """The schema's method for a record's endpoint (`grpc package.Service/Method`), if it has one."""
+    if schema is None or not is_grpc_endpoint(record.endpoint):
+        return None
+    return schema.method(record.endpoint.partition(" ")[2])
+
+
+def _metadata(response: Response) -> Headers:
+    return [(name, value) for name, value in response.headers + response.trailers if name.lower() != GRPC_STATUS]
+
+
+def compare(
+    left: ReplayRecord, right: ReplayRecord, rules: EndpointRules = NO_RULES, schema: ProtoSchema | None = None
+) -> list[Difference]:
     """What the targets answered, then how they got there (attempts, upstream calls, retries).
 
     When the outcome already differs, different upstream calls are its consequence (a
     candidate that fails early calls nothing), so only a difference in retries is added.
+    `schema` decodes gRPC messages by field name; without it they are read by wire format.
     """
-    answers = compare_answers(left, right, rules)
+    answers = compare_answers(left, right, rules, schema)
     behaviour = compare_behaviour(left, right)
     if any(d.kind in ("status", "error") for d in answers):
         behaviour = [d for d in behaviour if d.kind != "upstream"]

@@ -18,6 +18,8 @@ class Difference:
     location: str
     left: str | None
     right: str | None
+    note: str = ""
+    """How the values were read, when a reader must know (gRPC messages decoded without a schema)."""
 
     @property
     def key(self) -> Key:

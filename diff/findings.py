@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from replaydiff.corpora import Divergence
 from replaydiff.corpora.model import DivergenceKind
+from replaydiff.corpora.protobuf import ProtoSchema
 from replaydiff.diff.fidelity import Fidelity
 from replaydiff.diff.latency import LatencyThresholds, PairedLatency, Percentiles, TailLatency
 from replaydiff.diff.noise import NoiseThresholds
@@ -40,6 +41,8 @@ class DiffOptions:
     """Examples kept per divergence: enough to see a pattern, few enough to keep memory flat."""
     latency_samples: int = 50_000
     """Exchanges per endpoint whose latencies are kept (a uniform sample beyond): bounds memory, not accuracy."""
+    schema: ProtoSchema | None = None
+    """Decodes gRPC messages by field name (`diff.messages`); without it they are read by wire format."""
 
     def __post_init__(self) -> None:
         if self.max_examples < 1 or self.latency_samples < 1:
@@ -57,6 +60,7 @@ class DiffOptions:
             "rules": len(self.rules),
             "endpoint_patterns": len(self.rules.patterns),
             "learned_templates": len(self.rules.patterns.learned.positions),
+            "proto_schema": self.schema.source if self.schema is not None else None,
         }
 
 

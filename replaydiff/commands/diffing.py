@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
 
 from replaydiff.corpora import DIVERGENCE_KINDS, ResultsReader
+from replaydiff.corpora.protobuf import ProtoSchema, ReflectionUnavailable, SchemaError, read_schema, reflect_schema
 from replaydiff.diff import (
     DiffOptions,
     DiffReport,
@@ -57,6 +59,8 @@ class DiffSettings:
     """Print every divergence and every endpoint's latency, not one screen."""
     confirm: int = 0
     """Resend the idempotent requests behind rare divergences this many times (`replaydiff.confirming`); 0: never."""
+    reflection: bool = False
+    """Without a schema given, fetch one by gRPC server reflection from the baseline when the results hold gRPC."""
 
 
 def diff_results(
@@ -92,7 +96,10 @@ def report_results(
     their per-target headers) receive the confirmation resends; by default
     the URLs the results file names.
     """
-    report = analyze_results(path, options=settings.options)
+    schema_source = (lambda targets: _reflected(targets, console)) if settings.reflection else None
+    report = analyze_results(path, options=settings.options, schema_source=schema_source)
+    if report.options.schema is not None:
+        console.print(f"gRPC messages decoded by schema: {report.options.schema.source}", soft_wrap=True)
     if not report.totals.compared:
         raise UserError(
             f"{path}: nothing to compare: no exchange has both a baseline and a candidate record "
@@ -113,6 +120,23 @@ def report_results(
         if out is not None:
             _write(out, what, render())
     return report
+
+
+def _reflected(targets: Mapping[str, str], console: Console) -> ProtoSchema | None:
+    """The baseline's schema by server reflection, or None with a one-line note: messages are then read by wire
+    format, which still finds every difference, by field number."""
+    url = targets.get("baseline")
+    if not url:
+        console.print("schema: the results name no baseline URL to ask by reflection; gRPC messages are compared "
+                      "by wire format", soft_wrap=True)  # fmt: skip
+        return None
+    address = urlsplit(url).netloc or url
+    try:
+        return reflect_schema(address)
+    except ReflectionUnavailable as exc:
+        console.print(f"schema: {exc}; gRPC messages are compared by wire format (give --proto-descriptor-set or "
+                      "--proto for field names)", soft_wrap=True)  # fmt: skip
+        return None
 
 
 def _confirmed(report: DiffReport, path: Path, settings: DiffSettings, targets: Sequence[Target] | None) -> DiffReport:
@@ -154,16 +178,19 @@ def _fail_on(ctx: click.Context, param: click.Parameter, value: str | None) -> f
 _OUTPUT = click.Path(dir_okay=False, path_type=Path)
 _INPUT = click.Path(dir_okay=False, path_type=Path)
 _PARAMS = ("rules_file", "openapi", "json_out", "junit_out", "html_out", "fail_on", "verbose", "confirm", "relative_noise",
-           "absolute_noise", "latency_abs_ms", "latency_rel", "latency_alpha", "latency_tail_quantile")  # fmt: skip
+           "absolute_noise", "latency_abs_ms", "latency_rel", "latency_alpha", "latency_tail_quantile",
+           "proto_descriptor_set", "protos", "proto_reflection")  # fmt: skip
 
 
 def diff_options(
-    *, default_rules: Path | None = None, default_confirm: int = 0
+    *, default_rules: Path | None = None, default_confirm: int = 0, default_reflection: bool = False
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The differ's options, declared once; the command gets them as `diff_settings: DiffSettings`.
 
     `default_rules`: a rules file used when `--rules` is not given (the demo ships one).
     `default_confirm`: resends per rare divergence when `--confirm` is not given (`run`: 3).
+    `default_reflection`: ask the baseline for its gRPC schema when none is given (`run`, whose baseline has just
+    answered; `diff` reads results whose baseline may be gone, so there it is asked for).
     """
     decorators = [
         click.option("--rules", "rules_file", type=_INPUT, metavar="FILE",
@@ -199,12 +226,23 @@ def diff_options(
         click.option("--latency-tail-quantile", type=click.FloatRange(0.5, 1, min_open=True, max_open=True),
                      default=_LATENCY.tail_quantile, show_default=True,
                      help="The tail tested for a regression the median does not show."),
+        click.option("--proto-descriptor-set", type=_INPUT, metavar="FILE",
+                     help="gRPC schema: a descriptor set (protoc -o FILE --include_imports) naming message fields."),
+        click.option("--proto", "protos", type=_INPUT, multiple=True, metavar="FILE.proto",
+                     help="gRPC schema: a .proto file, compiled with grpcio-tools (repeatable; its folder is the "
+                          "import path)."),
+        click.option("--proto-reflection/--no-proto-reflection", default=None,
+                     help="Without a schema given, ask the baseline for it by gRPC server reflection when the "
+                          "results hold gRPC calls; a baseline without reflection leaves them decoded by wire "
+                          "format (field numbers)." + ("  [default: on]" if default_reflection else "  [default: off]")),
     ]  # fmt: skip
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(command)
         def with_settings(*args: Any, **params: Any) -> Any:
             given = {name: params.pop(name) for name in _PARAMS}
+            if given["proto_reflection"] is None:
+                given["proto_reflection"] = default_reflection
             return command(*args, diff_settings=_settings(default_rules=default_rules, **given), **params)
 
         for decorator in reversed(decorators):
@@ -231,13 +269,17 @@ def _settings(
     latency_rel: float,
     latency_alpha: float,
     latency_tail_quantile: float,
+    proto_descriptor_set: Path | None = None,
+    protos: tuple[Path, ...] = (),
+    proto_reflection: bool = False,
 ) -> DiffSettings:
-    """Loads the rules and OpenAPI files: a bad one is a one-line usage error (exit 2) naming file and key."""
+    """Loads the rules, OpenAPI and schema files: a bad one is a one-line usage error (exit 2) naming the file."""
     try:
         rules = load_rules(path) if (path := rules_file or default_rules) else Rules()
         if openapi is not None:
             rules = rules.with_patterns(load_openapi(openapi))
-    except RulesError as exc:
+        schema = read_schema(proto_descriptor_set, list(protos))
+    except (RulesError, SchemaError) as exc:
         raise UserError(str(exc)) from None
     options = DiffOptions(
         noise=NoiseThresholds(relative=relative_noise, absolute=absolute_noise),
@@ -245,8 +287,10 @@ def _settings(
             absolute_ms=latency_abs_ms, relative=latency_rel, alpha=latency_alpha, tail_quantile=latency_tail_quantile
         ),
         rules=rules,
+        schema=schema,
     )
-    return DiffSettings(options, json_out, junit_out, html_out, fail_on, verbose, confirm)
+    reflection = proto_reflection and schema is None
+    return DiffSettings(options, json_out, junit_out, html_out, fail_on, verbose, confirm, reflection)
 
 
 @click.command("diff")

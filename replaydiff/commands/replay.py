@@ -224,7 +224,7 @@ def replay(**params: Any) -> None:
 
 @click.command()
 @replay_options
-@diff_options(default_confirm=3)
+@diff_options(default_confirm=3, default_reflection=True)
 @click.option("--mock-upstreams", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
               help="Start a mock of the targets' dependencies for the run, answering from this recorded upstream "
                    "log (a `replaydiff tap -o` of the recording); the targets must call the --route ports.")
