@@ -3,7 +3,9 @@ classes they describe. Everything that decodes or builds gRPC messages by schema
 
 from __future__ import annotations
 
+import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +28,26 @@ def compile_protos(paths: list[Path]) -> bytes:
         output = Path(scratch) / "set.desc"
         arguments = ["protoc", *(f"-I{folder}" for folder in include_dirs), f"--proto_path={_well_known_dir()}"]
         arguments += [f"--descriptor_set_out={output}", "--include_imports", *(str(path.resolve()) for path in paths)]
-        if protoc.main(arguments) != 0 or not output.exists():
+        code, said = _with_stderr_captured(lambda: protoc.main(arguments))
+        if code != 0 or not output.exists():
             names = ", ".join(path.name for path in paths)
-            raise SchemaError(f"protoc could not compile {names}; run `python -m grpc_tools.protoc` on it to see why")
+            first = said.strip().splitlines()[0] if said.strip() else "no reason given"
+            raise SchemaError(f"protoc could not compile {names}: {first}")
         return output.read_bytes()
+
+
+def _with_stderr_captured(run: Callable[[], int]) -> tuple[int, str]:
+    """protoc (C++) writes its errors to file descriptor 2; they become the one-line error instead."""
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            code = run()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        return code, captured.read().decode("utf-8", errors="replace")
 
 
 def _well_known_dir() -> str:

@@ -85,9 +85,12 @@ def answer(channel: grpc.Channel, call: Call) -> tuple[Response, int]:
     return Response(200, "", "HTTP/2.0", headers, body, trailers=trailers), duration_us
 
 
-def write_catalog_results(path: Path, ports: dict[str, int], calls: list[Call]) -> Path:
-    """Each call sent to every role in turn, one record per role, as the replayer writes them."""
-    targets = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
+def write_catalog_results(
+    path: Path, ports: dict[str, int], calls: list[Call], targets: dict[str, str] | None = None
+) -> Path:
+    """Each call sent to every role in turn, one record per role, as the replayer writes them; `targets`: the URLs
+    the results header names, if not the servers called."""
+    targets = targets or {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
     channels = {role: grpc.insecure_channel(f"127.0.0.1:{port}") for role, port in ports.items()}
     try:
         with ResultsWriter(path, corpus="catalog", mode="rate", targets=targets) as writer:
