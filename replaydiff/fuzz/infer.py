@@ -22,8 +22,12 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import parse_qsl
 
+from google.protobuf.descriptor import Descriptor
+
 from replaydiff.corpora import Exchange, Request
-from replaydiff.corpora.endpoints import EndpointPatterns
+from replaydiff.corpora.endpoints import EndpointPatterns, is_grpc_endpoint
+from replaydiff.corpora.grpc import GrpcFramingError, is_grpc, split_messages
+from replaydiff.diff.messages import MessageError, wire_document
 
 KEPT_VALUES = 64
 KEPT_SEEDS = 64
@@ -158,6 +162,10 @@ class EndpointShape:
     """Bodies that are not JSON documents (empty ones included), replayed as recorded."""
     seeds: dict[str, Request] = field(default_factory=dict)
     exchanges: int = 0
+    grpc: bool = False
+    """A gRPC method: `body` holds the shape of its request messages read by wire format (members by field number)."""
+    grpc_input: Descriptor | None = None
+    """The method's input type when a schema describes it: generated messages follow it rather than the shape."""
 
     @property
     def parameter_positions(self) -> list[int]:
@@ -177,10 +185,22 @@ class EndpointShape:
             shape.observe(segments[position])
         self.query.observe(dict(parse_qsl(request.query, keep_blank_values=True)))
         self.headers.observe({k: v for k, v in request.headers if k.lower() != "content-length"})  # follows the body
-        self._observe_body(request.body)
+        if not (self.grpc and self._observe_message(request.body)):
+            self._observe_body(request.body)
         key = request.method + " " + request.target + "\0" + request.body.decode("utf-8", "replace")
         if key not in self.seeds and len(self.seeds) < KEPT_SEEDS:
             self.seeds[key] = request
+
+    def _observe_message(self, body: bytes) -> bool:
+        """A request of one message, shaped by wire format; False for anything else (kept as a raw body)."""
+        try:
+            framed = split_messages(body)
+            if len(framed) != 1 or framed[0].compressed:
+                return False
+            self.body.observe(wire_document(framed[0].payload))
+        except (GrpcFramingError, MessageError):
+            return False
+        return True
 
     def _observe_body(self, body: bytes) -> None:
         try:
@@ -207,7 +227,9 @@ def infer_endpoints(exchanges: Iterable[Exchange], patterns: EndpointPatterns | 
         shape = shapes.get(endpoint)
         if shape is None:
             method, _, template = endpoint.partition(" ")
-            shape = shapes[endpoint] = EndpointShape(endpoint, method, tuple(template.split("/")), request)
+            if grpc := is_grpc_endpoint(endpoint) and is_grpc(request.headers):
+                method, template = request.method.upper(), request.path  # a POST, never templated
+            shape = shapes[endpoint] = EndpointShape(endpoint, method, tuple(template.split("/")), request, grpc=grpc)
         shape.observe(request)
     return shapes
 

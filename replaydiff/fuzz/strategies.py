@@ -215,6 +215,12 @@ def header_values(shape: ValueShape) -> SearchStrategy[str]:
 
 
 def bodies(shape: EndpointShape) -> SearchStrategy[bytes]:
+    if shape.grpc and (shape.grpc_input is not None or shape.body.count):
+        from replaydiff.fuzz import grpc_messages  # here: it builds on this module's strategies
+
+        if shape.grpc_input is not None:
+            return grpc_messages.schema_bodies(shape.grpc_input, shape.body if shape.body.count else None)
+        return grpc_messages.wire_bodies(shape.body)
     if shape.json_body:
         return json_values(shape.body).map(lambda document: json.dumps(document).encode())
     return st.sampled_from(simplest_first(set(shape.raw_bodies)) or [b""])
@@ -244,7 +250,7 @@ def generated_requests(shape: EndpointShape) -> SearchStrategy[Request]:
     return st.builds(
         partial(assemble, shape),
         path_params(shape),
-        query_pairs(shape.query),
+        st.just({}) if shape.grpc else query_pairs(shape.query),  # a gRPC path has no query
         header_fields(shape.headers),
         bodies(shape),
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+from replaydiff.corpora.protobuf import ProtoSchema
 from replaydiff.corpora import ReplayRecord, header_value
 from replaydiff.diff.compare import compare, outcome
 from replaydiff.diff.difference import Difference, Key
@@ -68,8 +69,9 @@ def _status_class(status: str | None) -> str:
 class NoiseJudge:
     """Holds the noise learned so far, per endpoint, for one session."""
 
-    def __init__(self, rules: Rules | None = None) -> None:
+    def __init__(self, rules: Rules | None = None, schema: ProtoSchema | None = None) -> None:
         self._rules = rules or Rules()
+        self._schema = schema
         self._noise: defaultdict[str, set[Key]] = defaultdict(set)
 
     def noise(self, endpoint: str) -> frozenset[Key]:
@@ -80,8 +82,8 @@ class NoiseJudge:
     ) -> list[Difference]:
         """Differences between baseline and candidate that are not noise; a candidate failure always counts."""
         rules = self._rules.for_endpoint(endpoint)
-        self._noise[endpoint].update(d.key for d in compare(baseline, baseline2, rules))
-        differences = compare(baseline, candidate, rules)
+        self._noise[endpoint].update(d.key for d in compare(baseline, baseline2, rules, self._schema))
+        differences = compare(baseline, candidate, rules, self._schema)
         if failed(candidate) and not failed(baseline):
             return differences or [Difference("error", "", outcome(baseline), outcome(candidate))]
         return [d for d in differences if d.key not in self._noise[endpoint]]

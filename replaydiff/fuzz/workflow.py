@@ -7,11 +7,14 @@ input runs before the first request is sent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from replaydiff.corpora import CorpusReader
 from replaydiff.corpora.endpoints import corpus_endpoints
+from replaydiff.corpora.protobuf import ProtoSchema, ReflectionUnavailable, reflect_schema
 from replaydiff.diff.rules import Rules
 from replaydiff.replayer.client import Timeouts
 from replaydiff.replayer.targets import MUTATING_METHODS, check_write_safety
@@ -37,6 +40,10 @@ class FuzzJob:
     timeouts: Timeouts = Timeouts(connect_s=5.0, read_s=10.0)
     credentials: Credentials | None = None
     """`--identities`, `--jwt-key`: generated requests go out as a test account's."""
+    schema: ProtoSchema | None = None
+    """`--proto-descriptor-set`, `--proto`: gRPC requests are generated from their methods' input types."""
+    reflection: bool = True
+    """Without `schema`, ask the baseline for it by server reflection when the corpus holds gRPC calls."""
 
 
 def endpoint_shapes(job: FuzzJob) -> list[EndpointShape]:
@@ -52,8 +59,43 @@ def endpoint_shapes(job: FuzzJob) -> list[EndpointShape]:
     return selected
 
 
-def run_fuzz(job: FuzzJob, progress: Progress) -> SessionResult:
+def with_schema(shapes: list[EndpointShape], schema: ProtoSchema | None) -> list[EndpointShape]:
+    """Each gRPC shape gets its method's input type; a client-streaming method (one request message is not a
+    call of it) is left out."""
+    kept = []
+    for shape in shapes:
+        method = schema.method(shape.exemplar.path) if schema is not None and shape.grpc else None
+        if method is not None and method.client_streaming:
+            continue
+        shape.grpc_input = method.input if method is not None else None
+        kept.append(shape)
+    return kept
+
+
+def grpc_schema(job: FuzzJob, note: Callable[[str], None]) -> ProtoSchema | None:
+    """The schema given, or the baseline's by reflection (or None, with a note: shapes by wire format then)."""
+    if job.schema is not None or not job.reflection:
+        return job.schema
+    baseline = job.targets.baseline
+    try:
+        return reflect_schema(f"{baseline.host}:{baseline.port}")
+    except ReflectionUnavailable as exc:
+        note(f"schema: {exc}; gRPC requests are generated from the recorded messages' wire shape")
+        return None
+
+
+HTTP2_CLIENT = "replaydiff.replayer.http2"
+"""The replayer's HTTP/2 client (issue 15's replay part): gRPC requests can only be sent once it is there."""
+
+
+def run_fuzz(job: FuzzJob, progress: Progress, note: Callable[[str], None] = lambda _: None) -> SessionResult:
     shapes = endpoint_shapes(job)
+    if any(shape.grpc for shape in shapes):
+        if importlib.util.find_spec(HTTP2_CLIENT) is None:
+            raise UserError("fuzzing gRPC calls needs the replayer's HTTP/2 client, which this build lacks; "
+                            "leave the gRPC endpoints out with --endpoint")  # fmt: skip
+        job = replace(job, schema=grpc_schema(job, note))
+        shapes = with_schema(shapes, job.schema)
     mutates = any(shape.method in MUTATING_METHODS for shape in shapes)
     check_write_safety(list(job.targets), set(job.allowed_hosts), corpus_mutates=mutates)
     if job.save_failures is not None:
@@ -61,7 +103,7 @@ def run_fuzz(job: FuzzJob, progress: Progress) -> SessionResult:
     with Sender(job.targets, timeouts=job.timeouts, credentials=job.credentials) as sender:
         sender.check_reachable()
         sender.log_in()
-        result = FuzzSession(shapes, sender, NoiseJudge(job.rules), job.options, progress).run()
+        result = FuzzSession(shapes, sender, NoiseJudge(job.rules, job.schema), job.options, progress).run()
     if job.save_failures is not None and result.failures:
         append_failures(job.save_failures, result.failures)
     return result
