@@ -252,3 +252,13 @@ def call_text(response: Response, method: GrpcMethod | None) -> str:
     if call.document is None:
         return f"{how}: none"
     return f"{how}:\n{json.dumps(call.document, indent=2, ensure_ascii=False)}"
+
+
+def request_messages_text(body: bytes) -> str:
+    """A gRPC request's messages for reading, by wire format (a request's schema is rarely at hand where it is shown)."""
+    try:
+        documents = [wire_document(message.payload) for message in split_messages(body)]
+    except (GrpcFramingError, MessageError) as error:
+        return f"<{error}>"
+    shown = documents[0] if len(documents) == 1 else documents
+    return f"{WIRE_NOTE.partition(';')[0]}:\n{json.dumps(shown, indent=2, ensure_ascii=False)}"

@@ -5,6 +5,9 @@ against real grpc_catalog servers needs the replayer's HTTP/2 client and skips u
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +23,12 @@ from replaydiff.corpora.grpc import GrpcMessage, is_grpc, join_messages, split_m
 from replaydiff.corpora.protobuf import ProtoSchema
 from replaydiff.demo import grpc_catalog
 from replaydiff.diff.messages import wire_document
+from replaydiff.fuzz.curl import printf_escaped, curl_command
 from replaydiff.fuzz.grpc_messages import wire_encoded
 from replaydiff.fuzz.infer import EndpointShape, infer_endpoints
 from replaydiff.fuzz.strategies import requests
 from replaydiff.fuzz.workflow import HTTP2_CLIENT, with_schema
+from replaydiff.replayer.targets import Target
 
 CLASSES = grpc_catalog._classes()
 SCHEMA = ProtoSchema(grpc_catalog.descriptor_set(), "catalog.proto")
@@ -119,13 +124,8 @@ def test_a_wire_document_writes_back_to_the_same_message(
 
 
 def test_fuzzing_grpc_without_the_http2_client_is_a_one_line_error(tmp_path: Path) -> None:
-    try:
-        import importlib.util
-
-        if importlib.util.find_spec(HTTP2_CLIENT) is not None:
-            pytest.skip("the replayer has its HTTP/2 client: the session test below runs instead")
-    except ModuleNotFoundError:
-        pass
+    if importlib.util.find_spec(HTTP2_CLIENT) is not None:
+        pytest.skip("the replayer has its HTTP/2 client: the session test below runs instead")
     corpus = tmp_path / "catalog.jsonl.zst"
     with CorpusWriter(corpus, source="test") as writer:
         for exchange in recorded_exchanges():
@@ -141,3 +141,48 @@ def test_fuzzing_grpc_without_the_http2_client_is_a_one_line_error(tmp_path: Pat
         server.stop(0)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "fuzzing gRPC calls needs the replayer's HTTP/2 client" in result.stderr.splitlines()[-1]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.binary(max_size=64))
+def test_the_curl_line_spells_a_binary_body_byte_for_byte(body: bytes) -> None:
+    spelled = shlex.quote(printf_escaped(body))
+    assert subprocess.run(["sh", "-c", f"printf {spelled}"], capture_output=True, timeout=10).stdout == body
+
+
+def test_the_curl_line_of_a_grpc_request_speaks_h2c() -> None:
+    [request] = [e.request for e in recorded_exchanges()][:1]
+    line = curl_command(request, Target.parse("baseline", "http://127.0.0.1:1"))
+    assert line.startswith("printf ") and "| curl --http2-prior-knowledge " in line
+    assert "-H 'te: trailers'" in line and line.endswith("--data-binary @-")
+
+
+def run_fuzz_command(corpus: Path, urls: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [Path(sys.executable).parent / "replaydiff", "fuzz", corpus, "--baseline", urls["baseline"],
+         "--baseline2", urls["baseline2"], "--candidate", urls["candidate"], "--no-database", "--examples", "25",
+         "--seed", "1"],
+        capture_output=True, text=True, timeout=120, cwd=cwd, env={**os.environ, "COLUMNS": "160"},
+    )  # fmt: skip
+
+
+def test_a_fuzz_session_against_real_catalogs_finds_the_planted_changes(tmp_path: Path) -> None:
+    if importlib.util.find_spec(HTTP2_CLIENT) is None:
+        pytest.skip("needs the replayer's HTTP/2 client (issue 15's replay part)")
+    corpus = tmp_path / "catalog.jsonl.zst"
+    with CorpusWriter(corpus, source="test") as writer:
+        for exchange in recorded_exchanges():
+            writer.write(exchange)
+    servers = {role: grpc_catalog.serve(candidate=role == "candidate") for role in ("baseline", "baseline2", "candidate")}
+    urls = {role: f"http://127.0.0.1:{port}" for role, (_, port) in servers.items()}
+    try:
+        planted = run_fuzz_command(corpus, urls, tmp_path)
+        same = run_fuzz_command(corpus, {**urls, "candidate": urls["baseline2"]}, tmp_path)
+    finally:
+        for server, _ in servers.values():
+            server.stop(0)
+    assert planted.returncode == 1, planted.stdout + planted.stderr
+    assert f"✗ {GET}: status NOT_FOUND → INTERNAL" in planted.stdout  # an unknown generated sku
+    assert f"✗ {GET}: body $.price_cents" in planted.stdout  # by the schema reflection gave
+    assert "grpc-status: INTERNAL" in planted.stdout and "fields by number" in planted.stdout  # answers decoded
+    assert same.returncode == 0, same.stdout + same.stderr

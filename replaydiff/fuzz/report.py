@@ -12,7 +12,10 @@ from rich.table import Table
 from rich.text import Text
 
 from replaydiff.corpora import ReplayRecord, Request, header_value
+from replaydiff.corpora.grpc import grpc_status, is_grpc, status_name
+from replaydiff.diff.compare import is_call
 from replaydiff.diff.excerpt import body_text
+from replaydiff.diff.messages import call_text, request_messages_text
 from replaydiff.fuzz.curl import curl_command
 from replaydiff.fuzz.sender import FuzzTargets
 from replaydiff.fuzz.session import Failure, SessionResult
@@ -32,8 +35,14 @@ def screen_text(body: bytes) -> str:
 def request_text(request: Request) -> Text:
     lines = [f"{request.method} {request.target}", *(f"{name}: {value}" for name, value in request.headers)]
     if request.body:
-        lines += ["", screen_text(request.body)]
+        grpc = is_grpc(request.headers)
+        lines += ["", _clipped(request_messages_text(request.body)) if grpc else screen_text(request.body)]
     return Text("\n".join(lines))
+
+
+def _clipped(text: str) -> str:
+    lines = text.splitlines()
+    return "\n".join(lines[:BODY_LINES] + ([f"… {len(lines) - BODY_LINES} more lines"] if len(lines) > BODY_LINES else []))
 
 
 def answer_text(record: ReplayRecord) -> Text:
@@ -43,6 +52,9 @@ def answer_text(record: ReplayRecord) -> Text:
         return Text(f"no answer: {final.error if final else 'not sent'}\n{final.error_detail if final else ''}")
     content_type = header_value(response.headers, "content-type") or ""
     head = f"{response.status} {response.reason}" + (f"\ncontent-type: {content_type}" if content_type else "")
+    if is_call(response):  # the call's outcome, and its messages decoded
+        head += f"\ngrpc-status: {status_name(grpc_status(response))}"
+        return Text(f"{head}\n\n{_clipped(call_text(response, None))}", style="red" if failed(record) else "")
     return Text(f"{head}\n\n{screen_text(response.body)}", style="red" if failed(record) else "")
 
 
