@@ -103,10 +103,16 @@ class ProtoSchema:
         self.pool = load_pool(descriptor_set, source)
         files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
         self.services = sorted(f"{file.package}.{service.name}".lstrip(".") for file in files.file for service in file.service)
+        self._methods: dict[str, GrpcMethod | None] = {}
 
     def method(self, path: str) -> GrpcMethod | None:
         """The method a path (`/shop.Catalog/GetItem`) or a method name (`shop.Catalog/GetItem`) calls; None if the
-        schema has no such service or method."""
+        schema has no such service or method. Asked once per compared pair, so remembered per path."""
+        if path not in self._methods:
+            self._methods[path] = self._find(path)
+        return self._methods[path]
+
+    def _find(self, path: str) -> GrpcMethod | None:
         name = method_name(path) or method_name("/" + path)
         if name is None:
             return None

@@ -72,12 +72,10 @@ def compare_calls(
     left_status, right_status = grpc_status(left.response), grpc_status(right.response)
     if left_status != right_status:
         return [Difference("status", GRPC_STATUS, status_name(left_status), status_name(right_status))]
-    fields = [compare_headers(_metadata(left.response), _metadata(right.response), rules.headers)]
+    metadata = compare_headers(_metadata(left.response), _metadata(right.response), rules.headers)
     if left.response.body_digest is not None or right.response.body_digest is not None:
-        fields.append(_compare_cut_bodies(left.response, right.response))
-    else:
-        fields.append(compare_messages(left.response, right.response, grpc_method(left, schema), rules.paths))
-    return fields[0] + fields[1]
+        return metadata + _compare_cut_bodies(left.response, right.response)  # above the cap: no whole message
+    return metadata + compare_messages(left.response, right.response, grpc_method(left, schema), rules.paths)
 
 
 def grpc_method(record: ReplayRecord, schema: ProtoSchema | None) -> GrpcMethod | None:

@@ -25,6 +25,7 @@ from replaydiff.corpora.protobuf import ProtoSchema
 from replaydiff.demo import grpc_catalog
 from replaydiff.diff.compare import compare
 from replaydiff.diff.messages import WIRE_NOTE, schema_document
+from replaydiff.diff.rules import parse_rules
 from tests.grpc_results import catalog_calls, catalogs, write_catalog_results
 
 REPLAYDIFF = Path(sys.executable).parent / "replaydiff"
@@ -200,6 +201,22 @@ def test_trailers_are_compared_like_headers_and_codes_by_name() -> None:
     right.response.trailers.append(("grpc-message", "sku-9 missing"))  # type: ignore[union-attr]
     assert differences(left, right) == [("header", "grpc-message", "no item sku-9", "sku-9 missing")]
     assert differences(left, call_record("candidate", GET, [], 42)) == [("status", "grpc-status", "NOT_FOUND", "CODE 42")]
+
+
+def test_rules_work_on_field_paths_and_trailers() -> None:
+    rules = parse_rules(
+        '[[rule]]\nendpoint = "grpc shop.*"\npath = "$.stock.count"\nignore = true\n'
+        '[[rule]]\npath = "$.3"\ntolerance = 1\n'
+        '[[rule]]\nheader = "grpc-message"\npattern = "sku-\\\\d+"\nreplacement = "SKU"\n'
+    ).for_endpoint(GET)
+    left, right = call_record("baseline", GET, [item(count=3)]), call_record("candidate", GET, [item(count=0)])
+    assert differences(left, right) == [("body", "$.stock.count", "3", "0")]
+    assert compare(left, right, rules, SCHEMA) == []  # by field name, with a schema
+    cheaper = call_record("candidate", GET, [item(price=251)])
+    assert compare(left, cheaper, rules, None) == []  # by field number, without one
+    left.response.trailers.append(("grpc-message", "no item sku-9"))  # type: ignore[union-attr]
+    right.response.trailers.append(("grpc-message", "no item sku-10"))  # type: ignore[union-attr]
+    assert compare(left, right, rules, SCHEMA) == []
 
 
 def test_a_field_number_the_schema_does_not_know_is_shown_by_number() -> None:
