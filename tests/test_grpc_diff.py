@@ -4,6 +4,7 @@ server reflection, or no schema, and reports exactly the planted changes with fi
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -26,6 +27,7 @@ from replaydiff.demo import grpc_catalog
 from replaydiff.diff.compare import compare
 from replaydiff.diff.messages import WIRE_NOTE, schema_document
 from replaydiff.diff.rules import parse_rules
+from replaydiff.fuzz.workflow import HTTP2_CLIENT
 from tests.grpc_results import catalog_calls, catalogs, write_catalog_results
 
 REPLAYDIFF = Path(sys.executable).parent / "replaydiff"
@@ -268,3 +270,27 @@ def test_inspect_names_grpc_endpoints(tmp_path: Path) -> None:
     result = subprocess.run([REPLAYDIFF, "inspect", "--endpoints", corpus], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert GET in result.stdout and LIST in result.stdout
+
+
+def test_run_asks_the_baseline_for_its_schema_by_itself(tmp_path: Path) -> None:
+    if importlib.util.find_spec(HTTP2_CLIENT) is None:
+        pytest.skip("needs the replayer's HTTP/2 client (issue 15's replay part)")
+    corpus = tmp_path / "catalog.jsonl.zst"
+    requests = CLASSES["ItemRequest"]
+    with CorpusWriter(corpus, source="test") as writer:
+        for n, sku in enumerate(["sku-1", "sku-2", "sku-3", "nope-1", "nope-2"]):
+            body = join_messages([GrpcMessage(requests(sku=sku).SerializeToString())])
+            request = Request("POST", "http", "catalog.internal", 50051, "/shop.Catalog/GetItem", http_version="HTTP/2.0",
+                              headers=[("content-type", "application/grpc"), ("te", "trailers")], body=body)  # fmt: skip
+            writer.write(Exchange(f"e{n}", "s", n * 1000, request, Response(200, http_version="HTTP/2.0")))
+    with catalogs() as ports:
+        urls = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
+        result = subprocess.run(
+            [REPLAYDIFF, "run", corpus, "--baseline", urls["baseline"], "--baseline2", urls["baseline2"],
+             "--candidate", urls["candidate"], "-o", tmp_path / "results.jsonl.zst", "--json", tmp_path / "r.json"],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ, "COLUMNS": "160"},
+        )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["options"]["proto_schema"] == f"server reflection of {urls['baseline'].removeprefix('http://')}"
+    assert fingerprints(data) == PLANTED
