@@ -93,6 +93,11 @@ class GrpcMethod:
     def unary(self) -> bool:
         return not self.client_streaming and not self.server_streaming
 
+    @property
+    def message_classes(self) -> tuple[type[Message], type[Message]]:
+        """(request class, answer class), for code that parses or builds the messages themselves."""
+        return message_factory.GetMessageClass(self.input), message_factory.GetMessageClass(self.output)
+
 
 class ProtoSchema:
     """The messages and services of a descriptor set, looked up by a gRPC call's path."""
