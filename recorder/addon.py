@@ -34,6 +34,7 @@ from mitmproxy.addonmanager import Loader
 from replaydiff.corpora import CorpusError, CorpusWriter
 from replaydiff.corpora.trace import TRACE_TAG, parse_traceparent
 from replaydiff.recorder.capture import DEFAULT_MAX_BODY, exchange_from_flow, truncated
+from replaydiff.recorder.h2c import H2cPriorKnowledge
 from replaydiff.recorder.policy import PolicyError
 from replaydiff.recorder.pseudonym import PseudonymKeyError
 from replaydiff.recorder.retries import DEFAULT_RETRY_WINDOW_S, RetryTagger
@@ -303,4 +304,4 @@ def _check_output(value: str) -> Path:
     return path
 
 
-addons = [Recorder()]
+addons = [Recorder(), H2cPriorKnowledge()]

@@ -22,6 +22,7 @@ from mitmproxy.tools.dump import DumpMaster
 
 from replaydiff.recorder.addon import Recorder
 from replaydiff.recorder.capture import DEFAULT_MAX_BODY
+from replaydiff.recorder.h2c import H2cPriorKnowledge
 from replaydiff.recorder.retries import DEFAULT_RETRY_WINDOW_S
 from replaydiff.recorder.sessions import DEFAULT_SESSION_GAP_S, SessionBy
 
@@ -144,7 +145,8 @@ async def serve_master(addons: list[object], **options: object) -> None:
     master = DumpMaster(Options(), with_termlog=False, with_dumper=False)
     # Startup errors (e.g. a port taken since we checked) end the process; say why rather than just "exiting".
     master.addons.get("errorcheck").repeat_errors_on_stderr = True
-    master.addons.add(*addons)
+    # after mitmproxy's own addons: H2cPriorKnowledge corrects their next-layer choice for cleartext HTTP/2
+    master.addons.add(*addons, H2cPriorKnowledge())
     try:
         # Read each request before connecting upstream: with mitmproxy's default (eager), a request to a
         # service that is down is dropped unseen; lazily, it is recorded as an error and the client gets a 502.

@@ -1,0 +1,57 @@
+"""Cleartext HTTP/2 with prior knowledge (h2c) through mitmproxy, which speaks HTTP/2 only after TLS ALPN.
+
+Most gRPC between services is h2c: the client opens a plain TCP connection and starts with the HTTP/2 connection
+preface (RFC 9113 3.4). mitmproxy 11 reads that preface as an HTTP/1 request `PRI * HTTP/2.0` and kills it (its
+issues #6998, #3362; the fix is an open pull request). Its HTTP layer picks HTTP/2 for a connection whose
+negotiated ALPN is `h2`, so this addon, on a plain connection that starts with the preface, marks the client
+connection as `h2` before the HTTP layer starts; and when such a client's request opens a plain upstream
+connection, marks that one `h2` too, so mitmproxy's HTTP/2 client speaks prior knowledge to the server. The
+client spoke HTTP/2 to what it took for the server, so the server speaks it as well.
+
+Everything else (TLS, HTTP/1, not HTTP at all) is left to mitmproxy's own `next_layer` decision.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mitmproxy.proxy import layer, layers, server_hooks
+from mitmproxy.proxy.layers.http import HTTPMode
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2 = b"h2"
+
+logger = logging.getLogger(__name__)
+
+
+class H2cPriorKnowledge:
+    """A mitmproxy addon; it must come after mitmproxy's own NextLayer addon, whose choice it corrects."""
+
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        context = nextlayer.context
+        if context.client.tls or context.client.transport_protocol != "tcp":
+            return
+        if not isinstance(nextlayer.layer, layers.HttpLayer) and not _http_below(nextlayer):
+            return  # raw TCP, ignored hosts, DNS…: mitmproxy decided it is not HTTP here
+        data = nextlayer.data_client()
+        if data.startswith(PREFACE):
+            context.client.alpn = H2
+            if not isinstance(nextlayer.layer, layers.HttpLayer):
+                nextlayer.layer = layers.HttpLayer(context, HTTPMode.transparent)
+        elif data and PREFACE.startswith(data):
+            nextlayer.layer = None  # the preface so far, split across reads: decide when the rest arrives
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        client, server = data.client, data.server
+        if client.alpn == H2 and not client.tls and not server.tls and server.transport_protocol == "tcp":
+            server.alpn = H2
+
+
+def _http_below(nextlayer: layer.NextLayer) -> bool:
+    """Reverse mode builds a stack (TLS layers, then HTTP); its innermost layer is what counts."""
+    chosen = nextlayer.layer
+    while chosen is not None:
+        if isinstance(chosen, layers.HttpLayer):
+            return True
+        chosen = getattr(chosen, "child_layer", None)
+    return False
