@@ -47,6 +47,8 @@ class ProxySettings:
     policy: Path | None = None
     default_sanitize: bool = True
     pseudonym_key_file: Path | None = None
+    proto_descriptor_set: Path | None = None
+    protos: tuple[Path, ...] = ()
     max_body: int = DEFAULT_MAX_BODY
     retry_window_s: float = DEFAULT_RETRY_WINDOW_S
     session_by: SessionBy = "client"
@@ -131,6 +133,8 @@ async def _serve(settings: ProxySettings, on_listening: Callable[[str], None]) -
         replaydiff_policy=str(settings.policy) if settings.policy else None,
         replaydiff_default_sanitize=settings.default_sanitize,
         replaydiff_pseudonym_key_file=str(settings.pseudonym_key_file) if settings.pseudonym_key_file else None,
+        replaydiff_proto_descriptor_set=str(settings.proto_descriptor_set) if settings.proto_descriptor_set else None,
+        replaydiff_proto=[str(path) for path in settings.protos],
         replaydiff_max_body=settings.max_body,
         replaydiff_retry_window=settings.retry_window_s,
         replaydiff_session_by=settings.session_by,

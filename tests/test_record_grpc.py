@@ -1,0 +1,163 @@
+"""Recording HTTP/2 and gRPC end to end: a real grpcio client, `replaydiff record` as a subprocess speaking h2c with
+prior knowledge on both legs, the real grpcio catalog behind it, then the corpus on disk."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from replaydiff.corpora import CorpusReader, Exchange, header_value
+from replaydiff.corpora.container import decompressed_bytes
+from replaydiff.corpora.grpc import grpc_status, split_messages
+from replaydiff.demo import grpc_catalog
+from tests.test_recorder import BIN, Proxy
+from tests.waiting import readable_records, wait_until
+
+MESSAGES = grpc_catalog._classes()
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Iterator[int]:
+    server, port = grpc_catalog.serve()
+    try:
+        yield port
+    finally:
+        server.stop(0)
+
+
+def start_recorder(tmp_path: Path, upstream: str, *extra: str | Path) -> tuple[Proxy, str, Path]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    corpus = tmp_path / "grpc.jsonl.zst"
+    proxy = Proxy(
+        [BIN / "replaydiff", "record", "--upstream", upstream, "--listen", "0", "-o", corpus.name, *extra],
+        cwd=tmp_path,
+        home=home,
+    )
+    return proxy, proxy.wait_for_listening_url(), corpus
+
+
+def call_catalog(address: str) -> None:
+    """The three kinds of answer a gRPC service gives: a message, an error (trailers-only), a stream."""
+    with grpc.insecure_channel(address) as channel:
+        get_item = channel.unary_unary(
+            "/shop.Catalog/GetItem",
+            request_serializer=lambda message: message.SerializeToString(),
+            response_deserializer=MESSAGES["Item"].FromString,
+        )
+        list_items = channel.unary_stream(
+            "/shop.Catalog/ListItems",
+            request_serializer=lambda message: message.SerializeToString(),
+            response_deserializer=MESSAGES["Item"].FromString,
+        )
+        item = get_item(MESSAGES["ItemRequest"](sku="sku-3"), timeout=10)
+        assert (item.name, item.price_cents, item.stock.warehouse) == ("Item 3", 499, "north")
+        with pytest.raises(grpc.RpcError) as failure:
+            get_item(MESSAGES["ItemRequest"](sku="sku-404"), timeout=10)
+        assert failure.value.code() == grpc.StatusCode.NOT_FOUND and failure.value.details() == "no item sku-404"
+        listed = list(list_items(MESSAGES["ListRequest"](limit=4), timeout=10))
+        assert [entry.sku for entry in listed] == ["sku-1", "sku-2", "sku-3", "sku-4"]
+
+
+def recorded(tmp_path: Path, catalog: int, *extra: str | Path) -> tuple[list[Exchange], Path]:
+    proxy, url, corpus = start_recorder(tmp_path, f"http://127.0.0.1:{catalog}", *extra)
+    try:
+        call_catalog(url.removeprefix("http://"))
+        wait_until(lambda: readable_records(corpus, CorpusReader) == 3, "the recorder to flush 3 gRPC calls")
+        assert proxy.stop() == 0, "".join(proxy.lines)
+    finally:
+        proxy.kill()
+    assert proxy.lines[-1] == "replaydiff: wrote 3 exchanges to grpc.jsonl.zst\n", "".join(proxy.lines)
+    return list(CorpusReader(corpus)), corpus
+
+
+def test_grpc_over_h2c_is_recorded_with_version_trailers_and_framing(tmp_path: Path, catalog: int) -> None:
+    exchanges, corpus = recorded(tmp_path, catalog)
+    by_call = {(exchange.request.path, exchange.request.body[7:]): exchange for exchange in exchanges}
+    assert len(by_call) == 3
+    for exchange in exchanges:
+        request, response = exchange.request, exchange.response
+        assert response is not None, exchange.tags
+        assert request.http_version == response.http_version == "HTTP/2.0"
+        assert (request.method, request.scheme, request.host, request.port) == ("POST", "http", "127.0.0.1", catalog)
+        assert not any(name.startswith(":") for name, _ in request.headers + response.headers), "pseudo-headers"
+        assert header_value(request.headers, "te") == "trailers"
+        assert len(split_messages(request.body)) == 1
+
+    found = by_call["/shop.Catalog/GetItem", b"sku-3"].response
+    assert found is not None and grpc_status(found) == 0 and header_value(found.trailers, "grpc-status") == "0"
+    [item] = split_messages(found.body)
+    assert MESSAGES["Item"].FromString(item.payload).name == "Item 3"
+
+    missing = by_call["/shop.Catalog/GetItem", b"sku-404"].response
+    assert missing is not None and missing.body == b"" and grpc_status(missing) == 5
+    assert header_value(missing.headers, "grpc-message") == "no item sku-404", "a trailers-only answer"
+
+    listed = next(exchange for exchange in exchanges if exchange.request.path == "/shop.Catalog/ListItems").response
+    assert listed is not None and grpc_status(listed) == 0
+    names = [MESSAGES["Item"].FromString(message.payload).name for message in split_messages(listed.body)]
+    assert names == ["Item 1", "Item 2", "Item 3", "Item 4"]
+    assert b"@example.com" not in decompressed_bytes(corpus), "emails in messages are sanitized by default"
+
+
+def test_a_capped_grpc_body_keeps_whole_messages(tmp_path: Path, catalog: int) -> None:
+    exchanges, _ = recorded(tmp_path, catalog, "--max-body", "150")
+    listed = next(exchange for exchange in exchanges if exchange.request.path == "/shop.Catalog/ListItems")
+    assert listed.response is not None and listed.tags["truncated"].startswith("response:")
+    messages = split_messages(listed.response.body)
+    assert 1 <= len(messages) < 4 and len(listed.response.body) <= 150
+    assert MESSAGES["Item"].FromString(messages[0].payload).name == "Item 1"
+
+
+def test_not_http2_after_the_preface_is_one_line_and_the_proxy_keeps_serving(tmp_path: Path, catalog: int) -> None:
+    proxy, url, corpus = start_recorder(tmp_path, f"http://127.0.0.1:{catalog}")
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        for garbage in (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff" * 64, b"\x00\x01 not http at all\r\n\r\n"):
+            with socket.create_connection((host, int(port)), timeout=10) as client:
+                client.sendall(garbage)
+                client.shutdown(socket.SHUT_WR)
+                while client.recv(4096):
+                    pass  # the proxy answers (an HTTP/2 GOAWAY or an HTTP/1 400) and closes
+        call_catalog(f"{host}:{port}")
+        wait_until(lambda: readable_records(corpus, CorpusReader) == 3, "the calls after the garbage to be recorded")
+        assert proxy.stop() == 0
+    finally:
+        proxy.kill()
+    assert not any("Traceback" in line for line in proxy.lines), "".join(proxy.lines)
+
+
+def test_with_a_schema_messages_are_sanitized_by_field_name(tmp_path: Path, catalog: int) -> None:
+    policy = tmp_path / "grpc-policy.toml"
+    policy.write_text('[[rules]]\nname = "owner"\njson = ["$.owner_email"]\n')
+    exchanges, corpus = recorded(tmp_path, catalog, "--proto", grpc_catalog.PROTO, "--policy", policy)
+    answers = [
+        MESSAGES["Item"].FromString(message.payload)
+        for exchange in exchanges
+        if exchange.response is not None
+        for message in split_messages(exchange.response.body)
+    ]
+    assert len(answers) == 5 and {answer.owner_email for answer in answers} == {"[masked]"}
+    assert [answer.name for answer in answers] == ["Item 3", "Item 1", "Item 2", "Item 3", "Item 4"]
+    assert b"@example" not in decompressed_bytes(corpus)
+    reader = CorpusReader(corpus)
+    list(reader)
+    assert reader.end["sanitizer"]["fired"]["owner"] == 5
+    assert reader.header["sanitizer"]["grpc_schema"] == str(grpc_catalog.PROTO)
+
+
+def test_an_unusable_schema_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.desc"
+    bad.write_bytes(b"not a descriptor set")
+    done = subprocess.run(
+        [BIN / "replaydiff", "record", "--upstream", "http://127.0.0.1:9", "--listen", "0", "-o", tmp_path / "x.jsonl.zst",
+         "--proto-descriptor-set", bad],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "bad.desc is not a protobuf descriptor set" in done.stderr and "Traceback" not in done.stderr
