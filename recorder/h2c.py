@@ -14,6 +14,8 @@ Everything else (TLS, HTTP/1, not HTTP at all) is left to mitmproxy's own `next_
 from __future__ import annotations
 
 import logging
+import re
+import sys
 
 from mitmproxy.proxy import layer, layers, server_hooks
 from mitmproxy.proxy.layers.http import HTTPMode
@@ -21,11 +23,14 @@ from mitmproxy.proxy.layers.http import HTTPMode
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2 = b"h2"
 
-logger = logging.getLogger(__name__)
+_PROXY_LOGGER = logging.getLogger("mitmproxy.proxy.server")
+_CLIENT_ERRORS = re.compile(r"protocol error|bad http request|invalid http", re.IGNORECASE)
 
 
 class H2cPriorKnowledge:
     """A mitmproxy addon; it must come after mitmproxy's own NextLayer addon, whose choice it corrects."""
+
+    _level = logging.NOTSET
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         context = nextlayer.context
@@ -41,6 +46,16 @@ class H2cPriorKnowledge:
         elif data and PREFACE.startswith(data):
             nextlayer.layer = None  # the preface so far, split across reads: decide when the rest arrives
 
+    def running(self) -> None:
+        # mitmproxy logs protocol errors at info level; without its terminal log nothing lowers the level to there
+        self._level = _PROXY_LOGGER.level
+        _PROXY_LOGGER.setLevel(min(logging.INFO, _PROXY_LOGGER.getEffectiveLevel()))
+        _PROXY_LOGGER.addHandler(_PROTOCOL_ERRORS)
+
+    def done(self) -> None:
+        _PROXY_LOGGER.removeHandler(_PROTOCOL_ERRORS)
+        _PROXY_LOGGER.setLevel(self._level)
+
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         client, server = data.client, data.server
         if client.alpn == H2 and not client.tls and not server.tls and server.transport_protocol == "tcp":
@@ -55,3 +70,17 @@ def _http_below(nextlayer: layer.NextLayer) -> bool:
             return True
         chosen = getattr(chosen, "child_layer", None)
     return False
+
+
+class _ProtocolErrorLines(logging.Handler):
+    """mitmproxy logs a client's protocol errors (garbage after the HTTP/2 preface, a request that is not HTTP) at
+    info level, which `replaydiff record` keeps quiet: each becomes one warning line on stderr, and the proxy serves
+    on."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.levelno >= logging.INFO and _CLIENT_ERRORS.search(message):
+            print(f"replaydiff: warning: {message.splitlines()[0]}; connection closed", file=sys.stderr, flush=True)
+
+
+_PROTOCOL_ERRORS = _ProtocolErrorLines()

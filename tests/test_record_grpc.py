@@ -15,6 +15,7 @@ from replaydiff.corpora import CorpusReader, Exchange, header_value
 from replaydiff.corpora.container import decompressed_bytes
 from replaydiff.corpora.grpc import grpc_status, split_messages
 from replaydiff.demo import grpc_catalog
+from replaydiff.recorder.h2c import PREFACE
 from tests.test_recorder import BIN, Proxy
 from tests.waiting import readable_records, wait_until
 
@@ -42,9 +43,9 @@ def start_recorder(tmp_path: Path, upstream: str, *extra: str | Path) -> tuple[P
     return proxy, proxy.wait_for_listening_url(), corpus
 
 
-def call_catalog(address: str) -> None:
+def call_catalog(address: str, options: list[tuple[str, object]] | None = None) -> None:
     """The three kinds of answer a gRPC service gives: a message, an error (trailers-only), a stream."""
-    with grpc.insecure_channel(address) as channel:
+    with grpc.insecure_channel(address, options=options) as channel:
         get_item = channel.unary_unary(
             "/shop.Catalog/GetItem",
             request_serializer=lambda message: message.SerializeToString(),
@@ -118,7 +119,9 @@ def test_not_http2_after_the_preface_is_one_line_and_the_proxy_keeps_serving(tmp
     proxy, url, corpus = start_recorder(tmp_path, f"http://127.0.0.1:{catalog}")
     host, port = url.removeprefix("http://").split(":")
     try:
-        for garbage in (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff" * 64, b"\x00\x01 not http at all\r\n\r\n"):
+        settings_frame = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+        headers_frame_of_garbage = b"\x00\x00\x05\x01\x05\x00\x00\x00\x01" + b"\xff" * 5
+        for garbage in (PREFACE + settings_frame + headers_frame_of_garbage, b"\x00\x01 not http at all\r\n\r\n"):
             with socket.create_connection((host, int(port)), timeout=10) as client:
                 client.sendall(garbage)
                 client.shutdown(socket.SHUT_WR)
@@ -130,6 +133,9 @@ def test_not_http2_after_the_preface_is_one_line_and_the_proxy_keeps_serving(tmp
     finally:
         proxy.kill()
     assert not any("Traceback" in line for line in proxy.lines), "".join(proxy.lines)
+    warnings = [line for line in proxy.lines if line.startswith("replaydiff: warning:")]
+    assert len(warnings) == 2, "".join(proxy.lines)
+    assert "HTTP/2 protocol error" in warnings[0] and "Bad HTTP request line" in warnings[1]
 
 
 def test_with_a_schema_messages_are_sanitized_by_field_name(tmp_path: Path, catalog: int) -> None:
@@ -161,3 +167,64 @@ def test_an_unusable_schema_is_one_line_and_exit_2(tmp_path: Path) -> None:
     )
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "bad.desc is not a protobuf descriptor set" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_preface_split_across_reads_is_still_recognised(tmp_path: Path, catalog: int) -> None:
+    """A client's first read may hold only part of the preface: the decision waits for the rest."""
+    import time
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    proxy, url, corpus = start_recorder(tmp_path, f"http://127.0.0.1:{catalog}")
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        connection.initiate_connection()
+        opening = connection.data_to_send()
+        request = MESSAGES["ItemRequest"](sku="sku-2").SerializeToString()
+        connection.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", url[7:]),
+                                    (":path", "/shop.Catalog/GetItem"), ("content-type", "application/grpc"),
+                                    ("te", "trailers")])
+        connection.send_data(1, b"\x00" + len(request).to_bytes(4, "big") + request, end_stream=True)
+        with socket.create_connection((host, int(port)), timeout=10) as client:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client.sendall(opening[:9])  # "PRI * HTT"
+            time.sleep(0.2)  # a gap, so the proxy reads the two parts apart (not a wait for a state)
+            client.sendall(opening[9:] + connection.data_to_send())
+            status = None
+            while status is None:
+                data = client.recv(65536)
+                assert data, "the proxy closed the connection"
+                for event in connection.receive_data(data):
+                    if isinstance(event, h2.events.TrailersReceived):
+                        status = dict(event.headers)[b"grpc-status"]
+                client.sendall(connection.data_to_send())
+        assert status == b"0"
+        wait_until(lambda: readable_records(corpus, CorpusReader) == 1, "the call to be recorded")
+        assert proxy.stop() == 0
+    finally:
+        proxy.kill()
+    [exchange] = CorpusReader(corpus)
+    assert exchange.request.http_version == "HTTP/2.0" and exchange.response is not None
+
+
+def test_forward_mode_records_grpc_tunnelled_through_connect(tmp_path: Path, catalog: int) -> None:
+    """grpcio's proxy support (`grpc_proxy`, `grpc.http_proxy`) opens a CONNECT tunnel and speaks h2c inside it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    corpus = tmp_path / "forward.jsonl.zst"
+    proxy = Proxy([BIN / "replaydiff", "record", "--mode", "forward", "--listen", "0", "-o", corpus.name],
+                  cwd=tmp_path, home=home)
+    try:
+        url = proxy.wait_for_listening_url()
+        call_catalog(f"127.0.0.1:{catalog}", options=[("grpc.http_proxy", url), ("grpc.enable_http_proxy", 1)])
+        wait_until(lambda: readable_records(corpus, CorpusReader) == 3, "the recorder to flush 3 gRPC calls")
+        assert proxy.stop() == 0
+    finally:
+        proxy.kill()
+    exchanges = list(CorpusReader(corpus))
+    assert {exchange.request.http_version for exchange in exchanges} == {"HTTP/2.0"}
+    assert {exchange.request.port for exchange in exchanges} == {catalog}
+    assert sorted(grpc_status(exchange.response) for exchange in exchanges if exchange.response) == [0, 0, 5]
