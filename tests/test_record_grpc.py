@@ -3,9 +3,11 @@ prior knowledge on both legs, the real grpcio catalog behind it, then the corpus
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -16,7 +18,8 @@ from replaydiff.corpora.container import decompressed_bytes
 from replaydiff.corpora.grpc import grpc_status, split_messages
 from replaydiff.demo import grpc_catalog
 from replaydiff.recorder.h2c import PREFACE
-from tests.test_recorder import BIN, Proxy
+from replaydiff.corpora.ports import free_port
+from tests.test_recorder import ADDON, BIN, Proxy, Upstream, wait_until_accepting
 from tests.waiting import readable_records, wait_until
 
 MESSAGES = grpc_catalog._classes()
@@ -228,3 +231,99 @@ def test_forward_mode_records_grpc_tunnelled_through_connect(tmp_path: Path, cat
     assert {exchange.request.http_version for exchange in exchanges} == {"HTTP/2.0"}
     assert {exchange.request.port for exchange in exchanges} == {catalog}
     assert sorted(grpc_status(exchange.response) for exchange in exchanges if exchange.response) == [0, 0, 5]
+
+
+def self_signed(tmp_path: Path) -> tuple[bytes, bytes]:
+    """A certificate for `localhost` and its key (PEM), for a TLS gRPC server."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return certificate.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def test_grpc_over_tls_with_alpn_h2_on_both_legs(tmp_path: Path) -> None:
+    """The TLS case is mitmproxy's own (ALPN h2 with the client, h2 offered upstream); the addon keeps what it
+    records. Run under plain mitmdump, which can be told not to verify the test server's self-signed certificate."""
+    certificate, key = self_signed(tmp_path)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    catalog = grpc_catalog.Catalog(candidate=False)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(grpc_catalog.SERVICE, {
+        "GetItem": grpc.unary_unary_rpc_method_handler(
+            catalog.get_item, request_deserializer=MESSAGES["ItemRequest"].FromString, response_serializer=bytes),
+        "ListItems": grpc.unary_stream_rpc_method_handler(
+            catalog.list_items, request_deserializer=MESSAGES["ListRequest"].FromString, response_serializer=bytes),
+    }),))
+    tls_port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, certificate)]))
+    server.start()
+    home = tmp_path / "home"
+    home.mkdir()
+    corpus = tmp_path / "tls.jsonl.zst"
+    port = free_port()
+    options = {"replaydiff_output": corpus, "confdir": tmp_path / "conf", "listen_host": "127.0.0.1",
+               "listen_port": port, "ssl_insecure": "true"}
+    settings = [arg for name, value in options.items() for arg in ("--set", f"{name}={value}")]
+    proxy = Proxy([BIN / "mitmdump", "-q", "-s", ADDON, "--mode", f"reverse:https://127.0.0.1:{tls_port}", *settings],
+                  cwd=tmp_path, home=home)
+    try:
+        wait_until_accepting(port, proxy)
+        authority = (tmp_path / "conf" / "mitmproxy-ca-cert.pem").read_bytes()
+        credentials = grpc.ssl_channel_credentials(root_certificates=authority)
+        with grpc.secure_channel(f"127.0.0.1:{port}", credentials,
+                                 options=[("grpc.ssl_target_name_override", "localhost")]) as channel:
+            get_item = channel.unary_unary("/shop.Catalog/GetItem", request_serializer=lambda m: m.SerializeToString(),
+                                           response_deserializer=MESSAGES["Item"].FromString)
+            assert get_item(MESSAGES["ItemRequest"](sku="sku-5"), timeout=10).name == "Item 5"
+        wait_until(lambda: readable_records(corpus, CorpusReader) == 1, "the TLS call to be recorded")
+        assert proxy.stop() == 0, "".join(proxy.lines)
+    finally:
+        proxy.kill()
+        server.stop(0)
+    [exchange] = CorpusReader(corpus)
+    assert exchange.request.scheme == "https" and exchange.response is not None
+    assert exchange.request.http_version == exchange.response.http_version == "HTTP/2.0", "h2 on both legs"
+    assert grpc_status(exchange.response) == 0 and header_value(exchange.response.trailers, "grpc-status") == "0"
+    [item] = split_messages(exchange.response.body)
+    assert MESSAGES["Item"].FromString(item.payload).name == "Item 5"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_http2_over_tls_is_recorded_as_http2(tmp_path: Path) -> None:
+    """`curl --http2` negotiates h2 by ALPN with the recorder; the HTTP/1.1 service behind it answers as before."""
+    from http.server import ThreadingHTTPServer
+    import threading
+
+    service = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=service.serve_forever, daemon=True).start()
+    proxy, url, corpus = start_recorder(tmp_path, f"http://127.0.0.1:{service.server_address[1]}", "--confdir", "conf")
+    try:
+        done = subprocess.run(
+            ["curl", "-sS", "--http2", "--cacert", tmp_path / "conf" / "mitmproxy-ca-cert.pem", "-o", "/dev/null",
+             "-w", "%{http_version} %{response_code}", url.replace("http://", "https://") + "/items"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert done.stdout == "2 200", done.stderr
+        wait_until(lambda: readable_records(corpus, CorpusReader) == 1, "the curl request to be recorded")
+        assert proxy.stop() == 0
+    finally:
+        proxy.kill()
+        service.shutdown()
+        service.server_close()
+    [exchange] = CorpusReader(corpus)
+    assert exchange.request.http_version == "HTTP/2.0" and exchange.request.scheme == "http", "as the service saw it"
+    assert exchange.response is not None and exchange.response.http_version == "HTTP/1.1", "as the service answered"
+    assert not any(name.startswith(":") for name, _ in exchange.request.headers)
