@@ -20,7 +20,8 @@ import sys
 from mitmproxy.proxy import layer, layers, server_hooks
 from mitmproxy.proxy.layers.http import HTTPMode
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+from replaydiff.recorder.http2 import PREFACE
+
 H2 = b"h2"
 
 _PROXY_LOGGER = logging.getLogger("mitmproxy.proxy.server")

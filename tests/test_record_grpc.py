@@ -17,7 +17,7 @@ from replaydiff.corpora import CorpusReader, Exchange, header_value
 from replaydiff.corpora.container import decompressed_bytes
 from replaydiff.corpora.grpc import grpc_status, split_messages
 from replaydiff.demo import grpc_catalog
-from replaydiff.recorder.h2c import PREFACE
+from replaydiff.recorder.http2 import PREFACE
 from replaydiff.corpora.ports import free_port
 from tests.test_recorder import ADDON, BIN, Proxy, Upstream, wait_until_accepting
 from tests.waiting import readable_records, wait_until
