@@ -327,3 +327,31 @@ def test_curl_http2_over_tls_is_recorded_as_http2(tmp_path: Path) -> None:
     assert exchange.request.http_version == "HTTP/2.0" and exchange.request.scheme == "http", "as the service saw it"
     assert exchange.response is not None and exchange.response.http_version == "HTTP/1.1", "as the service answered"
     assert not any(name.startswith(":") for name, _ in exchange.request.headers)
+
+
+def test_the_tap_logs_h2c_grpc_calls_to_a_dependency(tmp_path: Path, catalog: int) -> None:
+    """`replaydiff tap` shares the recorder's proxy machinery: a service's h2c calls to a gRPC dependency pass and
+    are logged whole, framing and trailers included."""
+    import re
+
+    from replaydiff.corpora import UpstreamLogReader
+
+    log = tmp_path / "upstream.jsonl.zst"
+    tap = Proxy([BIN / "replaydiff", "tap", "--route", f"catalog=http://127.0.0.1:{catalog}", "-o", log,
+                 "--confdir", tmp_path / "conf"], cwd=tmp_path, home=tmp_path)
+    try:
+        listening = wait_until(lambda: next((m for line in tap.lines
+                                             if (m := re.search(r"catalog http://(127\.0\.0\.1:\d+)", line))), None),
+                               "the tap's listening line")
+        call_catalog(listening.group(1))
+        wait_until(lambda: readable_records(log, UpstreamLogReader) == 3, "the tap to log 3 calls")
+        assert tap.stop() == 0, "".join(tap.lines)
+    finally:
+        tap.kill()
+    calls = list(UpstreamLogReader(log))
+    assert [call.path for call in calls] == ["/shop.Catalog/GetItem", "/shop.Catalog/GetItem", "/shop.Catalog/ListItems"]
+    assert all(call.request and call.request.http_version == "HTTP/2.0" for call in calls)
+    answers = [call.answer for call in calls]
+    assert [grpc_status(answer) for answer in answers if answer] == [0, 5, 0]
+    assert answers[2] is not None and len(split_messages(answers[2].body)) == 4
+    assert b"@example.com" not in decompressed_bytes(log), "the tap sanitizes gRPC messages too"
