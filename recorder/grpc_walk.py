@@ -8,12 +8,15 @@ encoded again, and the body re-framed:
   the value patterns; a rule on a field that cannot hold its replacement (a number, a nested message) clears it;
 - without one, by the wire format (`corpora.protowire`): every length-delimited field that reads as a nested message
   is walked in turn, every other one that is UTF-8 text is scanned by the value patterns.
-A compressed message (`grpc-encoding`) or one that does not parse is left as it is and counted
-(`Judge.unread_grpc_message`); a body that does not split into messages is counted once and left too.
+A message compressed with its `grpc-encoding` is decompressed first (gzip and deflate, gRPC's own codecs, bounded
+in size) and compressed again only if something changed. A message in another encoding, or one that does not parse,
+is left as it is and counted (`Judge.unread_grpc_message`); a body that does not split into messages is counted once
+and left too.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,14 @@ from replaydiff.recorder.policy import JSON_ROOT
 from replaydiff.recorder.walk import DROP, NO_RULE, Judge
 
 UNREAD_RULE = "grpc-unread"
-"""Fired-count name of gRPC messages the sanitizer could not read (compressed, or not protobuf): stored as sent."""
+"""Fired-count name of gRPC messages the sanitizer could not read (an unknown compression, or not protobuf): stored
+as sent."""
+
+MAX_INFLATED = 64 * 1024 * 1024
+"""A compressed message that inflates beyond this is not read (a decompression bomb stays a counted, unread message)."""
+
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+"""gRPC's message codecs (grpc-core compresses with zlib: `deflate` is the zlib format, `gzip` the gzip one)."""
 
 
 @dataclass
@@ -80,8 +90,9 @@ class GrpcSchema:
         )
 
 
-def walk_grpc(body: bytes, judge: Judge, message_type: type[Message] | None) -> bytes:
-    """The body itself when nothing changed; else the same messages, walked, in the same framing."""
+def walk_grpc(body: bytes, judge: Judge, message_type: type[Message] | None, encoding: str | None = None) -> bytes:
+    """The body itself when nothing changed; else the same messages, walked, in the same framing. `encoding` is the
+    `grpc-encoding` header of the side that sent the body."""
     if not body:
         return body
     try:
@@ -89,22 +100,43 @@ def walk_grpc(body: bytes, judge: Judge, message_type: type[Message] | None) -> 
     except GrpcFramingError:
         judge.unread_grpc_message()
         return body
-    walked = [_message(message, judge, message_type) for message in messages]
+    wbits = _WBITS.get((encoding or "").strip().lower())
+    walked = [_message(message, judge, message_type, wbits) for message in messages]
     if all(new is old for new, old in zip(walked, messages, strict=True)):
         return body
     return join_messages(walked)
 
 
-def _message(message: GrpcMessage, judge: Judge, message_type: type[Message] | None) -> GrpcMessage:
-    if message.compressed:
-        judge.unread_grpc_message()
-        return message
+def _message(message: GrpcMessage, judge: Judge, message_type: type[Message] | None, wbits: int | None) -> GrpcMessage:
+    payload = message.payload
     try:
-        payload = _by_schema(message.payload, message_type, judge) if message_type else _by_wire(message.payload, judge)
-    except (DecodeError, WireFormatError):
+        if message.compressed:
+            if wbits is None:
+                raise ValueError("compressed with an encoding we do not know")
+            payload = _inflated(payload, wbits)
+        walked = _by_schema(payload, message_type, judge) if message_type else _by_wire(payload, judge)
+    except (DecodeError, WireFormatError, ValueError, zlib.error):
         judge.unread_grpc_message()
         return message
-    return message if payload is message.payload else GrpcMessage(payload)
+    if walked is payload:
+        return message
+    if message.compressed:
+        assert wbits is not None
+        return GrpcMessage(_deflated(walked, wbits), compressed=True)
+    return GrpcMessage(walked)
+
+
+def _inflated(payload: bytes, wbits: int) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    plain = inflater.decompress(payload, MAX_INFLATED)
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise ValueError("compressed message too large or cut short")
+    return plain
+
+
+def _deflated(payload: bytes, wbits: int) -> bytes:
+    deflater = zlib.compressobj(wbits=wbits)
+    return deflater.compress(payload) + deflater.flush()
 
 
 # --- without a schema: the wire format ----------------------------------------------------------

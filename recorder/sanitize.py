@@ -255,7 +255,7 @@ def _walk_request(request: Request, judge: Judge, schema: GrpcSchema | None) -> 
     if is_grpc(request.headers) and request.body:
         types = schema.message_types(request.path) if schema else None
         walked = walk_request(replace(request, body=b""), judge)
-        body = walk_grpc(request.body, judge, types[0] if types else None)
+        body = walk_grpc(request.body, judge, types[0] if types else None, header_value(request.headers, "grpc-encoding"))
         unchanged = walked.headers is request.headers and walked.query == request.query and body is request.body
         walked = request if unchanged else replace(walked, body=body)
     else:
@@ -270,7 +270,7 @@ def _walk_response(response: Response, judge: Judge, schema: GrpcSchema | None, 
         return walk_response(response, judge)
     types = schema.message_types(path) if schema else None
     walked = walk_response(replace(response, body=b""), judge)
-    body = walk_grpc(response.body, judge, types[1] if types else None)
+    body = walk_grpc(response.body, judge, types[1] if types else None, header_value(response.headers, "grpc-encoding"))
     if walked.headers is response.headers and walked.trailers is response.trailers and body is response.body:
         return response
     return replace(walked, body=body)

@@ -355,3 +355,28 @@ def test_the_tap_logs_h2c_grpc_calls_to_a_dependency(tmp_path: Path, catalog: in
     assert [grpc_status(answer) for answer in answers if answer] == [0, 5, 0]
     assert answers[2] is not None and len(split_messages(answers[2].body)) == 4
     assert b"@example.com" not in decompressed_bytes(log), "the tap sanitizes gRPC messages too"
+
+
+def test_a_gzip_compressed_call_is_sanitized_inside_its_compression(tmp_path: Path, catalog: int) -> None:
+    import zlib
+
+    proxy, url, corpus = start_recorder(tmp_path, f"http://127.0.0.1:{catalog}")
+    try:
+        with grpc.insecure_channel(url.removeprefix("http://"), compression=grpc.Compression.Gzip) as channel:
+            get_item = channel.unary_unary("/shop.Catalog/GetItem", request_serializer=lambda m: m.SerializeToString(),
+                                           response_deserializer=MESSAGES["Item"].FromString)
+            sku = "padding " * 40 + "buyer@example.com"  # grpcio compresses a message only when that shrinks it
+            with pytest.raises(grpc.RpcError) as failure:
+                get_item(MESSAGES["ItemRequest"](sku=sku), timeout=10)
+            assert failure.value.details() == f"no item {sku}", "the traffic itself is untouched"
+        wait_until(lambda: readable_records(corpus, CorpusReader) == 1, "the call to be recorded")
+        assert proxy.stop() == 0
+    finally:
+        proxy.kill()
+    [exchange] = CorpusReader(corpus)
+    assert header_value(exchange.request.headers, "grpc-encoding") == "gzip"
+    [message] = split_messages(exchange.request.body)
+    assert message.compressed, "grpcio compressed it"
+    recorded_sku = MESSAGES["ItemRequest"].FromString(zlib.decompress(message.payload, 31)).sku
+    assert recorded_sku.startswith("padding ") and recorded_sku.endswith("@example.invalid")
+    assert b"buyer@example.com" not in decompressed_bytes(corpus), "nor in the trailers-only answer's grpc-message"

@@ -3,6 +3,7 @@ schema (the catalog's real messages from its .proto), framing kept whatever was 
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -81,10 +82,27 @@ def test_with_a_schema_fields_are_masked_by_name(tmp_path: Path) -> None:
     )
 
 
+def test_gzip_and_deflate_messages_are_read_and_compressed_again() -> None:
+    for encoding, wbits in (("gzip", 31), ("deflate", 15)):
+        for schema in (None, SCHEMA):
+            sanitizer = Sanitizer(key=KEY, grpc_schema=schema)
+            packer = zlib.compressobj(wbits=wbits)
+            payload = packer.compress(item(owner_email="zipped@example.com")) + packer.flush()
+            answer = exchange(join_messages([GrpcMessage(payload, compressed=True)]))
+            assert answer.response is not None
+            answer.response.headers.append(("grpc-encoding", encoding))
+            sanitized = sanitizer.exchange(answer)
+            assert sanitized.response is not None
+            [message] = split_messages(sanitized.response.body)
+            assert message.compressed and b"zipped" not in zlib.decompress(message.payload, wbits)
+            assert MESSAGES["Item"].FromString(zlib.decompress(message.payload, wbits)).stock.warehouse == "north"
+            assert sanitizer.fired[UNREAD_RULE] == 0
+
+
 def test_a_compressed_or_unparsable_message_is_left_and_counted() -> None:
     for schema in (None, SCHEMA):
         sanitizer = Sanitizer(key=KEY, grpc_schema=schema)
-        compressed = GrpcMessage(b"\x1f\x8b owner@example.com", compressed=True)
+        compressed = GrpcMessage(b"\x1f\x8b owner@example.com", compressed=True)  # no grpc-encoding said which
         garbage = GrpcMessage(b"\xff\xff\xff\xff")
         body = join_messages([compressed, garbage, GrpcMessage(item(owner_email="x1@example.com"))])
         sanitized = sanitizer.exchange(exchange(body))
