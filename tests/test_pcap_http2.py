@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import TCP
 from scapy.packet import Packet
 from scapy.utils import wrpcap
@@ -15,6 +18,7 @@ from scapy.utils import wrpcap
 from replaydiff.corpora import CorpusReader, header_value
 from replaydiff.corpora.container import decompressed_bytes
 from replaydiff.corpora.grpc import grpc_status, split_messages
+from replaydiff.demo import grpc_catalog
 from replaydiff.recorder.http2 import PREFACE
 from replaydiff.recorder.pcap import read_pcap
 from tests.test_import import run_import
@@ -85,6 +89,31 @@ def test_http2_streams_in_small_segments_without_a_handshake(tmp_path: Path) -> 
     assert exchange.request.path == "/shop.Catalog/GetItem" and exchange.request.host == "catalog.local"
     assert MESSAGES["Item"].FromString(split_messages(exchange.response.body)[0].payload).sku == "sku-7"
     assert "unparseable_streams" not in capture.notes
+    (tmp_path / "p.toml").write_text('[[rules]]\nname = "names"\njson = ["$.name"]\n')
+    result = run_import("split.pcap", "-o", "s.jsonl.zst", "--proto", str(grpc_catalog.PROTO), "--policy", "p.toml",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [imported] = CorpusReader(tmp_path / "s.jsonl.zst")
+    assert imported.response is not None
+    item = MESSAGES["Item"].FromString(split_messages(imported.response.body)[0].payload)
+    assert (item.sku, item.name) == ("sku-7", "[masked]"), "import takes the gRPC schema options too"
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(segment=st.integers(min_value=4, max_value=64), order=st.randoms(use_true_random=False))
+def test_any_segmentation_and_order_reads_the_same_call(tmp_path: Path, segment: int, order: random.Random) -> None:
+    """Data segments in any order, some twice (retransmissions); the handshake first and the closes last, as the
+    reassembler needs to tell connections apart."""
+    client, server = GRPC_CALL
+    packets = Conversation(segment=segment, server_port=50051).packets([(client, server)])
+    data = packets[2:-2] + order.sample(packets[2:-2], k=len(packets[2:-2]) // 4)
+    order.shuffle(data)
+    packets = packets[:2] + data + packets[-2:]
+    wrpcap(str(tmp_path / "any.pcap"), packets)
+    [exchange] = read_pcap(tmp_path / "any.pcap").exchanges
+    assert exchange.response is not None and exchange.response.trailers == [("grpc-status", "0")]
+    request = MESSAGES["ItemRequest"](sku="sku-7").SerializeToString()
+    assert exchange.request.body == b"\x00" + len(request).to_bytes(4, "big") + request
 
 
 def test_a_broken_http2_stream_keeps_what_came_before_and_says_why(tmp_path: Path) -> None:
@@ -128,3 +157,6 @@ def _grpc_bytes() -> tuple[bytes, bytes]:
     server.send_data(1, join_messages([GrpcMessage(item)]))
     server.send_headers(1, [("grpc-status", "0")], end_stream=True)
     return sent, server.data_to_send()
+
+
+GRPC_CALL = _grpc_bytes()
