@@ -380,3 +380,22 @@ def test_a_gzip_compressed_call_is_sanitized_inside_its_compression(tmp_path: Pa
     recorded_sku = MESSAGES["ItemRequest"].FromString(zlib.decompress(message.payload, 31)).sku
     assert recorded_sku.startswith("padding ") and recorded_sku.endswith("@example.invalid")
     assert b"buyer@example.com" not in decompressed_bytes(corpus), "nor in the trailers-only answer's grpc-message"
+
+
+def test_a_repeated_grpc_call_after_unavailable_is_tagged_as_a_retry_but_not_after_not_found() -> None:
+    from replaydiff.corpora import Request, Response
+    from replaydiff.recorder.retries import RetryTagger
+
+    def call(number: int, status: str) -> Exchange:
+        request = Request("POST", "http", "catalog", 50051, "/shop.Catalog/GetItem", http_version="HTTP/2.0",
+                          headers=[("content-type", "application/grpc")], body=b"\x00\x00\x00\x00\x02\n\x00")
+        answer = Response(200, http_version="HTTP/2.0", headers=[("content-type", "application/grpc"),
+                                                                 ("grpc-status", status)])
+        return Exchange(f"e{number}", "s", number * 1000, request, answer, duration_us=100)
+
+    tagger = RetryTagger()
+    first, again, third = (tagger.tag(call(n, status)) for n, status in enumerate(("14", "14", "0")))
+    assert "retry_of" not in first.tags and (again.tags["retry_of"], again.tags["attempt"]) == ("e0", "2")
+    assert (third.tags["retry_of"], third.tags["attempt"]) == ("e0", "3")
+    tagger = RetryTagger()
+    assert "retry_of" not in [tagger.tag(call(n, "5")) for n in range(2)][1].tags, "NOT_FOUND is no failure to retry"
