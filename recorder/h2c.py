@@ -5,8 +5,9 @@ preface (RFC 9113 3.4). mitmproxy 11 reads that preface as an HTTP/1 request `PR
 issues #6998, #3362; the fix is an open pull request). Its HTTP layer picks HTTP/2 for a connection whose
 negotiated ALPN is `h2`, so this addon, on a plain connection that starts with the preface, marks the client
 connection as `h2` before the HTTP layer starts; and when such a client's request opens a plain upstream
-connection, marks that one `h2` too, so mitmproxy's HTTP/2 client speaks prior knowledge to the server. The
-client spoke HTTP/2 to what it took for the server, so the server speaks it as well.
+connection, marks that one `h2` too, so mitmproxy's HTTP/2 client speaks prior knowledge to the server (the
+client spoke HTTP/2 to what it took for the server, so the server speaks it as well); a TLS upstream is offered
+`h2` by ALPN.
 
 Everything else (TLS, HTTP/1, not HTTP at all) is left to mitmproxy's own `next_layer` decision.
 """
@@ -18,7 +19,6 @@ import re
 import sys
 
 from mitmproxy.proxy import layer, layers, server_hooks
-from mitmproxy.proxy.layers.http import HTTPMode
 
 from replaydiff.recorder.http2 import PREFACE
 
@@ -29,7 +29,10 @@ _CLIENT_ERRORS = re.compile(r"protocol error|bad http request|invalid http", re.
 
 
 class H2cPriorKnowledge:
-    """A mitmproxy addon; it must come after mitmproxy's own NextLayer addon, whose choice it corrects."""
+    """A mitmproxy addon. `replaydiff record` and `tap` add it after mitmproxy's own NextLayer addon, whose choice
+    it corrects. A `mitmdump -s` script runs before NextLayer: the addon then marks the connection and leaves the
+    choice to it, and a preface split across two reads (rare: clients write it with their SETTINGS in one go) is
+    not waited for."""
 
     _level = logging.NOTSET
 
@@ -37,14 +40,13 @@ class H2cPriorKnowledge:
         context = nextlayer.context
         if context.client.tls or context.client.transport_protocol != "tcp":
             return
-        if not isinstance(nextlayer.layer, layers.HttpLayer) and not _http_below(nextlayer):
+        chosen = nextlayer.layer
+        if chosen is not None and not _leads_to_http(chosen):
             return  # raw TCP, ignored hosts, DNS…: mitmproxy decided it is not HTTP here
         data = nextlayer.data_client()
         if data.startswith(PREFACE):
-            context.client.alpn = H2
-            if not isinstance(nextlayer.layer, layers.HttpLayer):
-                nextlayer.layer = layers.HttpLayer(context, HTTPMode.transparent)
-        elif data and PREFACE.startswith(data):
+            context.client.alpn = H2  # read by the HTTP layer when it starts, right after this hook
+        elif chosen is not None and data and PREFACE.startswith(data):
             nextlayer.layer = None  # the preface so far, split across reads: decide when the rest arrives
 
     def running(self) -> None:
@@ -59,13 +61,17 @@ class H2cPriorKnowledge:
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         client, server = data.client, data.server
-        if client.alpn == H2 and not client.tls and not server.tls and server.transport_protocol == "tcp":
+        if client.alpn != H2 or client.tls or server.transport_protocol != "tcp":
+            return
+        if not server.tls:
             server.alpn = H2
+        elif not server.alpn_offers:
+            # mitmproxy offers upstream what the client offered in its TLS handshake, and an h2c client had none
+            server.alpn_offers = (H2, b"http/1.1")
 
 
-def _http_below(nextlayer: layer.NextLayer) -> bool:
-    """Reverse mode builds a stack (TLS layers, then HTTP); its innermost layer is what counts."""
-    chosen = nextlayer.layer
+def _leads_to_http(chosen: layer.Layer | None) -> bool:
+    """Whether mitmproxy's choice is HTTP, or a stack ending in it (reverse mode to https: server TLS, then HTTP)."""
     while chosen is not None:
         if isinstance(chosen, layers.HttpLayer):
             return True

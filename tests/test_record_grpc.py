@@ -256,9 +256,8 @@ def self_signed(tmp_path: Path) -> tuple[bytes, bytes]:
     return certificate.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-def test_grpc_over_tls_with_alpn_h2_on_both_legs(tmp_path: Path) -> None:
-    """The TLS case is mitmproxy's own (ALPN h2 with the client, h2 offered upstream); the addon keeps what it
-    records. Run under plain mitmdump, which can be told not to verify the test server's self-signed certificate."""
+def tls_catalog(tmp_path: Path) -> tuple[grpc.Server, int]:
+    """The catalog behind TLS (a self-signed certificate for localhost), on a free port."""
     certificate, key = self_signed(tmp_path)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     catalog = grpc_catalog.Catalog(candidate=False)
@@ -268,8 +267,15 @@ def test_grpc_over_tls_with_alpn_h2_on_both_legs(tmp_path: Path) -> None:
         "ListItems": grpc.unary_stream_rpc_method_handler(
             catalog.list_items, request_deserializer=MESSAGES["ListRequest"].FromString, response_serializer=bytes),
     }),))
-    tls_port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, certificate)]))
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, certificate)]))
     server.start()
+    return server, port
+
+
+def test_grpc_over_tls_with_alpn_h2_on_both_legs(tmp_path: Path) -> None:
+    """The TLS case is mitmproxy's own (ALPN h2 with the client, h2 offered upstream); the addon keeps what it
+    records. Run under plain mitmdump, which can be told not to verify the test server's self-signed certificate."""
+    server, tls_port = tls_catalog(tmp_path)
     home = tmp_path / "home"
     home.mkdir()
     corpus = tmp_path / "tls.jsonl.zst"
@@ -399,3 +405,26 @@ def test_a_repeated_grpc_call_after_unavailable_is_tagged_as_a_retry_but_not_aft
     assert (third.tags["retry_of"], third.tags["attempt"]) == ("e0", "3")
     tagger = RetryTagger()
     assert "retry_of" not in [tagger.tag(call(n, "5")) for n in range(2)][1].tags, "NOT_FOUND is no failure to retry"
+
+
+def test_an_h2c_client_in_front_of_a_tls_grpc_server_gets_h2_upstream(tmp_path: Path) -> None:
+    """A sidecar's case: the client speaks h2c to the proxy, the proxy TLS to the service; ALPN offers it h2."""
+    server, tls_port = tls_catalog(tmp_path)
+    corpus = tmp_path / "tls.jsonl.zst"
+    port = free_port()
+    options = {"replaydiff_output": corpus, "confdir": tmp_path / "conf", "listen_host": "127.0.0.1",
+               "listen_port": port, "ssl_insecure": "true"}
+    settings = [arg for name, value in options.items() for arg in ("--set", f"{name}={value}")]
+    proxy = Proxy([BIN / "mitmdump", "-q", "-s", ADDON, "--mode", f"reverse:https://127.0.0.1:{tls_port}", *settings],
+                  cwd=tmp_path, home=tmp_path)
+    try:
+        wait_until_accepting(port, proxy)
+        call_catalog(f"127.0.0.1:{port}")
+        wait_until(lambda: readable_records(corpus, CorpusReader) == 3, "the calls to be recorded")
+        assert proxy.stop() == 0, "".join(proxy.lines)
+    finally:
+        proxy.kill()
+        server.stop(0)
+    exchanges = list(CorpusReader(corpus))
+    assert {(exchange.request.http_version, exchange.response.http_version) for exchange in exchanges
+            if exchange.response} == {("HTTP/2.0", "HTTP/2.0")}
