@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -34,6 +34,9 @@ from mitmproxy.addonmanager import Loader
 from replaydiff.corpora import CorpusError, CorpusWriter
 from replaydiff.corpora.trace import TRACE_TAG, parse_traceparent
 from replaydiff.recorder.capture import DEFAULT_MAX_BODY, exchange_from_flow, truncated
+from replaydiff.recorder.h2c import H2cPriorKnowledge
+from replaydiff.corpora.protobuf import SchemaError
+from replaydiff.recorder.grpc_walk import GrpcSchema
 from replaydiff.recorder.policy import PolicyError
 from replaydiff.recorder.pseudonym import PseudonymKeyError
 from replaydiff.recorder.retries import DEFAULT_RETRY_WINDOW_S, RetryTagger
@@ -111,6 +114,19 @@ class Recorder:
             "else a random key for this corpus only. The key is never written to the corpus.",
         )
         loader.add_option(
+            "replaydiff_proto_descriptor_set",
+            str | None,  # type: ignore[arg-type]
+            None,
+            "gRPC schema (protoc -o FILE --include_imports): gRPC messages are sanitized by field name. "
+            "Without a schema, by pattern on their string fields.",
+        )
+        loader.add_option(
+            "replaydiff_proto",
+            Sequence[str],  # type: ignore[arg-type]
+            [],
+            "gRPC schema as .proto files, compiled with grpcio-tools, instead of replaydiff_proto_descriptor_set.",
+        )
+        loader.add_option(
             "replaydiff_max_body",
             int,
             DEFAULT_MAX_BODY,
@@ -148,7 +164,13 @@ class Recorder:
         )
 
     def configure(self, updated: set[str]) -> None:
-        sanitizer_options = {"replaydiff_policy", "replaydiff_default_sanitize", "replaydiff_pseudonym_key_file"}
+        sanitizer_options = {
+            "replaydiff_policy",
+            "replaydiff_default_sanitize",
+            "replaydiff_pseudonym_key_file",
+            "replaydiff_proto_descriptor_set",
+            "replaydiff_proto",
+        }
         if updated & sanitizer_options:
             self._refuse_while_recording("the sanitization options")
             self.sanitizer = _sanitizer_from_options()
@@ -272,13 +294,17 @@ class Recorder:
 def _sanitizer_from_options() -> Sanitizer:
     key_file = ctx.options.replaydiff_pseudonym_key_file
     policy_file = ctx.options.replaydiff_policy
+    descriptor_set = ctx.options.replaydiff_proto_descriptor_set
     try:
         return Sanitizer.configured(
             policy_file=Path(policy_file) if policy_file else None,
             defaults=ctx.options.replaydiff_default_sanitize,
             key_file=Path(key_file) if key_file else None,
+            grpc_schema=GrpcSchema.from_files(
+                Path(descriptor_set) if descriptor_set else None, [Path(proto) for proto in ctx.options.replaydiff_proto]
+            ),
         )
-    except (PolicyError, PseudonymKeyError) as exc:
+    except (PolicyError, PseudonymKeyError, SchemaError) as exc:
         raise exceptions.OptionsError(str(exc)) from None
 
 
@@ -303,4 +329,4 @@ def _check_output(value: str) -> Path:
     return path
 
 
-addons = [Recorder()]
+addons = [Recorder(), H2cPriorKnowledge()]

@@ -7,7 +7,12 @@ What is kept as on the wire and what is normalised:
   the same Content-Encoding and `Request` has no field to note a decoding;
 - response bodies: decoded (gzip, br, deflate, zstd) with `original_encoding`
   noted, so diffs compare content rather than compressor output; a body that
-  fails to decode is kept raw and `original_encoding` stays empty.
+  fails to decode is kept raw and `original_encoding` stays empty;
+- HTTP/2: `http_version` is mitmproxy's `HTTP/2.0`; pseudo-headers live in the
+  request fields (mitmproxy keeps them out of `headers`), trailers in
+  `Response.trailers`. gRPC bodies stay framed as on the wire (gRPC compresses
+  per message with `grpc-encoding`, which is left alone), and a cut keeps
+  whole messages (`truncated`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import replace
 from mitmproxy import http
 
 from replaydiff.corpora import Exchange, Headers, Request, Response, header_value
+from replaydiff.corpora.grpc import GrpcFramingError, is_grpc, split_messages
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 TRUNCATED_TAG = "truncated"
@@ -47,16 +53,34 @@ def truncated(exchange: Exchange, max_body: int) -> Exchange:
     cut = []
     if len(request.body) > max_body:
         cut.append(f"request:{len(request.body)}")
-        request = replace(request, body=request.body[:max_body])
+        request = replace(request, body=_cut(request.body, request.headers, max_body))
     if response is not None and len(response.body) > max_body:
         cut.append(f"response:{len(response.body)}")
         digest = "sha256:" + hashlib.sha256(response.body).hexdigest()  # of the sanitized body, as stored
         size = len(response.body)
-        response = replace(response, body=response.body[:max_body], body_size=size, body_digest=digest)
+        body = _cut(response.body, response.headers, max_body)
+        response = replace(response, body=body, body_size=size, body_digest=digest)
     if not cut:
         return exchange
     tags = {**exchange.tags, TRUNCATED_TAG: ",".join(cut)}
     return replace(exchange, request=request, response=response, tags=tags)
+
+
+def _cut(body: bytes, headers: Headers, max_body: int) -> bytes:
+    """The first `max_body` bytes; of a gRPC body, the whole messages that fit, so what is kept still splits."""
+    if not is_grpc(headers):
+        return body[:max_body]
+    try:
+        messages = split_messages(body)
+    except GrpcFramingError:
+        return body[:max_body]  # not framed to begin with: nothing to keep whole
+    end = 0
+    for message in messages:
+        size = 5 + len(message.payload)  # the 5-byte length prefix, then the message
+        if end + size > max_body:
+            break
+        end += size
+    return body[:end]
 
 
 def short_id(uuid: str) -> str:
@@ -95,6 +119,7 @@ def _response(response: http.Response) -> Response:
         headers=headers,
         body=body,
         original_encoding=original_encoding,
+        trailers=_headers(response.trailers) if response.trailers else [],
     )
 
 

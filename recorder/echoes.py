@@ -118,6 +118,9 @@ class Echoes:
     def dropped_body(self) -> None:
         """The first pass dropped (and counted) every body that does not decode."""
 
+    def unread_grpc_message(self) -> None:
+        """The first pass counted every gRPC message it could not read."""
+
     def remembered(self, key: tuple[str, ...], answer: Callable[[], _T]) -> _T:
         return answer()
 

@@ -1,4 +1,4 @@
-"""pcap and pcapng import: packets → TCP streams → HTTP/1.x exchanges.
+"""pcap and pcapng import: packets → TCP streams → HTTP/1.x and cleartext HTTP/2 exchanges.
 
 Speed: scapy's dissectors build a Python object per layer and run below 10k
 packets/s, so scapy only reads the file (`RawPcapReader`, which also opens
@@ -16,8 +16,11 @@ Each exchange's session is its connection, and `Capture.clients` gives each
 connection's client address: `recorder.sessions` then groups connections into
 clients, as the recorder does. The client is the side that sent the SYN, or, when
 the handshake is not in the capture, the side whose data starts like an HTTP
-request: HTTP is found on any port by content. Streams that are not HTTP, or
-break off, are counted in the notes, never fatal.
+request (or with the HTTP/2 preface): HTTP is found on any port by content.
+A stream that starts with the HTTP/2 connection preface (cleartext HTTP/2 with
+prior knowledge, as gRPC talks) is read by `recorder.http2`: one exchange per
+HTTP/2 stream, with its trailers, stored as the recorder stores HTTP/2. Streams
+that are not HTTP, or break off, are counted in the notes, never fatal.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from scapy.utils import RawPcapReader
 from replaydiff.corpora import Exchange, Request, Response, header_value
 from replaydiff.corpora.content import decoded_content
 from replaydiff.recorder.http1 import Message, looks_like_requests, looks_like_responses, parse_requests, parse_responses
+from replaydiff.recorder.http2 import Half, Stream, parse_streams, starts_like_http2
 from replaydiff.recorder.importing import Capture, UnreadableInput
 
 _MASK32 = 0xFFFFFFFF
@@ -338,6 +342,26 @@ class _Sides:
             tags={} if response else {"error": "no response in the capture"},
         )
 
+    def http2_exchange(self, stream: Stream) -> Exchange:
+        request, response = stream.request, stream.response
+        started = self.upstream.time_at(request.first_byte)
+        answered = response.headers and response.ended
+        ended = self.downstream.time_at(response.end - 1) if answered else self.upstream.time_at(request.end - 1)
+        tags = {}
+        if stream.reset is not None:
+            tags["error"] = f"HTTP/2 stream reset (error code {stream.reset})"
+        elif not answered:
+            tags["error"] = "no response in the capture"
+        return Exchange(
+            id=f"{self.id_prefix}.{stream.id}",
+            session=self.session,
+            start_us=round(started * 1_000_000),
+            duration_us=max(0, round((ended - started) * 1_000_000)),
+            request=_http2_request(request, self.server),
+            response=_http2_response(response) if response.headers else None,
+            tags=tags,
+        )
+
 
 def _exchanges(connection: _Connection, clients: dict[str, str]) -> tuple[list[Exchange], str | None]:
     """The exchanges of one connection, and why its stream could not be used to the end (None if it could);
@@ -346,6 +370,10 @@ def _exchanges(connection: _Connection, clients: dict[str, str]) -> tuple[list[E
         return [], None
     sides = _sides(connection)
     clients[sides.session] = sides.client
+    if starts_like_http2(bytes(sides.upstream.data[:64])):
+        streams, problem = parse_streams(bytes(sides.upstream.data), bytes(sides.downstream.data))
+        gap = "a gap in the capture" if sides.upstream.pending or sides.downstream.pending else None
+        return [sides.http2_exchange(stream) for stream in streams], gap or problem
     if not looks_like_requests(bytes(sides.upstream.data[:64])):
         return [], "not HTTP/1.x"
     requests, request_problem = parse_requests(bytes(sides.upstream.data))
@@ -363,8 +391,11 @@ def _sides(connection: _Connection) -> _Sides:
     """The client sent the SYN; without a handshake in the capture, it is the side whose data reads as requests."""
     client_is_a = connection.client_is_a
     if client_is_a is None:
-        client_is_a = looks_like_requests(bytes(connection.a_to_b.data[:64])) or looks_like_responses(
-            bytes(connection.b_to_a.data[:64])
+        client_data = bytes(connection.a_to_b.data[:64])
+        client_is_a = (
+            looks_like_requests(client_data)
+            or starts_like_http2(client_data)
+            or looks_like_responses(bytes(connection.b_to_a.data[:64]))
         )
     if client_is_a:
         upstream, downstream, client, server = connection.a_to_b, connection.b_to_a, connection.a, connection.b
@@ -414,6 +445,41 @@ def _response(message: Message) -> Response:
         headers=message.headers,
         body=body,
         original_encoding=original_encoding,
+    )
+
+
+def _http2_request(half: Half, server: tuple[bytes, int]) -> Request:
+    """Pseudo-headers become the request's fields, as the recorder stores HTTP/2 (mitmproxy's layout)."""
+    authority = half.pseudo(":authority") or header_value(half.fields, "host") or _address(server[0])
+    host = authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority.strip("[]").split("]:")[0]
+    path, _, query = (half.pseudo(":path") or "/").partition("?")
+    return Request(
+        method=half.pseudo(":method") or "GET",
+        scheme=half.pseudo(":scheme") or "http",
+        host=host,
+        port=server[1],
+        path=path,
+        query=query,
+        http_version="HTTP/2.0",
+        headers=half.fields,
+        body=bytes(half.body),
+    )
+
+
+def _http2_response(half: Half) -> Response:
+    status = half.pseudo(":status") or ""
+    headers = half.fields
+    try:
+        body, original_encoding = decoded_content(bytes(half.body), headers)
+    except ValueError:
+        body, original_encoding = bytes(half.body), None
+    return Response(
+        status=int(status) if status.isdigit() else 0,
+        http_version="HTTP/2.0",
+        headers=headers,
+        body=body,
+        original_encoding=original_encoding,
+        trailers=half.trailers,
     )
 
 

@@ -22,6 +22,7 @@ from mitmproxy.tools.dump import DumpMaster
 
 from replaydiff.recorder.addon import Recorder
 from replaydiff.recorder.capture import DEFAULT_MAX_BODY
+from replaydiff.recorder.h2c import H2cPriorKnowledge
 from replaydiff.recorder.retries import DEFAULT_RETRY_WINDOW_S
 from replaydiff.recorder.sessions import DEFAULT_SESSION_GAP_S, SessionBy
 
@@ -46,6 +47,8 @@ class ProxySettings:
     policy: Path | None = None
     default_sanitize: bool = True
     pseudonym_key_file: Path | None = None
+    proto_descriptor_set: Path | None = None
+    protos: tuple[Path, ...] = ()
     max_body: int = DEFAULT_MAX_BODY
     retry_window_s: float = DEFAULT_RETRY_WINDOW_S
     session_by: SessionBy = "client"
@@ -130,6 +133,8 @@ async def _serve(settings: ProxySettings, on_listening: Callable[[str], None]) -
         replaydiff_policy=str(settings.policy) if settings.policy else None,
         replaydiff_default_sanitize=settings.default_sanitize,
         replaydiff_pseudonym_key_file=str(settings.pseudonym_key_file) if settings.pseudonym_key_file else None,
+        replaydiff_proto_descriptor_set=str(settings.proto_descriptor_set) if settings.proto_descriptor_set else None,
+        replaydiff_proto=[str(path) for path in settings.protos],
         replaydiff_max_body=settings.max_body,
         replaydiff_retry_window=settings.retry_window_s,
         replaydiff_session_by=settings.session_by,
@@ -144,7 +149,8 @@ async def serve_master(addons: list[object], **options: object) -> None:
     master = DumpMaster(Options(), with_termlog=False, with_dumper=False)
     # Startup errors (e.g. a port taken since we checked) end the process; say why rather than just "exiting".
     master.addons.get("errorcheck").repeat_errors_on_stderr = True
-    master.addons.add(*addons)
+    # after mitmproxy's own addons: H2cPriorKnowledge corrects their next-layer choice for cleartext HTTP/2
+    master.addons.add(*addons, H2cPriorKnowledge())
     try:
         # Read each request before connecting upstream: with mitmproxy's default (eager), a request to a
         # service that is down is dropped unseen; lazily, it is recorded as an error and the client gets a 502.

@@ -1,7 +1,9 @@
 """Tag client retries in recorded traffic, so a replay and a diff can tell them from new requests.
 
 A request is a retry when it repeats a request that failed (no response, or
-408, 429, 5xx) and starts within `window_s` after that failure ended. Two
+408, 429, 5xx; for gRPC, whose failures answer 200, the `grpc-status` codes
+that mean the same: DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNKNOWN, INTERNAL,
+UNAVAILABLE, DATA_LOSS) and starts within `window_s` after that failure ended. Two
 requests are the same when they carry the same `Idempotency-Key`, or else the
 same method, host, port, path, query and body. Sessions are not compared:
 clients usually retry on a fresh connection after a reset or timeout.
@@ -18,11 +20,15 @@ import hashlib
 from dataclasses import dataclass, replace
 
 from replaydiff.corpora import Exchange, header_value
+from replaydiff.corpora.grpc import grpc_status, is_grpc
 
 DEFAULT_RETRY_WINDOW_S = 10.0
 RETRY_OF = "retry_of"
 ATTEMPT = "attempt"
 _FAILED_STATUSES = frozenset({408, 429})
+_FAILED_GRPC_STATUSES = frozenset({2, 4, 8, 13, 14, 15})
+"""UNKNOWN, DEADLINE_EXCEEDED (like 408), RESOURCE_EXHAUSTED (like 429), INTERNAL, UNAVAILABLE, DATA_LOSS (like 5xx);
+not the caller's own mistakes (INVALID_ARGUMENT, NOT_FOUND, …), which a retry would repeat."""
 _PURGE_EVERY = 1024
 
 
@@ -68,7 +74,9 @@ class RetryTagger:
 
 def _failed(exchange: Exchange) -> bool:
     response = exchange.response
-    return response is None or response.status >= 500 or response.status in _FAILED_STATUSES
+    if response is None or response.status >= 500 or response.status in _FAILED_STATUSES:
+        return True
+    return is_grpc(response.headers) and grpc_status(response) in _FAILED_GRPC_STATUSES
 
 
 def _identity(exchange: Exchange) -> tuple[object, ...]:

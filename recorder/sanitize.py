@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
 from replaydiff.corpora import Exchange, Request, Response, header_value
+from replaydiff.corpora.grpc import is_grpc
 from replaydiff.recorder.policy import (
     DEFAULT_POLICY,
     Action,
@@ -36,6 +37,7 @@ from replaydiff.recorder.policy import (
 )
 from replaydiff.recorder.pseudonym import Pseudonymizer, key_from
 from replaydiff.recorder.echoes import Echoes
+from replaydiff.recorder.grpc_walk import UNREAD_RULE, GrpcSchema, walk_grpc
 from replaydiff.recorder.walk import DROP, DROPPED_BODY, NO_RULE, Judge, walk_request, walk_response
 
 MASK = "[masked]"
@@ -63,6 +65,8 @@ class Sanitizer:
     """HMAC key for `pseudonymize`; None draws a random one, so tokens correlate within one corpus only."""
     key_source: str = "random"
     fired: Counter[str] = field(default_factory=Counter)
+    grpc_schema: GrpcSchema | None = None
+    """Message types of gRPC methods: their messages are then sanitized by field name, else by wire format."""
 
     def __post_init__(self) -> None:
         if self.key is None:
@@ -73,10 +77,13 @@ class Sanitizer:
         """Values replaced so far in the exchange being sanitized, followed into their echoes."""
 
     @classmethod
-    def configured(cls, *, policy_file: Path | None, defaults: bool, key_file: Path | None) -> Sanitizer:
-        """What `--policy`, `--no-default-sanitize` and `--pseudonym-key-file` ask for (raises on bad files)."""
+    def configured(
+        cls, *, policy_file: Path | None, defaults: bool, key_file: Path | None, grpc_schema: GrpcSchema | None = None
+    ) -> Sanitizer:
+        """What `--policy`, `--no-default-sanitize`, `--pseudonym-key-file` and the gRPC schema options ask for
+        (raises on bad files)."""
         key, source = key_from(key_file)
-        return cls(load_policy(policy_file, defaults=defaults), key=key, key_source=source)
+        return cls(load_policy(policy_file, defaults=defaults), key=key, key_source=source, grpc_schema=grpc_schema)
 
     # --- whole exchanges ----------------------------------------------------------------------
 
@@ -86,13 +93,14 @@ class Sanitizer:
         Two passes: the rules, which also collect every value they replaced; then, when some replaced value
         occurs again anywhere in the exchange (an echo), the same walk replacing those occurrences."""
         self._echoes = Echoes()
+        path = exchange.request.path
         request = self.request(exchange.request)
-        response = self.response(exchange.response) if exchange.response else None
+        response = self.response(exchange.response, path) if exchange.response else None
         tags = {name: self.scan(value) for name, value in exchange.tags.items()}
         echoes, self._echoes = self._echoes, Echoes()
         if echoes.found and _may_echo(request, response, echoes):
-            request = _walk_request(request, echoes)
-            response = walk_response(response, echoes) if response else None
+            request = _walk_request(request, echoes, self.grpc_schema)
+            response = _walk_response(response, echoes, self.grpc_schema, path) if response else None
             if echoes.replaced:
                 self.fired[ECHO_RULE] += echoes.replaced
         if request is exchange.request and response is exchange.response and tags == exchange.tags:
@@ -100,10 +108,11 @@ class Sanitizer:
         return replace(exchange, request=request, response=response, tags=tags)
 
     def request(self, request: Request) -> Request:
-        return _walk_request(request, self)
+        return _walk_request(request, self, self.grpc_schema)
 
-    def response(self, response: Response) -> Response:
-        return walk_response(response, self)
+    def response(self, response: Response, path: str = "") -> Response:
+        """`path` is the request's: it names a gRPC answer's message type."""
+        return _walk_response(response, self, self.grpc_schema, path)
 
     # --- the judge the walker asks ------------------------------------------------------------
 
@@ -182,6 +191,9 @@ class Sanitizer:
     def dropped_body(self) -> None:
         self.fired[DROPPED_BODY] += 1
 
+    def unread_grpc_message(self) -> None:
+        self.fired[UNREAD_RULE] += 1
+
     def _replace(self, value_rule: PatternRule, match: re.Match[str], fired: list[str]) -> str:
         found = match.group()
         if not value_rule.accepts(found):
@@ -225,7 +237,10 @@ class Sanitizer:
 
     def describe(self) -> dict[str, str]:
         """For the corpus header, written before anything fired. The key itself is never written."""
-        return {"policy": self.policy.name, "digest": self.policy.digest, "pseudonym_key": self.key_source}
+        described = {"policy": self.policy.name, "digest": self.policy.digest, "pseudonym_key": self.key_source}
+        if self.grpc_schema is not None:
+            described["grpc_schema"] = self.grpc_schema.source
+        return described
 
     def summary(self) -> dict[str, object]:
         """For the corpus end record: the description plus the counts."""
@@ -234,12 +249,31 @@ class Sanitizer:
 
 
 
-def _walk_request(request: Request, judge: Judge) -> Request:
-    """The walker's request plus its path, which it does not visit: ids and emails hide there too."""
-    walked = walk_request(request, judge)
+def _walk_request(request: Request, judge: Judge, schema: GrpcSchema | None) -> Request:
+    """The walker's request plus its path, which it does not visit: ids and emails hide there too. A gRPC body
+    goes to `walk_grpc`, which keeps its framing, instead of the walker's free-text scan."""
+    if is_grpc(request.headers) and request.body:
+        types = schema.message_types(request.path) if schema else None
+        walked = walk_request(replace(request, body=b""), judge)
+        body = walk_grpc(request.body, judge, types[0] if types else None, header_value(request.headers, "grpc-encoding"))
+        unchanged = walked.headers is request.headers and walked.query == request.query and body is request.body
+        walked = request if unchanged else replace(walked, body=body)
+    else:
+        walked = walk_request(request, judge)
     path = unquote(request.path)
     scanned = judge.scan(path)
     return walked if scanned == path else replace(walked, path=quote(scanned, safe="/;:@&=+$,!~*'()%"))
+
+
+def _walk_response(response: Response, judge: Judge, schema: GrpcSchema | None, path: str) -> Response:
+    if not (is_grpc(response.headers) and response.body):
+        return walk_response(response, judge)
+    types = schema.message_types(path) if schema else None
+    walked = walk_response(replace(response, body=b""), judge)
+    body = walk_grpc(response.body, judge, types[1] if types else None, header_value(response.headers, "grpc-encoding"))
+    if walked.headers is response.headers and walked.trailers is response.trailers and body is response.body:
+        return response
+    return replace(walked, body=body)
 
 
 def _may_echo(request: Request, response: Response | None, echoes: Echoes) -> bool:
@@ -248,7 +282,7 @@ def _may_echo(request: Request, response: Response | None, echoes: Echoes) -> bo
     texts = [request.path, request.query, *(value for _, value in request.headers)]
     bodies = [(request.body, request.headers, False)]
     if response is not None:
-        texts += [value for _, value in response.headers]
+        texts += [value for _, value in response.headers + response.trailers]
         bodies.append((response.body, response.headers, bool(response.original_encoding)))
     for body, headers, decoded in bodies:
         if body and not decoded and (header_value(headers, "content-encoding") or "identity").lower() != "identity":

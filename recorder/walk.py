@@ -67,6 +67,9 @@ class Judge(Protocol):
     def dropped_body(self) -> None:
         """Counts a body that could not be inspected."""
 
+    def unread_grpc_message(self) -> None:
+        """Counts a gRPC message that could not be read (compressed, or not protobuf), kept as it was sent."""
+
     def remembered(self, key: tuple[str, ...], answer: Callable[[], _T]) -> _T:
         """`answer()`, or what it gave before for this key: asked only for answers that depend on the key alone."""
 
@@ -92,13 +95,14 @@ def walk_request(request: Request, judge: Judge) -> Request:
 
 def walk_response(response: Response, judge: Judge) -> Response:
     headers = walk_headers(response.headers, judge)
+    trailers = walk_headers(response.trailers, judge)  # HTTP/2 trailers: gRPC's `grpc-message` may quote input
     if response.original_encoding or not _content_encoding(response.headers):
         body = walk_body(response.body, response.headers, judge)
     else:
         body = _encoded_body(response.body, response.headers, judge)
-    if headers is response.headers and body is response.body:
+    if headers is response.headers and body is response.body and trailers is response.trailers:
         return response
-    return replace(response, headers=headers, body=body)
+    return replace(response, headers=headers, body=body, trailers=trailers)
 
 
 # --- headers ------------------------------------------------------------------------------------

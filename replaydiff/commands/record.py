@@ -74,6 +74,41 @@ def sanitize_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 @dataclass(frozen=True, slots=True)
+class GrpcSchemaFiles:
+    """Where gRPC message types come from (`--proto-descriptor-set`, `--proto`): the sanitizer then masks
+    messages by field name; without either, by pattern on their string fields."""
+
+    descriptor_set: Path | None = None
+    protos: tuple[Path, ...] = ()
+
+
+def schema_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The gRPC schema options of the commands that sanitize captured gRPC traffic, passed as `grpc_schema`."""
+
+    @functools.wraps(command)
+    def with_schema(*args: Any, proto_descriptor_set: Path | None, proto: tuple[Path, ...], **kwargs: Any) -> None:
+        if proto_descriptor_set is not None and proto:
+            raise UserError("give the gRPC schema either as --proto-descriptor-set or as --proto files, not both")
+        command(*args, grpc_schema=GrpcSchemaFiles(proto_descriptor_set, proto), **kwargs)
+
+    descriptor_set = click.option(
+        "--proto-descriptor-set",
+        type=click.Path(path_type=Path, dir_okay=False),
+        metavar="FILE",
+        help="gRPC schema as a descriptor set (protoc -o FILE --include_imports): messages are sanitized by field "
+        "name, as JSON members are. Without a schema, by pattern on their string fields.",
+    )
+    protos = click.option(
+        "--proto",
+        multiple=True,
+        type=click.Path(path_type=Path, dir_okay=False),
+        metavar="FILE.proto",
+        help="gRPC schema as .proto files (repeatable; compiled with grpcio-tools), instead of a descriptor set.",
+    )
+    return descriptor_set(protos(with_schema))
+
+
+@dataclass(frozen=True, slots=True)
 class Sessions:
     """How captured exchanges are grouped into sessions (`--session-by`, `--session-gap`)."""
 
@@ -151,6 +186,7 @@ def session_options(command: Callable[..., None]) -> Callable[..., None]:
     "a `replaydiff tap` logs meanwhile join their exchange exactly (the tap's log can then mock them).",
 )
 @sanitize_options
+@schema_options
 @session_options
 def record(
     upstream: str | None,
@@ -161,9 +197,13 @@ def record(
     max_body: int,
     inject_traceparent: bool,
     sanitizing: Sanitizing,
+    grpc_schema: GrpcSchemaFiles,
     sessions: Sessions,
 ) -> None:
     """Record HTTP traffic through a proxy into a sanitized corpus, until Ctrl-C or SIGTERM.
+
+    HTTP/1.1 and HTTP/2: over TLS (ALPN), and in cleartext with prior knowledge (h2c, as gRPC services talk),
+    recognised by the HTTP/2 connection preface; the proxy then speaks h2c to the upstream too.
 
     Secrets (credentials, cookies, API-key headers, query and form fields, JSON members and tokens, card numbers
     and emails anywhere) are masked or pseudonymized before anything is written. If the corpus cannot be written
@@ -182,6 +222,8 @@ def record(
             policy=sanitizing.policy,
             default_sanitize=sanitizing.defaults,
             pseudonym_key_file=sanitizing.pseudonym_key_file,
+            proto_descriptor_set=grpc_schema.descriptor_set,
+            protos=grpc_schema.protos,
             max_body=max_body,
             retry_window_s=sanitizing.retry_window_s,
             session_by=sessions.by,
