@@ -35,8 +35,7 @@ from replaydiff.corpora import CorpusError, CorpusWriter
 from replaydiff.corpora.trace import TRACE_TAG, parse_traceparent
 from replaydiff.recorder.capture import DEFAULT_MAX_BODY, exchange_from_flow, truncated
 from replaydiff.recorder.h2c import H2cPriorKnowledge
-from replaydiff.corpora.protobuf import SchemaError
-from replaydiff.recorder.grpc_walk import GrpcSchema
+from replaydiff.corpora.protobuf import SchemaError, read_schema
 from replaydiff.recorder.policy import PolicyError
 from replaydiff.recorder.pseudonym import PseudonymKeyError
 from replaydiff.recorder.retries import DEFAULT_RETRY_WINDOW_S, RetryTagger
@@ -300,7 +299,7 @@ def _sanitizer_from_options() -> Sanitizer:
             policy_file=Path(policy_file) if policy_file else None,
             defaults=ctx.options.replaydiff_default_sanitize,
             key_file=Path(key_file) if key_file else None,
-            grpc_schema=GrpcSchema.from_files(
+            grpc_schema=read_schema(
                 Path(descriptor_set) if descriptor_set else None, [Path(proto) for proto in ctx.options.replaydiff_proto]
             ),
         )

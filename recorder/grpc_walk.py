@@ -3,7 +3,7 @@
 The generic walker would scan a gRPC body as free text and replace a value with one of another length, which
 breaks both the protobuf length of the field and the gRPC length prefix. Here each message is decoded, walked and
 encoded again, and the body re-framed:
-- with a schema (`GrpcSchema`, from `--proto-descriptor-set` or `--proto`), by field name: the message is walked as
+- with a schema (`corpora.protobuf.ProtoSchema`, from `--proto-descriptor-set` and/or `--proto`), by field name: the message is walked as
   the JSON document its proto field names describe (`$.owner_email`, `$..*token*` rules apply), and string values by
   the value patterns; a rule on a field that cannot hold its replacement (a number, a nested message) clears it;
 - without one, by the wire format (`corpora.protowire`): every length-delimited field that reads as a nested message
@@ -17,16 +17,13 @@ and left too.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from google.protobuf import descriptor_pool, json_format
+from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from replaydiff.corpora.grpc import GrpcFramingError, GrpcMessage, join_messages, method_name, split_messages
-from replaydiff.corpora.protobuf import SchemaError, compile_protos, load_pool, message_class
+from replaydiff.corpora.grpc import GrpcFramingError, GrpcMessage, join_messages, split_messages
 from replaydiff.corpora.protowire import LENGTH_DELIMITED, WireFormatError, as_message, as_text, encode, parse
 from replaydiff.recorder.policy import JSON_ROOT
 from replaydiff.recorder.walk import DROP, NO_RULE, Judge
@@ -40,54 +37,6 @@ MAX_INFLATED = 64 * 1024 * 1024
 
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 """gRPC's message codecs (grpc-core compresses with zlib: `deflate` is the zlib format, `gzip` the gzip one)."""
-
-
-@dataclass
-class GrpcSchema:
-    """The request and answer message types of each method a descriptor pool's services declare."""
-
-    pool: descriptor_pool.DescriptorPool
-    source: str
-    _types: dict[str, tuple[type[Message], type[Message]] | None] = field(default_factory=dict)
-
-    @classmethod
-    def from_files(cls, descriptor_set: Path | None, protos: list[Path]) -> GrpcSchema | None:
-        """None when neither is given; `SchemaError` (one line) when a file cannot be used."""
-        if descriptor_set is None and not protos:
-            return None
-        if descriptor_set is not None:
-            try:
-                data = descriptor_set.read_bytes()
-            except OSError as error:
-                raise SchemaError(f"cannot read descriptor set {descriptor_set} ({error.strerror})") from None
-            return cls(load_pool(data, str(descriptor_set)), str(descriptor_set))
-        for proto in protos:
-            if not proto.is_file():
-                raise SchemaError(f"{proto} is not a file; give the .proto files that define the services")
-        names = ", ".join(str(proto) for proto in protos)
-        return cls(load_pool(compile_protos(protos), names), names)
-
-    def message_types(self, path: str) -> tuple[type[Message], type[Message]] | None:
-        """(request type, answer type) of the method `/package.Service/Method`, None when the schema lacks it."""
-        if path not in self._types:
-            self._types[path] = self._lookup(path)
-        return self._types[path]
-
-    def _lookup(self, path: str) -> tuple[type[Message], type[Message]] | None:
-        name = method_name(path)
-        if name is None:
-            return None
-        service, _, method = name.partition("/")
-        try:
-            descriptor = self.pool.FindServiceByName(service).FindMethodByName(method)
-        except KeyError:
-            return None
-        if descriptor is None:
-            return None
-        return (
-            message_class(self.pool, descriptor.input_type.full_name),
-            message_class(self.pool, descriptor.output_type.full_name),
-        )
 
 
 def walk_grpc(body: bytes, judge: Judge, message_type: type[Message] | None, encoding: str | None = None) -> bytes:

@@ -24,6 +24,7 @@ from urllib.parse import quote, unquote
 
 from replaydiff.corpora import Exchange, Request, Response, header_value
 from replaydiff.corpora.grpc import is_grpc
+from replaydiff.corpora.protobuf import ProtoSchema
 from replaydiff.recorder.policy import (
     DEFAULT_POLICY,
     Action,
@@ -37,7 +38,7 @@ from replaydiff.recorder.policy import (
 )
 from replaydiff.recorder.pseudonym import Pseudonymizer, key_from
 from replaydiff.recorder.echoes import Echoes
-from replaydiff.recorder.grpc_walk import UNREAD_RULE, GrpcSchema, walk_grpc
+from replaydiff.recorder.grpc_walk import UNREAD_RULE, walk_grpc
 from replaydiff.recorder.walk import DROP, DROPPED_BODY, NO_RULE, Judge, walk_request, walk_response
 
 MASK = "[masked]"
@@ -65,7 +66,7 @@ class Sanitizer:
     """HMAC key for `pseudonymize`; None draws a random one, so tokens correlate within one corpus only."""
     key_source: str = "random"
     fired: Counter[str] = field(default_factory=Counter)
-    grpc_schema: GrpcSchema | None = None
+    grpc_schema: ProtoSchema | None = None
     """Message types of gRPC methods: their messages are then sanitized by field name, else by wire format."""
 
     def __post_init__(self) -> None:
@@ -78,7 +79,7 @@ class Sanitizer:
 
     @classmethod
     def configured(
-        cls, *, policy_file: Path | None, defaults: bool, key_file: Path | None, grpc_schema: GrpcSchema | None = None
+        cls, *, policy_file: Path | None, defaults: bool, key_file: Path | None, grpc_schema: ProtoSchema | None = None
     ) -> Sanitizer:
         """What `--policy`, `--no-default-sanitize`, `--pseudonym-key-file` and the gRPC schema options ask for
         (raises on bad files)."""
@@ -249,13 +250,13 @@ class Sanitizer:
 
 
 
-def _walk_request(request: Request, judge: Judge, schema: GrpcSchema | None) -> Request:
+def _walk_request(request: Request, judge: Judge, schema: ProtoSchema | None) -> Request:
     """The walker's request plus its path, which it does not visit: ids and emails hide there too. A gRPC body
     goes to `walk_grpc`, which keeps its framing, instead of the walker's free-text scan."""
     if is_grpc(request.headers) and request.body:
-        types = schema.message_types(request.path) if schema else None
+        method = schema.method(request.path) if schema else None
         walked = walk_request(replace(request, body=b""), judge)
-        body = walk_grpc(request.body, judge, types[0] if types else None, header_value(request.headers, "grpc-encoding"))
+        body = walk_grpc(request.body, judge, method.message_classes[0] if method else None, header_value(request.headers, "grpc-encoding"))
         unchanged = walked.headers is request.headers and walked.query == request.query and body is request.body
         walked = request if unchanged else replace(walked, body=body)
     else:
@@ -265,12 +266,12 @@ def _walk_request(request: Request, judge: Judge, schema: GrpcSchema | None) -> 
     return walked if scanned == path else replace(walked, path=quote(scanned, safe="/;:@&=+$,!~*'()%"))
 
 
-def _walk_response(response: Response, judge: Judge, schema: GrpcSchema | None, path: str) -> Response:
+def _walk_response(response: Response, judge: Judge, schema: ProtoSchema | None, path: str) -> Response:
     if not (is_grpc(response.headers) and response.body):
         return walk_response(response, judge)
-    types = schema.message_types(path) if schema else None
+    method = schema.method(path) if schema else None
     walked = walk_response(replace(response, body=b""), judge)
-    body = walk_grpc(response.body, judge, types[1] if types else None, header_value(response.headers, "grpc-encoding"))
+    body = walk_grpc(response.body, judge, method.message_classes[1] if method else None, header_value(response.headers, "grpc-encoding"))
     if walked.headers is response.headers and walked.trailers is response.trailers and body is response.body:
         return response
     return replace(walked, body=body)

@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 from replaydiff.corpora import Exchange, Request, Response, header_value
 from replaydiff.corpora.grpc import GrpcMessage, join_messages, split_messages
 from replaydiff.demo import grpc_catalog
-from replaydiff.recorder.grpc_walk import UNREAD_RULE, GrpcSchema
+from replaydiff.corpora.protobuf import read_schema
+from replaydiff.recorder.grpc_walk import UNREAD_RULE
 from replaydiff.recorder.policy import load_policy
 from replaydiff.recorder.sanitize import MASK, Sanitizer
 
 KEY = b"k" * 32
 MESSAGES = grpc_catalog._classes()
-SCHEMA = GrpcSchema.from_files(None, [grpc_catalog.PROTO])
+SCHEMA = read_schema(None, [grpc_catalog.PROTO])
 TOKEN = "sk_live_" + "a1B2c3D4e5F6g7H8"
 GRPC = [("content-type", "application/grpc"), ("te", "trailers")]
 

@@ -6,22 +6,14 @@ from pathlib import Path
 
 import click
 
-from replaydiff.corpora.protobuf import SchemaError
 from replaydiff.recorder import har
-from replaydiff.recorder.grpc_walk import GrpcSchema
 from replaydiff.recorder.importing import UnreadableInput, import_capture
 from replaydiff.recorder.policy import PolicyError
 from replaydiff.recorder.pseudonym import PseudonymKeyError
 from replaydiff.recorder.retries import RetryTagger
 from replaydiff.recorder.sanitize import Sanitizer
-from replaydiff.commands.record import (
-    GrpcSchemaFiles,
-    Sanitizing,
-    Sessions,
-    sanitize_options,
-    schema_options,
-    session_options,
-)
+from replaydiff.commands.record import SANITIZING_USE, Sanitizing, Sessions, sanitize_options, session_options
+from replaydiff.commands.schema import SchemaFiles, schema_options
 from replaydiff.errors import UserError
 
 
@@ -32,14 +24,14 @@ from replaydiff.errors import UserError
 )
 @click.option("--strict", is_flag=True, help="HAR: stop at the first bad entry instead of skipping and counting it.")
 @sanitize_options
-@schema_options
+@schema_options(SANITIZING_USE)
 @session_options
 def import_file(
     capture: Path,
     output: Path,
     strict: bool,
     sanitizing: Sanitizing,
-    grpc_schema: GrpcSchemaFiles,
+    schema_files: SchemaFiles,
     sessions: Sessions,
 ) -> None:
     """Import a capture as a sanitized corpus: HAR 1.2, pcap, pcapng or a mitmproxy flow file.
@@ -52,14 +44,14 @@ def import_file(
             policy_file=sanitizing.policy,
             defaults=sanitizing.defaults,
             key_file=sanitizing.pseudonym_key_file,
-            grpc_schema=GrpcSchema.from_files(grpc_schema.descriptor_set, list(grpc_schema.protos)),
+            grpc_schema=schema_files.load(),
         )
         retries = RetryTagger(window_s=sanitizing.retry_window_s)
         count, result = import_capture(
             capture, output, sanitizer=sanitizer, retries=retries, session_by=sessions.by, session_gap_s=sessions.gap_s,
             strict=strict,
         )
-    except (UnreadableInput, PolicyError, PseudonymKeyError, SchemaError) as exc:
+    except (UnreadableInput, PolicyError, PseudonymKeyError) as exc:
         raise UserError(str(exc)) from None
     click.echo(f"replaydiff: imported {count} exchanges from {capture} into {output}", err=True)
     for note, value in result.notes.items():

@@ -19,7 +19,7 @@ import click
 from rich.console import Console
 
 from replaydiff.corpora import DIVERGENCE_KINDS, ResultsReader
-from replaydiff.corpora.protobuf import ProtoSchema, ReflectionUnavailable, SchemaError, read_schema, reflect_schema
+from replaydiff.corpora.protobuf import ProtoSchema, ReflectionUnavailable, reflect_schema
 from replaydiff.diff import (
     DiffOptions,
     DiffReport,
@@ -36,6 +36,7 @@ from replaydiff.diff import (
 )
 from replaydiff.confirming import confirm, worth_resending
 from replaydiff.diff.findings import INCONCLUSIVE
+from replaydiff.commands.schema import SchemaFiles, schema_file_options
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_INCONCLUSIVE, EXIT_SAME, UserError
 from replaydiff.fuzz.sender import FuzzTargets
 from replaydiff.replayer.targets import ReplayError, Target
@@ -226,11 +227,8 @@ def diff_options(
         click.option("--latency-tail-quantile", type=click.FloatRange(0.5, 1, min_open=True, max_open=True),
                      default=_LATENCY.tail_quantile, show_default=True,
                      help="The tail tested for a regression the median does not show."),
-        click.option("--proto-descriptor-set", type=_INPUT, metavar="FILE",
-                     help="gRPC schema: a descriptor set (protoc -o FILE --include_imports) naming message fields."),
-        click.option("--proto", "protos", type=_INPUT, multiple=True, metavar="FILE.proto",
-                     help="gRPC schema: a .proto file, compiled with grpcio-tools (repeatable; its folder is the "
-                          "import path)."),
+        *schema_file_options("messages are compared by proto field name (without a schema, by wire format: "
+                             "field numbers)."),
         click.option("--proto-reflection/--no-proto-reflection", default=None,
                      help="Without a schema given, ask the baseline for it by gRPC server reflection when the "
                           "results hold gRPC calls; a baseline without reflection leaves them decoded by wire "
@@ -278,9 +276,9 @@ def _settings(
         rules = load_rules(path) if (path := rules_file or default_rules) else Rules()
         if openapi is not None:
             rules = rules.with_patterns(load_openapi(openapi))
-        schema = read_schema(proto_descriptor_set, list(protos))
-    except (RulesError, SchemaError) as exc:
+    except RulesError as exc:
         raise UserError(str(exc)) from None
+    schema = SchemaFiles(proto_descriptor_set, protos).load()
     options = DiffOptions(
         noise=NoiseThresholds(relative=relative_noise, absolute=absolute_noise),
         latency=LatencyThresholds(

@@ -12,9 +12,9 @@ import click
 from hypothesis import configuration
 from rich.console import Console
 
-from replaydiff.corpora.protobuf import ProtoSchema, SchemaError, read_schema
 from replaydiff.diff.rules import Rules, RulesError, load_rules
 from replaydiff.replayer.client import Timeouts
+from replaydiff.commands.schema import SchemaFiles, schema_options
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, UserError
 from replaydiff.fuzz.live import LiveView
 from replaydiff.fuzz.report import print_report
@@ -58,13 +58,6 @@ def _hypothesis_home(path: Path) -> Iterator[None]:
         configuration.set_hypothesis_home_dir(None)
 
 
-def _schema(descriptor_set: Path | None, protos: tuple[Path, ...]) -> ProtoSchema | None:
-    try:
-        return read_schema(descriptor_set, list(protos))
-    except SchemaError as exc:
-        raise UserError(str(exc)) from None
-
-
 def _rules(path: Path | None) -> Rules:
     try:
         return load_rules(path) if path else Rules()
@@ -96,11 +89,7 @@ def _rules(path: Path | None) -> Rules:
 @click.option("--no-database", is_flag=True, help="Keep no examples between runs.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="Seconds to wait for each response.")
-@click.option("--proto-descriptor-set", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
-              help="gRPC schema (protoc -o FILE --include_imports): requests are generated from each method's "
-                   "input message type.")
-@click.option("--proto", "protos", type=click.Path(path_type=Path, dir_okay=False), multiple=True,
-              metavar="FILE.proto", help="gRPC schema as .proto files, compiled with grpcio-tools (repeatable).")
+@schema_options("requests are generated from each method's input message type.")
 @click.option("--proto-reflection/--no-proto-reflection", default=True, show_default=True,
               help="Without a schema given, ask the baseline for it by gRPC server reflection when the corpus holds "
                    "gRPC calls; else requests follow the recorded messages' wire shape.")
@@ -108,7 +97,7 @@ def _rules(path: Path | None) -> Rules:
 def fuzz(corpus: Path, baseline: str, candidate: str, baseline2: str | None, examples: int, seed: int | None,
          endpoints: tuple[str, ...], time_budget: float, save_failures: Path | None, allowed_hosts: tuple[str, ...],
          rules_file: Path | None, database: Path, no_database: bool, timeout: float, headers: tuple[str, ...],
-         proto_descriptor_set: Path | None, protos: tuple[Path, ...], proto_reflection: bool,
+         schema_files: SchemaFiles, proto_reflection: bool,
          identities: Path | None, jwt_key: Path | None) -> None:
     """Generate requests like those in CORPUS, send each to baseline, baseline#2 and candidate; exit 1 on divergence."""
     targets = FuzzTargets.parse(baseline, candidate, baseline2, [header_pair(h) for h in headers])
@@ -123,7 +112,7 @@ def fuzz(corpus: Path, baseline: str, candidate: str, baseline2: str | None, exa
         save_failures=save_failures,
         timeouts=Timeouts(connect_s=min(timeout, 5.0), read_s=timeout),
         credentials=load_credentials(identities, jwt_key),
-        schema=_schema(proto_descriptor_set, protos),
+        schema=schema_files.load(),
         reflection=proto_reflection,
     )
     try:

@@ -14,7 +14,10 @@ from replaydiff.recorder.capture import DEFAULT_MAX_BODY
 from replaydiff.recorder.proxy import DEFAULT_CONFDIR, ProxyError, ProxySettings, parse_listen, parse_upstream, run
 from replaydiff.recorder.retries import DEFAULT_RETRY_WINDOW_S
 from replaydiff.recorder.sessions import DEFAULT_SESSION_GAP_S, SESSION_BY_CHOICES, SessionBy
+from replaydiff.commands.schema import SchemaFiles, schema_options
 from replaydiff.errors import EXIT_USAGE, UserError
+
+SANITIZING_USE = "messages are sanitized by field name, as JSON members are (without a schema, by pattern on their string fields)."
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,39 +76,6 @@ def sanitize_options(command: Callable[..., None]) -> Callable[..., None]:
     return decorated
 
 
-@dataclass(frozen=True, slots=True)
-class GrpcSchemaFiles:
-    """Where gRPC message types come from (`--proto-descriptor-set`, `--proto`): the sanitizer then masks
-    messages by field name; without either, by pattern on their string fields."""
-
-    descriptor_set: Path | None = None
-    protos: tuple[Path, ...] = ()
-
-
-def schema_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The gRPC schema options of the commands that sanitize captured gRPC traffic, passed as `grpc_schema`."""
-
-    @functools.wraps(command)
-    def with_schema(*args: Any, proto_descriptor_set: Path | None, proto: tuple[Path, ...], **kwargs: Any) -> None:
-        if proto_descriptor_set is not None and proto:
-            raise UserError("give the gRPC schema either as --proto-descriptor-set or as --proto files, not both")
-        command(*args, grpc_schema=GrpcSchemaFiles(proto_descriptor_set, proto), **kwargs)
-
-    descriptor_set = click.option(
-        "--proto-descriptor-set",
-        type=click.Path(path_type=Path, dir_okay=False),
-        metavar="FILE",
-        help="gRPC schema as a descriptor set (protoc -o FILE --include_imports): messages are sanitized by field "
-        "name, as JSON members are. Without a schema, by pattern on their string fields.",
-    )
-    protos = click.option(
-        "--proto",
-        multiple=True,
-        type=click.Path(path_type=Path, dir_okay=False),
-        metavar="FILE.proto",
-        help="gRPC schema as .proto files (repeatable; compiled with grpcio-tools), instead of a descriptor set.",
-    )
-    return descriptor_set(protos(with_schema))
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +156,7 @@ def session_options(command: Callable[..., None]) -> Callable[..., None]:
     "a `replaydiff tap` logs meanwhile join their exchange exactly (the tap's log can then mock them).",
 )
 @sanitize_options
-@schema_options
+@schema_options(SANITIZING_USE)
 @session_options
 def record(
     upstream: str | None,
@@ -197,7 +167,7 @@ def record(
     max_body: int,
     inject_traceparent: bool,
     sanitizing: Sanitizing,
-    grpc_schema: GrpcSchemaFiles,
+    schema_files: SchemaFiles,
     sessions: Sessions,
 ) -> None:
     """Record HTTP traffic through a proxy into a sanitized corpus, until Ctrl-C or SIGTERM.
@@ -222,8 +192,8 @@ def record(
             policy=sanitizing.policy,
             default_sanitize=sanitizing.defaults,
             pseudonym_key_file=sanitizing.pseudonym_key_file,
-            proto_descriptor_set=grpc_schema.descriptor_set,
-            protos=grpc_schema.protos,
+            proto_descriptor_set=schema_files.descriptor_set,
+            protos=schema_files.protos,
             max_body=max_body,
             retry_window_s=sanitizing.retry_window_s,
             session_by=sessions.by,

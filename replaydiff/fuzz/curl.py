@@ -35,5 +35,6 @@ def curl_command(request: Request, target: Target) -> str:
 
 
 def printf_escaped(body: bytes) -> str:
-    """Octal escapes (POSIX printf has no `\\x`) for every byte that is not printable ASCII, and for `\\` and `%`."""
-    return "".join(chr(b) if 32 <= b < 127 and b not in (0x5C, 0x25) else f"\\{b:03o}" for b in body)
+    """Octal escapes (POSIX printf has no `\\x`) for every byte that is not printable ASCII, and for `\\`, `%` and
+    `-` (a format starting with `-` would be read as an option)."""
+    return "".join(chr(b) if 32 <= b < 127 and b not in (0x5C, 0x25, 0x2D) else f"\\{b:03o}" for b in body)
