@@ -36,6 +36,8 @@ class TapSettings:
     """A recorded upstream log to answer from instead of forwarding (`recorder.mock`)."""
     on_miss: str = "502"
     mock_rules: Path | None = None
+    mock_corpus: Path | None = None
+    """The corpus recorded with `mock`: its untraced calls are attributed to its exchanges by time."""
     whole_calls: bool = True
     """Log each call's request and answer (sanitized), so the log can be a mock's recording."""
 
@@ -97,7 +99,11 @@ def run_tap(settings: TapSettings, *, on_listening: Callable[[dict[str, str]], N
 async def _serve(settings: TapSettings, on_listening: Callable[[dict[str, str]], None]) -> Tap:
     listeners = settings.listeners()
     tap = Tap(on_running=lambda: on_listening(_listening_urls([name for name, _ in listeners])))
-    mocking = {"tap_mock": str(settings.mock), "tap_on_miss": settings.on_miss} if settings.mock else {}
+    mocking = (
+        {"tap_mock": str(settings.mock), "tap_on_miss": settings.on_miss,
+         "tap_mock_corpus": str(settings.mock_corpus) if settings.mock_corpus else ""}
+        if settings.mock else {}
+    )  # fmt: skip
     await serve_master(
         [tap],
         confdir=str(settings.confdir),
