@@ -156,7 +156,7 @@ class MockRecording:
             raise MockError(f"{exc} (the recording to mock from; record it with `replaydiff tap -o`)") from None
         except NoRecordingClock:
             raise MockError(
-                f"--corpus {corpus}: does not say when it was recorded (no epoch_unix_us in its end record), so "
+                f"--mock-corpus {corpus}: does not say when it was recorded (no epoch_unix_us in its end record), so "
                 "calls cannot be attributed to its exchanges by time; give the corpus `replaydiff record` wrote "
                 "with this recording, or leave --corpus out"
             ) from None
@@ -266,7 +266,7 @@ def _attributed_by_time(path: Path, corpus: Path) -> dict[int, str]:
             if attribution.how is ByTime.ATTRIBUTED
         }
     except CorpusError as exc:
-        raise MockError(f"--corpus: {exc} (the corpus recorded with the recording, to attribute calls by time)") from None
+        raise MockError(f"--mock-corpus: {exc} (the corpus recorded along with the recording)") from None
 
 
 def dependency_name(dependency: str) -> str:

@@ -114,7 +114,8 @@ def mocked_upstreams(
     with tempfile.TemporaryDirectory(prefix="replaydiff-mock-") as scratch:
         log = Path(scratch) / "upstream.jsonl.zst"
         arguments = [*(item for route in routes for item in ("--route", route)), "--mock", str(recording),
-                     "--on-miss", on_miss, "--mock-corpus", str(corpus), "-o", str(log), "--confdir", str(Path(scratch) / "mitmproxy")]  # fmt: skip
+                     "--mock-corpus", str(corpus), "--on-miss", on_miss, "-o", str(log),
+                     "--confdir", str(Path(scratch) / "mitmproxy")]  # fmt: skip
         tap = TapProcess(arguments)
         try:
             announced = tap.start()
