@@ -13,6 +13,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from aiohttp import web
 
 from replaydiff.corpora import CorpusReader, Exchange, ResultsReader, UpstreamCall, UpstreamLogReader, UpstreamLogWriter
 from replaydiff.corpora.trace import TRACE_TAG
-from tests.servers import serve
+from tests.servers import self_signed_certificate, serve, tls_server_context
 from tests.waiting import wait_until
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
@@ -244,3 +245,57 @@ def test_calls_of_a_service_that_does_not_propagate_traceparent_are_attributed_b
             assert how == [("exact", True), ("exact", True)], record.upstream
         else:  # a call ambiguous in the recording is answered from across it
             assert len(how) == 2 and "miss" not in {mock for mock, _ in how}, record.upstream
+
+
+def _traceparent(sku: int) -> dict[str, str]:
+    return {"traceparent": f"00-{sku:024x}{0:08x}-{sku:016x}-01"}  # the exchange is in the first 24 digits
+
+
+def _tap_url(line: str) -> str:
+    found = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+    assert found, line
+    return found.group(1)
+
+
+def test_an_https_dependency_is_recorded_faulted_and_mocked_through_the_tap(tmp_path: Path) -> None:
+    """As a route (the service calls the tap in plain HTTP, the tap calls the dependency over TLS, verified
+    against --ca-cert) and as a forward proxy (the service's CONNECT is intercepted with the tap's own CA)."""
+    cert, key = self_signed_certificate(tmp_path)
+    log, forward_log = tmp_path / "up.jsonl.zst", tmp_path / "forward.jsonl.zst"
+    confdir = ["--confdir", str(tmp_path / "mitmproxy")]
+    tap_ca = tmp_path / "mitmproxy" / "mitmproxy-ca-cert.pem"  # what the service trusts to go through the proxy
+    faults = tmp_path / "faults.toml"
+    faults.write_text('[[fault]]\npath = "/stock/3"\nstatus = 503\n')
+    with serve(inventory := inventory_app(), ssl_context=tls_server_context(cert, key)) as inventory_url:
+        untrusted = ["tap", "--route", f"inventory={inventory_url}", "-o", str(tmp_path / "u.zst"), *confdir]
+        with _process(untrusted, "listening") as (_, line), serve(service_app(_tap_url(line), "baseline")) as shop:
+            assert httpx.get(f"{shop}/product/1", headers=_traceparent(1)).status_code == 500  # the tap said 502
+        [refused] = UpstreamLogReader(tmp_path / "u.zst")
+        assert refused.status is None and "Certificate verify failed" in (refused.error or ""), refused
+
+        recording = ["tap", "--route", f"inventory={inventory_url}", "--ca-cert", str(cert), "--faults", str(faults),
+                     "-o", str(log), *confdir]  # fmt: skip
+        with _process(recording, "listening") as (_, line), serve(service_app(_tap_url(line), "baseline")) as shop:
+            for sku in (1, 2, 3):
+                assert httpx.get(f"{shop}/product/{sku}", headers=_traceparent(sku)).status_code == 200
+        with _process(["tap", "--ca-cert", str(cert), "-o", str(forward_log), *confdir], "listening") as (_, line):
+            with httpx.Client(proxy=_tap_url(line), verify=ssl.create_default_context(cafile=tap_ca)) as client:
+                assert client.get(f"{inventory_url}/stock/9", headers=_traceparent(9)).status_code == 200
+    calls = list(UpstreamLogReader(log))
+    assert [(c.path, c.status, c.fault) for c in calls if c.path.startswith("/stock/")] == [
+        ("/stock/1", 200, None), ("/stock/2", 200, None), ("/stock/3", 503, "status 503")]  # fmt: skip
+    assert all(c.answer is not None and c.trace_id for c in calls) and len(calls) == 6
+
+    token = inventory[TOKEN]  # the inventory is down from here on: what carries its token came from a recording
+    with _process(["tap", "--mock", str(log), "--route", "inventory=@0", "-o", str(tmp_path / "m.zst"), *confdir],
+                  "listening") as (_, line), serve(service_app(_tap_url(line), "baseline")) as shop:  # fmt: skip
+        pages = {sku: httpx.get(f"{shop}/product/{sku}", headers=_traceparent(sku)).json() for sku in (1, 2, 3)}
+    assert pages[1]["stock"] == {"sku": 1, "lot": token} and pages[2]["price"] == {"cents": 200, "lot": token}
+    assert "fault injected" in pages[3]["stock"]["error"]  # the recorded answer was the fault's
+    assert [c.mock for c in UpstreamLogReader(tmp_path / "m.zst")] == ["exact"] * 6
+    forward = ["tap", "--mock", str(forward_log), "-o", str(tmp_path / "fm.zst"), *confdir]
+    with _process(forward, "listening") as (_, line):
+        with httpx.Client(proxy=_tap_url(line), verify=ssl.create_default_context(cafile=tap_ca)) as client:
+            assert client.get(f"{inventory_url}/stock/9", headers=_traceparent(9)).json() == {"sku": 9, "lot": token}
+            assert client.get(f"{inventory_url}/stock/10", headers=_traceparent(9)).status_code == 502
+    assert [c.mock for c in UpstreamLogReader(tmp_path / "fm.zst")] == ["exact", "miss"]
