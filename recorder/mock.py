@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from replaydiff.corpora import CorpusError, CorpusTruncated, Response, UpstreamCall, UpstreamLogReader
+from replaydiff.corpora import CorpusError, CorpusReader, CorpusTruncated, Response, UpstreamCall, UpstreamLogReader
 from replaydiff.corpora.tomlfile import read_toml
 from replaydiff.corpora.trace import EXCHANGE_DIGITS, exchange_key
 from replaydiff.corpora.windows import ByTime, NoRecordingClock, recording_attribution
@@ -148,6 +148,11 @@ class MockRecording:
         """Streams the log once, twice with a `corpus` to attribute its untraced calls to by time; a damaged
         tail keeps every call before it (with a warning), as every reader does."""
         recording = cls(ignored)
+        if corpus is not None:
+            try:
+                CorpusReader(corpus)  # its header, now: the corpus itself is read only if a call needs it
+            except CorpusError as exc:
+                raise MockError(f"--mock-corpus: {exc} (the corpus recorded along with the recording)") from None
         try:
             by_time = _attributed_by_time(path, corpus) if corpus is not None else {}
             for number, call in enumerate(_calls(path, warn=True)):

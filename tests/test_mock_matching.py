@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from replaydiff.corpora import ReplayRecord, Request, Response, UpstreamCall, UpstreamLogReader, UpstreamLogWriter
 from replaydiff.diff.behaviour import compare_behaviour
 from replaydiff.recorder.mock import CallRequest, IgnoredField, MockError, MockRecording, load_ignored
+from replaydiff.tapping import TapProcess
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
 TARGET_DIGITS = {"baseline": "0000000a", "baseline2": "0000000b", "candidate": "0000000c"}
@@ -131,7 +132,8 @@ def test_the_differ_names_unexpected_missing_and_changed_calls_under_a_mock() ->
     assert compare_behaviour(_record("baseline", plain), _record("candidate", [])) != []
 
 
-def test_a_damaged_recording_keeps_every_call_before_the_damage(tmp_path: Path) -> None:
+def _damaged_log(tmp_path: Path) -> Path:
+    """40 calls, cut a third from the end as a full disk or a killed copy leaves them."""
     log = tmp_path / "up.jsonl.zst"
     with UpstreamLogWriter(log, flush_interval=0) as writer:
         for number in range(40):
@@ -139,6 +141,11 @@ def test_a_damaged_recording_keeps_every_call_before_the_damage(tmp_path: Path) 
             writer.flush_if_due()  # every record its own frame: a cut keeps the frames before it
     data = log.read_bytes()
     log.write_bytes(data[: len(data) * 2 // 3])
+    return log
+
+
+def test_a_damaged_recording_keeps_every_call_before_the_damage(tmp_path: Path) -> None:
+    log = _damaged_log(tmp_path)
     with pytest.warns(Warning, match="kept"):
         recording = MockRecording.load(log)
     assert 10 < recording.calls < 40
@@ -148,6 +155,17 @@ def test_a_damaged_recording_keeps_every_call_before_the_damage(tmp_path: Path) 
         writer.write(UpstreamCall("inventory", "GET", "/x", 200))  # a call without its request and answer
     with pytest.raises(MockError, match="no call with its request and answer"):
         MockRecording.load(empty)
+
+
+def test_a_run_s_mock_starts_from_a_damaged_recording_and_passes_its_warning_on(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`run --mock-upstreams` and the demo start the tap as a child: its warning comes before it listens."""
+    tap = TapProcess(["--mock", str(_damaged_log(tmp_path)), "--route", "inventory=@0",
+                      "-o", str(tmp_path / "o.zst"), "--confdir", str(tmp_path / "conf")])  # fmt: skip
+    with tap:
+        assert "listening" in tap.announced
+    assert "replaydiff: warning:" in capfd.readouterr().err
 
 
 def test_a_dependency_the_recording_never_saw_gets_502_and_a_logged_miss_and_faults_still_apply(
@@ -194,6 +212,10 @@ def test_a_dependency_the_recording_never_saw_gets_502_and_a_logged_miss_and_fau
         (["--route", "a=@9001", "--mock", "{log}", "--on-miss", "forward"], "--on-miss forward needs the real URL"),
         (["--route", "a=@0", "--mock", "{garbage}"], "not a zstd-compressed replaydiff file"),
         (["--route", "a=@0", "--mock", "{missing}"], "no such file"),
+        (["--route", "a=@0", "--mock", "{log}", "--mock-corpus", "{garbage}"], "--mock-corpus: "),
+        (["--route", "a=@0", "--mock", "{log}", "--mock-corpus", "{log}"], "expected replaydiff-corpus/1"),
+        (["--route", "a=http://127.0.0.1:9", "--mock-corpus", "{log}"], "--mock-corpus "),
+        (["--route", "a=http://127.0.0.1:9", "--ca-cert", "{garbage}"], "not a readable PEM bundle"),
     ],
 )
 def test_bad_mock_input_is_one_line_and_exit_2(tmp_path: Path, arguments: list[str], message: str) -> None:
