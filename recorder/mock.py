@@ -159,12 +159,6 @@ class MockRecording:
                 recording.add(call, by_time=by_time.get(number, ""))
         except CorpusError as exc:
             raise MockError(f"{exc} (the recording to mock from; record it with `replaydiff tap -o`)") from None
-        except NoRecordingClock:
-            raise MockError(
-                f"--mock-corpus {corpus}: does not say when it was recorded (no epoch_unix_us in its end record), so "
-                "calls cannot be attributed to its exchanges by time; give the corpus `replaydiff record` wrote "
-                "with this recording, or leave --corpus out"
-            ) from None
         if recording.calls == 0:
             raise MockError(
                 f"{path}: holds no call with its request and answer; record one with `replaydiff tap -o FILE` "
@@ -265,13 +259,29 @@ def _attributed_by_time(path: Path, corpus: Path) -> dict[int, str]:
     if not untraced:
         return {}
     try:
-        return {
+        attributed = {
             number: attribution.exchange_key
             for number, attribution in recording_attribution(corpus, untraced)
             if attribution.how is ByTime.ATTRIBUTED
         }
+    except NoRecordingClock:
+        # a warning, not an error: `run --mock-upstreams` passes its corpus whatever its age, and the calls
+        # still answer across the recording
+        warnings.warn(
+            f"mock: {corpus} does not say when it was recorded (no epoch_unix_us: an older recorder, or a rewritten "
+            f"corpus), so the recording's {len(untraced)} calls without a trace id are matched across it only",
+            stacklevel=2,
+        )
+        return {}
     except CorpusError as exc:
         raise MockError(f"--mock-corpus: {exc} (the corpus recorded along with the recording)") from None
+    if not attributed:
+        warnings.warn(
+            f"mock: none of the recording's {len(untraced)} calls without a trace id started while exactly one "
+            f"exchange of {corpus} was in flight; were they recorded together?",
+            stacklevel=2,
+        )
+    return attributed
 
 
 def dependency_name(dependency: str) -> str:

@@ -8,6 +8,8 @@ log always is.
 
 from __future__ import annotations
 
+import re
+import sys
 import tempfile
 import warnings
 from collections import Counter, defaultdict
@@ -125,3 +127,5 @@ def mocked_upstreams(
             yield log, announced
         finally:
             tap.stop()
+            if said := re.search(r"wrote (\d+) upstream calls .*\(mock: (.*)\)$", tap.farewell):
+                print(f"mock: {said.group(1)} calls answered ({said.group(2)})", file=sys.stderr, flush=True)

@@ -235,6 +235,10 @@ def test_calls_of_a_service_that_does_not_propagate_traceparent_are_attributed_b
     assert run.returncode == 0, run.stderr + run.stdout
     attached = {x.id for x in exchanges if any(len(owners[id(c)]) == 1 and owners[id(c)][0] is x for c in calls)}
     assert f"the recording has calls of {len(attached)} of {len(exchanges)} exchanges" in run.stderr, run.stderr
+    answered = re.search(r"mock: (\d+) calls answered \(exact \d+.*, (\d+) of them from calls attributed by time\)",
+                         run.stderr)  # fmt: skip
+    assert answered and int(answered.group(1)) == 3 * len(calls), run.stderr  # by baseline, baseline#2, candidate
+    assert int(answered.group(2)) >= 3 * 2 * PRODUCTS, run.stderr
     sequential = {x.id for x in exchanges if int(x.request.path.rsplit("/", 1)[1]) < BURST_SKU}
     records = list(ResultsReader(out))
     assert len(records) == 3 * len(exchanges)
