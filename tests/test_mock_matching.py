@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replaydiff.corpora import ReplayRecord, Request, Response, UpstreamCall, UpstreamLogReader, UpstreamLogWriter
+from replaydiff.corpora import (
+    CorpusWriter,
+    Exchange,
+    ReplayRecord,
+    Request,
+    Response,
+    UpstreamCall,
+    UpstreamLogReader,
+    UpstreamLogWriter,
+)
+from replaydiff.corpora.trace import TRACE_TAG
 from replaydiff.diff.behaviour import compare_behaviour
 from replaydiff.recorder.mock import CallRequest, IgnoredField, MockError, MockRecording, load_ignored
 from replaydiff.tapping import TapProcess
@@ -231,3 +242,30 @@ def test_bad_mock_input_is_one_line_and_exit_2(tmp_path: Path, arguments: list[s
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_untraced_recorded_calls_answer_within_the_exchange_they_are_attributed_to_by_time(tmp_path: Path) -> None:
+    """The same request answered differently in two exchanges, recorded without trace ids: with the corpus, each
+    exchange gets its own answer (flagged by_time); without it, or without the corpus's clock, the first."""
+    epoch = 1_700_000_000_000_000
+    corpus, clockless, log = tmp_path / "c.jsonl.zst", tmp_path / "old.jsonl.zst", tmp_path / "up.jsonl.zst"
+    for path, end in ((corpus, {"epoch_unix_us": epoch}), (clockless, {})):
+        with CorpusWriter(path) as writer:
+            for number, start in ((1, 0), (2, 200)):
+                writer.write(Exchange(f"x{number}", "s", start, Request("GET", "http", "shop", 80, "/"), None,
+                                      duration_us=100, tags={TRACE_TAG: _trace(number)}))  # fmt: skip
+            writer.close(**end)
+    with UpstreamLogWriter(log) as writer:
+        for number, at in ((1, 50), (2, 250)):
+            writer.write(replace(_call(number, "GET", "/stock/1", None, {"n": number}), trace_id="",
+                                 start_us=epoch + at))  # fmt: skip
+    attributed = MockRecording.load(log, corpus=corpus)
+    for number in (1, 2):
+        match = _ask(attributed, number, 0, "GET", "/stock/1")
+        assert (match.how, match.by_time) == ("exact", True) and match.answer is not None
+        assert json.loads(match.answer.body) == {"n": number}
+    with pytest.warns(Warning, match="does not say when it was recorded"):
+        unattributed = MockRecording.load(log, corpus=clockless)
+    for recording in (unattributed, MockRecording.load(log)):
+        match = _ask(recording, 2, 0, "GET", "/stock/1")
+        assert match.how == "corpus" and match.answer is not None and json.loads(match.answer.body) == {"n": 1}
