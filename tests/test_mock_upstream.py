@@ -139,6 +139,18 @@ def _record(tmp_path: Path, *, propagate: bool = True, burst: bool = False) -> t
     return corpus, log, inventory[TOKEN]
 
 
+def _run_mocked(corpus: Path, log: Path, out: Path, *, candidate: str) -> subprocess.CompletedProcess[str]:
+    """`replaydiff run --mock-upstreams` of a baseline and a `candidate` variant of the service."""
+    port = _free_port()  # the inventory is gone: only the mock listens there
+    mocked = f"http://127.0.0.1:{port}"
+    with serve(service_app(mocked, "baseline")) as base, serve(service_app(mocked, candidate)) as cand:
+        return subprocess.run(
+            [*REPLAYDIFF, "run", str(corpus), "--baseline", base, "--candidate", cand, "--speed", "5",
+             "--mock-upstreams", str(log), "--route", f"inventory=@{port}", "-o", str(out), "--confirm", "0"],
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+
+
 def test_record_then_replay_with_the_dependency_switched_off(tmp_path: Path) -> None:
     corpus, log, token = _record(tmp_path)
     exchanges = list(CorpusReader(corpus))
@@ -150,15 +162,8 @@ def test_record_then_replay_with_the_dependency_switched_off(tmp_path: Path) -> 
                                capture_output=True, text=True, timeout=60)  # fmt: skip
     assert f"inventory: {2 * PRODUCTS} calls (by trace id {2 * PRODUCTS})" in inspected.stdout, inspected.stdout
 
-    port = _free_port()  # the inventory is gone: only the mock listens there
-    mocked = f"http://127.0.0.1:{port}"
-    with serve(service_app(mocked, "baseline")) as base, serve(service_app(mocked, "candidate")) as cand:
-        out = tmp_path / "results.jsonl.zst"
-        run = subprocess.run(
-            [*REPLAYDIFF, "run", str(corpus), "--baseline", base, "--candidate", cand, "--speed", "5",
-             "--mock-upstreams", str(log), "--route", f"inventory=@{port}", "-o", str(out), "--confirm", "0"],
-            capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
+    out = tmp_path / "results.jsonl.zst"
+    run = _run_mocked(corpus, log, out, candidate="candidate")
     assert run.returncode == 1, run.stderr + run.stdout
     assert "Traceback" not in run.stderr
     records = list(ResultsReader(out))
@@ -223,15 +228,8 @@ def test_calls_of_a_service_that_does_not_propagate_traceparent_are_attributed_b
     expected = f"inventory: {len(calls)} calls (by time (approximate) {by_time}, ambiguous {ambiguous})"
     assert expected in inspected.stdout, inspected.stdout
 
-    port = _free_port()  # the inventory is gone; the service now propagates the replay's traceparent
-    mocked = f"http://127.0.0.1:{port}"
-    with serve(service_app(mocked, "baseline")) as base, serve(service_app(mocked, "baseline")) as cand:
-        out = tmp_path / "results.jsonl.zst"
-        run = subprocess.run(
-            [*REPLAYDIFF, "run", str(corpus), "--baseline", base, "--candidate", cand, "--speed", "5",
-             "--mock-upstreams", str(log), "--route", f"inventory=@{port}", "-o", str(out), "--confirm", "0"],
-            capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
+    out = tmp_path / "results.jsonl.zst"
+    run = _run_mocked(corpus, log, out, candidate="baseline")  # a later version: it propagates traceparent
     assert run.returncode == 0, run.stderr + run.stdout
     attached = {x.id for x in exchanges if any(len(owners[id(c)]) == 1 and owners[id(c)][0] is x for c in calls)}
     assert f"the recording has calls of {len(attached)} of {len(exchanges)} exchanges" in run.stderr, run.stderr
