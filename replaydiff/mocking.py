@@ -55,9 +55,12 @@ class Attachment:
     clockless: bool = False
     """Calls without a trace id could not be attributed by time: the corpus has no `epoch_unix_us`."""
     corpus_exchanges: int = 0
+    """Distinct exchange keys in the corpus."""
 
 
 def upstream_attachment(corpus: Path, log: Path, *, trace_salt: str = "") -> Attachment:
+    """Per dependency, how many calls of `log` join `corpus`'s exchanges, and how (`inspect --upstream`, and
+    the check that a mock's recording fits the corpus it replays)."""
     keys = corpus_exchange_keys(corpus, trace_salt=trace_salt)
     attachment = Attachment(corpus_exchanges=len(keys))
     untraced: list[tuple[int, str]] = []
