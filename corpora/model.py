@@ -173,6 +173,9 @@ class UpstreamCall:
     """With `exact` or `exchange`: which recorded call of the exchange to that dependency answered (0-based)."""
     mock_changes: list[str] = field(default_factory=list)
     """With `exchange` or `corpus`: how the request differed from the recorded one (`body $.qty: 1 → 2`)."""
+    mock_by_time: bool = False
+    """With `exact` or `exchange`: the recorded call that answered carried no trace id and was attributed to its
+    exchange by time (`corpora.windows`), so the match is only as sure as that attribution."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -201,6 +204,8 @@ class UpstreamCall:
                 data["mock_recorded"] = self.mock_recorded
             if self.mock_changes:
                 data["mock_changes"] = list(self.mock_changes)
+            if self.mock_by_time:
+                data["mock_by_time"] = True
         return data
 
     @classmethod

@@ -7,12 +7,30 @@ faults hit baseline and candidate alike) and the last 8 name the target.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+
 EXCHANGE_DIGITS = 24
 
 
 def exchange_key(trace_id: str) -> str:
     """The part of a trace id shared by every target's copy of one replayed exchange."""
     return trace_id[:EXCHANGE_DIGITS]
+
+
+def replay_exchange_key(exchange_id: str, *, recorded: str = "", run_salt: str = "") -> str:
+    """The exchange part of the trace ids a replay sends for a corpus exchange: the recorded trace id's (the
+    exchange tag `TRACE_TAG`), so the calls recorded under it name this exchange, unless a salt asks for
+    fresh ones; else derived from the salt and the exchange id."""
+    if recorded and not run_salt and len(recorded) == 32:
+        return exchange_key(recorded)
+    return _derived_exchange_key(run_salt, exchange_id)
+
+
+@functools.lru_cache(maxsize=256)
+def _derived_exchange_key(run_salt: str, exchange_id: str) -> str:
+    """Cached because every target of one exchange asks for it in turn."""
+    return hashlib.sha256(f"{run_salt}\0{exchange_id}".encode()).hexdigest()[:EXCHANGE_DIGITS]
 
 
 def parse_traceparent(value: str) -> tuple[str, str]:

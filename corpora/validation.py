@@ -73,6 +73,7 @@ UPSTREAM_CALL: dict[str, Any] = {
     "?mock": Nullable(str),
     "?mock_recorded": Nullable(int),
     "?mock_changes": ListOf(str),
+    "?mock_by_time": bool,
 }
 
 EXCHANGE: dict[str, Any] = {

@@ -246,6 +246,8 @@ class Recorder:
             with suppress(asyncio.CancelledError):
                 await self._flusher
         summary = {"sanitizer": self.sanitizer.summary(), "passed_through": dict(self.passed_through)}
+        if self._epoch is not None:  # the wall clock of start_us 0: a tap's calls line up with it (corpora.windows)
+            summary["epoch_unix_us"] = round(self._epoch * 1_000_000)
         self._with_writer(lambda writer: writer.close(**summary))
         self._closed = True
         if self.failure:

@@ -15,6 +15,12 @@ answered, in this order of preference, by:
   method, path and query; else same method and path);
 - `miss`: nothing: the tap answers 502 or forwards, as the user chose.
 
+A recorded call without a trace id (the service did not propagate
+`traceparent` while it was recorded) is matched across the recording; given the
+corpus it was recorded with, one that started while exactly one exchange was in
+flight is attributed to that exchange by time (`corpora.windows`) and then
+matched within it like a traced one, its matches flagged `mock_by_time`.
+
 Volatile JSON fields are left out of the comparison with `[[rule]]` tables in
 the syntax of the differ's rules file (`path = "$.requested_at"`, `ignore =
 true`, optionally `endpoint = "POST /reservations"`); headers are never
@@ -33,9 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from replaydiff.corpora import CorpusError, CorpusTruncated, Response, UpstreamCall, UpstreamLogReader
+from replaydiff.corpora import CorpusError, CorpusReader, CorpusTruncated, Response, UpstreamCall, UpstreamLogReader
 from replaydiff.corpora.tomlfile import read_toml
 from replaydiff.corpora.trace import EXCHANGE_DIGITS, exchange_key
+from replaydiff.corpora.windows import ByTime, NoRecordingClock, recording_attribution
 
 MISS_STATUS = 502
 _CHANGES_SHOWN = 3
@@ -87,6 +94,8 @@ class _Recorded:
     headers: tuple[tuple[str, str], ...]
     body: bytes
     """The answer's."""
+    by_time: bool = False
+    """Attributed to its exchange by time, not by trace id."""
 
     @property
     def answer(self) -> Response:
@@ -108,6 +117,8 @@ class MockMatch:
     answer: Response | None
     recorded: int | None = None
     changes: list[str] = field(default_factory=list)
+    by_time: bool = False
+    """The recorded call that answered was attributed to the exchange by time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +144,19 @@ class MockRecording:
         self.calls = 0
 
     @classmethod
-    def load(cls, path: Path, *, ignored: tuple[IgnoredField, ...] = ()) -> MockRecording:
-        """Streams the log once; a damaged tail keeps every call before it (with a warning), as every reader does."""
+    def load(cls, path: Path, *, ignored: tuple[IgnoredField, ...] = (), corpus: Path | None = None) -> MockRecording:
+        """Streams the log once, twice with a `corpus` to attribute its untraced calls to by time; a damaged
+        tail keeps every call before it (with a warning), as every reader does."""
         recording = cls(ignored)
+        if corpus is not None:
+            try:
+                CorpusReader(corpus)  # its header, now: the corpus itself is read only if a call needs it
+            except CorpusError as exc:
+                raise MockError(f"--mock-corpus: {exc} (the corpus recorded along with the recording)") from None
         try:
-            for call in _calls(path):
-                recording.add(call)
+            by_time = _attributed_by_time(path, corpus) if corpus is not None else {}
+            for number, call in enumerate(_calls(path, warn=True)):
+                recording.add(call, by_time=by_time.get(number, ""))
         except CorpusError as exc:
             raise MockError(f"{exc} (the recording to mock from; record it with `replaydiff tap -o`)") from None
         if recording.calls == 0:
@@ -148,20 +166,26 @@ class MockRecording:
             )
         return recording
 
-    def add(self, call: UpstreamCall) -> None:
-        if call.answer is None or call.request is None or not call.trace_id:
+    def add(self, call: UpstreamCall, *, by_time: str = "") -> None:
+        """`by_time`: the exchange key a call without a trace id was attributed to by time; without either,
+        the call only answers across the recording."""
+        if call.answer is None or call.request is None:
             return
         dependency = sys.intern(dependency_name(call.dependency))
         headers = tuple((sys.intern(k), sys.intern(v)) for k, v in call.answer.headers if k.lower() not in _HOP_BY_HOP)
         recorded = _Recorded(
             sys.intern(call.method), sys.intern(call.path), sys.intern(call.query),
             sys.intern(self._shape(call.method, call.path, call.request.body)),
-            call.answer.status, self._headers.setdefault(headers, headers), call.answer.body,
+            call.answer.status, self._headers.setdefault(headers, headers), call.answer.body, bool(by_time),
         )  # fmt: skip
-        owner = sys.intern(call.trace_id[EXCHANGE_DIGITS:])
-        exchange = self._by_exchange.setdefault(exchange_key(call.trace_id) + dependency, _Exchange(owner, []))
-        if exchange.owner == owner:
-            exchange.calls.append(recorded)
+        if call.trace_id:
+            owner = sys.intern(call.trace_id[EXCHANGE_DIGITS:])
+            exchange = self._by_exchange.setdefault(exchange_key(call.trace_id) + dependency, _Exchange(owner, []))
+            exchange.owner = exchange.owner or owner  # begun by calls attributed by time, which have no target
+            if exchange.owner == owner:
+                exchange.calls.append(recorded)
+        elif by_time:
+            self._by_exchange.setdefault(by_time + dependency, _Exchange("", [])).calls.append(recorded)
         self._by_request.setdefault((dependency, call.method, call.path, call.query, recorded.shape), recorded)
         self._by_route.setdefault((dependency, call.method, call.path, call.query), recorded)
         self._by_path.setdefault((dependency, call.method, call.path), recorded)
@@ -180,10 +204,11 @@ class MockRecording:
         exchange = self._by_exchange.get(exchange_key(trace_id) + request.dependency) if trace_id else None
         calls = exchange.calls if exchange is not None else []
         if ordinal < len(calls) and _same(calls[ordinal], request, shape):
-            return MockMatch("exact", calls[ordinal].answer, ordinal)
+            return MockMatch("exact", calls[ordinal].answer, ordinal, by_time=calls[ordinal].by_time)
         best = _best_in_exchange(calls, request, shape, ordinal)
         if best is not None:
-            return MockMatch("exchange", calls[best].answer, best, self._changes(calls[best], request, shape))
+            changes = self._changes(calls[best], request, shape)
+            return MockMatch("exchange", calls[best].answer, best, changes, by_time=calls[best].by_time)
         for found in (
             self._by_request.get((request.dependency, request.method, request.path, request.query, shape)),
             self._by_route.get((request.dependency, request.method, request.path, request.query)),
@@ -216,10 +241,47 @@ class MockRecording:
         return changes[:_CHANGES_SHOWN]
 
 
-def _calls(path: Path) -> Iterator[UpstreamCall]:
+def _calls(path: Path, *, warn: bool) -> Iterator[UpstreamCall]:
     with warnings.catch_warnings():
-        warnings.simplefilter("always", CorpusTruncated)  # a damaged tail: warned once, the calls before it kept
+        # a damaged tail: warned once (on the pass that loads), the calls before it kept
+        warnings.simplefilter("always" if warn else "ignore", CorpusTruncated)
         yield from UpstreamLogReader(path)
+
+
+def _attributed_by_time(path: Path, corpus: Path) -> dict[int, str]:
+    """The exchange key of each answered call without a trace id that started while exactly one exchange of
+    `corpus` was in flight, by the call's position in the log. The corpus is read only if there are such calls."""
+    untraced = [
+        (call.start_us, number)
+        for number, call in enumerate(_calls(path, warn=False))
+        if not call.trace_id and call.answer is not None and call.request is not None
+    ]
+    if not untraced:
+        return {}
+    try:
+        attributed = {
+            number: attribution.exchange_key
+            for number, attribution in recording_attribution(corpus, untraced)
+            if attribution.how is ByTime.ATTRIBUTED
+        }
+    except NoRecordingClock:
+        # a warning, not an error: `run --mock-upstreams` passes its corpus whatever its age, and the calls
+        # still answer across the recording
+        warnings.warn(
+            f"mock: {corpus} does not say when it was recorded (no epoch_unix_us: an older recorder, or a rewritten "
+            f"corpus), so the recording's {len(untraced)} calls without a trace id are matched across it only",
+            stacklevel=2,
+        )
+        return {}
+    except CorpusError as exc:
+        raise MockError(f"--mock-corpus: {exc} (the corpus recorded along with the recording)") from None
+    if not attributed:
+        warnings.warn(
+            f"mock: none of the recording's {len(untraced)} calls without a trace id started while exactly one "
+            f"exchange of {corpus} was in flight; were they recorded together?",
+            stacklevel=2,
+        )
+    return attributed
 
 
 def dependency_name(dependency: str) -> str:

@@ -64,21 +64,25 @@ class MockResult:
     how: str
     recorded: int | None
     changes: list[str] = field(default_factory=list)
+    by_time: bool = False
 
     def logged(self, call: UpstreamCall) -> UpstreamCall:
         path, _, query = call.path.partition("?")
         return replace(
-            call, path=path, query=query, mock=self.how, mock_recorded=self.recorded, mock_changes=self.changes
-        )
+            call, path=path, query=query, mock=self.how, mock_recorded=self.recorded, mock_changes=self.changes,
+            mock_by_time=self.by_time,
+        )  # fmt: skip
 
 
 class MockAnswers:
-    OPTIONS = frozenset({"tap_mock", "tap_on_miss", "tap_mock_rules"})
+    OPTIONS = frozenset({"tap_mock", "tap_on_miss", "tap_mock_rules", "tap_mock_corpus"})
 
     def __init__(self, recording: MockRecording, on_miss: str) -> None:
         self.recording = recording
         self.on_miss = on_miss
         self.counts: Counter[str] = Counter()
+        self.by_time = 0
+        """Matches within an exchange made with a recorded call attributed to it by time."""
         self._unknown_warned: set[str] = set()
 
     @staticmethod
@@ -86,6 +90,11 @@ class MockAnswers:
         loader.add_option("tap_mock", str, "", "Answer from this recorded upstream log instead of forwarding.")
         loader.add_option("tap_on_miss", str, "502", "With tap_mock, a call nothing recorded answers: 502 or forward.")
         loader.add_option("tap_mock_rules", str, "", "A rules file whose ignored JSON paths mock matching ignores.")
+        loader.add_option(
+            "tap_mock_corpus", str, "",
+            "The corpus recorded with tap_mock: its recorded calls without a trace id are attributed to its "
+            "exchanges by time (one exchange in flight), and matched within them.",
+        )  # fmt: skip
 
     @classmethod
     def configured(cls) -> MockAnswers | None:
@@ -95,7 +104,8 @@ class MockAnswers:
             raise exceptions.OptionsError(f"tap_on_miss must be one of {', '.join(ON_MISS_CHOICES)}")
         try:
             ignored = load_ignored(Path(ctx.options.tap_mock_rules)) if ctx.options.tap_mock_rules else ()
-            recording = MockRecording.load(Path(ctx.options.tap_mock), ignored=ignored)
+            corpus = Path(ctx.options.tap_mock_corpus) if ctx.options.tap_mock_corpus else None
+            recording = MockRecording.load(Path(ctx.options.tap_mock), ignored=ignored, corpus=corpus)
         except MockError as exc:
             raise exceptions.OptionsError(str(exc)) from None
         return cls(recording, ctx.options.tap_on_miss)
@@ -108,10 +118,11 @@ class MockAnswers:
         )
         match = self.recording.answer(trace_id, ordinal, request)
         self.counts[match.how] += 1
+        self.by_time += match.by_time
         if match.answer is not None:
             answer = match.answer
             flow.response = http.Response.make(answer.status, answer.body, [(k.encode(), v.encode()) for k, v in answer.headers])
-            return MockResult(match.how, match.recorded, match.changes)
+            return MockResult(match.how, match.recorded, match.changes, match.by_time)
         if request.dependency not in self.recording.dependencies and request.dependency not in self._unknown_warned:
             self._unknown_warned.add(request.dependency)
             # on stderr as the tap's other messages (mitmproxy's own log is off): a user sees it where it happens
@@ -130,4 +141,6 @@ class MockAnswers:
         return MockResult("miss", None)
 
     def summary(self) -> str:
-        return ", ".join(f"{how} {self.counts[how]}" for how in ("exact", "exchange", "corpus", "miss") if self.counts[how])
+        kinds = [f"{how} {self.counts[how]}" for how in ("exact", "exchange", "corpus", "miss") if self.counts[how]]
+        by_time = [f"{self.by_time} of them from calls attributed by time"] if self.by_time else []
+        return ", ".join(kinds + by_time)

@@ -36,8 +36,14 @@ class TapSettings:
     """A recorded upstream log to answer from instead of forwarding (`recorder.mock`)."""
     on_miss: str = "502"
     mock_rules: Path | None = None
+    mock_corpus: Path | None = None
+    """The corpus recorded with `mock`: its untraced calls are attributed to its exchanges by time."""
     whole_calls: bool = True
     """Log each call's request and answer (sanitized), so the log can be a mock's recording."""
+    upstream_ca: Path | None = None
+    """Trust only this CA bundle for https dependencies (default: the system's, as certifi has it)."""
+    insecure: bool = False
+    """Do not verify https dependencies' certificates."""
 
     def listeners(self) -> list[tuple[str, str]]:
         """(dependency name, mitmproxy mode spec) per listener. One listener binds port 0 itself and reports
@@ -97,7 +103,11 @@ def run_tap(settings: TapSettings, *, on_listening: Callable[[dict[str, str]], N
 async def _serve(settings: TapSettings, on_listening: Callable[[dict[str, str]], None]) -> Tap:
     listeners = settings.listeners()
     tap = Tap(on_running=lambda: on_listening(_listening_urls([name for name, _ in listeners])))
-    mocking = {"tap_mock": str(settings.mock), "tap_on_miss": settings.on_miss} if settings.mock else {}
+    mocking = (
+        {"tap_mock": str(settings.mock), "tap_on_miss": settings.on_miss,
+         "tap_mock_corpus": str(settings.mock_corpus) if settings.mock_corpus else ""}
+        if settings.mock else {}
+    )  # fmt: skip
     await serve_master(
         [tap],
         confdir=str(settings.confdir),
@@ -113,6 +123,8 @@ async def _serve(settings: TapSettings, on_listening: Callable[[dict[str, str]],
         tap_pseudonym_key_file=str(settings.pseudonym_key_file) if settings.pseudonym_key_file else "",
         tap_mock_rules=str(settings.mock_rules) if settings.mock_rules else "",
         tap_whole_calls=settings.whole_calls,
+        ssl_insecure=settings.insecure,
+        ssl_verify_upstream_trusted_ca=str(settings.upstream_ca) if settings.upstream_ca else None,
         **mocking,
     )
     return tap

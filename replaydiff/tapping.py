@@ -11,6 +11,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import time
 from types import TracebackType
 
 START_TIMEOUT_S = 30.0
@@ -40,12 +41,17 @@ class TapProcess:
             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         assert self._process.stderr is not None
+        deadline = time.monotonic() + self.start_timeout
         with selectors.DefaultSelector() as selector:
             selector.register(self._process.stderr, selectors.EVENT_READ)
-            if not selector.select(self.start_timeout):
-                self.stop()
-                raise TapProcessError(f"the tap printed nothing within {self.start_timeout:g} s")
-        line = self._process.stderr.readline().decode(errors="replace").strip()
+            while True:
+                if not selector.select(max(0.0, deadline - time.monotonic())):
+                    self.stop()
+                    raise TapProcessError(f"the tap did not listen within {self.start_timeout:g} s")
+                line = self._process.stderr.readline().decode(errors="replace").strip()
+                if not line.startswith("replaydiff: warning:"):
+                    break
+                print(line, file=sys.stderr, flush=True)  # e.g. a damaged recording: the user hears it, the tap goes on
         if "listening" not in line:
             self.stop()
             raise TapProcessError(line.removeprefix("replaydiff: error: ") or "the tap exited before listening")

@@ -11,21 +11,13 @@ import functools
 import hashlib
 import random
 
-from replaydiff.corpora.trace import EXCHANGE_DIGITS, exchange_key
+from replaydiff.corpora.trace import EXCHANGE_DIGITS, replay_exchange_key
 
 
 def trace_id_for(run_salt: str, exchange_id: str, target: str, *, recorded: str = "") -> str:
     """`recorded`: the trace id the exchange carried when it was recorded (`corpora.trace.TRACE_TAG`); without
     a salt its exchange part is kept, so calls recorded under it (a mock's recording) name this exchange."""
-    if recorded and not run_salt and len(recorded) == 32:
-        return exchange_key(recorded) + _target_part(target)
-    return _exchange_part(run_salt, exchange_id) + _target_part(target)
-
-
-@functools.lru_cache(maxsize=256)
-def _exchange_part(run_salt: str, exchange_id: str) -> str:
-    """Cached because every target of one exchange asks for it in turn."""
-    return hashlib.sha256(f"{run_salt}\0{exchange_id}".encode()).hexdigest()[:EXCHANGE_DIGITS]
+    return replay_exchange_key(exchange_id, recorded=recorded, run_salt=run_salt) + _target_part(target)
 
 
 @functools.lru_cache(maxsize=64)

@@ -11,7 +11,6 @@ candidates. It runs after the replay, when the tap has flushed what it saw.
 
 from __future__ import annotations
 
-import bisect
 import os
 import time
 import warnings
@@ -22,12 +21,12 @@ from pathlib import Path
 from replaydiff.corpora import (
     CorpusTruncated,
     NoCompleteRecord,
-    ReplayRecord,
     ResultsReader,
     ResultsWriter,
     UpstreamCall,
     UpstreamLogReader,
 )
+from replaydiff.corpora.windows import in_flight
 
 TAP_FLUSH_WAIT_S = 1.2
 """The tap writes a frame at least every second; waiting a little longer sees every call of the replay."""
@@ -57,34 +56,6 @@ def read_calls(log: Path, *, since_unix_us: int = 0) -> tuple[dict[str, list[Ups
     return traced, untraced
 
 
-class _Windows:
-    """Replayed requests by the time they were in flight (offsets from the replay's start), per target."""
-
-    def __init__(self) -> None:
-        self.epoch_unix_us = 0
-        self._starts: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
-
-    def add(self, record: ReplayRecord) -> None:
-        for attempt in record.attempts:
-            self._starts[record.target].append(
-                (attempt.sent_us, attempt.sent_us + attempt.duration_us, record.exchange_id)
-            )
-
-    def owner(self, call: UpstreamCall) -> tuple[str, str] | None:
-        """(target, exchange id) of the request that started last before the call and was still in flight."""
-        target_hint, _, _ = call.dependency.rpartition("/")
-        at = call.start_us - self.epoch_unix_us
-        best: tuple[int, str, str] | None = None
-        for target, windows in self._starts.items():
-            if target_hint and target != target_hint:
-                continue
-            windows.sort()
-            index = bisect.bisect_right(windows, (at, 2**63, "")) - 1
-            if index >= 0 and windows[index][1] >= at and (best is None or windows[index][0] > best[0]):
-                best = (windows[index][0], target, windows[index][2])
-        return (best[1], best[2]) if best else None
-
-
 def attach_upstream(results: Path, log: Path, *, wait_s: float = TAP_FLUSH_WAIT_S) -> int:
     """Rewrites `results` with each record's upstream calls; returns how many calls were attached."""
     time.sleep(wait_s)
@@ -105,15 +76,23 @@ def attach_upstream(results: Path, log: Path, *, wait_s: float = TAP_FLUSH_WAIT_
 
 
 def _attribute_by_time(results: Path, calls: list[UpstreamCall]) -> dict[tuple[str, str], list[UpstreamCall]]:
+    """Each call to the replayed request that started last among those in flight when it started (on the
+    target its listener names, `TARGET/NAME`, else on any): a replay sends many requests at once, so the most
+    recent one is the likeliest cause; the call is marked approximate."""
     reader = ResultsReader(results)
-    windows = _Windows()
-    for record in reader:
-        windows.add(record)
-    windows.epoch_unix_us = int(reader.end.get("epoch_unix_us", 0))
+    windows = [
+        (attempt.sent_us, attempt.sent_us + attempt.duration_us, (record.target, record.exchange_id))
+        for record in reader
+        for attempt in record.attempts
+    ]
+    epoch_unix_us = int(reader.end.get("epoch_unix_us", 0))
+    instants = ((call.start_us - epoch_unix_us, call) for call in calls)
     attributed: dict[tuple[str, str], list[UpstreamCall]] = defaultdict(list)
-    for call in sorted(calls, key=lambda c: c.start_us):
-        owner = windows.owner(call)
-        if owner is not None:
+    for call, owners in in_flight(windows, instants):
+        target_hint = call.dependency.rpartition("/")[0]
+        candidates = [(start, owner) for start, owner in owners if not target_hint or owner[0] == target_hint]
+        if candidates:
+            _, owner = max(candidates)
             attributed[owner].append(replace(call, dependency=_dependency(call), approximate=True))
     return attributed
 

@@ -31,7 +31,7 @@ def test_the_shipped_recording_covers_every_exchange_of_the_bundled_corpus_that_
     )  # fmt: skip
     found, total = recording_fit(corpus, DEMO_UPSTREAM)
     assert found >= calling and total == 3421
-    assert set(upstream_attachment(corpus, DEMO_UPSTREAM)["inventory"]) == {"by trace id"}
+    assert set(upstream_attachment(corpus, DEMO_UPSTREAM).calls["inventory"]) == {"by trace id"}
 
 
 def test_the_mocked_demo_system_runs_no_inventory_and_answers_from_the_recording() -> None:

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import gc
 import gzip
-import ipaddress
-import ssl
 from pathlib import Path
 
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from replaydiff.corpora import Attempt, Request, Response
 from replaydiff.corpora.model import header_value
 from replaydiff.replayer.client import TargetClient, Timeouts, TLSOptions
 from replaydiff.replayer.targets import Target
-from tests.servers import raw_server, serve
+from tests.servers import raw_server, self_signed_certificate, serve, tls_server_context
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -123,32 +116,9 @@ def test_silence_is_a_timeout_and_a_line_break_in_a_header_is_not_sent() -> None
     assert injected.error == "other" and response is None and "line break" in (injected.error_detail or "")
 
 
-def _certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, as a private CA would issue a sandbox."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "replaydiff test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
-
-
 def test_https_targets_verify_against_the_given_ca_or_not_at_all(tmp_path: Path) -> None:
-    cert_file, key_file = _certificate(tmp_path)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_file, key_file)
-    with serve(_echo_app(), ssl_context=context) as url:
-        url = url.replace("http://", "https://")
+    cert_file, key_file = self_signed_certificate(tmp_path)
+    with serve(_echo_app(), ssl_context=tls_server_context(cert_file, key_file)) as url:
         [(untrusted, _)] = _send_all(url, _request())
         [(_, with_ca)] = _send_all(url, _request(), tls=TLSOptions(ca_file=str(cert_file)))
         [(_, insecure)] = _send_all(url, _request(), tls=TLSOptions(insecure=True))

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -14,9 +15,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replaydiff.corpora import ReplayRecord, Request, Response, UpstreamCall, UpstreamLogReader, UpstreamLogWriter
+from replaydiff.corpora import (
+    CorpusWriter,
+    Exchange,
+    ReplayRecord,
+    Request,
+    Response,
+    UpstreamCall,
+    UpstreamLogReader,
+    UpstreamLogWriter,
+)
+from replaydiff.corpora.trace import TRACE_TAG
 from replaydiff.diff.behaviour import compare_behaviour
 from replaydiff.recorder.mock import CallRequest, IgnoredField, MockError, MockRecording, load_ignored
+from replaydiff.tapping import TapProcess
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
 TARGET_DIGITS = {"baseline": "0000000a", "baseline2": "0000000b", "candidate": "0000000c"}
@@ -131,7 +143,8 @@ def test_the_differ_names_unexpected_missing_and_changed_calls_under_a_mock() ->
     assert compare_behaviour(_record("baseline", plain), _record("candidate", [])) != []
 
 
-def test_a_damaged_recording_keeps_every_call_before_the_damage(tmp_path: Path) -> None:
+def _damaged_log(tmp_path: Path) -> Path:
+    """40 calls, cut a third from the end as a full disk or a killed copy leaves them."""
     log = tmp_path / "up.jsonl.zst"
     with UpstreamLogWriter(log, flush_interval=0) as writer:
         for number in range(40):
@@ -139,6 +152,11 @@ def test_a_damaged_recording_keeps_every_call_before_the_damage(tmp_path: Path) 
             writer.flush_if_due()  # every record its own frame: a cut keeps the frames before it
     data = log.read_bytes()
     log.write_bytes(data[: len(data) * 2 // 3])
+    return log
+
+
+def test_a_damaged_recording_keeps_every_call_before_the_damage(tmp_path: Path) -> None:
+    log = _damaged_log(tmp_path)
     with pytest.warns(Warning, match="kept"):
         recording = MockRecording.load(log)
     assert 10 < recording.calls < 40
@@ -148,6 +166,17 @@ def test_a_damaged_recording_keeps_every_call_before_the_damage(tmp_path: Path) 
         writer.write(UpstreamCall("inventory", "GET", "/x", 200))  # a call without its request and answer
     with pytest.raises(MockError, match="no call with its request and answer"):
         MockRecording.load(empty)
+
+
+def test_a_run_s_mock_starts_from_a_damaged_recording_and_passes_its_warning_on(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`run --mock-upstreams` and the demo start the tap as a child: its warning comes before it listens."""
+    tap = TapProcess(["--mock", str(_damaged_log(tmp_path)), "--route", "inventory=@0",
+                      "-o", str(tmp_path / "o.zst"), "--confdir", str(tmp_path / "conf")])  # fmt: skip
+    with tap:
+        assert "listening" in tap.announced
+    assert "replaydiff: warning:" in capfd.readouterr().err
 
 
 def test_a_dependency_the_recording_never_saw_gets_502_and_a_logged_miss_and_faults_still_apply(
@@ -194,6 +223,10 @@ def test_a_dependency_the_recording_never_saw_gets_502_and_a_logged_miss_and_fau
         (["--route", "a=@9001", "--mock", "{log}", "--on-miss", "forward"], "--on-miss forward needs the real URL"),
         (["--route", "a=@0", "--mock", "{garbage}"], "not a zstd-compressed replaydiff file"),
         (["--route", "a=@0", "--mock", "{missing}"], "no such file"),
+        (["--route", "a=@0", "--mock", "{log}", "--mock-corpus", "{garbage}"], "--mock-corpus: "),
+        (["--route", "a=@0", "--mock", "{log}", "--mock-corpus", "{log}"], "expected replaydiff-corpus/1"),
+        (["--route", "a=http://127.0.0.1:9", "--mock-corpus", "{log}"], "--mock-corpus "),
+        (["--route", "a=http://127.0.0.1:9", "--ca-cert", "{garbage}"], "not a readable PEM bundle"),
     ],
 )
 def test_bad_mock_input_is_one_line_and_exit_2(tmp_path: Path, arguments: list[str], message: str) -> None:
@@ -209,3 +242,30 @@ def test_bad_mock_input_is_one_line_and_exit_2(tmp_path: Path, arguments: list[s
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_untraced_recorded_calls_answer_within_the_exchange_they_are_attributed_to_by_time(tmp_path: Path) -> None:
+    """The same request answered differently in two exchanges, recorded without trace ids: with the corpus, each
+    exchange gets its own answer (flagged by_time); without it, or without the corpus's clock, the first."""
+    epoch = 1_700_000_000_000_000
+    corpus, clockless, log = tmp_path / "c.jsonl.zst", tmp_path / "old.jsonl.zst", tmp_path / "up.jsonl.zst"
+    for path, end in ((corpus, {"epoch_unix_us": epoch}), (clockless, {})):
+        with CorpusWriter(path) as writer:
+            for number, start in ((1, 0), (2, 200)):
+                writer.write(Exchange(f"x{number}", "s", start, Request("GET", "http", "shop", 80, "/"), None,
+                                      duration_us=100, tags={TRACE_TAG: _trace(number)}))  # fmt: skip
+            writer.close(**end)
+    with UpstreamLogWriter(log) as writer:
+        for number, at in ((1, 50), (2, 250)):
+            writer.write(replace(_call(number, "GET", "/stock/1", None, {"n": number}), trace_id="",
+                                 start_us=epoch + at))  # fmt: skip
+    attributed = MockRecording.load(log, corpus=corpus)
+    for number in (1, 2):
+        match = _ask(attributed, number, 0, "GET", "/stock/1")
+        assert (match.how, match.by_time) == ("exact", True) and match.answer is not None
+        assert json.loads(match.answer.body) == {"n": number}
+    with pytest.warns(Warning, match="does not say when it was recorded"):
+        unattributed = MockRecording.load(log, corpus=clockless)
+    for recording in (unattributed, MockRecording.load(log)):
+        match = _ask(recording, 2, 0, "GET", "/stock/1")
+        assert match.how == "corpus" and match.answer is not None and json.loads(match.answer.body) == {"n": 1}

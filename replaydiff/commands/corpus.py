@@ -19,7 +19,7 @@ from rich.table import Table
 from replaydiff.corpora import CorpusReader
 from replaydiff.corpora.endpoints import MIN_DISTINCT, RARE_HITS, LearnedEndpoints, learn_endpoints
 from replaydiff.diff.report import middle
-from replaydiff.mocking import ATTACHMENTS, upstream_attachment
+from replaydiff.mocking import ATTACHMENTS, Attachment, upstream_attachment
 
 
 @dataclass(slots=True)
@@ -106,7 +106,8 @@ def inspect(corpus: Path, as_json: bool, show_endpoints: bool, upstream: Path | 
     if as_json:
         data = stats.to_json()
         if attached is not None:
-            data["upstream"] = {dependency: dict(counts) for dependency, counts in sorted(attached.items())}
+            data["upstream"] = {dependency: dict(counts) for dependency, counts in sorted(attached.calls.items())}
+            data["upstream_by_time"] = not attached.clockless
         click.echo(json.dumps(data, indent=2))
         return
     console = Console()
@@ -139,12 +140,18 @@ def inspect(corpus: Path, as_json: bool, show_endpoints: bool, upstream: Path | 
         _print_attached(console, upstream, attached)
 
 
-def _print_attached(console: Console, log: Path | None, attached: dict[str, Counter[str]]) -> None:
-    if not attached:
+def _print_attached(console: Console, log: Path | None, attached: Attachment) -> None:
+    if not attached.calls:
         console.print(f"upstream   {log}: no call")
-    for dependency, counts in sorted(attached.items()):
+    for dependency, counts in sorted(attached.calls.items()):
         how = ", ".join(f"{name} {counts[name]}" for name in ATTACHMENTS if counts[name])
-        console.print(f"upstream   {dependency}: {sum(counts.values())} calls ({how})", soft_wrap=True)
+        console.print(f"upstream   {dependency}: {sum(counts.values())} calls ({how})", soft_wrap=True, markup=False)
+    if attached.clockless:
+        console.print(
+            "upstream   calls without a trace id are not attributed by time: the corpus does not say when it was "
+            "recorded (no epoch_unix_us in its end record; recorded by an older replaydiff, cut short, or rewritten)",
+            soft_wrap=True,
+        )
 
 
 def _print_learned(console: Console, stats: CorpusStats) -> None:

@@ -256,7 +256,7 @@ def _replay_with_mock(
     if not recording.is_file():
         raise UserError(f"--mock-upstreams {recording}: no such file; give the upstream log a recording tap wrote")
     found, total = recording_fit(job.corpus, recording, trace_salt=trace_salt)
-    with mocked_upstreams(recording, routes, on_miss=on_miss) as (log, announced):
+    with mocked_upstreams(recording, routes, on_miss=on_miss, corpus=job.corpus) as (log, announced):
         console.print(
             f"mock: {announced.removeprefix('replaydiff: ')}; the recording has calls of {found} of {total} "
             "exchanges", soft_wrap=True,

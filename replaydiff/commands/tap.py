@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,13 +40,22 @@ from replaydiff.errors import UserError
 @click.option("--mock-rules", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
               help="A diff rules file: the JSON paths its `ignore = true` rules name are ignored when calls are "
                    "matched to the recording (volatile fields such as timestamps).")
+@click.option("--mock-corpus", type=click.Path(path_type=Path, dir_okay=False), metavar="CORPUS",
+              help="With --mock: the corpus `replaydiff record` wrote along with the recording. A recorded call "
+                   "without a trace id that started while exactly one of its exchanges was in flight is then "
+                   "matched within that exchange (marked mock_by_time in the log); without it, only across the "
+                   "recording.")
 @click.option("--outcomes-only", is_flag=True,
               help="Log each call's method, path and outcome only, as a replay's tap needs; by default the log "
                    "holds whole calls (sanitized) and can serve as a mock's recording (--mock).")
+@click.option("--ca-cert", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Trust this CA bundle (PEM) for https dependencies, e.g. a private CA's.")
+@click.option("--insecure", is_flag=True, help="Do not verify https dependencies' certificates.")
 @sanitize_options
 def tap(routes: tuple[str, ...], listen_host: str, forward_port: int, output: Path, faults: Path | None,
         seed: int | None, timeout: float, confdir: Path, mock: Path | None, on_miss: str, mock_rules: Path | None,
-        outcomes_only: bool, sanitizing: Sanitizing) -> None:
+        mock_corpus: Path | None, outcomes_only: bool, ca_cert: Path | None, insecure: bool,
+        sanitizing: Sanitizing) -> None:
     """Record (and fault) the calls a service makes to its dependencies, attributed by `traceparent`; or, with
     --mock, answer them from a recording."""
     try:
@@ -53,6 +63,11 @@ def tap(routes: tuple[str, ...], listen_host: str, forward_port: int, output: Pa
         check_routes(parsed, mock=mock is not None, on_miss=on_miss)
         if mock is not None and not mock.is_file():
             raise UserError(f"--mock {mock}: no such file; give the upstream log a recording tap wrote (-o)")
+        if mock_corpus is not None and (mock is None or not mock_corpus.is_file()):
+            why = "no such file; give the corpus `replaydiff record` wrote" if mock else "is for --mock"
+            raise UserError(f"--mock-corpus {mock_corpus}: {why}")
+        if ca_cert is not None:
+            _check_ca_bundle(ca_cert)
         settings = TapSettings(
             output=output,
             routes={name: url for name, url, _ in parsed},
@@ -69,13 +84,24 @@ def tap(routes: tuple[str, ...], listen_host: str, forward_port: int, output: Pa
             mock=mock,
             on_miss=on_miss,
             mock_rules=mock_rules,
+            mock_corpus=mock_corpus,
             whole_calls=not outcomes_only,
+            upstream_ca=ca_cert,
+            insecure=insecure,
         )
         result = run_tap(settings, on_listening=_announce(output))
     except ProxyError as exc:  # bad routes, ports, or fault rules (the tap's options reject those)
         raise UserError(str(exc)) from None
     answered = f" (mock: {result.mock.summary() or 'no call'})" if result.mock is not None else ""
     click.echo(f"replaydiff: tap wrote {result.calls} upstream calls to {output}{answered}", err=True)
+
+
+def _check_ca_bundle(path: Path) -> None:
+    """mitmproxy would only say so on the first https call, once per call; the user hears it now."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(f"--ca-cert {path}: not a readable PEM bundle of CA certificates ({exc})") from None
 
 
 def _announce(output: Path) -> Callable[[dict[str, str]], None]:
