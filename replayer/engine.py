@@ -28,6 +28,7 @@ from replaydiff.corpora import Attempt, Exchange, ReplayRecord, Request, Respons
 from replaydiff.replayer.client import EncodedRequest, PendingAttempt, TargetClient, Timeouts, TLSOptions
 from replaydiff.replayer.correlate import Carried, CarryCounts, CarryRules
 from replaydiff.replayer.credentials import Credentials
+from replaydiff.replayer.http2 import is_http2
 from replaydiff.replayer.plan import PlannedRequest
 from replaydiff.replayer.retry import RetryPolicy
 from replaydiff.replayer.session_loop import AttemptLog, ReplaySession, Send, SessionLoop, Wait
@@ -209,8 +210,9 @@ class Replayer:
         if sessions:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, -self._loop.now_s())):
-                    warm = min(len(sessions), WARM_CONNECTIONS)
-                    await asyncio.gather(*(client.warm(warm) for client in self._clients))
+                    versions = {is_http2(p.exchange.request.http_version) for s in sessions for p in s.queue}
+                    warm = min(len(sessions), WARM_CONNECTIONS) if False in versions else 0
+                    await asyncio.gather(*(client.warm(warm, http2=True in versions) for client in self._clients))
         if start is not None:
             await asyncio.sleep(max(0.0, -self._loop.now_s()))
         else:
