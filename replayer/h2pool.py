@@ -19,7 +19,7 @@ from typing import cast
 
 from replaydiff.replayer.aiopool import _observed
 from replaydiff.replayer.http1 import ConnectionReset, HttpClientError, Origin, ProtocolViolation, RawAnswer
-from replaydiff.replayer.http2 import H2Session
+from replaydiff.replayer.http2 import H2Session, check_alpn
 
 LABEL = "the target"
 
@@ -208,10 +208,11 @@ class Http2Pool:
         except OSError as exc:  # a timeout included
             raise origin.connect_error(exc, self._connect_timeout) from exc
         if origin.tls is not None:
-            chosen = transport.get_extra_info("ssl_object").selected_alpn_protocol()
-            if chosen != "h2":
+            try:
+                check_alpn(transport.get_extra_info("ssl_object").selected_alpn_protocol())
+            except ProtocolViolation:
                 transport.abort()
-                raise ProtocolViolation(f"{LABEL} does not speak HTTP/2 over TLS (ALPN chose {chosen or 'nothing'})")
+                raise
         connection.connection_made(transport)  # uvloop calls it only on its next turn; the preface goes out now
         return connection
 

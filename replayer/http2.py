@@ -54,6 +54,12 @@ def is_http2(http_version: str) -> bool:
     return http_version.upper().startswith("HTTP/2")
 
 
+def check_alpn(chosen: str | None) -> None:
+    """A TLS connection for HTTP/2 must have agreed on `h2` in its handshake."""
+    if chosen != "h2":
+        raise ProtocolViolation(f"the target does not speak HTTP/2 over TLS (ALPN chose {chosen or 'nothing'})")
+
+
 class StreamReset(ConnectionReset):
     """The target ended the stream with RST_STREAM before its answer was complete."""
 
