@@ -31,6 +31,9 @@ class Http2Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._answers: dict[int, asyncio.Future[RawAnswer]] = {}
         self.closed = False
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Done when the peer's SETTINGS arrived (its stream limit is known), or failed with why it never will."""
+        self.ready.add_done_callback(_observed)
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -42,12 +45,19 @@ class Http2Connection(asyncio.Protocol):
         finished = self.session.feed(data)
         self._flush()
         self._settle(finished)
+        if not self.ready.done():
+            if self.session.settled:
+                self.ready.set_result(None)
+            elif self.session.failure is not None:
+                self.ready.set_exception(self.session.failure)
         if not self.session.usable and self.session.idle:
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._settle(self.session.closed())
+        if not self.ready.done():
+            self.ready.set_exception(self.session.failure or ConnectionReset(f"{LABEL} closed the connection"))
         self._pool.lost(self)
 
     # the pool's side
@@ -205,15 +215,20 @@ class Http2Pool:
                     ssl=origin.tls,
                     server_hostname=origin.host if origin.tls else None,
                 )
+                if origin.tls is not None:
+                    try:
+                        check_alpn(transport.get_extra_info("ssl_object").selected_alpn_protocol())
+                    except ProtocolViolation:
+                        transport.abort()
+                        raise
+                connection.connection_made(transport)  # uvloop calls it only on its next turn: the preface now
+                # Streams wait for the peer's SETTINGS (one round trip per connection): sent before them, they
+                # could exceed a stream limit the connection does not know yet.
+                await asyncio.shield(connection.ready)
         except OSError as exc:  # a timeout included
+            if "connection" in locals():
+                connection.close()
             raise origin.connect_error(exc, self._connect_timeout) from exc
-        if origin.tls is not None:
-            try:
-                check_alpn(transport.get_extra_info("ssl_object").selected_alpn_protocol())
-            except ProtocolViolation:
-                transport.abort()
-                raise
-        connection.connection_made(transport)  # uvloop calls it only on its next turn; the preface goes out now
         return connection
 
     async def warm(self, count: int) -> None:

@@ -97,7 +97,13 @@ class H2Session:
             validate_outbound_headers=False, normalize_outbound_headers=False,
         )  # fmt: skip
         self._conn = h2.connection.H2Connection(config)
-        self._conn.local_settings.initial_window_size = RECEIVE_WINDOW
+        # In the preface's SETTINGS (as httpcore does): a setting changed later is in force only once the peer
+        # acknowledges it, and h2 would count our windows by it before the peer knew.
+        codes = h2.settings.SettingCodes
+        self._conn.local_settings = h2.settings.Settings(client=True, initial_values={
+            codes.ENABLE_PUSH: 0, codes.MAX_CONCURRENT_STREAMS: 100, codes.MAX_HEADER_LIST_SIZE: 1 << 16,
+            codes.INITIAL_WINDOW_SIZE: RECEIVE_WINDOW,
+        })  # fmt: skip
         self._conn.initiate_connection()
         self._conn.increment_flow_control_window(RECEIVE_WINDOW - 65_535)
         self._max_body = max_body
@@ -109,6 +115,10 @@ class H2Session:
         self._first_bytes = bytearray()
         self.usable = True
         """False once the connection can take no new stream (GOAWAY, an error, stream ids used up)."""
+        self.settled = False
+        """The peer's SETTINGS arrived: its stream limit and windows are known."""
+        self.failure: HttpClientError | None = None
+        """What ended the connection, once something did."""
         self.answered = 0
 
     # the caller's side
@@ -169,6 +179,7 @@ class H2Session:
     def fail_all(self, error: HttpClientError) -> list[tuple[int, RawAnswer | HttpClientError]]:
         """Every stream in flight ends with `error`; the connection takes no more."""
         self.usable = False
+        self.failure = self.failure or error
         failed: list[tuple[int, RawAnswer | HttpClientError]] = [(stream_id, error) for stream_id in self._streams]
         self._streams.clear()
         return failed
@@ -224,6 +235,7 @@ class H2Session:
                 if waiting in self._streams and self._streams[waiting].body:
                     self._send_body(waiting)
         elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self.settled = True
             self._stream_limit = self._conn.remote_settings.max_concurrent_streams
             if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                 for waiting in list(self._streams):
@@ -237,6 +249,7 @@ class H2Session:
         (ids up to `last_stream_id`) cannot be read on: each fails, saying whether the target processed it."""
         self.usable = False
         code = _code_name(event.error_code)
+        self.failure = self.failure or GoneAway(f"{self._label} sent GOAWAY ({code})")
         last = event.last_stream_id
         for stream_id in list(self._streams):
             del self._streams[stream_id]
