@@ -216,3 +216,38 @@ def test_https_targets_negotiate_h2_by_alpn(tmp_path: Path) -> None:
         records = _replay([Target("baseline", url)], [_h2_request("/secure")], tls=TLSOptions(ca_file=str(cert_file)))
     final = records[("e0", "baseline")].final
     assert final and final.error == "protocol" and "ALPN chose nothing" in (final.error_detail or "")
+
+
+def _misbehaving(stream: Stream) -> Reply:
+    path = stream.header(":path")
+    if path == "/reset":
+        return Reply(action="reset", error_code=0x8)  # CANCEL
+    if path == "/goaway":
+        return Reply(action="goaway", error_code=0x2)  # INTERNAL_ERROR
+    return Reply(body=b"ok", trailers=[("grpc-status", "0")])
+
+
+@pytest.mark.slow  # a locust master and worker in subprocesses
+def test_the_locust_engine_records_the_same_http2_outcomes(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.jsonl.zst"
+    with CorpusWriter(corpus, source="test") as writer:
+        for n, path in enumerate(["/ok", "/reset", "/ok", "/goaway", "/ok"]):
+            writer.write(Exchange(f"e{n}", f"s{n}", n * 50_000, _h2_request(path), Response(200)))
+    outcomes = {}
+    for engine in ("asyncio", "locust"):
+        with h2_server(_misbehaving) as (url, _):
+            results = tmp_path / f"{engine}.jsonl.zst"
+            result = subprocess.run(
+                [sys.executable, "-m", "replaydiff.cli", "replay", str(corpus), "--baseline", url, "--candidate", url, "--engine", engine,
+                 "--timeout", "5", "-o", str(results)],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        outcomes[engine] = {
+            (r.exchange_id, r.target): (r.final.status, r.final.error, r.response.trailers if r.response else None)
+            for r in ResultsReader(results) if r.final
+        }
+    assert outcomes["locust"] == outcomes["asyncio"]
+    assert outcomes["asyncio"][("e1", "baseline")] == (None, "reset", None)
+    assert outcomes["asyncio"][("e3", "baseline")] == (None, "reset", None)
+    assert outcomes["asyncio"][("e4", "baseline")] == (200, None, [("grpc-status", "0")])
