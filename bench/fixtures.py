@@ -98,10 +98,11 @@ def fast_server(kind: str = "protocol") -> Iterator[str]:
 
 
 def synthetic_corpus(
-    path: Path, *, count: int, sessions: int, interval_us: int = 1000, duration_us: int = 200
+    path: Path, *, count: int, sessions: int, interval_us: int = 1000, duration_us: int = 200,
+    http_version: str = "HTTP/1.1", path_of: str = "/api/products/{n}",
 ) -> Path:
     """GET exchanges one `interval_us` apart, round-robin over `sessions` (1,000/s recorded by default), each
-    answered in `duration_us` when recorded."""
+    answered in `duration_us` when recorded; `path_of` names the path of request n (its `{n}` below 1,000)."""
     body = b'{"id": 1, "name": "item 1"}'
     with CorpusWriter(path, source="bench") as writer:
         for i in range(count):
@@ -110,8 +111,8 @@ def synthetic_corpus(
                 id=str(i),
                 session=session,
                 start_us=i * interval_us,
-                request=Request("GET", "http", "shop.internal", 80, f"/api/products/{i % 1000}",
-                                headers=[("Host", "shop.internal"), ("Accept", "application/json"),
+                request=Request("GET", "http", "shop.internal", 80, path_of.format(n=i % 1000),
+                                http_version=http_version, headers=[("Host", "shop.internal"), ("Accept", "application/json"),
                                          ("User-Agent", "bench"), ("X-Session", session)]),
                 response=Response(200, headers=[("Content-Type", "application/json")], body=body),
                 duration_us=duration_us,

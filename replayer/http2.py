@@ -28,6 +28,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from replaydiff.replayer.hpackmemo import MemoDecoder, StatelessEncoder
 from replaydiff.replayer.http1 import (
     ConnectionReset,
     HttpClientError,
@@ -95,6 +96,8 @@ class H2Session:
             # the requests are built here, lower-case and without connection headers: checking them again per
             # request is h2's most expensive step, and a replay must send what was recorded anyway
             validate_outbound_headers=False, normalize_outbound_headers=False,
+            # and the answers are recorded as they came, for the diff to judge, not refused for their form
+            validate_inbound_headers=False, normalize_inbound_headers=False,
         )  # fmt: skip
         self._conn = h2.connection.H2Connection(config)
         # In the preface's SETTINGS (as httpcore does): a setting changed later is in force only once the peer
@@ -102,8 +105,14 @@ class H2Session:
         codes = h2.settings.SettingCodes
         self._conn.local_settings = h2.settings.Settings(client=True, initial_values={
             codes.ENABLE_PUSH: 0, codes.MAX_CONCURRENT_STREAMS: 100, codes.MAX_HEADER_LIST_SIZE: 1 << 16,
-            codes.INITIAL_WINDOW_SIZE: RECEIVE_WINDOW,
+            codes.INITIAL_WINDOW_SIZE: RECEIVE_WINDOW, codes.HEADER_TABLE_SIZE: 0,
         })  # fmt: skip
+        # header fields and blocks encoded and decoded once (`replayer.hpackmemo`: hpack was most of the time)
+        self._conn.encoder = StatelessEncoder()
+        self._conn.decoder = MemoDecoder(self._conn.decoder.max_header_list_size)
+        # h2 applies a local setting to its decoder only when it changes after the preface; this one is in the
+        # preface, and the peer reads it before any request of ours, so it binds every answer
+        self._conn.decoder.max_allowed_table_size = 0
         self._conn.initiate_connection()
         self._conn.increment_flow_control_window(RECEIVE_WINDOW - 65_535)
         self._max_body = max_body
