@@ -48,17 +48,10 @@ class BlockingConnection:
         deadline = time.monotonic() + read_timeout  # the whole answer, not each read: a trickle is a timeout
         while True:
             try:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                self._sock.settimeout(remaining)
-                data = self._sock.recv(_RECV)
-            except TimeoutError:
+                data = _read_by(self._sock, deadline, read_timeout)
+            except HttpClientError:
                 self.close()
-                raise ReadTimeout.after(read_timeout) from None
-            except OSError as exc:
-                self.close()
-                raise ConnectionReset(f"the connection broke: {exc}") from exc
+                raise
             if not data:
                 self.close()
                 return self._reader.at_close()
@@ -71,6 +64,21 @@ class BlockingConnection:
     def close(self) -> None:
         self.closed = True
         self._sock.close()
+
+
+def _read_by(sock: socket.socket, deadline: float, read_timeout: float) -> bytes:
+    """The next bytes read, if they come before `deadline` (the whole answer's, not each read's: a trickle is a
+    timeout); b"" when the peer closed."""
+    try:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        sock.settimeout(remaining)
+        return sock.recv(_RECV)
+    except TimeoutError:
+        raise ReadTimeout.after(read_timeout) from None
+    except OSError as exc:
+        raise ConnectionReset(f"the connection broke: {exc}") from exc
 
 
 class BlockingPool:
@@ -137,17 +145,12 @@ class BlockingH2Connection:
             try:
                 if data := session.data_to_send():
                     self._sock.sendall(data)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                self._sock.settimeout(remaining)
-                data = self._sock.recv(_RECV)
-            except TimeoutError:
+                data = _read_by(self._sock, deadline, read_timeout)
+            except (HttpClientError, OSError) as exc:
                 self.close()
-                raise ReadTimeout.after(read_timeout) from None
-            except OSError as exc:
-                self.close()
-                raise ConnectionReset(f"the connection broke: {exc}") from exc
+                if isinstance(exc, HttpClientError):
+                    raise
+                raise ConnectionReset(f"the request could not be sent: {exc}") from exc
             finished = session.feed(data) if data else session.closed()
             for finished_id, result in finished:
                 if finished_id == stream_id:

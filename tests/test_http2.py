@@ -199,21 +199,23 @@ def test_streams_respect_the_peers_stream_limit_and_flow_control_both_ways() -> 
     assert sorted(len(s.body) for s in observed.streams) == [200_000] * 12
 
 
-def test_https_targets_negotiate_h2_by_alpn(tmp_path: Path) -> None:
-    cert_file, key_file = _certificate(tmp_path)
+def _tls(cert_file: Path, key_file: Path, alpn: str) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
-    context.set_alpn_protocols(["h2"])
-    with h2_server(_echo, tls=context) as (url, observed):
-        records = _replay([Target("baseline", url)], [_h2_request("/secure")], tls=TLSOptions(ca_file=str(cert_file)))
+    context.set_alpn_protocols([alpn])
+    return context
+
+
+def test_https_targets_negotiate_h2_by_alpn(tmp_path: Path) -> None:
+    cert_file, key_file = _certificate(tmp_path)
+    trusted = TLSOptions(ca_file=str(cert_file))
+    with h2_server(_echo, tls=_tls(cert_file, key_file, "h2")) as (url, observed):
+        records = _replay([Target("baseline", url)], [_h2_request("/secure")], tls=trusted)
     response = records[("e0", "baseline")].response
     assert response and response.status == 200 and json.loads(response.body)["path"] == "/secure"
     assert observed.streams[0].header(":scheme") == "https"
-    http1_only = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    http1_only.load_cert_chain(cert_file, key_file)
-    http1_only.set_alpn_protocols(["http/1.1"])
-    with h2_server(_echo, tls=http1_only) as (url, _):
-        records = _replay([Target("baseline", url)], [_h2_request("/secure")], tls=TLSOptions(ca_file=str(cert_file)))
+    with h2_server(_echo, tls=_tls(cert_file, key_file, "http/1.1")) as (url, _):
+        records = _replay([Target("baseline", url)], [_h2_request("/secure")], tls=trusted)
     final = records[("e0", "baseline")].final
     assert final and final.error == "protocol" and "ALPN chose nothing" in (final.error_detail or "")
 
