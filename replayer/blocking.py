@@ -136,10 +136,10 @@ class BlockingH2Connection:
         self.session = H2Session(max_body, label="the target")
         self.closed = False
 
-    def exchange(self, fields: list[tuple[bytes, bytes]], body: bytes, *, head: bool, read_timeout: float) -> RawAnswer:
+    def exchange(self, fields: list[tuple[bytes, bytes]], body: bytes, *, read_timeout: float) -> RawAnswer:
         """Sends one request as a stream and reads until that stream's whole answer came, within `read_timeout`."""
         session = self.session
-        stream_id = session.start(fields, body, head=head)
+        stream_id = session.start(fields, body)
         deadline = time.monotonic() + read_timeout
         while True:
             try:
@@ -176,10 +176,10 @@ class BlockingH2Pool:
         self._read_timeout = read_timeout
         self._max_body = max_body
 
-    def request(self, fields: list[tuple[bytes, bytes]], body: bytes, *, head: bool) -> RawAnswer:
+    def request(self, fields: list[tuple[bytes, bytes]], body: bytes) -> RawAnswer:
         connection = self._idle.pop() if self._idle else self._connect()
         try:
-            answer = connection.exchange(fields, body, head=head, read_timeout=self._read_timeout)
+            answer = connection.exchange(fields, body, read_timeout=self._read_timeout)
         except BaseException:
             connection.close()
             raise

@@ -347,7 +347,7 @@ class TargetClient:
         try:
             if isinstance(request, Request) and is_http2(request.http_version):
                 fields, body = self.codec.http2_request(request, extra_headers)
-                answer = self._http2.request(fields, body, head=method == "HEAD")
+                answer = self._http2.request(fields, body)
                 return PendingAttempt(started, b"", method, span_id, answer, None)
             wire = self.codec.wire_request(request, extra_headers)
         except UnsendableRequest as exc:

@@ -65,10 +65,10 @@ class Http2Connection(asyncio.Protocol):
     def load(self) -> int:
         return len(self._answers)
 
-    def start(self, headers: list[tuple[bytes, bytes]], body: bytes, *, head: bool) -> asyncio.Future[RawAnswer]:
+    def start(self, headers: list[tuple[bytes, bytes]], body: bytes) -> asyncio.Future[RawAnswer]:
         answer: asyncio.Future[RawAnswer] = asyncio.get_running_loop().create_future()
         try:
-            stream_id = self.session.start(headers, body, head=head)
+            stream_id = self.session.start(headers, body)
         except Exception as exc:  # h2 refused it: the connection closed under us (counted as a reset)
             self.session.usable = False
             answer.set_exception(ConnectionReset(f"{LABEL}'s HTTP/2 connection could not take the request: {exc}"))
@@ -123,13 +123,13 @@ class Http2Pool:
         self._sweep_every = min(1.0, max(0.01, read_timeout / 10))
         self._max_body = max_body
 
-    def request(self, headers: list[tuple[bytes, bytes]], body: bytes, *, head: bool) -> asyncio.Future[RawAnswer]:
+    def request(self, headers: list[tuple[bytes, bytes]], body: bytes) -> asyncio.Future[RawAnswer]:
         connection = self._least_loaded()
         if connection is not None:
             if connection.load and len(self._connections) + self._opening < self._limit:
                 self._open_in_background()  # every connection is busy: spread the next streams wider
-            return self._start_on(connection, headers, body, head)
-        task = asyncio.ensure_future(self._request_when_free(headers, body, head))
+            return self._start_on(connection, headers, body)
+        task = asyncio.ensure_future(self._request_when_free(headers, body))
         task.add_done_callback(_observed)
         return task
 
@@ -142,14 +142,14 @@ class Http2Pool:
         return best
 
     def _start_on(
-        self, connection: Http2Connection, headers: list[tuple[bytes, bytes]], body: bytes, head: bool
+        self, connection: Http2Connection, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> asyncio.Future[RawAnswer]:
-        answer = connection.start(headers, body, head=head)
+        answer = connection.start(headers, body)
         if self._sweeping is None:
             self._sweeping = asyncio.get_running_loop().call_later(self._sweep_every, self._sweep)
         return answer
 
-    async def _request_when_free(self, headers: list[tuple[bytes, bytes]], body: bytes, head: bool) -> RawAnswer:
+    async def _request_when_free(self, headers: list[tuple[bytes, bytes]], body: bytes) -> RawAnswer:
         while (connection := self._least_loaded()) is None:
             if len(self._connections) + self._opening < self._limit:
                 await self._open()  # when it fails, its error is this request's outcome
@@ -157,7 +157,7 @@ class Http2Pool:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             await waiter  # a stream ended, or a connection opened or closed
-        return await self._start_on(connection, headers, body, head)
+        return await self._start_on(connection, headers, body)
 
     async def _open(self) -> None:
         self._opening += 1

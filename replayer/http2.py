@@ -140,8 +140,9 @@ class H2Session:
     def idle(self) -> bool:
         return not self._streams
 
-    def start(self, headers: list[tuple[bytes, bytes]], body: bytes, *, head: bool = False) -> int:
-        """Opens a stream with this request; its answer comes out of `feed` under the returned stream id."""
+    def start(self, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+        """Opens a stream with this request; its answer comes out of `feed` under the returned stream id (h2
+        knows from `:method` that an answer to HEAD has no body)."""
         conn = self._conn
         stream_id = conn.get_next_available_stream_id()
         conn.send_headers(stream_id, headers, end_stream=not body)

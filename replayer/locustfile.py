@@ -221,7 +221,7 @@ class _TargetSender:
         try:
             if is_http2(request.http_version):
                 fields, body = self._codec.http2_request(request, extra)
-                result = self._http2.request(fields, body, head=method == "HEAD")
+                result = self._http2.request(fields, body)
             else:
                 result = self._pool.request(self._codec.wire_request(request, extra), method=method)
         except HttpClientError as exc:
