@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from replaydiff.corpora import HOP_BY_HOP, Attempt, Headers, Request, Response
 from replaydiff.corpora.content import decoded_content
+from replaydiff.corpora.grpc import is_grpc
 from replaydiff.corpora.model import ErrorKind
 from replaydiff.replayer.aiopool import ConnectionPool
 from replaydiff.replayer.h2pool import Http2Pool
@@ -122,6 +123,7 @@ def _field(name: str, value: str) -> tuple[bytes, bytes]:
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_TE_TRAILERS = (b"te", b"trailers")
 
 
 def _authority(request: Request) -> str:
@@ -205,13 +207,14 @@ class TargetCodec:
         recorded authority, as HTTP/1.1 keeps the recorded Host; this target's scheme and path prefix), the
         recorded headers, then the target's and `extra_headers`, which replace same-named recorded ones.
 
-        HTTP/2 forbids connection-specific headers, so those are not sent, except `te: trailers` (gRPC
-        requires it); `content-length` is sent, for the body sent, when the recording had one."""
+        HTTP/2 forbids connection-specific headers, so those are not sent, except `te: trailers`, which gRPC
+        servers require (and get, for a gRPC call, even when the recording dropped it as hop-by-hop);
+        `content-length` is sent, for the body sent, when the recording had one."""
         added = [*self.target.headers, *extra_headers]
         replaced = {name.lower() for name, _ in added}
         authority = _authority(request)
         fields: list[tuple[bytes, bytes]] = []
-        had_length = False
+        had_length = had_te = False
         for name, value in request.headers:
             lowered = name.lower()
             if lowered == "content-length":
@@ -220,8 +223,11 @@ class TargetCodec:
                 authority = value  # a corpus that kept Host among the headers: it is HTTP/2's :authority
             elif lowered in replaced or lowered.startswith(":"):
                 continue
-            elif lowered not in _NOT_FORWARDED or (lowered == "te" and value.strip().lower() == "trailers"):
+            elif lowered not in _NOT_FORWARDED:
                 fields.append(_field(lowered, value))
+            elif lowered == "te" and value.strip().lower() == "trailers":
+                fields.append(_TE_TRAILERS)
+                had_te = True
         for name, value in added:
             if name.lower() == "host":
                 authority = value
@@ -229,6 +235,8 @@ class TargetCodec:
                 fields.append(_field(name.lower(), value))
         if had_length:
             fields.append((b"content-length", b"%d" % len(request.body)))
+        if not had_te and "te" not in replaced and is_grpc(request.headers):
+            fields.append(_TE_TRAILERS)
         method = request.method.upper()
         pseudo = [
             (b":method", _wire(method)),
