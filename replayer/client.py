@@ -200,7 +200,8 @@ class TargetCodec:
 
     def origin(self, tls: TLSOptions, *, http2: bool = False) -> Origin:
         """Where to connect; for HTTP/2 over TLS the handshake offers only `h2` (ALPN)."""
-        return Origin(self.target.host, self.target.port, tls.context(["h2"] if http2 else None) if self.https else None)
+        context = tls.context(["h2"] if http2 else None) if self.https else None
+        return Origin(self.target.host, self.target.port, context)
 
     def http2_request(self, request: Request, extra_headers: Headers) -> tuple[list[tuple[bytes, bytes]], bytes]:
         """The request as HTTP/2 header fields and body: the pseudo-headers from the recorded request (the
@@ -326,9 +327,12 @@ class TargetClient:
         tls: TLSOptions = TLSOptions(),
         max_connections: int = 200,
         max_body: int = MAX_BODY,
+        http2: bool = True,
     ) -> None:
+        """`http2`: exchanges recorded in HTTP/2 go out in HTTP/2 (else everything in HTTP/1.1)."""
         self.target = target
         self.codec = TargetCodec(target, max_body=max_body)
+        self._speaks_http2 = http2
         self._pool = ConnectionPool(
             self.codec.origin(tls),
             limit=max_connections,
@@ -353,7 +357,7 @@ class TargetClient:
         method = request.method.upper()
         started = time.perf_counter_ns()
         try:
-            if isinstance(request, Request) and is_http2(request.http_version):
+            if self._speaks_http2 and isinstance(request, Request) and is_http2(request.http_version):
                 fields, body = self.codec.http2_request(request, extra_headers)
                 answer = self._http2.request(fields, body)
                 return PendingAttempt(started, b"", method, span_id, answer, None)

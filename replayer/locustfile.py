@@ -207,6 +207,7 @@ class _TargetSender:
             self._codec.origin(job.options.tls), connect_timeout=timeouts.connect_s, read_timeout=timeouts.read_s,
             max_body=self._codec.max_body,
         )
+        self._speaks_http2 = job.options.http2
         self._http2 = BlockingH2Pool(
             self._codec.origin(job.options.tls, http2=True), connect_timeout=timeouts.connect_s,
             read_timeout=timeouts.read_s, max_body=self._codec.max_body,
@@ -219,7 +220,7 @@ class _TargetSender:
         method = request.method.upper()
         result: RawAnswer | HttpClientError
         try:
-            if is_http2(request.http_version):
+            if self._speaks_http2 and is_http2(request.http_version):
                 fields, body = self._codec.http2_request(request, extra)
                 result = self._http2.request(fields, body)
             else:

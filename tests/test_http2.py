@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from replaydiff.corpora import CorpusWriter, Exchange, ReplayRecord, Request, Response, ResultsReader
 from replaydiff.corpora.grpc import GrpcMessage, grpc_status, join_messages, split_messages
 from replaydiff.corpora.model import header_value
-from replaydiff.demo.grpc_catalog import _classes, serve
+from replaydiff.demo.grpc_catalog import _classes
+from replaydiff.demo.grpc_catalog import serve as serve_catalog
 from replaydiff.eventloop import run_fast
 from replaydiff.replayer.client import Timeouts, TLSOptions
 from replaydiff.replayer.engine import Replayer, ReplayOptions
@@ -23,7 +25,7 @@ from replaydiff.replayer.plan import plan
 from replaydiff.replayer.retry import RetryPolicy
 from replaydiff.replayer.targets import Target
 from tests.h2server import Reply, Stream, h2_server
-from tests.servers import raw_server
+from tests.servers import raw_server, serve
 from tests.test_http1 import _certificate
 
 GRPC_HEADERS = [("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "grpc-python/1.62")]
@@ -50,7 +52,7 @@ def _grpc_corpus(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def catalogs() -> Iterator[dict[str, str]]:
-    servers = {"baseline": serve(), "baseline2": serve(), "candidate": serve(candidate=True)}
+    servers = {"baseline": serve_catalog(), "baseline2": serve_catalog(), "candidate": serve_catalog(candidate=True)}
     try:
         yield {name: f"http://127.0.0.1:{port}" for name, (_, port) in servers.items()}
     finally:
@@ -222,6 +224,36 @@ def test_https_targets_negotiate_h2_by_alpn(tmp_path: Path) -> None:
     assert final and final.error == "protocol" and "ALPN chose nothing" in (final.error_detail or "")
 
 
+def test_http1_sends_exchanges_recorded_in_http2_to_a_target_that_speaks_only_http1(tmp_path: Path) -> None:
+    """A browser's HTTP/2 recording replayed to an HTTP/1.1 service: by default each answer is a one-line protocol
+    outcome; with --http1 the exchanges go out in HTTP/1.1 and are answered."""
+    corpus = tmp_path / "c.jsonl.zst"
+    with CorpusWriter(corpus, source="test") as writer:
+        writer.write(Exchange("e0", "s0", 0, _h2_request("/api/items?page=1"), Response(200)))
+    async def items(request: web.Request) -> web.Response:
+        return web.json_response({"query": request.query_string})
+
+    app = web.Application()
+    app.router.add_get("/api/items", items)
+    finals = {}
+    with serve(app) as url:
+        for flags in ([], ["--http1"]):
+            results = tmp_path / f"results{len(flags)}.jsonl.zst"
+            result = subprocess.run(
+                [sys.executable, "-m", "replaydiff.cli", "replay", str(corpus), "--baseline", url, "--candidate", url,
+                 "-o", str(results), *flags], capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr[-2000:]
+            finals[tuple(flags)] = {r.target: (r.final, r.response) for r in ResultsReader(results)}
+    for attempt, response in finals[()].values():
+        assert attempt and attempt.error == "protocol" and response is None
+        assert (attempt.error_detail or "").startswith("the target does not speak HTTP/2: to the connection preface "
+                                                       "it answered b'HTTP/1.0 400 Bad Request")
+    for attempt, response in finals[("--http1",)].values():
+        assert attempt and attempt.status == 200 and response and response.http_version == "HTTP/1.1"
+        assert json.loads(response.body) == {"query": "page=1"}
+
+
 def _misbehaving(stream: Stream) -> Reply:
     path = stream.header(":path")
     if path == "/reset":
@@ -242,8 +274,8 @@ def test_the_locust_engine_records_the_same_http2_outcomes(tmp_path: Path) -> No
         with h2_server(_misbehaving) as (url, _):
             results = tmp_path / f"{engine}.jsonl.zst"
             result = subprocess.run(
-                [sys.executable, "-m", "replaydiff.cli", "replay", str(corpus), "--baseline", url, "--candidate", url, "--engine", engine,
-                 "--timeout", "5", "-o", str(results)],
+                [sys.executable, "-m", "replaydiff.cli", "replay", str(corpus), "--baseline", url, "--candidate", url,
+                 "--engine", engine, "--timeout", "5", "-o", str(results)],
                 capture_output=True, text=True, timeout=120,
             )  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
