@@ -165,6 +165,8 @@ class EncodedRequest:
             for name, value in request.headers
             if name.lower() not in _NOT_FORWARDED
         ]
+        if is_http2(request.http_version) and not any(lowered == "host" for lowered, _ in headers):
+            headers.insert(0, ("host", _header_line("Host", _authority(request))))  # sent in HTTP/1.1 (--http1)
         return cls(
             method, _wire(method), _wire(f"{request.target} HTTP/1.1"), headers,
             any(lowered == "host" for lowered, _ in headers), request.body,

@@ -231,7 +231,7 @@ def test_http1_sends_exchanges_recorded_in_http2_to_a_target_that_speaks_only_ht
     with CorpusWriter(corpus, source="test") as writer:
         writer.write(Exchange("e0", "s0", 0, _h2_request("/api/items?page=1"), Response(200)))
     async def items(request: web.Request) -> web.Response:
-        return web.json_response({"query": request.query_string})
+        return web.json_response({"query": request.query_string, "host": request.host})
 
     app = web.Application()
     app.router.add_get("/api/items", items)
@@ -251,7 +251,7 @@ def test_http1_sends_exchanges_recorded_in_http2_to_a_target_that_speaks_only_ht
                                                        "it answered b'HTTP/1.0 400 Bad Request")
     for attempt, response in finals[("--http1",)].values():
         assert attempt and attempt.status == 200 and response and response.http_version == "HTTP/1.1"
-        assert json.loads(response.body) == {"query": "page=1"}
+        assert json.loads(response.body) == {"query": "page=1", "host": "api.internal:8443"}  # the recorded authority
 
 
 def _misbehaving(stream: Stream) -> Reply:
