@@ -231,6 +231,8 @@ class H2Session:
         elif isinstance(event, h2.events.StreamEnded):
             if stream is not None:
                 del self._streams[stream_id]
+                if stream.body:  # answered before the whole request went: stop sending it, free the stream
+                    self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
                 stream.answer.done_ns = time.perf_counter_ns()
                 self.answered += 1
                 finished.append((stream_id, stream.answer))

@@ -55,9 +55,11 @@ class Observed:
 
 @contextlib.contextmanager
 def h2_server(
-    respond: Callable[[Stream], Reply], *, max_streams: int | None = None, tls: ssl.SSLContext | None = None
+    respond: Callable[[Stream], Reply], *, max_streams: int | None = None, tls: ssl.SSLContext | None = None,
+    early: Callable[[Stream], Reply | None] = lambda _: None,
 ) -> Iterator[tuple[str, Observed]]:
-    """Yields the base URL and what the server saw."""
+    """Yields the base URL and what the server saw. `early` may answer a stream from its headers alone, before
+    its body (as a server refusing a large upload does)."""
     observed = Observed()
     lock = threading.Lock()
 
@@ -72,14 +74,15 @@ def h2_server(
                 sock.close()
                 return
         with contextlib.closing(sock):
-            _serve_connection(sock, number, respond, observed, max_streams)
+            _serve_connection(sock, number, respond, early, observed, max_streams)
 
     with socket_server(handle) as url:
         yield (url.replace("http://", "https://") if tls else url), observed
 
 
 def _serve_connection(
-    sock: socket.socket, number: int, respond: Callable[[Stream], Reply], observed: Observed, max_streams: int | None
+    sock: socket.socket, number: int, respond: Callable[[Stream], Reply], early: Callable[[Stream], Reply | None],
+    observed: Observed, max_streams: int | None,
 ) -> None:
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
     conn.initiate_connection()
@@ -149,11 +152,15 @@ def _serve_connection(
         with guard:
             for event in conn.receive_data(data):
                 if isinstance(event, h2.events.RequestReceived):
-                    reading[event.stream_id] = (list(event.headers), bytearray())
                     open_streams.add(event.stream_id)
                     observed.most_open = max(observed.most_open, len(open_streams))
+                    if (answer := early(Stream(list(event.headers), b"", number))) is not None:
+                        reply(event.stream_id, answer)
+                    else:
+                        reading[event.stream_id] = (list(event.headers), bytearray())
                 elif isinstance(event, h2.events.DataReceived):
-                    reading[event.stream_id][1].extend(event.data)
+                    if event.stream_id in reading:
+                        reading[event.stream_id][1].extend(event.data)
                     conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                 elif isinstance(event, h2.events.StreamEnded) and event.stream_id in reading:
                     headers, body = reading.pop(event.stream_id)

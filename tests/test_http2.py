@@ -210,6 +210,26 @@ def _tls(cert_file: Path, key_file: Path, alpn: str) -> ssl.SSLContext:
     return context
 
 
+def test_an_answer_before_the_whole_upload_frees_its_stream() -> None:
+    """The target refuses a 1 MB upload from its headers (413) while most of the body still waits for its window:
+    the rest is not sent, and the stream is freed, so the next request fits the target's one-stream limit."""
+
+    def refuse_uploads(stream: Stream) -> Reply | None:
+        return Reply(413, body=b"too large") if stream.header(":method") == "PUT" else None
+
+    upload = _h2_request("/upload", method="PUT", body=b"x" * 1_000_000)
+    exchanges = [Exchange("put", "s", 0, upload, Response(413)), Exchange("get", "s", 1000, _h2_request("/ok"),
+                                                                             Response(200))]
+    records: list[ReplayRecord] = []
+    with h2_server(lambda _: Reply(body=b"ok"), max_streams=1, early=refuse_uploads) as (url, observed):
+        run_fast(Replayer([Target("baseline", url)], sink=records.append,
+                          options=ReplayOptions(timeouts=Timeouts(read_s=5))).run(plan([exchanges])))
+    finals = {r.exchange_id: r.final for r in records}
+    assert finals["put"] and finals["put"].status == 413
+    assert finals["get"] and finals["get"].status == 200
+    assert [stream.connection for stream in observed.streams] == [0]  # where the upload went: the least loaded
+
+
 def test_https_targets_negotiate_h2_by_alpn(tmp_path: Path) -> None:
     cert_file, key_file = _certificate(tmp_path)
     trusted = TLSOptions(ca_file=str(cert_file))
@@ -260,6 +280,8 @@ def _misbehaving(stream: Stream) -> Reply:
         return Reply(action="reset", error_code=0x8)  # CANCEL
     if path == "/goaway":
         return Reply(action="goaway", error_code=0x2)  # INTERNAL_ERROR
+    if path == "/silent":
+        return Reply(action="silence")
     return Reply(body=b"ok", trailers=[("grpc-status", "0")])
 
 
@@ -267,7 +289,7 @@ def _misbehaving(stream: Stream) -> Reply:
 def test_the_locust_engine_records_the_same_http2_outcomes(tmp_path: Path) -> None:
     corpus = tmp_path / "c.jsonl.zst"
     with CorpusWriter(corpus, source="test") as writer:
-        for n, path in enumerate(["/ok", "/reset", "/ok", "/goaway", "/ok"]):
+        for n, path in enumerate(["/ok", "/reset", "/ok", "/goaway", "/ok", "/silent"]):
             writer.write(Exchange(f"e{n}", f"s{n}", n * 50_000, _h2_request(path), Response(200)))
     outcomes = {}
     for engine in ("asyncio", "locust"):
@@ -275,7 +297,7 @@ def test_the_locust_engine_records_the_same_http2_outcomes(tmp_path: Path) -> No
             results = tmp_path / f"{engine}.jsonl.zst"
             result = subprocess.run(
                 [sys.executable, "-m", "replaydiff.cli", "replay", str(corpus), "--baseline", url, "--candidate", url,
-                 "--engine", engine, "--timeout", "5", "-o", str(results)],
+                 "--engine", engine, "--timeout", "1", "-o", str(results)],
                 capture_output=True, text=True, timeout=120,
             )  # fmt: skip
         assert result.returncode == 0, result.stderr[-2000:]
@@ -287,3 +309,4 @@ def test_the_locust_engine_records_the_same_http2_outcomes(tmp_path: Path) -> No
     assert outcomes["asyncio"][("e1", "baseline")] == (None, "reset", None)
     assert outcomes["asyncio"][("e3", "baseline")] == (None, "reset", None)
     assert outcomes["asyncio"][("e4", "baseline")] == (200, None, [("grpc-status", "0")])
+    assert outcomes["asyncio"][("e5", "baseline")] == (None, "timeout", None)
