@@ -128,7 +128,6 @@ class H2Session:
         """The peer's SETTINGS arrived: its stream limit and windows are known."""
         self.failure: HttpClientError | None = None
         """What ended the connection, once something did."""
-        self.answered = 0
 
     # the caller's side
     @property
@@ -234,7 +233,6 @@ class H2Session:
                 if stream.body:  # answered before the whole request went: stop sending it, free the stream
                     self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
                 stream.answer.done_ns = time.perf_counter_ns()
-                self.answered += 1
                 finished.append((stream_id, stream.answer))
         elif isinstance(event, h2.events.StreamReset):
             if stream is not None:
