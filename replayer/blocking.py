@@ -25,7 +25,7 @@ from replaydiff.replayer.http1 import (
     ReadTimeout,
     StaleConnection,
 )
-from replaydiff.replayer.http2 import H2Session, check_alpn
+from replaydiff.replayer.http2 import H2Session, check_alpn, preface_unanswered
 
 _RECV = 1 << 16
 
@@ -136,6 +136,27 @@ class BlockingH2Connection:
         self.session = H2Session(max_body, label="the target")
         self.closed = False
 
+    def settle(self, timeout_s: float) -> None:
+        """Sends the preface and reads until the peer's SETTINGS came, as the asyncio pool waits for them, so
+        a peer that is not HTTP/2 is the same outcome on both engines."""
+        session = self.session
+        deadline = time.monotonic() + timeout_s
+        while not session.settled:
+            try:
+                if data := session.data_to_send():
+                    self._sock.sendall(data)
+                data = _read_by(self._sock, deadline, timeout_s)
+            except ReadTimeout:
+                raise preface_unanswered("the target", timeout_s) from None
+            except OSError as exc:
+                raise ConnectionReset(f"the connection broke: {exc}") from exc
+            if data:
+                session.feed(data)
+            else:
+                session.closed()
+            if session.failure is not None:
+                raise session.failure
+
     def exchange(self, fields: list[tuple[bytes, bytes]], body: bytes, *, read_timeout: float) -> RawAnswer:
         """Sends one request as a stream and reads until that stream's whole answer came, within `read_timeout`."""
         session = self.session
@@ -195,7 +216,13 @@ class BlockingH2Pool:
             except ProtocolViolation:
                 sock.close()
                 raise
-        return BlockingH2Connection(sock, self._max_body)
+        connection = BlockingH2Connection(sock, self._max_body)
+        try:
+            connection.settle(self._connect_timeout)
+        except HttpClientError:
+            connection.close()
+            raise
+        return connection
 
     def close(self) -> None:
         while self._idle:

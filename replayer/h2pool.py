@@ -17,9 +17,11 @@ import time
 from collections import deque
 from typing import cast
 
+import h2.exceptions
+
 from replaydiff.replayer.aiopool import _observed
 from replaydiff.replayer.http1 import ConnectionReset, HttpClientError, Origin, ProtocolViolation, RawAnswer
-from replaydiff.replayer.http2 import H2Session, check_alpn
+from replaydiff.replayer.http2 import H2Session, check_alpn, preface_unanswered
 
 LABEL = "the target"
 
@@ -69,7 +71,7 @@ class Http2Connection(asyncio.Protocol):
         answer: asyncio.Future[RawAnswer] = asyncio.get_running_loop().create_future()
         try:
             stream_id = self.session.start(headers, body)
-        except Exception as exc:  # h2 refused it: the connection closed under us (counted as a reset)
+        except h2.exceptions.H2Error as exc:  # h2 refused it: the connection closed under us (a reset)
             self.session.usable = False
             answer.set_exception(ConnectionReset(f"{LABEL}'s HTTP/2 connection could not take the request: {exc}"))
             return answer
@@ -206,6 +208,7 @@ class Http2Pool:
         loop = asyncio.get_running_loop()
         origin = self.origin
         session = H2Session(self._max_body, label=LABEL)
+        connection: Http2Connection | None = None
         try:
             async with asyncio.timeout(self._connect_timeout):
                 transport, connection = await loop.create_connection(
@@ -216,19 +219,24 @@ class Http2Pool:
                     server_hostname=origin.host if origin.tls else None,
                 )
                 if origin.tls is not None:
-                    try:
-                        check_alpn(transport.get_extra_info("ssl_object").selected_alpn_protocol())
-                    except ProtocolViolation:
-                        transport.abort()
-                        raise
+                    check_alpn(transport.get_extra_info("ssl_object").selected_alpn_protocol())
                 connection.connection_made(transport)  # uvloop calls it only on its next turn: the preface now
                 # Streams wait for the peer's SETTINGS (one round trip per connection): sent before them, they
                 # could exceed a stream limit the connection does not know yet.
                 await asyncio.shield(connection.ready)
-        except OSError as exc:  # a timeout included
-            if "connection" in locals():
+        except TimeoutError as exc:
+            if connection is None:
+                raise origin.connect_error(exc, self._connect_timeout) from exc
+            connection.close()
+            raise preface_unanswered(LABEL, self._connect_timeout) from None
+        except OSError as exc:
+            if connection is not None:
                 connection.close()
             raise origin.connect_error(exc, self._connect_timeout) from exc
+        except HttpClientError:
+            if connection is not None:
+                connection.close()
+            raise
         return connection
 
     async def warm(self, count: int) -> None:

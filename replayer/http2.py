@@ -61,6 +61,12 @@ def check_alpn(chosen: str | None) -> None:
         raise ProtocolViolation(f"the target does not speak HTTP/2 over TLS (ALPN chose {chosen or 'nothing'})")
 
 
+def preface_unanswered(label: str, timeout_s: float) -> ProtocolViolation:
+    return ProtocolViolation(
+        f"{label} did not answer the HTTP/2 connection preface within {timeout_s:g} s; is it an HTTP/2 server?"
+    )
+
+
 class StreamReset(ConnectionReset):
     """The target ended the stream with RST_STREAM before its answer was complete."""
 

@@ -4,6 +4,7 @@ server that misbehaves on demand (stream resets, GOAWAY, silence, a low stream l
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from replaydiff.replayer.plan import plan
 from replaydiff.replayer.retry import RetryPolicy
 from replaydiff.replayer.targets import Target
 from tests.h2server import Reply, Stream, h2_server
-from tests.servers import raw_server, serve
+from tests.servers import raw_server, serve, socket_server
 from tests.test_http1 import _certificate
 
 GRPC_HEADERS = [("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "grpc-python/1.62")]
@@ -182,6 +183,46 @@ def test_a_peer_that_is_not_http2_is_a_one_line_protocol_outcome() -> None:
     assert final and final.error == "protocol"
     assert final.error_detail == "the target does not speak HTTP/2: to the connection preface it answered " \
                                  "b'HTTP/1.1 400 Bad Request\\r\\nConten'"
+
+
+def test_a_silent_peer_is_a_one_line_protocol_outcome_after_the_connect_timeout() -> None:
+    """A server that accepts the connection and never answers the preface (an HTTP/1.1 server waiting for the
+    rest of what it took for a request line)."""
+    def listen(conn: socket.socket) -> None:
+        with conn:
+            while conn.recv(65536):
+                pass
+
+    with socket_server(listen) as url:
+        records = _replay([Target("baseline", url)], [_h2_request("/x")], timeouts=Timeouts(connect_s=0.3))
+    final = records[("e0", "baseline")].final
+    assert final and final.error == "protocol" and final.error_detail == (
+        "the target did not answer the HTTP/2 connection preface within 0.3 s; is it an HTTP/2 server?")
+
+
+def test_the_locust_workers_connections_name_a_peer_that_is_not_http2_alike() -> None:
+    """`replayer.blocking` (run here without gevent: plain blocking sockets) against the same two peers."""
+    from replaydiff.replayer.blocking import BlockingH2Pool
+    from replaydiff.replayer.http1 import Origin, ProtocolViolation
+
+    def listen(conn: socket.socket) -> None:
+        with conn:
+            while conn.recv(65536):
+                pass
+
+    errors = []
+    with socket_server(listen) as silent, raw_server(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n") as http1:
+        for url, timeout in ((silent, 0.3), (http1, 5.0)):
+            port = int(url.rsplit(":", 1)[1])
+            pool = BlockingH2Pool(Origin("127.0.0.1", port, None), connect_timeout=timeout, read_timeout=5,
+                                  max_body=1 << 20)
+            with pytest.raises(ProtocolViolation) as failure:
+                pool.request([(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"x"), (b":path", b"/")],
+                             b"")
+            errors.append(str(failure.value))
+    assert errors == ["the target did not answer the HTTP/2 connection preface within 0.3 s; is it an HTTP/2 server?",
+                      "the target does not speak HTTP/2: to the connection preface it answered "
+                      "b'HTTP/1.1 400 Bad Request\\r\\nConten'"]
 
 
 def test_streams_respect_the_peers_stream_limit_and_flow_control_both_ways() -> None:
