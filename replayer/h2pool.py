@@ -19,7 +19,7 @@ from typing import cast
 
 import h2.exceptions
 
-from replaydiff.replayer.aiopool import _observed
+from replaydiff.replayer.aiopool import mark_observed
 from replaydiff.replayer.http1 import ConnectionReset, HttpClientError, Origin, ProtocolViolation, RawAnswer
 from replaydiff.replayer.http2 import H2Session, check_alpn, preface_unanswered
 
@@ -35,7 +35,7 @@ class Http2Connection(asyncio.Protocol):
         self.closed = False
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         """Done when the peer's SETTINGS arrived (its stream limit is known), or failed with why it never will."""
-        self.ready.add_done_callback(_observed)
+        self.ready.add_done_callback(mark_observed)
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -132,7 +132,7 @@ class Http2Pool:
                 self._open_in_background()  # every connection is busy: spread the next streams wider
             return self._start_on(connection, headers, body)
         task = asyncio.ensure_future(self._request_when_free(headers, body))
-        task.add_done_callback(_observed)
+        task.add_done_callback(mark_observed)
         return task
 
     def _least_loaded(self) -> Http2Connection | None:
@@ -173,7 +173,7 @@ class Http2Pool:
 
     def _open_in_background(self) -> None:
         task = asyncio.ensure_future(self._open())
-        task.add_done_callback(_observed)  # a failure is left to the requests that find no connection
+        task.add_done_callback(mark_observed)  # a failure is left to the requests that find no connection
 
     def stream_done(self) -> None:
         while self._waiters:
