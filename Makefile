@@ -31,12 +31,16 @@ corpus: $(STAMP)
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
 
-# Replay benchmarks (bench/README.md): ratios against locust and wrk on one local server; wrk is a Debian package.
+# Replay benchmarks (bench/README.md): ratios against locust and wrk on one local server, and HTTP/2 against h2load
+# (nghttpd its fastest server); wrk, h2load and nghttpd are Debian packages.
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
+	@command -v h2load >/dev/null && command -v nghttpd >/dev/null || \
+		{ apt-get update && apt-get install -y nghttp2-client nghttp2-server; }
 	$(BIN)/python bench/replay_throughput.py
 	$(BIN)/python bench/replay_fidelity.py
 	$(BIN)/python bench/replay_memory.py
+	$(BIN)/python bench/http2_replay.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

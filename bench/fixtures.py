@@ -6,9 +6,10 @@ test (an aiohttp app costs about as much per request as an aiohttp client).
 Why its own process: a server sharing the measured process's GIL would charge
 its own work to the replayer.
 
-Run alone, it serves until killed: `python bench/fixtures.py [protocol|aiohttp]`
+Run alone, it serves until killed: `python bench/fixtures.py [protocol|aiohttp|h2]`
 prints its URL. `aiohttp` is a plain aiohttp app, slower per request, for
-comparison with figures measured against one.
+comparison with figures measured against one; `h2` answers HTTP/2 (h2c prior
+knowledge) with h2, the Python HTTP/2 server the HTTP/2 benchmark compares with.
 """
 
 from __future__ import annotations
@@ -82,7 +83,50 @@ async def _serve_aiohttp() -> None:
     await asyncio.Event().wait()
 
 
-SERVERS = {"protocol": _serve_protocol, "aiohttp": _serve_aiohttp}
+class _FixedAnswerH2(asyncio.Protocol):
+    """HTTP/2 (h2c prior knowledge) on h2: answers every stream with the same small JSON body."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        import h2.config
+        import h2.connection
+
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_inbound_headers=False,
+            validate_outbound_headers=False, normalize_outbound_headers=False,
+        ))  # fmt: skip
+        self.conn.initiate_connection()
+        self.transport.write(self.conn.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        import h2.events
+
+        body = _RESPONSE.partition(b"\r\n\r\n")[2]
+        headers = [(b":status", b"200"), (b"content-type", b"application/json"), (b"content-length", b"27")]
+        import h2.exceptions
+
+        try:
+            for event in self.conn.receive_data(data):
+                if isinstance(event, h2.events.StreamEnded):
+                    self.conn.send_headers(event.stream_id, headers)
+                    self.conn.send_data(event.stream_id, body, end_stream=True)
+                elif isinstance(event, h2.events.DataReceived):
+                    self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        except h2.exceptions.ProtocolError:  # the client said GOAWAY (h2load does when it stops): done
+            self.transport.close()
+            return
+        if out := self.conn.data_to_send():
+            self.transport.write(out)
+
+
+async def _serve_h2() -> None:
+    server = await asyncio.get_running_loop().create_server(_FixedAnswerH2, "127.0.0.1", 0, backlog=4096)
+    print(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    await server.serve_forever()
+
+
+SERVERS = {"protocol": _serve_protocol, "aiohttp": _serve_aiohttp, "h2": _serve_h2}
 
 
 @contextlib.contextmanager
@@ -98,10 +142,11 @@ def fast_server(kind: str = "protocol") -> Iterator[str]:
 
 
 def synthetic_corpus(
-    path: Path, *, count: int, sessions: int, interval_us: int = 1000, duration_us: int = 200
+    path: Path, *, count: int, sessions: int, interval_us: int = 1000, duration_us: int = 200,
+    http_version: str = "HTTP/1.1", path_of: str = "/api/products/{n}",
 ) -> Path:
     """GET exchanges one `interval_us` apart, round-robin over `sessions` (1,000/s recorded by default), each
-    answered in `duration_us` when recorded."""
+    answered in `duration_us` when recorded; `path_of` names the path of request n (its `{n}` below 1,000)."""
     body = b'{"id": 1, "name": "item 1"}'
     with CorpusWriter(path, source="bench") as writer:
         for i in range(count):
@@ -110,7 +155,8 @@ def synthetic_corpus(
                 id=str(i),
                 session=session,
                 start_us=i * interval_us,
-                request=Request("GET", "http", "shop.internal", 80, f"/api/products/{i % 1000}",
+                request=Request("GET", "http", "shop.internal", 80, path_of.format(n=i % 1000),
+                                http_version=http_version,
                                 headers=[("Host", "shop.internal"), ("Accept", "application/json"),
                                          ("User-Agent", "bench"), ("X-Session", session)]),
                 response=Response(200, headers=[("Content-Type", "application/json")], body=body),

@@ -120,7 +120,8 @@ def _prepare_credentials(job: ReplayJob, credentials: Credentials, console: Cons
     run_fast(_check_all_reachable(job.targets))
 
     async def log_in() -> None:
-        clients = {t.name: TargetClient(t, timeouts=job.options.timeouts, tls=job.options.tls) for t in job.targets}
+        clients = {t.name: TargetClient(t, timeouts=job.options.timeouts, tls=job.options.tls, http2=job.options.http2)
+                   for t in job.targets}
 
         async def send(target: Target, request: Request) -> Response | None:
             return (await clients[target.name].send(request, epoch_ns=time.perf_counter_ns()))[1]

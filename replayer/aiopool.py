@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import cast
+from typing import Any, cast
 
 from replaydiff.replayer.http1 import (
     AnswerReader,
@@ -16,7 +16,7 @@ from replaydiff.replayer.http1 import (
 )
 
 
-def _observed(answer: asyncio.Future[RawAnswer]) -> None:
+def mark_observed(answer: asyncio.Future[Any]) -> None:
     """Marks a failure as seen: the caller still gets it when it awaits the answer, but an answer nobody
     awaits any more (its replay was interrupted while waiting for another target's) is not reported by
     asyncio, at exit, as an exception never retrieved."""
@@ -125,7 +125,7 @@ class ConnectionPool:
             self._free -= 1
             return self._send_on(connection, wire, method)
         task = asyncio.ensure_future(self._request_when_free(wire, method, fresh=fresh))
-        task.add_done_callback(_observed)
+        task.add_done_callback(mark_observed)
         return task
 
     async def _request_when_free(self, wire: bytes, method: str, *, fresh: bool) -> RawAnswer:
@@ -159,7 +159,7 @@ class ConnectionPool:
         self._busy.discard(connection)
         if answer.cancelled():
             connection.close()  # abandoned mid-answer (Ctrl-C): its state is unknown
-        _observed(answer)
+        mark_observed(answer)
         if not connection.closed:
             self._idle.append(connection)
         self._release_slot()

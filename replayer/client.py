@@ -22,8 +22,10 @@ from urllib.parse import urlsplit
 
 from replaydiff.corpora import HOP_BY_HOP, Attempt, Headers, Request, Response
 from replaydiff.corpora.content import decoded_content
+from replaydiff.corpora.grpc import is_grpc
 from replaydiff.corpora.model import ErrorKind
 from replaydiff.replayer.aiopool import ConnectionPool
+from replaydiff.replayer.h2pool import Http2Pool
 from replaydiff.replayer.http1 import (
     IDEMPOTENT_METHODS,
     ConnectFailed,
@@ -35,6 +37,7 @@ from replaydiff.replayer.http1 import (
     ReadTimeout,
     StaleConnection,
 )
+from replaydiff.replayer.http2 import is_http2
 from replaydiff.replayer.targets import Target
 
 # Headers that describe one hop's connection or are recomputed by the client for the body it sends.
@@ -43,6 +46,9 @@ _NOT_FORWARDED = HOP_BY_HOP | {"content-length"}
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 MAX_BODY = 10 * 1024 * 1024
+HTTP2_CONNECTIONS = 4
+"""HTTP/2 connections per target at most: each carries as many streams as the target allows (often 100 or
+more), so a few carry any replay's concurrency; more than one, so one slow connection is not every stream's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +63,10 @@ class TLSOptions:
     ca_file: str | None = None
     insecure: bool = False
 
-    def context(self) -> ssl.SSLContext:
+    def context(self, alpn: list[str] | None = None) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self.ca_file)
+        if alpn:
+            context.set_alpn_protocols(alpn)
         if self.insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -107,6 +115,24 @@ def _header_line(name: str, value: str) -> bytes:
     return _wire(f"{name}: {value}")
 
 
+def _field(name: str, value: str) -> tuple[bytes, bytes]:
+    """An HTTP/2 header field; a line break is refused as in HTTP/1.1 (no server would take it either)."""
+    if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+        raise UnsendableRequest(f"header {name!r} has a line break; not sent")
+    return _wire(name), _wire(value)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_TE_TRAILERS = (b"te", b"trailers")
+
+
+def _authority(request: Request) -> str:
+    """HTTP/2's `:authority` as recorded: the host, and the port unless it is the scheme's default."""
+    if request.port == _DEFAULT_PORTS.get(request.scheme.lower()):
+        return request.host
+    return f"{request.host}:{request.port}"
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedRequest:
     """The recorded part of a request's bytes, encoded once and shared by every target it goes to."""
@@ -122,7 +148,10 @@ class EncodedRequest:
 
     @classmethod
     def shared(cls, request: Request) -> Request | EncodedRequest:
-        """Encoded, or the request itself when it cannot be sent: each target's `begin` then says why."""
+        """Encoded, or the request itself when it cannot be sent (each target's `begin` then says why) or goes
+        out as HTTP/2 (whose headers each target's HTTP/2 connection encodes)."""
+        if is_http2(request.http_version):
+            return request
         try:
             return cls.of(request)
         except UnsendableRequest:
@@ -136,6 +165,8 @@ class EncodedRequest:
             for name, value in request.headers
             if name.lower() not in _NOT_FORWARDED
         ]
+        if is_http2(request.http_version) and not any(lowered == "host" for lowered, _ in headers):
+            headers.insert(0, ("host", _header_line("Host", _authority(request))))  # sent in HTTP/1.1 (--http1)
         return cls(
             method, _wire(method), _wire(f"{request.target} HTTP/1.1"), headers,
             any(lowered == "host" for lowered, _ in headers), request.body,
@@ -163,13 +194,60 @@ class TargetCodec:
         self.https = url.scheme == "https"
         self.max_body = max_body
         self._path_prefix = _wire(url.path.rstrip("/"))
+        self._scheme = _wire(url.scheme)
         self._host_line = _wire(f"Host: {url.netloc.rpartition('@')[2]}")
         # The target's own headers, encoded once: they replace same-named recorded ones on every request.
         self._replaced = frozenset(name.lower() for name, _ in target.headers)
         self._target_lines = [_header_line(name, value) for name, value in target.headers]
 
-    def origin(self, tls: TLSOptions) -> Origin:
-        return Origin(self.target.host, self.target.port, tls.context() if self.https else None)
+    def origin(self, tls: TLSOptions, *, http2: bool = False) -> Origin:
+        """Where to connect; for HTTP/2 over TLS the handshake offers only `h2` (ALPN)."""
+        context = tls.context(["h2"] if http2 else None) if self.https else None
+        return Origin(self.target.host, self.target.port, context)
+
+    def http2_request(self, request: Request, extra_headers: Headers) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The request as HTTP/2 header fields and body: the pseudo-headers from the recorded request (the
+        recorded authority, as HTTP/1.1 keeps the recorded Host; this target's scheme and path prefix), the
+        recorded headers, then the target's and `extra_headers`, which replace same-named recorded ones.
+
+        HTTP/2 forbids connection-specific headers, so those are not sent, except `te: trailers`, which gRPC
+        servers require (and get, for a gRPC call, even when the recording dropped it as hop-by-hop);
+        `content-length` is sent, for the body sent, when the recording had one."""
+        added = [*self.target.headers, *extra_headers]
+        replaced = {name.lower() for name, _ in added}
+        authority = _authority(request)
+        fields: list[tuple[bytes, bytes]] = []
+        had_length = had_te = False
+        for name, value in request.headers:
+            lowered = name.lower()
+            if lowered == "content-length":
+                had_length = True
+            elif lowered == "host":
+                authority = value  # a corpus that kept Host among the headers: it is HTTP/2's :authority
+            elif lowered in replaced or lowered.startswith(":"):
+                continue
+            elif lowered not in _NOT_FORWARDED:
+                fields.append(_field(lowered, value))
+            elif lowered == "te" and value.strip().lower() == "trailers":
+                fields.append(_TE_TRAILERS)
+                had_te = True
+        for name, value in added:
+            if name.lower() == "host":
+                authority = value
+            else:
+                fields.append(_field(name.lower(), value))
+        if had_length:
+            fields.append((b"content-length", b"%d" % len(request.body)))
+        if not had_te and "te" not in replaced and is_grpc(request.headers):
+            fields.append(_TE_TRAILERS)
+        method = request.method.upper()
+        pseudo = [
+            (b":method", _wire(method)),
+            (b":scheme", self._scheme),
+            (b":authority", _field("host", authority)[1]),
+            (b":path", self._path_prefix + _field("path", request.target)[1]),
+        ]
+        return pseudo + fields, request.body
 
     def wire_request(self, request: Request | EncodedRequest, extra_headers: Headers) -> bytes:
         """The request as bytes: recorded request line and headers, then the target's and `extra_headers`,
@@ -235,6 +313,7 @@ class TargetCodec:
             original_encoding=original_encoding,
             body_size=size,
             body_digest=digest,
+            trailers=[(name.decode("latin-1"), value.decode("latin-1")) for name, value in answer.trailers],
         )
         return response, detail
 
@@ -250,9 +329,12 @@ class TargetClient:
         tls: TLSOptions = TLSOptions(),
         max_connections: int = 200,
         max_body: int = MAX_BODY,
+        http2: bool = True,
     ) -> None:
+        """`http2`: exchanges recorded in HTTP/2 go out in HTTP/2 (else everything in HTTP/1.1)."""
         self.target = target
         self.codec = TargetCodec(target, max_body=max_body)
+        self._speaks_http2 = http2
         self._pool = ConnectionPool(
             self.codec.origin(tls),
             limit=max_connections,
@@ -260,6 +342,14 @@ class TargetClient:
             read_timeout=timeouts.read_s,
             max_body=max_body,
         )
+        self._http2 = Http2Pool(
+            self.codec.origin(tls, http2=True),
+            limit=HTTP2_CONNECTIONS,
+            connect_timeout=timeouts.connect_s,
+            read_timeout=timeouts.read_s,
+            max_body=max_body,
+        )
+        """For the exchanges recorded in HTTP/2: h2c with prior knowledge to http://, ALPN h2 to https://."""
 
     def begin(
         self, request: Request | EncodedRequest, *, extra_headers: Headers = (), span_id: str = ""
@@ -269,6 +359,10 @@ class TargetClient:
         method = request.method.upper()
         started = time.perf_counter_ns()
         try:
+            if self._speaks_http2 and isinstance(request, Request) and is_http2(request.http_version):
+                fields, body = self.codec.http2_request(request, extra_headers)
+                answer = self._http2.request(fields, body)
+                return PendingAttempt(started, b"", method, span_id, answer, None)
             wire = self.codec.wire_request(request, extra_headers)
         except UnsendableRequest as exc:
             return PendingAttempt(started, b"", method, span_id, None, exc)
@@ -295,8 +389,13 @@ class TargetClient:
     ) -> tuple[Attempt, Response | None]:
         return await self.finish(self.begin(request, extra_headers=extra_headers, span_id=span_id), epoch_ns=epoch_ns)
 
-    async def warm(self, connections: int) -> None:
+    async def warm(self, connections: int, *, http2: bool = False) -> None:
+        """`http2`: the exchanges about to be sent include HTTP/2 ones (a few multiplexed connections carry
+        them, whatever `connections` says)."""
+        if http2:
+            await self._http2.warm(HTTP2_CONNECTIONS)
         await self._pool.warm(connections)
 
     async def aclose(self) -> None:
         self._pool.close()
+        self._http2.close()

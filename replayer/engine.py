@@ -28,6 +28,7 @@ from replaydiff.corpora import Attempt, Exchange, ReplayRecord, Request, Respons
 from replaydiff.replayer.client import EncodedRequest, PendingAttempt, TargetClient, Timeouts, TLSOptions
 from replaydiff.replayer.correlate import Carried, CarryCounts, CarryRules
 from replaydiff.replayer.credentials import Credentials
+from replaydiff.replayer.http2 import is_http2
 from replaydiff.replayer.plan import PlannedRequest
 from replaydiff.replayer.retry import RetryPolicy
 from replaydiff.replayer.session_loop import AttemptLog, ReplaySession, Send, SessionLoop, Wait
@@ -51,6 +52,9 @@ class ReplayOptions:
     trace_salt: str = ""
     """Part of every trace id. The same salt gives a rerun the same trace ids, so a tap's seeded faults
     repeat too; a new salt (e.g. the date) makes a run's ids unique in the targets' logs."""
+    http2: bool = True
+    """Exchanges recorded in HTTP/2 go out in HTTP/2; False: every exchange in HTTP/1.1 (`--http1`, for
+    targets that speak only HTTP/1.1)."""
 
 
 @dataclass(slots=True)
@@ -173,7 +177,8 @@ class Replayer:
         """`start`: a moment shared with the other processes replaying other sessions of the same plan;
         by default the clock starts once the backlog is read ahead (or after `PREFETCH_S`)."""
         self._clients = [
-            TargetClient(t, timeouts=self.options.timeouts, tls=self.options.tls) for t in self.targets
+            TargetClient(t, timeouts=self.options.timeouts, tls=self.options.tls, http2=self.options.http2)
+            for t in self.targets
         ]
         stream = iter(planned)
         self._loop.epoch_ns = start.perf_ns if start else time.perf_counter_ns() + int(PREFETCH_S * 1e9)
@@ -209,8 +214,10 @@ class Replayer:
         if sessions:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, -self._loop.now_s())):
-                    warm = min(len(sessions), WARM_CONNECTIONS)
-                    await asyncio.gather(*(client.warm(warm) for client in self._clients))
+                    versions = {self.options.http2 and is_http2(p.exchange.request.http_version)
+                                for s in sessions for p in s.queue}
+                    warm = min(len(sessions), WARM_CONNECTIONS) if False in versions else 0
+                    await asyncio.gather(*(client.warm(warm, http2=True in versions) for client in self._clients))
         if start is not None:
             await asyncio.sleep(max(0.0, -self._loop.now_s()))
         else:

@@ -74,6 +74,8 @@ class RawAnswer:
     http_version: str = ""
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     body: bytearray = field(default_factory=bytearray)
+    trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    """Fields after the body: HTTP/2 trailers (gRPC's `grpc-status`); HTTP/1.1 chunked trailers are not kept."""
     truncated: bool = False
     """The body was above the cap: `body` holds its first `KEPT_PREFIX` bytes, `size` and `digest` the whole."""
     size: int = 0
@@ -82,6 +84,20 @@ class RawAnswer:
     """perf_counter_ns() when the first byte of the answer arrived."""
     done_ns: int = 0
     """perf_counter_ns() when the answer was complete."""
+
+    def add_body(self, chunk: bytes, max_body: int) -> None:
+        """Keeps the body up to `max_body`; beyond it, a prefix and a digest of the whole (so two large answers
+        still compare, and the connection stays usable)."""
+        self.size += len(chunk)
+        if self.digest is not None:
+            self.digest.update(chunk)
+        elif self.size > max_body:
+            self.digest = hashlib.sha256(self.body)
+            self.digest.update(chunk)
+            del self.body[min(KEPT_PREFIX, max_body) :]
+            self.truncated = True
+        else:
+            self.body += chunk
 
 
 class _NoBody(Exception):
@@ -180,16 +196,7 @@ class AnswerReader:
         answer = self._answer
         if answer is None or self._complete:
             return
-        answer.size += len(chunk)
-        if answer.digest is not None:
-            answer.digest.update(chunk)
-        elif answer.size > self._max_body:
-            answer.digest = hashlib.sha256(answer.body)
-            answer.digest.update(chunk)
-            del answer.body[min(KEPT_PREFIX, self._max_body) :]
-            answer.truncated = True
-        else:
-            answer.body += chunk
+        answer.add_body(chunk, self._max_body)
 
     def on_message_complete(self) -> None:
         answer = self._answer

@@ -15,7 +15,8 @@ fetches the next session and sends it.
 
 Requests go out on blocking sockets that gevent makes cooperative
 (`replayer.blocking`), as the same bytes the asyncio engine sends and read by
-the same parser (`TargetCodec`, `AnswerReader`); retries, traceparent and
+the same parser (`TargetCodec`, `AnswerReader`; for HTTP/2 the same
+`H2Session`); retries, traceparent and
 correlation come from the same `replayer` modules too, so both engines'
 results diff alike.
 """
@@ -37,9 +38,10 @@ from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from replaydiff.corpora import Attempt, CorpusReader, ReplayRecord, Request, Response, ResultsWriter
 from replaydiff.replayer import locust_engine as protocol
-from replaydiff.replayer.blocking import BlockingPool
+from replaydiff.replayer.blocking import BlockingH2Pool, BlockingPool
 from replaydiff.replayer.client import TargetCodec
 from replaydiff.replayer.http1 import HttpClientError, RawAnswer
+from replaydiff.replayer.http2 import is_http2
 from replaydiff.replayer.correlate import Carried
 from replaydiff.replayer.engine import ReplaySummary
 from replaydiff.replayer.plan import PlannedRequest, plan
@@ -205,14 +207,24 @@ class _TargetSender:
             self._codec.origin(job.options.tls), connect_timeout=timeouts.connect_s, read_timeout=timeouts.read_s,
             max_body=self._codec.max_body,
         )
+        self._speaks_http2 = job.options.http2
+        self._http2 = BlockingH2Pool(
+            self._codec.origin(job.options.tls, http2=True), connect_timeout=timeouts.connect_s,
+            read_timeout=timeouts.read_s, max_body=self._codec.max_body,
+        )  # fmt: skip
 
     def send(self, request: Request, *, epoch_ns: int, trace_id: str) -> tuple[Attempt, Response | None]:
         span_id = new_span_id()
         started = time.perf_counter_ns()
+        extra = [("traceparent", traceparent(trace_id, span_id))]
+        method = request.method.upper()
         result: RawAnswer | HttpClientError
         try:
-            wire = self._codec.wire_request(request, [("traceparent", traceparent(trace_id, span_id))])
-            result = self._pool.request(wire, method=request.method.upper())
+            if self._speaks_http2 and is_http2(request.http_version):
+                fields, body = self._codec.http2_request(request, extra)
+                result = self._http2.request(fields, body)
+            else:
+                result = self._pool.request(self._codec.wire_request(request, extra), method=method)
         except HttpClientError as exc:
             result = exc
         return self._codec.outcome(result, started_ns=started, epoch_ns=epoch_ns, span_id=span_id)

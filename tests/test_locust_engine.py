@@ -7,6 +7,7 @@ each test also checks that it never leaked into the pytest process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -14,6 +15,7 @@ import signal
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -31,6 +33,7 @@ from replaydiff.replayer.plan import Pacing, PlannedRequest, Selection, plan
 from replaydiff.replayer.retry import RetryPolicy
 from replaydiff.replayer.targets import Target
 from replaydiff.demo.system import DemoSystem
+from tests.h2server import Reply, Stream, h2_server
 from tests.servers import serve
 from tests.waiting import readable_records, wait_until
 
@@ -228,13 +231,14 @@ def test_replay_command_runs_on_the_locust_engine(tmp_path: Path) -> None:
     assert len(records) == 360 and {r.target for r in records} == {"baseline", "baseline2", "candidate"}
 
 
-def _stateful_corpus(path: Path, sessions: int) -> Path:
+def _stateful_corpus(path: Path, sessions: int, http_version: str = "HTTP/1.1") -> Path:
     """Per session: create an order (recorded id 1000+k, answered slowly on replay), read it back after 60 ms of
     think time, then call an endpoint that fails once per trace (a retry)."""
     with CorpusWriter(path, source="test") as writer:
         for k in range(sessions):
             start = k * 40_000
-            common = dict(scheme="http", host="shop.internal", port=80, headers=[("Host", "shop.internal")])
+            common = dict(scheme="http", host="shop.internal", port=80, headers=[("Host", "shop.internal")],
+                          http_version=http_version)
             writer.write(Exchange(id=f"create{k}", session=f"s{k}", start_us=start, duration_us=5_000,
                                   request=Request("POST", path="/orders", body=b"{}", **common),
                                   response=Response(201, body=json.dumps({"order_id": 1000 + k}).encode())))
@@ -273,6 +277,38 @@ def _stateful_app() -> web.Application:
     return app
 
 
+def _stateful_h2() -> Callable[[Stream], Reply]:
+    """`_stateful_app` as an HTTP/2 server's answers."""
+    orders = itertools.count(50_000)
+    known: set[str] = set()
+    seen_traces: set[str] = set()
+
+    def respond(stream: Stream) -> Reply:
+        path = stream.header(":path") or ""
+        if stream.header(":method") == "POST":
+            order_id = next(orders)
+            known.add(str(order_id))
+            return Reply(201, body=json.dumps({"order_id": order_id}).encode(), delay_s=0.25)
+        if path.startswith("/orders/"):
+            return Reply(200 if path.rsplit("/", 1)[1] in known else 404, body=b"{}")
+        trace = (stream.header("traceparent") or "").split("-")[1]
+        first = trace not in seen_traces
+        seen_traces.add(trace)
+        return Reply(503 if first else 200, body=b"{}")
+
+    return respond
+
+
+@contextlib.contextmanager
+def _stateful_server(http_version: str) -> Iterator[str]:
+    if http_version == "HTTP/2.0":
+        with h2_server(_stateful_h2()) as (url, _):
+            yield url
+    else:
+        with serve(_stateful_app()) as url:
+            yield url
+
+
 def _send_plan(records: list[ReplayRecord]) -> dict[tuple[str, str], tuple[str, int, int | None]]:
     """What each target was sent and how it ended: (trace id, attempts, final status) per exchange and target."""
     return {(r.exchange_id, r.target): (r.trace_id, len(r.attempts), r.final.status if r.final else None)
@@ -297,18 +333,19 @@ def _check_timing(records: list[ReplayRecord], planned: dict[str, PlannedRequest
         assert lag_us >= 0
 
 
-def test_both_engines_send_the_same_plan(tmp_path: Path) -> None:
+@pytest.mark.parametrize("http_version", ["HTTP/1.1", "HTTP/2.0"])
+def test_both_engines_send_the_same_plan(tmp_path: Path, http_version: str) -> None:
     """The same corpus and options on the asyncio engine and the locust engine: the same requests to each target,
     the same trace ids, the same retries, the same learned ids, and each request sent at the moment the one
-    session loop both engines run gives it."""
-    corpus = _stateful_corpus(tmp_path / "c.jsonl.zst", 6)
+    session loop both engines run gives it; over HTTP/1.1 and over HTTP/2 (h2c)."""
+    corpus = _stateful_corpus(tmp_path / "c.jsonl.zst", 6, http_version)
     options = ReplayOptions(retry=RetryPolicy(retries=1, backoff_s=0.01), trace_salt="same-plan")
     planned = {p.exchange.id: p for p in plan([CorpusReader(corpus)])}
     asyncio_records: list[ReplayRecord] = []
-    with serve(_stateful_app()) as url:  # a fresh server per engine: it fails each trace id's first call
+    with _stateful_server(http_version) as url:  # a fresh server per engine: it fails each trace id's first call
         targets = [Target("baseline", url), Target("candidate", url)]
         run_fast(Replayer(targets, sink=asyncio_records.append, options=options).run(plan([CorpusReader(corpus)])))
-    with serve(_stateful_app()) as url:
+    with _stateful_server(http_version) as url:
         targets = [Target("baseline", url), Target("candidate", url)]
         run_locust_replay(corpus, targets, tmp_path / "locust.jsonl.zst", workers=1, options=options,
                           log=subprocess.DEVNULL)
@@ -320,4 +357,5 @@ def test_both_engines_send_the_same_plan(tmp_path: Path) -> None:
     assert {plan_of[(f"flaky{k}", t)][1:] for k in range(6) for t in ("baseline", "candidate")} == {(2, 200)}
     _check_timing(asyncio_records, planned)
     _check_timing(locust_records, planned)
+    assert {r.response.http_version for r in asyncio_records + locust_records if r.response} == {http_version}
     assert "locust" not in sys.modules and "gevent" not in sys.modules

@@ -136,6 +136,9 @@ def replay_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Seconds to wait for a whole answer, headers and body, from when the request left."),
         click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=5.0,
                      show_default=True, help="Seconds to wait for a connection."),
+        click.option("--http1", is_flag=True,
+                     help="Send every exchange in HTTP/1.1, also those recorded in HTTP/2 (for targets that speak "
+                          "only HTTP/1.1; gRPC needs HTTP/2)."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -150,7 +153,7 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
          retry_on: str, upstream_log: Path | None, trace_salt: str, engine: str, processes: int, workers: int,
          remote_workers: int, master_bind: str | None, correlation_rules: Path | None, no_correlate: bool,
          allowed_hosts: tuple[str, ...],
-         timeout: float, connect_timeout: float, weighted: bool = False) -> ReplayJob:
+         timeout: float, connect_timeout: float, weighted: bool = False, http1: bool = False) -> ReplayJob:
     """The job the `replay` options describe; nightly suites build theirs from the same options."""
     if rate is not None and concurrency is not None:
         raise click.UsageError("--rate (open loop) and --concurrency (closed loop) exclude each other")
@@ -182,6 +185,7 @@ def build_job(corpus: Path, baseline: str, candidate: str, baseline2: str | None
             carry=_carry_rules(correlation_rules),
             credentials=load_credentials(identities, jwt_key),
             trace_salt=trace_salt,
+            http2=not http1,
         ),
         allowed_hosts=frozenset(allowed_hosts),
         upstream_log=upstream_log,

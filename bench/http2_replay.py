@@ -1,0 +1,209 @@
+"""HTTP/2 and gRPC replay rates against references measured in the same run (issue 15).
+
+(a) HTTP/2: `replaydiff replay --concurrency N` of a synthetic HTTP/2 corpus
+(h2c prior knowledge, GETs of one small file), all three targets on one local
+server, against `h2load` (nghttp2-client) on the same server with the same
+connections and streams: the replay opens up to `HTTP2_CONNECTIONS` (4)
+connections per target, so 12, carrying 3 N streams at once; h2load gets
+`-c 12 -m N/4`. Only answered requests (2xx/3xx) count for both. Two servers:
+`nghttpd` (nghttp2-server, C: far cheaper per request than any Python client,
+so h2load's rate is the server's and the client is what is measured) and `h2`
+(`fixtures.py h2`: a Python server on h2, the kind of server the client's cost
+compares with). Goal: at least 0.5× h2load.
+
+(b) gRPC unary: the demo's grpcio catalog (`replaydiff.demo.grpc_catalog`, in
+a process of its own), `GetItem` calls replayed from a corpus of framed
+requests, against a plain `grpc.aio` client loop in a process of its own:
+3 N coroutines each awaiting one call after another on one channel, the same
+request bytes (no (de)serialization on either side). Only calls answered
+`grpc-status 0` count. Goal: at least 1× the grpc.aio loop.
+
+Run: .venv/bin/python bench/http2_replay.py [--exchanges N] [--concurrency N] [--parts h2,grpc]
+     [--servers nghttpd,h2]
+(`make bench` installs nghttp2-client and nghttp2-server first.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from replaydiff.corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
+from replaydiff.corpora.grpc import GrpcMessage, grpc_status, join_messages
+from replaydiff.corpora.ports import free_port
+from replaydiff.replayer.client import HTTP2_CONNECTIONS
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fixtures import fast_server, machine_note, synthetic_corpus, timed_run  # noqa: E402
+
+DURATION_S = 10
+PATH = "/item.json"
+BODY = b'{"id": 1, "name": "item 1"}'
+
+
+@contextlib.contextmanager
+def nghttpd(tmp: Path) -> Iterator[str]:
+    """nghttpd serving one small file over h2c, in a process of its own."""
+    root = tmp / "www"
+    root.mkdir(exist_ok=True)
+    (root / PATH.lstrip("/")).write_bytes(BODY)
+    port = free_port()
+    process = subprocess.Popen(["nghttpd", "--no-tls", "-d", str(root), str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def grpc_catalog() -> Iterator[str]:
+    process = subprocess.Popen([sys.executable, "-m", "replaydiff.demo.grpc_catalog"], stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        port = re.search(r":(\d+)\s*$", line)
+        assert port, line
+        yield f"http://127.0.0.1:{port.group(1)}"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _wait_for_port(port: int, timeout_s: float = 10.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def replay_rate(corpus: Path, url: str, concurrency: int, tmp: Path, *, grpc: bool = False) -> float:
+    output = tmp / "results.jsonl.zst"
+    timed_run([sys.executable, "-m", "replaydiff.cli", "replay", str(corpus), "--baseline", url, "--candidate", url,
+               "--concurrency", str(concurrency), "--no-correlate", "-o", str(output)])
+    reader = ResultsReader(output)
+    if grpc:
+        answered = sum(1 for record in reader if record.response and grpc_status(record.response) == 0)
+    else:
+        answered = sum(1 for record in reader if record.final and record.final.status and record.final.status < 400)
+    return answered / reader.end["elapsed_s"]
+
+
+def h2load_rate(url: str, connections: int, streams: int) -> float:
+    result, _ = timed_run(["h2load", "-c", str(connections), "-m", str(streams), "-D", str(DURATION_S), url + PATH],
+                          timeout=DURATION_S * 3)
+    finished = re.search(r"finished in ([\d.]+)(us|ms|s)", result.stdout)
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx", result.stdout)
+    assert finished and codes, result.stdout
+    seconds = float(finished.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[finished.group(2)]
+    return (int(codes.group(1)) + int(codes.group(2))) / seconds
+
+
+def grpc_corpus(path: Path, count: int, sessions: int = 500) -> tuple[Path, bytes]:
+    from replaydiff.demo.grpc_catalog import _classes
+
+    payload = _classes()["ItemRequest"](sku="sku-3").SerializeToString()
+    body = join_messages([GrpcMessage(payload)])
+    with CorpusWriter(path, source="bench") as writer:
+        for i in range(count):
+            request = Request("POST", "http", "catalog.internal", 50051, "/shop.Catalog/GetItem",
+                              http_version="HTTP/2.0", body=body,
+                              headers=[("content-type", "application/grpc"), ("te", "trailers")])
+            writer.write(Exchange(str(i), f"s{i % sessions}", i * 1000, request, Response(200)))
+    return path, payload
+
+
+def grpc_aio_rate(url: str, calls_at_once: int, payload: bytes) -> float:
+    """The grpc.aio loop, in a process of its own (as the replay is)."""
+    result, _ = timed_run([sys.executable, __file__, "--aio-client", url, str(calls_at_once), payload.hex()],
+                          timeout=DURATION_S * 3)
+    return float(result.stdout.strip())
+
+
+async def _aio_client(url: str, calls_at_once: int, payload: bytes) -> float:
+    import grpc
+
+    ok = 0
+    async with grpc.aio.insecure_channel(url.removeprefix("http://")) as channel:
+        call = channel.unary_unary("/shop.Catalog/GetItem")  # bytes in, bytes out: no (de)serialization
+        await channel.channel_ready()
+        end = time.perf_counter() + DURATION_S
+
+        async def loop() -> None:
+            nonlocal ok
+            while time.perf_counter() < end:
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await call(payload)
+                    ok += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(calls_at_once)))
+        return ok / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exchanges", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--parts", default="h2,grpc")
+    parser.add_argument("--servers", default="nghttpd,h2", help="HTTP/2 servers for part (a), comma-separated")
+    parser.add_argument("--aio-client", nargs=3, metavar=("URL", "CALLS", "PAYLOAD_HEX"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.aio_client:
+        url, calls, payload = args.aio_client
+        print(asyncio.run(_aio_client(url, int(calls), bytes.fromhex(payload))))
+        return
+    parts = set(args.parts.split(","))
+    connections = 3 * HTTP2_CONNECTIONS
+    streams = max(1, 3 * args.concurrency // connections)
+    print(f"replay --concurrency {args.concurrency} × 3 targets; {machine_note()}")
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        if "h2" in parts:
+            missing = [tool for tool in ("h2load", "nghttpd") if not shutil.which(tool)]
+            if missing:
+                raise SystemExit(f"{', '.join(missing)} missing: run `make bench` (it installs nghttp2-client and "
+                                 "nghttp2-server) or apt-get install them")
+            corpus = synthetic_corpus(tmp / "h2.jsonl.zst", count=args.exchanges, sessions=500,
+                                      http_version="HTTP/2.0", path_of=PATH)
+            print(f"(a) HTTP/2, {args.exchanges} exchanges; h2load -c {connections} -m {streams}, {DURATION_S} s")
+            for server in args.servers.split(","):
+                with (nghttpd(tmp) if server == "nghttpd" else fast_server(server)) as url:
+                    replay = replay_rate(corpus, url, args.concurrency, tmp)
+                    h2load = h2load_rate(url, connections, streams)
+                print(f"  {server:8s} replaydiff replay {replay:10,.0f} req/s   h2load {h2load:10,.0f} req/s"
+                      f"   ÷ h2load {replay / h2load:5.2f} (goal ≥ 0.5)", flush=True)
+        if "grpc" in parts:
+            count = max(1000, args.exchanges // 4)
+            corpus, payload = grpc_corpus(tmp / "grpc.jsonl.zst", count)
+            calls_at_once = 3 * args.concurrency
+            print(f"(b) gRPC unary GetItem, {count} exchanges; grpc.aio loop with {calls_at_once} calls at once, "
+                  f"{DURATION_S} s")
+            with grpc_catalog() as url:
+                replay = replay_rate(corpus, url, args.concurrency, tmp, grpc=True)
+                aio = grpc_aio_rate(url, calls_at_once, payload)
+            print(f"  catalog  replaydiff replay {replay:10,.0f} calls/s   grpc.aio {aio:10,.0f} calls/s"
+                  f"   ÷ grpc.aio {replay / aio:5.2f} (goal ≥ 1)", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""The asyncio engine's HTTP/2 connections: a few multiplexed connections per target on asyncio protocols.
+
+Each connection carries many streams at once, as many as the peer's
+MAX_CONCURRENT_STREAMS allows (`H2Session.capacity`); the pool spreads streams
+over at most `limit` connections, opening another only while every open one
+is busy, and queues a request when all are full. As in the HTTP/1.1 pool
+(`replayer.aiopool`), `request` hands back a future and, with a connection
+open, the request is on the wire when it returns: one exchange reaches every
+target in one synchronous step. Read timeouts are one sweep over the
+connections every tenth of the timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import cast
+
+import h2.exceptions
+
+from replaydiff.replayer.aiopool import mark_observed
+from replaydiff.replayer.http1 import ConnectionReset, HttpClientError, Origin, ProtocolViolation, RawAnswer
+from replaydiff.replayer.http2 import H2Session, check_alpn, preface_unanswered
+
+LABEL = "the target"
+
+
+class Http2Connection(asyncio.Protocol):
+    def __init__(self, pool: Http2Pool, session: H2Session) -> None:
+        self._pool = pool
+        self.session = session
+        self._transport: asyncio.Transport | None = None
+        self._answers: dict[int, asyncio.Future[RawAnswer]] = {}
+        self.closed = False
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Done when the peer's SETTINGS arrived (its stream limit is known), or failed with why it never will."""
+        self.ready.add_done_callback(mark_observed)
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._transport is None:  # called by the pool at once, and again by uvloop on its next turn
+            self._transport = cast(asyncio.Transport, transport)
+            self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        finished = self.session.feed(data)
+        self._flush()
+        self._settle(finished)
+        if not self.ready.done():
+            if self.session.settled:
+                self.ready.set_result(None)
+            elif self.session.failure is not None:
+                self.ready.set_exception(self.session.failure)
+        if not self.session.usable and self.session.idle:
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._settle(self.session.closed())
+        if not self.ready.done():
+            self.ready.set_exception(self.session.failure or ConnectionReset(f"{LABEL} closed the connection"))
+        self._pool.lost(self)
+
+    # the pool's side
+    @property
+    def load(self) -> int:
+        return len(self._answers)
+
+    def start(self, headers: list[tuple[bytes, bytes]], body: bytes) -> asyncio.Future[RawAnswer]:
+        answer: asyncio.Future[RawAnswer] = asyncio.get_running_loop().create_future()
+        try:
+            stream_id = self.session.start(headers, body)
+        except h2.exceptions.H2Error as exc:  # h2 refused it: the connection closed under us (a reset)
+            self.session.usable = False
+            answer.set_exception(ConnectionReset(f"{LABEL}'s HTTP/2 connection could not take the request: {exc}"))
+            return answer
+        self._answers[stream_id] = answer
+        self._flush()
+        return answer
+
+    def expire(self, now: float, timeout: float) -> None:
+        if self._answers:
+            expired = self.session.expire(now, timeout)
+            self._flush()
+            self._settle(expired)
+
+    def _settle(self, finished: list[tuple[int, RawAnswer | HttpClientError]]) -> None:
+        for stream_id, result in finished:
+            answer = self._answers.pop(stream_id, None)
+            if answer is None or answer.done():
+                continue
+            if isinstance(result, HttpClientError):
+                answer.set_exception(result)
+            else:
+                answer.set_result(result)
+            self._pool.stream_done()
+
+    def _flush(self) -> None:
+        data = self.session.data_to_send()
+        if data and self._transport is not None and not self.closed:
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.closed = True
+        self.session.usable = False
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class Http2Pool:
+    """At most `limit` HTTP/2 connections to one origin (h2c prior knowledge, or TLS with ALPN `h2`)."""
+
+    def __init__(
+        self, origin: Origin, *, limit: int, connect_timeout: float, read_timeout: float, max_body: int
+    ) -> None:
+        self.origin = origin
+        self._limit = limit
+        self._connections: list[Http2Connection] = []
+        self._opening = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._sweeping: asyncio.TimerHandle | None = None
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._sweep_every = min(1.0, max(0.01, read_timeout / 10))
+        self._max_body = max_body
+
+    def request(self, headers: list[tuple[bytes, bytes]], body: bytes) -> asyncio.Future[RawAnswer]:
+        connection = self._least_loaded()
+        if connection is not None:
+            if connection.load and len(self._connections) + self._opening < self._limit:
+                self._open_in_background()  # every connection is busy: spread the next streams wider
+            return self._start_on(connection, headers, body)
+        task = asyncio.ensure_future(self._request_when_free(headers, body))
+        task.add_done_callback(mark_observed)
+        return task
+
+    def _least_loaded(self) -> Http2Connection | None:
+        """The least loaded connection that can take a stream now."""
+        best: Http2Connection | None = None
+        for connection in self._connections:
+            if connection.session.capacity and (best is None or connection.load < best.load):
+                best = connection
+        return best
+
+    def _start_on(
+        self, connection: Http2Connection, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> asyncio.Future[RawAnswer]:
+        answer = connection.start(headers, body)
+        if self._sweeping is None:
+            self._sweeping = asyncio.get_running_loop().call_later(self._sweep_every, self._sweep)
+        return answer
+
+    async def _request_when_free(self, headers: list[tuple[bytes, bytes]], body: bytes) -> RawAnswer:
+        while (connection := self._least_loaded()) is None:
+            if len(self._connections) + self._opening < self._limit:
+                await self._open()  # when it fails, its error is this request's outcome
+                continue
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter  # a stream ended, or a connection opened or closed
+        return await self._start_on(connection, headers, body)
+
+    async def _open(self) -> None:
+        self._opening += 1
+        try:
+            connection = await self._connect()
+            if not connection.closed:
+                self._connections.append(connection)
+        finally:
+            self._opening -= 1
+            self._wake_all()
+
+    def _open_in_background(self) -> None:
+        task = asyncio.ensure_future(self._open())
+        task.add_done_callback(mark_observed)  # a failure is left to the requests that find no connection
+
+    def stream_done(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def lost(self, connection: Http2Connection) -> None:
+        if connection in self._connections:
+            self._connections.remove(connection)
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        waiters, self._waiters = self._waiters, deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        busy = False
+        for connection in list(self._connections):
+            connection.expire(now, self._read_timeout)
+            if not connection.session.usable and connection.session.idle:
+                connection.close()
+            busy = busy or bool(connection.load)
+        loop = asyncio.get_running_loop()
+        self._sweeping = loop.call_later(self._sweep_every, self._sweep) if busy or self._waiters else None
+
+    async def _connect(self) -> Http2Connection:
+        loop = asyncio.get_running_loop()
+        origin = self.origin
+        session = H2Session(self._max_body, label=LABEL)
+        connection: Http2Connection | None = None
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                transport, connection = await loop.create_connection(
+                    lambda: Http2Connection(self, session),
+                    origin.host,
+                    origin.port,
+                    ssl=origin.tls,
+                    server_hostname=origin.host if origin.tls else None,
+                )
+                if origin.tls is not None:
+                    check_alpn(transport.get_extra_info("ssl_object").selected_alpn_protocol())
+                connection.connection_made(transport)  # uvloop calls it only on its next turn: the preface now
+                # Streams wait for the peer's SETTINGS (one round trip per connection): sent before them, they
+                # could exceed a stream limit the connection does not know yet.
+                await asyncio.shield(connection.ready)
+        except TimeoutError as exc:
+            if connection is None:
+                raise origin.connect_error(exc, self._connect_timeout) from exc
+            connection.close()
+            raise preface_unanswered(LABEL, self._connect_timeout) from None
+        except OSError as exc:
+            if connection is not None:
+                connection.close()
+            raise origin.connect_error(exc, self._connect_timeout) from exc
+        except HttpClientError:
+            if connection is not None:
+                connection.close()
+            raise
+        return connection
+
+    async def warm(self, count: int) -> None:
+        """Opens up to `count` connections (and the limit) before a replay's clock starts; a failure is left to
+        the requests to report."""
+        wanted = min(count, self._limit) - len(self._connections) - self._opening
+        await asyncio.gather(*(self._open() for _ in range(wanted)), return_exceptions=True)
+
+    def close(self) -> None:
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+        for connection in list(self._connections):
+            connection.close()
+        self._connections.clear()
+        self._wake_all()
