@@ -22,10 +22,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q --durations=10
 
 # Re-record the bundled sample corpus through the recorder (see replaydiff/demo/traffic.py), then the shops'
-# calls to inventory for that corpus, which `replaydiff demo --mock` answers from (replaydiff/demo/upstream.py).
+# calls to inventory for that corpus, which `replaydiff demo --mock` answers from (replaydiff/demo/upstream.py),
+# and the gRPC catalog's corpus (replaydiff/demo/catalog_traffic.py).
 corpus: $(STAMP)
 	$(BIN)/python -m replaydiff.demo.traffic -o replaydiff/demo/demo-shop.jsonl.zst
 	$(BIN)/python -m replaydiff.demo.upstream replaydiff/demo/demo-shop.upstream.jsonl.zst
+	$(BIN)/python -m replaydiff.demo.catalog_traffic -o replaydiff/demo/demo-catalog.jsonl.zst
 
 # The HTML report's rendering test needs a headless browser; it skips with a reason when this is missing.
 chromium:

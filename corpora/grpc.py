@@ -104,3 +104,12 @@ def status_name(code: int | None) -> str:
     if code is None:
         return "no grpc-status"
     return STATUS_NAMES[code] if 0 <= code < len(STATUS_NAMES) else f"CODE {code}"
+
+
+def outcome_label(response: Response | None) -> str:
+    """How summaries count an answer: its HTTP status (`200`), a gRPC call's status name (`NOT_FOUND`), `error`."""
+    if response is None:
+        return "error"
+    if is_grpc(response.headers):
+        return status_name(grpc_status(response))
+    return str(response.status)

@@ -323,6 +323,8 @@ class ReplayRecord:
     recorded_status: int | None = None
     """What production answered when the exchange was recorded: the diff judges how faithfully the
     baselines reproduced the recording (`diff.fidelity`) without the corpus."""
+    recorded_grpc_status: int | None = None
+    """For a gRPC call, the `grpc-status` production answered: its outcome, where `recorded_status` is 200."""
 
     @property
     def final(self) -> Attempt | None:
@@ -341,6 +343,7 @@ class ReplayRecord:
             **({"carried": self.carried} if self.carried else {}),
             **({"not_carried": self.not_carried} if self.not_carried else {}),
             **({"recorded_status": self.recorded_status} if self.recorded_status is not None else {}),
+            **({"recorded_grpc_status": self.recorded_grpc_status} if self.recorded_grpc_status is not None else {}),
         }
 
     @classmethod
@@ -358,6 +361,7 @@ class ReplayRecord:
             carried=int(data.get("carried", 0)),
             not_carried=[str(where) for where in data.get("not_carried", [])],
             recorded_status=data.get("recorded_status"),
+            recorded_grpc_status=data.get("recorded_grpc_status"),
         )
 
 

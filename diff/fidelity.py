@@ -13,6 +13,10 @@ compared with what production answered when the traffic was recorded:
   of its exchanges on both baselines; any untested endpoint makes a run
   without failing divergences INCONCLUSIVE (exit 3), never SAME.
 
+A gRPC call is judged by its `grpc-status` rather than its HTTP status (always 200): recorded OK, replayed
+UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND or a server fault (`SERVER_ERRORS`) fails as 401, 403, 404 or 5xx
+would, and reports name the codes.
+
 Pure: the analysis feeds `FidelityTally` the records of each exchange (which
 carry the recorded status, so a results file is judged without its corpus).
 """
@@ -24,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replaydiff.corpora import ReplayRecord
+from replaydiff.corpora.grpc import SERVER_ERRORS, grpc_status, status_name
 
 UNTESTED_SHARE = 0.5
 """An endpoint whose baselines failed where the recording succeeded on at least this share of its exchanges
@@ -40,6 +45,9 @@ _REASONS = {
 }
 
 
+_GRPC_FAILURES = {"UNAUTHENTICATED": "401", "PERMISSION_DENIED": "403", "NOT_FOUND": "404"}
+
+
 def failure(recorded: int | None, record: ReplayRecord | None) -> str | None:
     """How this target failed where the recording succeeded (`401`, `403`, `404`, `5xx`, `error`), else None."""
     if recorded is None or recorded >= 400 or record is None:
@@ -52,6 +60,18 @@ def failure(recorded: int | None, record: ReplayRecord | None) -> str | None:
     return "5xx" if status >= 500 else None
 
 
+def grpc_failure(recorded: int | None, record: ReplayRecord | None) -> str | None:
+    """The same for a gRPC call, by its grpc-status: recorded OK, replayed a client or server failure."""
+    if recorded != 0 or record is None:
+        return None
+    if record.response is None:
+        return "error"
+    if record.response.status != 200:
+        return failure(200, record)
+    name = status_name(grpc_status(record.response))
+    return _GRPC_FAILURES.get(name) or ("5xx" if name in SERVER_ERRORS else None)
+
+
 @dataclass
 class _EndpointFidelity:
     exchanges: int = 0
@@ -61,8 +81,10 @@ class _EndpointFidelity:
     failed: int = 0
     """… where every baseline failed although the recording succeeded."""
     causes: Counter[str] = field(default_factory=Counter)
-    recorded: Counter[int] = field(default_factory=Counter)
-    """Recorded statuses of the failed exchanges, for the reason in words."""
+    recorded: Counter[str] = field(default_factory=Counter)
+    """Recorded statuses (or gRPC status names) of the failed exchanges, for the reason in words."""
+    answered: Counter[str] = field(default_factory=Counter)
+    """What the first baseline answered on them, in the same words: `401`, `5xx`, `UNAUTHENTICATED`."""
     candidate_failed: int = 0
     """Of the failed exchanges, those the candidate failed alike."""
     carried: int = 0
@@ -164,14 +186,23 @@ class FidelityTally:
         tally.exchanges += 1
         tally.carried += baseline.carried
         tally.not_found += len(baseline.not_carried)
-        if baseline.response is not None and baseline.response.status == recorded:
-            tally.matching += 1
-        causes = [failure(recorded, group[name]) for name in BASELINES if name in group]
+        grpc = baseline.recorded_grpc_status
+        if grpc is None:
+            judge, outcome, recorded_words = failure, recorded, str(recorded)
+            matched = baseline.response is not None and baseline.response.status == recorded
+        else:
+            judge, outcome, recorded_words = grpc_failure, grpc, status_name(grpc)
+            matched = baseline.response is not None and grpc_status(baseline.response) == grpc
+        tally.matching += matched
+        causes = [judge(outcome, group[name]) for name in BASELINES if name in group]
         if causes and all(causes):
             tally.failed += 1
             tally.causes[causes[0]] += 1  # type: ignore[index]  # all() above: every cause is a str
-            tally.recorded[recorded] += 1
-            tally.candidate_failed += failure(recorded, group.get("candidate")) is not None
+            tally.recorded[recorded_words] += 1
+            answer = baseline.response
+            words = causes[0] if grpc is None or answer is None else status_name(grpc_status(answer))
+            tally.answered[words] += 1  # type: ignore[index]  # a str: see all() above
+            tally.candidate_failed += judge(outcome, group.get("candidate")) is not None
 
     def result(self) -> Fidelity:
         return Fidelity([self._judge(name, tally) for name, tally in sorted(self._endpoints.items())])
@@ -183,8 +214,9 @@ class FidelityTally:
         if not untested:
             return EndpointFidelity(name, tally.exchanges, tally.matching, tally.failed, False, **carried)
         cause, count = tally.causes.most_common(1)[0]
-        recorded = "/".join(str(status) for status, _ in tally.recorded.most_common(2))
-        answered = "gave no answer" if cause == "error" else f"answered {cause}"
+        recorded = "/".join(status for status, _ in tally.recorded.most_common(2))
+        words = tally.answered.most_common(1)[0][0]
+        answered = "gave no answer" if cause == "error" else f"answered {words}"
         where = "every target" if tally.candidate_failed == tally.failed else "both baselines"
         finding = f"{count} of {tally.exchanges} {answered} on {where} where the recording had {recorded}"
         return EndpointFidelity(

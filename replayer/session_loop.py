@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from replaydiff.corpora import Attempt, ReplayRecord, Response
+from replaydiff.corpora.grpc import grpc_status, is_grpc
 from replaydiff.replayer.correlate import Carried, SessionCorrelator
 from replaydiff.replayer.plan import PlannedRequest
 from replaydiff.replayer.retry import RetryPolicy
@@ -168,6 +169,7 @@ class SessionLoop:
                 response=log.response, schedule_lag_us=send.lag_us, trace_id=trace_id,
                 carried=carried.carried, not_carried=list(carried.missing),
                 recorded_status=recorded.status if (recorded := planned.exchange.response) else None,
+                recorded_grpc_status=grpc_status(recorded) if recorded and is_grpc(recorded.headers) else None,
             )
             for target, trace_id, log, carried in outcomes
         ]

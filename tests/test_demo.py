@@ -14,6 +14,9 @@ The detection matrix, on real replays of the real demo services:
 | rating no longer rounded (drift < 0.01)        | nothing with the demo's rules; body `$.rating` without |
 | categories in reverse order                    | nothing with the demo's rules; body `$.categories` without |
 | `promo` in ~10% of calls, on both versions     | nothing: suppressed as noise      |
+| gRPC catalog: price_cents sent as a string     | body `$.price_cents` (by schema)  |
+| gRPC catalog: NOT_FOUND became INTERNAL        | status `grpc-status`              |
+| gRPC catalog: listings +40 ms                  | latency p50                       |
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import pytest
 
 from replaydiff.corpora import ResultsReader
 from replaydiff.commands.demo import DEMO_RULES
+from replaydiff.demo.grpc_catalog import PLANTED_GRPC
 from replaydiff.demo.services import PLANTED
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
@@ -63,12 +67,17 @@ def test_demo_reports_exactly_the_planted_divergences(tmp_path: Path) -> None:
     # as findings: every planted divergence in exactly one, none beyond them, fewer findings than divergences
     members = [fingerprint for finding in report["findings"] for fingerprint in finding["fingerprints"]]
     assert sorted(members) == sorted(PLANTED) and len(report["findings"]) <= len(PLANTED)
-    assert len(result.stdout.splitlines()) <= 60
+    assert len(result.stdout.splitlines()) <= 90  # two reports: the shop's in one screen, the catalog's in half
     cases = ET.parse(tmp_path / "r.xml").iter("testcase")
     failing = {case.get("name") for case in cases if case.find("failure") is not None}
     assert failing == {fingerprint.split("|")[0] for fingerprint in PLANTED}
     html = (tmp_path / "r.html").read_text()
     assert all(fingerprint in html for fingerprint in PLANTED) and html.count("<svg") == 12
+    # the gRPC catalog's report, in files beside the shop's: its fields by proto name, its status by code name
+    catalog = json.loads((tmp_path / "report-catalog.json").read_text())
+    assert {d["fingerprint"] for d in catalog["divergences"]} == PLANTED_GRPC
+    assert "NOT_FOUND → INTERNAL" in result.stdout and "`$.price_cents`" in result.stdout
+    assert (tmp_path / "r-catalog.xml").exists() and "grpc shop.Catalog/GetItem" in (tmp_path / "r-catalog.html").read_text()
 
 
 def test_without_the_demo_rules_the_tolerated_changes_are_reported(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from replaydiff.corpora import CorpusReader
+from replaydiff.corpora.grpc import outcome_label
 from replaydiff.corpora.endpoints import MIN_DISTINCT, RARE_HITS, LearnedEndpoints, learn_endpoints
 from replaydiff.diff.report import middle
 from replaydiff.mocking import ATTACHMENTS, Attachment, upstream_attachment
@@ -77,7 +78,7 @@ def corpus_stats(path: Path) -> CorpusStats:
         stats.last_us = max(stats.last_us, exchange.start_us + exchange.duration_us)
         stats.sessions.add(exchange.session)
         requests[exchange.request.method, exchange.request.path] += 1
-        stats.statuses[str(exchange.response.status) if exchange.response else "error"] += 1
+        stats.statuses[outcome_label(exchange.response)] += 1
     paths: Counter[str] = Counter()
     for (_, target_path), count in requests.items():
         paths[target_path] += count

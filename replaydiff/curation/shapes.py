@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from replaydiff.corpora import Exchange, Headers, header_value
+from replaydiff.corpora.grpc import outcome_label
 from replaydiff.diff.compare import DERIVED, HOP_BY_HOP
 
 MAX_PATHS = 64
@@ -92,7 +93,9 @@ def response_shape(exchange: Exchange) -> str:
 
 
 def status_class(exchange: Exchange) -> str:
-    return f"{exchange.response.status // 100}xx" if exchange.response else "error"
+    """`2xx`, `4xx`, …; a gRPC call's status name (`NOT_FOUND`), since its HTTP status is 200 whatever happened."""
+    label = outcome_label(exchange.response)
+    return f"{label[0]}xx" if label.isdigit() else label
 
 
 def header_names(headers: Headers) -> list[str]:
@@ -124,7 +127,7 @@ def canonical_request(exchange: Exchange, endpoint: str) -> bytes:
     document = parse_json(request.body)
     body = request.body if document is ... else orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
     headers = sorted((name.lower(), value) for name, value in request.headers if name.lower() not in VOLATILE_HEADERS)
-    status = exchange.response.status if exchange.response else None
+    status = outcome_label(exchange.response)
     return orjson.dumps(
         [endpoint, sorted(parse_qsl(request.query, keep_blank_values=True)), headers, status]
     ) + b"\n" + body

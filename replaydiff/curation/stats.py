@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from replaydiff.corpora import CorpusReader, Exchange
+from replaydiff.corpora.grpc import outcome_label
 from replaydiff.curation.coverage import CoverageScan, scan
 from replaydiff.curation.shapes import header_names, query_keys, request_shape, response_shape
 
@@ -38,7 +39,7 @@ class EndpointStats:
     def add(self, exchange: Exchange) -> None:
         self.exchanges += 1
         response = exchange.response
-        self.statuses[str(response.status) if response else "error"] += 1
+        self.statuses[outcome_label(response)] += 1
         _count_bounded(self.request_shapes, request_shape(exchange))
         _count_bounded(self.response_shapes, response_shape(exchange))
         _count_bounded(self.query_keys, query_keys(exchange.request.query))

@@ -20,11 +20,14 @@ from replaydiff.corpora.protobuf import compile_protos, load_pool, message_class
 PROTO = Path(__file__).with_name("catalog.proto")
 SERVICE = "shop.Catalog"
 
-PLANTED_GRPC = (
-    "grpc shop.Catalog/GetItem: price_cents retyped from a number to a string",
-    "grpc shop.Catalog/GetItem: NOT_FOUND became INTERNAL for unknown skus",
-    "grpc shop.Catalog/ListItems: slower by 40 ms",
+PLANTED_GRPC = frozenset(
+    {
+        "grpc shop.Catalog/GetItem|body|$.price_cents",  # int64 sent as a string: the field retyped
+        "grpc shop.Catalog/GetItem|status|grpc-status",  # NOT_FOUND became INTERNAL for skus not in the catalog
+        "grpc shop.Catalog/ListItems|latency|p50",  # +40 ms on every stream
+    }
 )
+"""What a replay of the catalog's corpus must report, as divergence fingerprints (endpoint|kind|location)."""
 
 _ITEMS = [
     {"sku": f"sku-{n}", "name": f"Item {n}", "price_cents": 199 + 100 * n, "tags": ["demo", f"cat-{n % 3}"],
@@ -102,19 +105,24 @@ def serve(port: int = 0, candidate: bool = False, host: str = "127.0.0.1") -> tu
 
 
 def main() -> None:
-    """`python -m replaydiff.demo.grpc_catalog [--candidate] [--port N]`: serve until interrupted."""
-    import argparse
+    """`python -m replaydiff.demo.grpc_catalog`: the baseline and the candidate catalog on free ports, until
+    interrupted or until stdin closes; prints one JSON line with their URLs once both listen."""
+    import json
+    import signal
+    import sys
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--candidate", action="store_true")
-    parser.add_argument("--port", type=int, default=0)
-    arguments = parser.parse_args()
-    server, port = serve(arguments.port, arguments.candidate)
-    print(f"catalog ({'candidate' if arguments.candidate else 'baseline'}) on 127.0.0.1:{port}", flush=True)
+    baseline, baseline_port = serve(0, candidate=False)
+    candidate, candidate_port = serve(0, candidate=True)
+    urls = {"baseline": f"http://127.0.0.1:{baseline_port}", "candidate": f"http://127.0.0.1:{candidate_port}"}
+    print(json.dumps(urls), flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        server.wait_for_termination()
+        sys.stdin.read()  # the parent holds the other end: its exit ends the catalog too
     except KeyboardInterrupt:
-        server.stop(0)
+        pass
+    finally:
+        baseline.stop(0)
+        candidate.stop(0)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ With `faults`, the shops reach inventory through `replaydiff tap`, which logs
 every call and injects the seeded faults, so retry policies can be compared.
 With `mock` (a recorded upstream log), that tap answers from the recording and
 no inventory runs at all; `tapped` puts a plain (recording) tap in between.
+With `catalog`, the gRPC catalog (baseline and candidate) runs too, in a process of its own.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class DemoSystem:
         mock: Path | None = None,
         tapped: bool = False,
         keep_upstream_log: Path | None = None,
+        catalog: bool = False,
         start_timeout: float = START_TIMEOUT_S,
         stop_timeout: float = STOP_TIMEOUT_S,
     ) -> None:
@@ -60,6 +62,9 @@ class DemoSystem:
         self.keep_upstream_log = keep_upstream_log
         """Where the tap's log is copied once the tap has closed it (the scratch directory goes on stop)."""
         self._farewell = ""
+        self.catalog = catalog
+        self._catalog_process: subprocess.Popen[bytes] | None = None
+        self._catalog_urls: dict[str, str] = {}
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._process: subprocess.Popen[bytes] | None = None
@@ -86,6 +91,15 @@ class DemoSystem:
     @property
     def candidate(self) -> str:
         return self.urls.candidate
+
+    @property
+    def catalog_baseline(self) -> str:
+        """The gRPC catalog's baseline (with `catalog` only)."""
+        return self._catalog_urls["baseline"]
+
+    @property
+    def catalog_candidate(self) -> str:
+        return self._catalog_urls["candidate"]
 
     @property
     def pid(self) -> int | None:
@@ -117,6 +131,8 @@ class DemoSystem:
             self._urls = _parse_urls(self._first_line(self._process, self._process.stdout, "demo services"))
             if self.tapped:
                 self._route_inventory_through(self._start_tap(self._urls.inventory))
+            if self.catalog:
+                self._start_catalog()
         except BaseException:
             self.stop()
             raise
@@ -143,6 +159,18 @@ class DemoSystem:
         if not (listening := re.search(r"inventory (http://\S+?);", line)):
             raise DemoSystemError(f"the demo's tap said {line.strip()!r} instead of where it listens")
         return listening.group(1)
+
+    def _start_catalog(self) -> None:
+        """`python -m replaydiff.demo.grpc_catalog` prints its two URLs as one JSON line once both listen."""
+        self._catalog_process = subprocess.Popen(
+            [sys.executable, "-m", "replaydiff.demo.grpc_catalog"], stdout=subprocess.PIPE, stdin=subprocess.PIPE
+        )
+        assert self._catalog_process.stdout is not None
+        line = self._first_line(self._catalog_process, self._catalog_process.stdout, "the gRPC catalog")
+        try:
+            self._catalog_urls = {key: str(json.loads(line)[key]) for key in ("baseline", "candidate")}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DemoSystemError(f"the gRPC catalog printed {line[:200]!r} instead of its URLs ({exc})") from None
 
     def _route_inventory_through(self, tap: str) -> None:
         assert self._process is not None and self._process.stdin is not None and self._process.stdout is not None
@@ -175,6 +203,9 @@ class DemoSystem:
         process, self._process, self._urls = self._process, None, None
         if process is not None:
             self.returncode = self._terminate(process)
+        catalog, self._catalog_process = self._catalog_process, None
+        if catalog is not None:
+            self._terminate(catalog)
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
