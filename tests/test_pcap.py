@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import gzip
 import random
-import socket
-import threading
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
@@ -24,11 +20,11 @@ from replaydiff.corpora import CorpusReader, Exchange
 from replaydiff.corpora.container import decompressed_bytes
 from replaydiff.recorder.pcap import read_pcap
 from replaydiff.recorder.sanitize import MASK
+from tests.sniffing import sniffing_lo
 from tests.test_import import run_import
 from tests.test_recorder import upstream  # noqa: F401  # a fixture: the service the loopback test talks to
 
 T0 = 1_700_000_000.0
-SO_RCVBUFFORCE = 33  # Linux: like SO_RCVBUF, beyond rmem_max, for root
 CLIENT, SERVER = "10.0.0.1", "10.0.0.2"
 
 
@@ -230,37 +226,15 @@ def test_cli_detects_the_kind_by_content_sanitizes_and_reports(tmp_path: Path) -
 
 
 def test_real_loopback_traffic_captured_with_scapys_sniffer(tmp_path: Path, upstream: str) -> None:  # noqa: F811
-    from scapy.config import conf
-    from scapy.sendrecv import AsyncSniffer
-
     port = int(upstream.rsplit(":", 1)[1])
-    try:
-        listener = conf.L2listen(iface="lo")
-    except (PermissionError, OSError) as exc:
-        pytest.skip(f"cannot sniff on lo here: {exc}")
-    # Others share this loopback; a deep buffer keeps the sniffer from dropping our packets while it dissects theirs.
-    listener.ins.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 * 1024 * 1024)
-    ours: list[Packet] = []
-
-    def keep(packet: Packet) -> None:
-        if packet.haslayer(TCP) and port in (packet[TCP].sport, packet[TCP].dport):
-            ours.append(packet)
-
-    listening = threading.Event()
-    sniffer = AsyncSniffer(opened_socket=listener, store=False, prn=keep, started_callback=listening.set)
-    sniffer.start()
-    assert listening.wait(10), "the sniffer did not start"
     bodies = [random.Random(n).randbytes(n * 3000) for n in range(1, 4)]
-    with httpx.Client(base_url=upstream, trust_env=False) as client:  # one connection, keep-alive
-        for body in bodies:
-            answer = client.post("/echo", content=body, headers={"X-Api-Key": "loopsecret"})
-            assert answer.content == f"stored {len(body)} bytes".encode()
-    with httpx.Client(base_url=upstream, trust_env=False) as other:
-        other.post("/other", content=b"second connection")
-    deadline = time.monotonic() + 20
-    while len({(p[TCP].sport, p[TCP].dport) for p in list(ours) if p[TCP].flags.F}) < 4 and time.monotonic() < deadline:
-        time.sleep(0.05)  # the sniffer may lag behind others' loopback traffic: wait for both closes
-    sniffer.stop()
+    with sniffing_lo(port, fins=4) as ours:  # two connections, each closed both ways
+        with httpx.Client(base_url=upstream, trust_env=False) as client:  # one connection, keep-alive
+            for body in bodies:
+                answer = client.post("/echo", content=body, headers={"X-Api-Key": "loopsecret"})
+                assert answer.content == f"stored {len(body)} bytes".encode()
+        with httpx.Client(base_url=upstream, trust_env=False) as other:
+            other.post("/other", content=b"second connection")
     wrpcap(str(tmp_path / "lo.pcap"), ours)  # PF_PACKET on lo sees each packet twice: real duplicates
     result = run_import("lo.pcap", "-o", "lo.jsonl.zst", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import random
-import socket
-import threading
-import time
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import TCP
 from scapy.packet import Packet
 from scapy.utils import wrpcap
 
@@ -22,35 +17,15 @@ from replaydiff.demo import grpc_catalog
 from replaydiff.recorder.http2 import PREFACE
 from replaydiff.recorder.pcap import read_pcap
 from tests.test_import import run_import
-from tests.test_pcap import SO_RCVBUFFORCE, Conversation
+from tests.sniffing import sniffing_lo
+from tests.test_pcap import Conversation
 from tests.test_record_grpc import MESSAGES, call_catalog, catalog  # noqa: F401  # catalog: the grpcio server fixture
 
 
 def sniffed_grpc_calls(port: int) -> list[Packet]:
     """The packets of `call_catalog` against the catalog on `port`, sniffed on lo (skips where sniffing is denied)."""
-    from scapy.config import conf
-    from scapy.sendrecv import AsyncSniffer
-
-    try:
-        listener = conf.L2listen(iface="lo")
-    except (PermissionError, OSError) as exc:
-        pytest.skip(f"cannot sniff on lo here: {exc}")
-    listener.ins.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 * 1024 * 1024)
-    ours: list[Packet] = []
-
-    def keep(packet: Packet) -> None:
-        if packet.haslayer(TCP) and port in (packet[TCP].sport, packet[TCP].dport):
-            ours.append(packet)
-
-    listening = threading.Event()
-    sniffer = AsyncSniffer(opened_socket=listener, store=False, prn=keep, started_callback=listening.set)
-    sniffer.start()
-    assert listening.wait(10), "the sniffer did not start"
-    call_catalog(f"127.0.0.1:{port}")
-    deadline = time.monotonic() + 20
-    while not any(p[TCP].flags.F for p in list(ours)) and time.monotonic() < deadline:
-        time.sleep(0.05)  # the sniffer may lag behind others' loopback traffic: wait for the close
-    sniffer.stop()
+    with sniffing_lo(port, fins=1) as ours:
+        call_catalog(f"127.0.0.1:{port}")
     return ours
 
 

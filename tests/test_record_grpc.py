@@ -272,19 +272,24 @@ def tls_catalog(tmp_path: Path) -> tuple[grpc.Server, int]:
     return server, port
 
 
+def mitmdump_in_front_of_tls(tls_port: int, corpus: Path, port: int, cwd: Path, home: Path) -> Proxy:
+    """Plain mitmdump running the addon as a reverse proxy to a TLS server whose self-signed certificate it is told
+    not to verify (`replaydiff record` has no such option)."""
+    options = {"replaydiff_output": corpus, "confdir": cwd / "conf", "listen_host": "127.0.0.1",
+               "listen_port": port, "ssl_insecure": "true"}
+    settings = [arg for name, value in options.items() for arg in ("--set", f"{name}={value}")]
+    return Proxy([BIN / "mitmdump", "-q", "-s", ADDON, "--mode", f"reverse:https://127.0.0.1:{tls_port}", *settings],
+                 cwd=cwd, home=home)
+
+
 def test_grpc_over_tls_with_alpn_h2_on_both_legs(tmp_path: Path) -> None:
     """The TLS case is mitmproxy's own (ALPN h2 with the client, h2 offered upstream); the addon keeps what it
     records. Run under plain mitmdump, which can be told not to verify the test server's self-signed certificate."""
     server, tls_port = tls_catalog(tmp_path)
     home = tmp_path / "home"
     home.mkdir()
-    corpus = tmp_path / "tls.jsonl.zst"
-    port = free_port()
-    options = {"replaydiff_output": corpus, "confdir": tmp_path / "conf", "listen_host": "127.0.0.1",
-               "listen_port": port, "ssl_insecure": "true"}
-    settings = [arg for name, value in options.items() for arg in ("--set", f"{name}={value}")]
-    proxy = Proxy([BIN / "mitmdump", "-q", "-s", ADDON, "--mode", f"reverse:https://127.0.0.1:{tls_port}", *settings],
-                  cwd=tmp_path, home=home)
+    corpus, port = tmp_path / "tls.jsonl.zst", free_port()
+    proxy = mitmdump_in_front_of_tls(tls_port, corpus, port, tmp_path, home)
     try:
         wait_until_accepting(port, proxy)
         authority = (tmp_path / "conf" / "mitmproxy-ca-cert.pem").read_bytes()
@@ -410,13 +415,8 @@ def test_a_repeated_grpc_call_after_unavailable_is_tagged_as_a_retry_but_not_aft
 def test_an_h2c_client_in_front_of_a_tls_grpc_server_gets_h2_upstream(tmp_path: Path) -> None:
     """A sidecar's case: the client speaks h2c to the proxy, the proxy TLS to the service; ALPN offers it h2."""
     server, tls_port = tls_catalog(tmp_path)
-    corpus = tmp_path / "tls.jsonl.zst"
-    port = free_port()
-    options = {"replaydiff_output": corpus, "confdir": tmp_path / "conf", "listen_host": "127.0.0.1",
-               "listen_port": port, "ssl_insecure": "true"}
-    settings = [arg for name, value in options.items() for arg in ("--set", f"{name}={value}")]
-    proxy = Proxy([BIN / "mitmdump", "-q", "-s", ADDON, "--mode", f"reverse:https://127.0.0.1:{tls_port}", *settings],
-                  cwd=tmp_path, home=tmp_path)
+    corpus, port = tmp_path / "tls.jsonl.zst", free_port()
+    proxy = mitmdump_in_front_of_tls(tls_port, corpus, port, tmp_path, tmp_path)
     try:
         wait_until_accepting(port, proxy)
         call_catalog(f"127.0.0.1:{port}")
