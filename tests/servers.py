@@ -51,7 +51,7 @@ def serve(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> It
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, as a private CA would issue a sandbox."""
+    """A self-signed certificate for 127.0.0.1 and localhost, as a private CA would issue a sandbox."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "replaydiff test")])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -59,7 +59,8 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )
@@ -70,9 +71,11 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-def tls_server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+def tls_server_context(cert_file: Path, key_file: Path, alpn: str | None = None) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file, key_file)
+    if alpn:
+        context.set_alpn_protocols([alpn])
     return context
 
 

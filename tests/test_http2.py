@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from replaydiff.replayer.retry import RetryPolicy
 from replaydiff.replayer.targets import Target
 from tests.h2server import Reply, Stream, h2_server
 from tests.servers import raw_server, serve, socket_server
-from tests.test_http1 import _certificate
+from tests.servers import self_signed_certificate, tls_server_context
 
 GRPC_HEADERS = [("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "grpc-python/1.62")]
 
@@ -244,13 +243,6 @@ def test_streams_respect_the_peers_stream_limit_and_flow_control_both_ways() -> 
     assert sorted(len(s.body) for s in observed.streams) == [200_000] * 12
 
 
-def _tls(cert_file: Path, key_file: Path, alpn: str) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_file, key_file)
-    context.set_alpn_protocols([alpn])
-    return context
-
-
 def test_an_answer_before_the_whole_upload_frees_its_stream() -> None:
     """The target refuses a 1 MB upload from its headers (413) while most of the body still waits for its window:
     the rest is not sent, and the stream is freed, so the next request fits the target's one-stream limit."""
@@ -272,14 +264,14 @@ def test_an_answer_before_the_whole_upload_frees_its_stream() -> None:
 
 
 def test_https_targets_negotiate_h2_by_alpn(tmp_path: Path) -> None:
-    cert_file, key_file = _certificate(tmp_path)
+    cert_file, key_file = self_signed_certificate(tmp_path)
     trusted = TLSOptions(ca_file=str(cert_file))
-    with h2_server(_echo, tls=_tls(cert_file, key_file, "h2")) as (url, observed):
+    with h2_server(_echo, tls=tls_server_context(cert_file, key_file, "h2")) as (url, observed):
         records = _replay([Target("baseline", url)], [_h2_request("/secure")], tls=trusted)
     response = records[("e0", "baseline")].response
     assert response and response.status == 200 and json.loads(response.body)["path"] == "/secure"
     assert observed.streams[0].header(":scheme") == "https"
-    with h2_server(_echo, tls=_tls(cert_file, key_file, "http/1.1")) as (url, _):
+    with h2_server(_echo, tls=tls_server_context(cert_file, key_file, "http/1.1")) as (url, _):
         records = _replay([Target("baseline", url)], [_h2_request("/secure")], tls=trusted)
     final = records[("e0", "baseline")].final
     assert final and final.error == "protocol" and "ALPN chose nothing" in (final.error_detail or "")

@@ -19,6 +19,7 @@ from replaydiff.corpora.grpc import grpc_status, split_messages
 from replaydiff.demo import grpc_catalog
 from replaydiff.recorder.http2 import PREFACE
 from replaydiff.corpora.ports import free_port
+from tests.servers import self_signed_certificate
 from tests.test_recorder import ADDON, BIN, Proxy, Upstream, wait_until_accepting
 from tests.waiting import readable_records, wait_until
 
@@ -233,32 +234,9 @@ def test_forward_mode_records_grpc_tunnelled_through_connect(tmp_path: Path, cat
     assert sorted(grpc_status(exchange.response) for exchange in exchanges if exchange.response) == [0, 0, 5]
 
 
-def self_signed(tmp_path: Path) -> tuple[bytes, bytes]:
-    """A certificate for `localhost` and its key (PEM), for a TLS gRPC server."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return certificate.public_bytes(serialization.Encoding.PEM), key_pem
-
-
 def tls_catalog(tmp_path: Path) -> tuple[grpc.Server, int]:
     """The catalog behind TLS (a self-signed certificate for localhost), on a free port."""
-    certificate, key = self_signed(tmp_path)
+    certificate, key = (path.read_bytes() for path in self_signed_certificate(tmp_path))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     catalog = grpc_catalog.Catalog(candidate=False)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(grpc_catalog.SERVICE, {
