@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import re
 import shutil
 import subprocess
@@ -69,14 +70,12 @@ def nghttpd(tmp: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def grpc_catalog() -> Iterator[str]:
+    """The demo's catalog (baseline and candidate) in a process of its own, until its stdin closes: the baseline."""
     process = subprocess.Popen([sys.executable, "-m", "replaydiff.demo.grpc_catalog"], stdout=subprocess.PIPE,
-                               text=True)
+                               stdin=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
-        port = re.search(r":(\d+)\s*$", line)
-        assert port, line
-        yield f"http://127.0.0.1:{port.group(1)}"
+        yield json.loads(process.stdout.readline())["baseline"]
     finally:
         process.kill()
         process.wait()
@@ -119,9 +118,9 @@ def h2load_rate(url: str, connections: int, streams: int) -> float:
 
 
 def grpc_corpus(path: Path, count: int, sessions: int = 500) -> tuple[Path, bytes]:
-    from replaydiff.demo.grpc_catalog import _classes
+    from replaydiff.demo.grpc_catalog import message_classes
 
-    payload = _classes()["ItemRequest"](sku="sku-3").SerializeToString()
+    payload = message_classes()["ItemRequest"](sku="sku-3").SerializeToString()
     body = join_messages([GrpcMessage(payload)])
     with CorpusWriter(path, source="bench") as writer:
         for i in range(count):

@@ -30,7 +30,7 @@ class Call:
 
 def catalog_calls(items: int = 12, unknown: int = 4, listings: int = 24) -> list[Call]:
     """GetItem of known and unknown skus, and ListItems by category: the calls the planted divergences show on."""
-    classes = grpc_catalog._classes()
+    classes = grpc_catalog.message_classes()
     get = [Call("/shop.Catalog/GetItem", classes["ItemRequest"](sku=f"sku-{1 + n % 20}").SerializeToString(), False)
            for n in range(items)]  # fmt: skip
     get += [Call("/shop.Catalog/GetItem", classes["ItemRequest"](sku=f"nope-{n}").SerializeToString(), False)

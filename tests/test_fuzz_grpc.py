@@ -30,7 +30,7 @@ from replaydiff.fuzz.strategies import requests
 from replaydiff.fuzz.workflow import HTTP2_CLIENT, with_schema
 from replaydiff.replayer.targets import Target
 
-CLASSES = grpc_catalog._classes()
+CLASSES = grpc_catalog.message_classes()
 SCHEMA = ProtoSchema(grpc_catalog.descriptor_set(), "catalog.proto")
 GET, LIST = "grpc shop.Catalog/GetItem", "grpc shop.Catalog/ListItems"
 HEADERS = [("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "grpc-python")]

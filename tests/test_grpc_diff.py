@@ -156,7 +156,7 @@ def test_bad_schema_files_are_one_line_errors(tmp_path: Path, planted: Path) -> 
 
 # Decoding, unit by unit, on real messages of the catalog's classes.
 
-CLASSES = grpc_catalog._classes()
+CLASSES = grpc_catalog.message_classes()
 SCHEMA = ProtoSchema(grpc_catalog.descriptor_set(), "catalog.proto")
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from replaydiff.corpora import CorpusWriter, Exchange, ReplayRecord, Request, Response, ResultsReader
 from replaydiff.corpora.grpc import GrpcMessage, grpc_status, join_messages, split_messages
 from replaydiff.corpora.model import header_value
-from replaydiff.demo.grpc_catalog import _classes
+from replaydiff.demo.grpc_catalog import message_classes
 from replaydiff.demo.grpc_catalog import serve as serve_catalog
 from replaydiff.eventloop import run_fast
 from replaydiff.replayer.client import Timeouts, TLSOptions
@@ -40,7 +40,7 @@ def _grpc(exchange_id: str, session: str, start_us: int, method: str, message: o
 
 def _grpc_corpus(path: Path) -> Path:
     """A unary call, a server-streaming call and a call for an unknown sku (NOT_FOUND), as grpcio sends them."""
-    messages = _classes()
+    messages = message_classes()
     with CorpusWriter(path, source="test") as writer:
         writer.write(_grpc("get", "s1", 0, "GetItem", messages["ItemRequest"](sku="sku-2")))
         writer.write(_grpc("list", "s1", 20_000, "ListItems", messages["ListRequest"](category="demo", limit=3)))
@@ -79,7 +79,7 @@ def test_a_grpc_corpus_replays_through_baseline_baseline2_and_candidate(
     assert result.returncode in ((0,) if command == "replay" else (0, 1)), result.stderr[-2000:]
     records = _by_exchange(list(ResultsReader(results)))
     assert len(records) == 9 and all(r.response is not None and not r.final.error for r in records.values())
-    item = _classes()["Item"]
+    item = message_classes()["Item"]
     for target in ("baseline", "baseline2", "candidate"):
         get, listed, missing = (records[(name, target)].response for name in ("get", "list", "missing"))
         assert get and listed and missing

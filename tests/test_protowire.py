@@ -6,9 +6,9 @@ from hypothesis import strategies as st
 import pytest
 
 from replaydiff.corpora import protowire
-from replaydiff.demo.grpc_catalog import _classes
+from replaydiff.demo.grpc_catalog import message_classes
 
-classes = _classes()
+classes = message_classes()
 stocks = st.builds(classes["Stock"], count=st.integers(-(2**31), 2**31 - 1), warehouse=st.text(max_size=20))
 items = st.builds(
     classes["Item"],

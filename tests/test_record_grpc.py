@@ -23,7 +23,7 @@ from tests.servers import self_signed_certificate
 from tests.test_recorder import ADDON, BIN, Proxy, Upstream, wait_until_accepting
 from tests.waiting import readable_records, wait_until
 
-MESSAGES = grpc_catalog._classes()
+MESSAGES = grpc_catalog.message_classes()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from replaydiff.recorder.policy import load_policy
 from replaydiff.recorder.sanitize import MASK, Sanitizer
 
 KEY = b"k" * 32
-MESSAGES = grpc_catalog._classes()
+MESSAGES = grpc_catalog.message_classes()
 SCHEMA = read_schema(None, [grpc_catalog.PROTO])
 TOKEN = "sk_live_" + "a1B2c3D4e5F6g7H8"
 GRPC = [("content-type", "application/grpc"), ("te", "trailers")]

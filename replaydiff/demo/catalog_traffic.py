@@ -22,7 +22,7 @@ from rich.console import Console
 
 from replaydiff.corpora import CorpusReader
 from replaydiff.corpora.grpc import grpc_status
-from replaydiff.demo.grpc_catalog import _classes, serve
+from replaydiff.demo.grpc_catalog import message_classes, serve
 from replaydiff.demo.traffic import recording
 
 DEFAULT_CLIENTS = 24
@@ -66,7 +66,7 @@ def plan_clients(count: int, *, seed: int, window_s: float = WINDOW_S) -> list[C
 
 
 async def play_client(client: Client, address: str, started: float) -> int:
-    messages = _classes()
+    messages = message_classes()
     answered = 0
     async with grpc.aio.insecure_channel(address.removeprefix("http://")) as channel:
         get_item = channel.unary_unary("/shop.Catalog/GetItem",

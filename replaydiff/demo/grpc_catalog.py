@@ -42,7 +42,7 @@ def descriptor_set() -> bytes:
     return compile_protos([PROTO])
 
 
-def _classes() -> dict[str, type]:
+def message_classes() -> dict[str, type]:
     pool = load_pool(descriptor_set(), str(PROTO))
     return {name: message_class(pool, f"shop.{name}") for name in ("ItemRequest", "Item", "ListRequest", "Stock")}
 
@@ -52,7 +52,7 @@ class Catalog:
 
     def __init__(self, candidate: bool) -> None:
         self.candidate = candidate
-        self.messages = _classes()
+        self.messages = message_classes()
 
     def get_item(self, request, context):  # type: ignore[no-untyped-def]
         item = next((entry for entry in _ITEMS if entry["sku"] == request.sku), None)
