@@ -1,18 +1,16 @@
 """Fuzzing gRPC: requests generated from the schema's input types or from the recorded messages' wire shape.
 
-The strategies and the requests they build are checked here on the demo catalog's real messages; the session
-against real grpc_catalog servers needs the replayer's HTTP/2 client and skips until it is there."""
+The strategies and the requests they build are checked here on the demo catalog's real messages, and a whole
+session against real grpc_catalog servers."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +25,7 @@ from replaydiff.fuzz.curl import printf_escaped, curl_command
 from replaydiff.fuzz.grpc_messages import wire_encoded
 from replaydiff.fuzz.infer import EndpointShape, infer_endpoints
 from replaydiff.fuzz.strategies import requests
-from replaydiff.fuzz.workflow import HTTP2_CLIENT, with_schema
+from replaydiff.fuzz.workflow import with_schema
 from replaydiff.replayer.targets import Target
 
 CLASSES = grpc_catalog.message_classes()
@@ -123,26 +121,6 @@ def test_a_wire_document_writes_back_to_the_same_message(
     assert CLASSES["Item"].FromString(wire_encoded(wire_document(payload))) == message
 
 
-def test_fuzzing_grpc_without_the_http2_client_is_a_one_line_error(tmp_path: Path) -> None:
-    if importlib.util.find_spec(HTTP2_CLIENT) is not None:
-        pytest.skip("the replayer has its HTTP/2 client: the session test below runs instead")
-    corpus = tmp_path / "catalog.jsonl.zst"
-    with CorpusWriter(corpus, source="test") as writer:
-        for exchange in recorded_exchanges():
-            writer.write(exchange)
-    server, port = grpc_catalog.serve()
-    try:
-        result = subprocess.run(
-            [Path(sys.executable).parent / "replaydiff", "fuzz", corpus, "--baseline", f"http://127.0.0.1:{port}",
-             "--candidate", f"http://127.0.0.1:{port}", "--no-database"],
-            capture_output=True, text=True, timeout=60, cwd=tmp_path,
-        )  # fmt: skip
-    finally:
-        server.stop(0)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "fuzzing gRPC calls needs the replayer's HTTP/2 client" in result.stderr.splitlines()[-1]
-
-
 @settings(max_examples=25, deadline=None)
 @given(st.binary(max_size=64))
 def test_the_curl_line_spells_a_binary_body_byte_for_byte(body: bytes) -> None:
@@ -167,8 +145,6 @@ def run_fuzz_command(corpus: Path, urls: dict[str, str], cwd: Path) -> subproces
 
 
 def test_a_fuzz_session_against_real_catalogs_finds_the_planted_changes(tmp_path: Path) -> None:
-    if importlib.util.find_spec(HTTP2_CLIENT) is None:
-        pytest.skip("needs the replayer's HTTP/2 client (issue 15's replay part)")
     corpus = tmp_path / "catalog.jsonl.zst"
     with CorpusWriter(corpus, source="test") as writer:
         for exchange in recorded_exchanges():

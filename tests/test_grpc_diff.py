@@ -4,7 +4,6 @@ server reflection, or no schema, and reports exactly the planted changes with fi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -27,7 +26,6 @@ from replaydiff.demo import grpc_catalog
 from replaydiff.diff.compare import compare
 from replaydiff.diff.messages import WIRE_NOTE, schema_document
 from replaydiff.diff.rules import parse_rules
-from replaydiff.fuzz.workflow import HTTP2_CLIENT
 from tests.grpc_results import catalog_calls, catalogs, write_catalog_results
 
 REPLAYDIFF = Path(sys.executable).parent / "replaydiff"
@@ -273,8 +271,6 @@ def test_inspect_names_grpc_endpoints(tmp_path: Path) -> None:
 
 
 def test_run_asks_the_baseline_for_its_schema_by_itself(tmp_path: Path) -> None:
-    if importlib.util.find_spec(HTTP2_CLIENT) is None:
-        pytest.skip("needs the replayer's HTTP/2 client (issue 15's replay part)")
     corpus = tmp_path / "catalog.jsonl.zst"
     requests = CLASSES["ItemRequest"]
     with CorpusWriter(corpus, source="test") as writer:

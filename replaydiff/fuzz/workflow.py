@@ -7,7 +7,6 @@ input runs before the first request is sent.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -84,16 +83,9 @@ def grpc_schema(job: FuzzJob, note: Callable[[str], None]) -> ProtoSchema | None
         return None
 
 
-HTTP2_CLIENT = "replaydiff.replayer.http2"
-"""The replayer's HTTP/2 client (issue 15's replay part): gRPC requests can only be sent once it is there."""
-
-
 def run_fuzz(job: FuzzJob, progress: Progress, note: Callable[[str], None] = lambda _: None) -> SessionResult:
     shapes = endpoint_shapes(job)
     if any(shape.grpc for shape in shapes):
-        if importlib.util.find_spec(HTTP2_CLIENT) is None:
-            raise UserError("fuzzing gRPC calls needs the replayer's HTTP/2 client, which this build lacks; "
-                            "leave the gRPC endpoints out with --endpoint")  # fmt: skip
         job = replace(job, schema=grpc_schema(job, note))
         shapes = with_schema(shapes, job.schema)
     mutates = any(shape.method in MUTATING_METHODS for shape in shapes)
