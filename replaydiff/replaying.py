@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from replaydiff.corpora import CorpusReader, Request, Response, ResultsWriter
 from replaydiff.corpora.endpoints import EndpointPatterns, corpus_endpoints
+from replaydiff.replayer.schedule_watch import LATE_WARN_SHARE, ScheduleWatch
 from replaydiff.replayer.client import TargetClient
 from replaydiff.replayer.accounts import CredentialsError
 from replaydiff.replayer.credentials import Credentials
@@ -239,11 +240,12 @@ async def _replay(job: ReplayJob, total: int | None, console: Console) -> Replay
     _announce(job, total, console)
     writer = _results_writer(job, background=True)
     with _progress(console, total) as advance:
-        watch = _ScheduleWatch(console)
+        watch = _schedule_watch(console)
 
         def progressed() -> None:
             advance(1)
-            watch.check(replayer.summary)
+            summary = replayer.summary
+            watch.check(summary.completed, summary.late, summary.lags_us)
 
         replayer = Replayer(job.targets, sink=writer.write, options=job.options, on_progress=progressed)
         interrupted = True
@@ -265,7 +267,8 @@ def _replay_in_processes(job: ReplayJob, total: int | None, console: Console) ->
     try:
         with _progress(console, total) as advance:
             summary = replay_in_processes(
-                ShardedReplay(job.processes, job.planned, job.targets, job.options), writer, advance
+                ShardedReplay(job.processes, job.planned, job.targets, job.options), writer, advance,
+                _schedule_watch(console).check,
             )
     finally:
         writer.close(interrupted=summary is None, **(summary.to_json() if summary else {}))
@@ -296,36 +299,9 @@ def _results_writer(job: ReplayJob, *, background: bool) -> ResultsWriter:
     )
 
 
-LATE_WARN_SHARE = 0.01
-"""Late requests (`session_loop.LATE_SHARE`) in more than this share of a second's requests: said while it runs."""
-LATE_WARN_EVERY_S = 5.0
-
-
-@dataclass(slots=True)
-class _ScheduleWatch:
-    """Says, while the replay runs, when it cannot keep up with the schedule: more than `LATE_WARN_SHARE` of the
-    last second's requests left late for their session's recorded spacing."""
-
-    console: Console
-    since: float = field(default_factory=time.monotonic)
-    completed: int = 0
-    late: int = 0
-    warned: float = float("-inf")
-
-    def check(self, summary: ReplaySummary) -> None:
-        if (now := time.monotonic()) - self.since < 1.0 or summary.late is None:
-            return
-        done, late = summary.completed - self.completed, summary.late - self.late
-        if done and late > LATE_WARN_SHARE * done and now - self.warned >= LATE_WARN_EVERY_S:
-            self.warned = now
-            window = sorted(summary.lags_us[self.completed:])  # this second's only: a whole day's is a stall
-            self.console.print(
-                f"[yellow]behind schedule:[/] {late} of the last {done} requests left late "
-                f"(p99 lag {window[int(0.99 * len(window))] / 1000:.0f} ms): latency figures now measure the "
-                "replayer as much as the targets",
-                soft_wrap=True,
-            )
-        self.since, self.completed, self.late = now, summary.completed, summary.late
+def _schedule_watch(console: Console) -> ScheduleWatch:
+    return ScheduleWatch(lambda line: console.print(line.replace("behind schedule:", "[yellow]behind schedule:[/]", 1),
+                                                    soft_wrap=True))
 
 
 def _print_summary(console: Console, summary: ReplaySummary, output: Path) -> None:

@@ -61,14 +61,17 @@ class ShardedReplay:
 
 
 def replay_in_processes(
-    run: ShardedReplay, writer: ResultsWriter, advance: Callable[[int], None]
+    run: ShardedReplay, writer: ResultsWriter, advance: Callable[[int], None],
+    watch: Callable[[int, int | None], None] = lambda completed, late: None,
 ) -> ReplaySummary:
-    """Replays into `writer` (which the caller closes); `advance(n)` is told of n more completed exchanges.
+    """Replays into `writer` (which the caller closes); `advance(n)` is told of n more completed exchanges, and
+    `watch(completed, late)` of the totals so far, several times a second.
 
     Call it outside any running event loop: the processes are forked from this one.
     """
     context = multiprocessing.get_context("fork")
     progress = context.RawArray("q", run.processes)
+    late = context.RawArray("q", run.processes)
     start = ReplayStart.now(delay_s=STARTUP_S)
     with tempfile.TemporaryDirectory(prefix=".replaydiff-parts-", dir=writer.path.parent) as tmp:
         parts = [Path(tmp) / f"part{shard}.jsonl.zst" for shard in range(run.processes)]
@@ -77,14 +80,14 @@ def replay_in_processes(
         for shard, part in enumerate(parts):
             receiver, sender = context.Pipe(duplex=False)
             child = context.Process(
-                target=_replay_shard, args=(run, shard, part, start, progress, sender), name=f"replay-{shard}"
+                target=_replay_shard, args=(run, shard, part, start, progress, late, sender), name=f"replay-{shard}"
             )
             child.start()
             sender.close()
             reports.append(receiver)
             children.append(child)
         try:
-            _follow(children, progress, advance)
+            _follow(children, progress, advance, lambda: watch(sum(progress), sum(late)))
         except KeyboardInterrupt:
             _interrupt(children)
             raise
@@ -102,12 +105,13 @@ def replay_in_processes(
 
 
 def _replay_shard(
-    run: ShardedReplay, shard: int, part: Path, start: ReplayStart, progress: Any, report: Connection
+    run: ShardedReplay, shard: int, part: Path, start: ReplayStart, progress: Any, late: Any, report: Connection
 ) -> None:
     """The forked process's whole life: replay its sessions into its part, send its summary, exit."""
 
     def advance() -> None:
         progress[shard] += 1
+        late[shard] = replayer.summary.late or 0
 
     mine = (p for p in run.planned() if shard_of(p.exchange.session, run.processes) == shard)
     writer = ResultsWriter(part, background=True, shard=shard)
@@ -126,13 +130,17 @@ def _replay_shard(
         report.send(replayer.summary.to_message())
 
 
-def _follow(children: list[multiprocessing.process.BaseProcess], progress: Any, advance: Callable[[int], None]) -> None:
+def _follow(
+    children: list[multiprocessing.process.BaseProcess], progress: Any, advance: Callable[[int], None],
+    tick: Callable[[], None],
+) -> None:
     shown = 0
     while any(child.is_alive() for child in children):
         time.sleep(0.1)
         done = sum(progress)
         advance(done - shown)
         shown = done
+        tick()
     advance(sum(progress) - shown)
     for child in children:
         child.join()

@@ -47,6 +47,9 @@ END = "replaydiff_end"
 RECORDS = "replaydiff_records"
 """A batch of `ReplayRecord.to_json()` dicts; the master counts them to refill the worker's window."""
 DONE = "replaydiff_done"
+LATE = "replaydiff_late"
+"""The worker's count of requests that left late so far (`session_loop.LATE_SHARE`), with each batch of records:
+the master says while it runs when the replay cannot keep up."""
 
 OPEN_LOOP_SLOTS_PER_WORKER = 1000
 """Session slots (locust users) per worker on recorded timing or a fixed rate; a slot sleeps through its

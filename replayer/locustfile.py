@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from replaydiff.replayer.http2 import is_http2
 from replaydiff.replayer.correlate import Carried
 from replaydiff.replayer.engine import ReplaySummary
 from replaydiff.replayer.plan import PlannedRequest, plan
+from replaydiff.replayer.schedule_watch import ScheduleWatch
 from replaydiff.replayer.session_loop import AttemptLog, ReplaySession, Send, SessionLoop, Wait
 from replaydiff.replayer.sessions import shard_of
 from replaydiff.replayer.targets import Target
@@ -92,6 +94,9 @@ class _MasterReplay:
         self.done: set[str] = set()
         self.runner.register_message(protocol.RECORDS, self.on_records)
         self.runner.register_message(protocol.DONE, self.on_done)
+        self.runner.register_message(protocol.LATE, self.on_late)
+        self.late_by_worker: dict[str, int] = {}
+        self.watch = ScheduleWatch(lambda line: print(f"replaydiff: {line}", file=sys.stderr, flush=True))
         environment.events.test_start.add_listener(self.on_test_start)
         environment.events.quitting.add_listener(self.on_quitting)
 
@@ -154,6 +159,9 @@ class _MasterReplay:
                 self.unanswered[msg.node_id] -= 1
         self.answered.set()
 
+    def on_late(self, msg: Any, **_: Any) -> None:
+        self.late_by_worker[msg.node_id] = int(msg.data)
+
     def on_done(self, msg: Any, **_: Any) -> None:
         self.done.add(msg.node_id)
         self.summary.late = (self.summary.late or 0) + msg.data.get("late", 0)
@@ -192,6 +200,7 @@ class _MasterReplay:
     def _flush_periodically(self) -> None:
         while self.writer is not None and not self.closed:
             self.writer.flush_if_due()
+            self.watch.check(self.summary.completed, sum(self.late_by_worker.values()), self.summary.lags_us)
             gevent.sleep(0.5)
 
 
@@ -330,6 +339,7 @@ class _WorkerReplay:
         if self.records:
             batch, self.records = self.records, []
             self.runner.send_message(protocol.RECORDS, batch)
+            self.runner.send_message(protocol.LATE, self.late)
 
     def _send_periodically(self) -> None:
         while not self.reported:
