@@ -96,10 +96,12 @@ class _Recorded:
     """The answer's."""
     by_time: bool = False
     """Attributed to its exchange by time, not by trace id."""
+    trailers: tuple[tuple[str, str], ...] = ()
+    """The answer's trailers: a gRPC call's outcome (`grpc-status`) travels in them."""
 
     @property
     def answer(self) -> Response:
-        return Response(status=self.status, headers=list(self.headers), body=self.body)
+        return Response(status=self.status, headers=list(self.headers), body=self.body, trailers=list(self.trailers))
 
 
 @dataclass(slots=True)
@@ -173,10 +175,12 @@ class MockRecording:
             return
         dependency = sys.intern(dependency_name(call.dependency))
         headers = tuple((sys.intern(k), sys.intern(v)) for k, v in call.answer.headers if k.lower() not in _HOP_BY_HOP)
+        trailers = tuple((sys.intern(k), sys.intern(v)) for k, v in call.answer.trailers)
         recorded = _Recorded(
             sys.intern(call.method), sys.intern(call.path), sys.intern(call.query),
             sys.intern(self._shape(call.method, call.path, call.request.body)),
             call.answer.status, self._headers.setdefault(headers, headers), call.answer.body, bool(by_time),
+            self._headers.setdefault(trailers, trailers),
         )  # fmt: skip
         if call.trace_id:
             owner = sys.intern(call.trace_id[EXCHANGE_DIGITS:])

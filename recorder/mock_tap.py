@@ -122,6 +122,8 @@ class MockAnswers:
         if match.answer is not None:
             answer = match.answer
             flow.response = http.Response.make(answer.status, answer.body, [(k.encode(), v.encode()) for k, v in answer.headers])
+            if answer.trailers:  # a gRPC call's outcome (grpc-status) travels in them
+                flow.response.trailers = http.Headers([(k.encode(), v.encode()) for k, v in answer.trailers])
             return MockResult(match.how, match.recorded, match.changes, match.by_time)
         if request.dependency not in self.recording.dependencies and request.dependency not in self._unknown_warned:
             self._unknown_warned.add(request.dependency)

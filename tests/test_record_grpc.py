@@ -345,6 +345,22 @@ def test_the_tap_logs_h2c_grpc_calls_to_a_dependency(tmp_path: Path, catalog: in
     assert answers[2] is not None and len(split_messages(answers[2].body)) == 4
     assert b"@example.com" not in decompressed_bytes(log), "the tap sanitizes gRPC messages too"
 
+    # the same calls answered by a mock of that log, with no route to the real catalog: messages, a trailers-only
+    # NOT_FOUND and a stream, as grpcio expects them (grpc-status in the trailers)
+    mocked = tmp_path / "mocked.jsonl.zst"
+    mock = Proxy([BIN / "replaydiff", "tap", "--mock", log, "--route", f"catalog=@{free_port()}", "-o", mocked,
+                  "--confdir", tmp_path / "conf"], cwd=tmp_path, home=tmp_path)
+    try:
+        listening = wait_until(lambda: next((m for line in mock.lines
+                                             if (m := re.search(r"catalog http://(127\.0\.0\.1:\d+)", line))), None),
+                               "the mock's listening line")
+        call_catalog(listening.group(1))
+        wait_until(lambda: readable_records(mocked, UpstreamLogReader) == 3, "the mock to log 3 calls")
+        assert mock.stop() == 0, "".join(mock.lines)
+    finally:
+        mock.kill()
+    assert [call.mock for call in UpstreamLogReader(mocked)] == ["corpus", "corpus", "corpus"]
+
 
 def test_a_gzip_compressed_call_is_sanitized_inside_its_compression(tmp_path: Path, catalog: int) -> None:
     import zlib
