@@ -3,6 +3,7 @@ prior knowledge on both legs, the real grpcio catalog behind it, then the corpus
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from replaydiff.corpora import CorpusReader, Exchange, header_value
+from replaydiff.corpora import CorpusReader, Exchange, UpstreamCall, UpstreamLogReader, header_value
 from replaydiff.corpora.container import decompressed_bytes
 from replaydiff.corpora.grpc import grpc_status, split_messages
 from replaydiff.demo import grpc_catalog
@@ -318,16 +319,11 @@ def test_curl_http2_over_tls_is_recorded_as_http2(tmp_path: Path) -> None:
     assert not any(name.startswith(":") for name, _ in exchange.request.headers)
 
 
-def test_the_tap_logs_h2c_grpc_calls_to_a_dependency(tmp_path: Path, catalog: int) -> None:
-    """`replaydiff tap` shares the recorder's proxy machinery: a service's h2c calls to a gRPC dependency pass and
-    are logged whole, framing and trailers included."""
-    import re
-
-    from replaydiff.corpora import UpstreamLogReader
-
-    log = tmp_path / "upstream.jsonl.zst"
-    tap = Proxy([BIN / "replaydiff", "tap", "--route", f"catalog=http://127.0.0.1:{catalog}", "-o", log,
-                 "--confdir", tmp_path / "conf"], cwd=tmp_path, home=tmp_path)
+def tap_between_client_and_catalog(tmp_path: Path, log: Path, *arguments: str | Path) -> list[UpstreamCall]:
+    """`replaydiff tap ARGUMENTS` with its `catalog` route between grpcio and the catalog: the three calls of
+    `call_catalog` go through it (each checked by the client), and the tap's log of them is returned."""
+    tap = Proxy([BIN / "replaydiff", "tap", *arguments, "-o", log, "--confdir", tmp_path / "conf"],
+                cwd=tmp_path, home=tmp_path)
     try:
         listening = wait_until(lambda: next((m for line in tap.lines
                                              if (m := re.search(r"catalog http://(127\.0\.0\.1:\d+)", line))), None),
@@ -337,7 +333,14 @@ def test_the_tap_logs_h2c_grpc_calls_to_a_dependency(tmp_path: Path, catalog: in
         assert tap.stop() == 0, "".join(tap.lines)
     finally:
         tap.kill()
-    calls = list(UpstreamLogReader(log))
+    return list(UpstreamLogReader(log))
+
+
+def test_the_tap_logs_h2c_grpc_calls_to_a_dependency(tmp_path: Path, catalog: int) -> None:
+    """`replaydiff tap` shares the recorder's proxy machinery: a service's h2c calls to a gRPC dependency pass and
+    are logged whole, framing and trailers included."""
+    log = tmp_path / "upstream.jsonl.zst"
+    calls = tap_between_client_and_catalog(tmp_path, log, "--route", f"catalog=http://127.0.0.1:{catalog}")
     assert [call.path for call in calls] == ["/shop.Catalog/GetItem", "/shop.Catalog/GetItem", "/shop.Catalog/ListItems"]
     assert all(call.request and call.request.http_version == "HTTP/2.0" for call in calls)
     answers = [call.answer for call in calls]
@@ -347,19 +350,9 @@ def test_the_tap_logs_h2c_grpc_calls_to_a_dependency(tmp_path: Path, catalog: in
 
     # the same calls answered by a mock of that log, with no route to the real catalog: messages, a trailers-only
     # NOT_FOUND and a stream, as grpcio expects them (grpc-status in the trailers)
-    mocked = tmp_path / "mocked.jsonl.zst"
-    mock = Proxy([BIN / "replaydiff", "tap", "--mock", log, "--route", f"catalog=@{free_port()}", "-o", mocked,
-                  "--confdir", tmp_path / "conf"], cwd=tmp_path, home=tmp_path)
-    try:
-        listening = wait_until(lambda: next((m for line in mock.lines
-                                             if (m := re.search(r"catalog http://(127\.0\.0\.1:\d+)", line))), None),
-                               "the mock's listening line")
-        call_catalog(listening.group(1))
-        wait_until(lambda: readable_records(mocked, UpstreamLogReader) == 3, "the mock to log 3 calls")
-        assert mock.stop() == 0, "".join(mock.lines)
-    finally:
-        mock.kill()
-    assert [call.mock for call in UpstreamLogReader(mocked)] == ["corpus", "corpus", "corpus"]
+    mocked = tap_between_client_and_catalog(tmp_path, tmp_path / "mocked.jsonl.zst", "--mock", log, "--route",
+                                            f"catalog=@{free_port()}")
+    assert [call.mock for call in mocked] == ["corpus", "corpus", "corpus"]
 
 
 def test_a_gzip_compressed_call_is_sanitized_inside_its_compression(tmp_path: Path, catalog: int) -> None:
