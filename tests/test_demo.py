@@ -102,8 +102,7 @@ def test_aa_runs_report_nothing_every_time(tmp_path: Path, repetitions: int) -> 
     """
     outcomes = []
     for repetition in range(repetitions):
-        # the gRPC catalog's A/A once: its 184 calls hold no latency test near its threshold (the shop's do)
-        result, report = _demo(tmp_path, "--aa", "--speed", "4", *(["--no-grpc"] if repetition else []))
+        result, report = _demo(tmp_path, "--aa", "--speed", "4")
         outcomes.append((repetition, result.returncode, [d["fingerprint"] for d in report.get("divergences", [])]))
     assert [o for o in outcomes if o[1] != 0 or o[2]] == [], outcomes
     assert report["findings"] == []
