@@ -16,8 +16,8 @@ T = TypeVar("T")
 
 def run_fast(coroutine: Coroutine[None, None, T]) -> T:
     """uvloop: the same asyncio API at about half the event loop's cost per request, which a replay
-    otherwise spends on every socket read, write and timer. (Its timers count whole milliseconds: see
-    `replayer.session_loop.TIMER_SLACK_S`.)"""
+    otherwise spends on every socket read, write and timer. (Its timers count whole milliseconds: due
+    times are waited for on `replayer.deadline_timer` instead.)"""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coroutine)
 

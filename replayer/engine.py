@@ -28,6 +28,7 @@ from replaydiff.corpora import Attempt, Exchange, ReplayRecord, Request, Respons
 from replaydiff.replayer.client import EncodedRequest, PendingAttempt, TargetClient, Timeouts, TLSOptions
 from replaydiff.replayer.correlate import Carried, CarryCounts, CarryRules
 from replaydiff.replayer.credentials import Credentials
+from replaydiff.replayer.deadline_timer import DeadlineTimer
 from replaydiff.replayer.http2 import is_http2
 from replaydiff.replayer.plan import PlannedRequest
 from replaydiff.replayer.retry import RetryPolicy
@@ -168,6 +169,7 @@ class Replayer:
         self._on_progress = on_progress
         self._loop = SessionLoop(options)
         self._drains: set[asyncio.Task[None]] = set()
+        self._timer: DeadlineTimer  # made on the replay's own event loop, in `run`
         self._clients: list[TargetClient] = []
         self._backlog = asyncio.Semaphore(options.max_backlog)
         self._slots = asyncio.Semaphore(options.concurrency or 1)
@@ -182,6 +184,7 @@ class Replayer:
         ]
         stream = iter(planned)
         self._loop.epoch_ns = start.perf_ns if start else time.perf_counter_ns() + int(PREFETCH_S * 1e9)
+        self._timer = DeadlineTimer(asyncio.get_running_loop())
         try:
             start = await self._read_ahead(stream, start)
             self.summary.epoch_unix_us = start.unix_us
@@ -195,6 +198,7 @@ class Replayer:
             for drain in self._drains:
                 drain.cancel()
             self.summary.elapsed_s = self._loop.now_s()
+            self._timer.close()
             await asyncio.gather(*(client.aclose() for client in self._clients), return_exceptions=True)
         return self.summary
 
@@ -240,7 +244,7 @@ class Replayer:
     async def _drain(self, session: ReplaySession) -> None:
         for step in self._loop.steps(session):
             if isinstance(step, Wait):
-                await asyncio.sleep(step.seconds)
+                await self._timer.wait(step)
                 continue
             if self.options.concurrency is None:
                 await self._fan_out(step, session)

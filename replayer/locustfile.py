@@ -47,7 +47,7 @@ from replaydiff.replayer.correlate import Carried
 from replaydiff.replayer.engine import ReplaySummary
 from replaydiff.replayer.plan import PlannedRequest, plan
 from replaydiff.replayer.schedule_watch import ScheduleWatch
-from replaydiff.replayer.session_loop import AttemptLog, ReplaySession, Send, SessionLoop, Wait
+from replaydiff.replayer.session_loop import TIMER_SLACK_S, AttemptLog, ReplaySession, Send, SessionLoop, Wait
 from replaydiff.replayer.sessions import shard_of
 from replaydiff.replayer.targets import Target
 from replaydiff.replayer.tracing import new_span_id, traceparent
@@ -292,7 +292,7 @@ class _WorkerReplay:
         assert self.loop is not None
         for step in self.loop.steps(session):
             if isinstance(step, Wait):
-                gevent.sleep(step.seconds)
+                gevent.sleep(step.seconds + TIMER_SLACK_S)  # libev counts whole milliseconds
             else:
                 self._fan_out(step, session)
         self._report_if_done()

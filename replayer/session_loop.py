@@ -12,6 +12,7 @@ for the next step. Same corpus and options, same send plan, whichever engine.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import deque
@@ -32,10 +33,11 @@ if TYPE_CHECKING:
     from replaydiff.replayer.engine import ReplayOptions
 
 TIMER_SLACK_S = 0.0005
-"""Added to every wait for a due time. uvloop (and gevent's libev) count whole milliseconds and round each delay
-to the nearest one, so a bare wait may end up to a millisecond early (a request sent early is as wrong as a late
-one, and the lag would not show it); with half a millisecond more it ends on time or up to a millisecond late,
-and a wait that still ends early is simply waited again."""
+"""Added to a wait by an engine on a coarse timer. uvloop's own timers (and gevent's libev) count whole
+milliseconds and round each delay to the nearest one, so a bare wait may end up to a millisecond early (a request
+sent early is as wrong as a late one, and the lag would not show it); with half a millisecond more it ends on time
+or up to a millisecond late, and a wait that still ends early is simply waited again. The asyncio engine waits on
+a timerfd instead where there is one (`replayer.deadline_timer`), to the microsecond and without slack."""
 
 LATE_SHARE = 0.1
 """A request is late, its timing no longer the recording's, when it leaves later than this share of its
@@ -62,6 +64,10 @@ class ReplaySession:
 @dataclass(frozen=True, slots=True)
 class Wait:
     seconds: float
+    """How long until the due time, exactly: an engine on a coarse timer adds `TIMER_SLACK_S`."""
+    deadline_ns: int
+    """The due time on the session loop's clock (monotonic nanoseconds), for a timer that waits until a moment
+    (`replayer.deadline_timer`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +126,7 @@ class SessionLoop:
             if session.last_done_s is not None:
                 due_s = max(due_s, session.last_done_s + planned.think_s)
             while (delay_s := due_s - self.now_s()) > 0:  # never early, even on a coarse timer
-                yield Wait(delay_s + TIMER_SLACK_S)
+                yield Wait(delay_s, self.epoch_ns + math.ceil(due_s * 1e9))
             lag_s = self.now_s() - due_s
             yield Send(planned, int(lag_s * 1e6), int(self._late_after_s(session, planned) * 1e6))
             # Think time counts from when the answers would have come had the request left on time: the
