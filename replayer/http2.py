@@ -319,7 +319,7 @@ class H2Session:
             elif kind == f.RST_STREAM:
                 if length != 4 or not stream_id:
                     raise _Broken(f"RST_STREAM of {length} bytes on stream {stream_id}")
-                if (stream := streams.pop(stream_id, None)) is not None:
+                if streams.pop(stream_id, None) is not None:
                     code = f.code_name(int.from_bytes(payload, "big"))
                     finished.append((stream_id, StreamReset(f"{self._label} reset the stream ({code})")))
             elif kind == f.SETTINGS:
