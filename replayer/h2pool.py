@@ -17,8 +17,6 @@ import time
 from collections import deque
 from typing import cast
 
-import h2.exceptions
-
 from replaydiff.replayer.aiopool import mark_observed
 from replaydiff.replayer.http1 import ConnectionReset, HttpClientError, Origin, ProtocolViolation, RawAnswer
 from replaydiff.replayer.http2 import H2Session, check_alpn, preface_unanswered
@@ -71,9 +69,9 @@ class Http2Connection(asyncio.Protocol):
         answer: asyncio.Future[RawAnswer] = asyncio.get_running_loop().create_future()
         try:
             stream_id = self.session.start(headers, body)
-        except h2.exceptions.H2Error as exc:  # h2 refused it: the connection closed under us (a reset)
+        except ConnectionReset as exc:  # the connection closed under us
             self.session.usable = False
-            answer.set_exception(ConnectionReset(f"{LABEL}'s HTTP/2 connection could not take the request: {exc}"))
+            answer.set_exception(exc)
             return answer
         self._answers[stream_id] = answer
         self._flush()

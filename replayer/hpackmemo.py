@@ -44,6 +44,8 @@ _STATIC_NAMES = {name: index for (name, _), index in reversed(list(_STATIC_FIELD
 
 def _string(value: bytes) -> bytes:
     """A string literal without Huffman coding (H bit 0)."""
+    if len(value) < 0x7F:  # the length fits the prefix: one byte (the per-request traceparent's path)
+        return len(value).to_bytes(1, "big") + value
     return bytes(encode_integer(len(value), 7)) + value
 
 

@@ -1,16 +1,24 @@
-"""HTTP/2 answers off the wire: h2's state machine (python-hyper) into `RawAnswer`s, and HTTP/2's own failures.
+"""HTTP/2 answers off the wire: a client connection's frames and streams (RFC 9113) into `RawAnswer`s, and
+HTTP/2's own failures.
 
-h2 owns no socket: `H2Session` feeds it the bytes a connection read and turns
-its events into finished streams, each a `RawAnswer` (headers, body, trailers)
-or the failure that ended it. The asyncio engine's multiplexing pool
-(`replayer.aiopool2`) and the locust workers' blocking connections
-(`replayer.blocking`) drive the same session, so both engines send the same
-frames and read answers alike, as `AnswerReader` does for HTTP/1.1.
+`H2Session` owns no socket: it is fed the bytes a connection read and hands
+out finished streams, each a `RawAnswer` (headers, body, trailers) or the
+failure that ended it, and the bytes to write. The asyncio engine's
+multiplexing pool (`replayer.h2pool`) and the locust workers' blocking
+connections (`replayer.blocking`) drive the same session, so both engines send
+the same frames and read answers alike, as `AnswerReader` does for HTTP/1.1.
+
+Framing and stream state are written here, over one buffer (frames as bytes
+in `replayer.h2frames`), rather than on h2's state machine: h2 cost 50-75 µs
+of CPU per request in events, frame objects and checks, most of what an
+HTTP/2 request cost the replay (bench/README.md). Header blocks stay hpack's
+(`replayer.hpackmemo`). What a client needs is small: it opens every stream
+itself, takes no pushes, and records answers as they came.
 
 Failures are the HTTP/1.1 client's types, so the outcome mapping stays one
 (`client.TargetCodec.outcome`): a stream reset by the target is a
 `StreamReset` (kind `reset`, with its error code), a GOAWAY fails the streams
-it did not process (`GoneAway`, kind `reset`), bytes that are not HTTP/2 are a
+in flight (`GoneAway`, kind `reset`), bytes that are not HTTP/2 are a
 `ProtocolViolation`, and a stream without its whole answer in time a
 `ReadTimeout`, cancelled with RST_STREAM so the connection stays usable.
 """
@@ -19,15 +27,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
+from hpack import HPACKError
 
+from replaydiff.replayer import h2frames as f
 from replaydiff.replayer.hpackmemo import MemoDecoder, StatelessEncoder
 from replaydiff.replayer.http1 import (
     ConnectionReset,
@@ -41,14 +44,45 @@ HTTP2 = "HTTP/2.0"
 """How the corpus names the version (mitmproxy's spelling)."""
 
 INITIAL_STREAMS = 100
-"""Streams opened at once on a connection before the peer's SETTINGS say how many it takes: h2 assumes no
-limit until then, and 100 is the smallest value RFC 9113 recommends a peer allow."""
+"""Streams opened at once on a connection before the peer's SETTINGS say how many it takes: 100 is the
+smallest value RFC 9113 recommends a peer allow."""
+
+NO_STREAM_LIMIT = 2**32 + 1
+"""A peer whose SETTINGS name no MAX_CONCURRENT_STREAMS sets no limit (as h2 counts it)."""
 
 RECEIVE_WINDOW = 1 << 24
 """Our receive window, per stream and for the connection: large, so a big answer never waits on a window
 update from a replayer busy with other streams."""
 
+WINDOW_UPDATE_AFTER = RECEIVE_WINDOW // 4
+"""Bytes read on a stream, or on the connection, before we give them back with WINDOW_UPDATE: one update per
+4 MiB, long before the peer's view of the window runs low."""
+
+MAX_HEADER_LIST = 1 << 16
+"""SETTINGS_MAX_HEADER_LIST_SIZE we announce; hpack's decoder refuses a longer answer header list."""
+
+MAX_HEADER_BLOCK = 2 * MAX_HEADER_LIST
+"""Encoded header block bytes gathered over CONTINUATION frames at most (encoded fields are not longer
+than their decoded size)."""
+
 LAST_STREAM_ID = 2**31 - 1
+
+_OUR_SETTINGS = (
+    f.PREFACE
+    + f.settings({
+        f.ENABLE_PUSH: 0, f.MAX_CONCURRENT_STREAMS: 100, f.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
+        f.INITIAL_WINDOW_SIZE: RECEIVE_WINDOW, f.HEADER_TABLE_SIZE: 0,
+    })  # fmt: skip
+    + f.window_update(0, RECEIVE_WINDOW - f.DEFAULT_WINDOW)
+)
+"""The connection preface: in force from the first request (the peer reads them before it), so our windows
+count from `RECEIVE_WINDOW` and answer header blocks cannot use a dynamic table."""
+
+_HEAD = (b":method", b"HEAD")
+# a request's HEADERS frame header, but for its length and stream id
+_HEADERS_FRAME = f.HEADERS << 40 | f.END_HEADERS << 32
+_HEADERS_LAST_FRAME = _HEADERS_FRAME | f.END_STREAM << 32
+_DATA_LAST_FRAME = f.DATA << 40 | f.END_STREAM << 32
 
 
 def is_http2(http_version: str) -> bool:
@@ -75,20 +109,29 @@ class GoneAway(ConnectionReset):
     """The target sent GOAWAY: the streams in flight on that connection ended without their answer."""
 
 
-def _code_name(code: int) -> str:
-    try:
-        return h2.errors.ErrorCodes(code).name
-    except ValueError:
-        return f"error code {code:#x}"
+class _Broken(Exception):
+    """The peer broke the protocol (a connection error): the message says how, in a few words."""
 
 
-@dataclass(slots=True)
 class _Stream:
-    answer: RawAnswer
-    sent_at: float
-    """time.monotonic() when the request left: a whole answer must arrive within the timeout from here."""
-    body: memoryview
-    """What is left to send of the request body, waiting for the peer's flow-control window."""
+    """One request in flight."""
+
+    __slots__ = ("answer", "sent_at", "body", "window", "head", "answered", "unacknowledged")
+
+    def __init__(self, sent_at: float, window: int, head: bool) -> None:
+        self.answer = RawAnswer(http_version=HTTP2)
+        self.sent_at = sent_at
+        """time.monotonic() when the request left: a whole answer must arrive within the timeout from here."""
+        self.body: memoryview | bytes = b""
+        """What is left to send of the request body, waiting for the peer's flow-control window."""
+        self.window = window
+        """What the peer lets us send on this stream now."""
+        self.head = head
+        """An answer to HEAD has no body."""
+        self.answered = False
+        """The final (not 1xx) headers came: a further header block is the trailers."""
+        self.unacknowledged = 0
+        """Bytes of DATA read and not yet given back with WINDOW_UPDATE."""
 
 
 class H2Session:
@@ -97,36 +140,34 @@ class H2Session:
     After `start`, `feed` or `expire`, `data_to_send` has the bytes to write."""
 
     def __init__(self, max_body: int, *, label: str) -> None:
-        config = h2.config.H2Configuration(
-            client_side=True, header_encoding=None,
-            # the requests are built here, lower-case and without connection headers: checking them again per
-            # request is h2's most expensive step, and a replay must send what was recorded anyway
-            validate_outbound_headers=False, normalize_outbound_headers=False,
-            # and the answers are recorded as they came, for the diff to judge, not refused for their form
-            validate_inbound_headers=False, normalize_inbound_headers=False,
-        )  # fmt: skip
-        self._conn = h2.connection.H2Connection(config)
-        # In the preface's SETTINGS (as httpcore does): a setting changed later is in force only once the peer
-        # acknowledges it, and h2 would count our windows by it before the peer knew.
-        codes = h2.settings.SettingCodes
-        self._conn.local_settings = h2.settings.Settings(client=True, initial_values={
-            codes.ENABLE_PUSH: 0, codes.MAX_CONCURRENT_STREAMS: 100, codes.MAX_HEADER_LIST_SIZE: 1 << 16,
-            codes.INITIAL_WINDOW_SIZE: RECEIVE_WINDOW, codes.HEADER_TABLE_SIZE: 0,
-        })  # fmt: skip
+        self._out = bytearray(_OUR_SETTINGS)
+        self._in = bytearray()
         # header fields and blocks encoded and decoded once (`replayer.hpackmemo`: hpack was most of the time)
-        self._conn.encoder = StatelessEncoder()
-        self._conn.decoder = MemoDecoder(self._conn.decoder.max_header_list_size)
-        # h2 applies a local setting to its decoder only when it changes after the preface; this one is in the
-        # preface, and the peer reads it before any request of ours, so it binds every answer
-        self._conn.decoder.max_allowed_table_size = 0
-        self._conn.initiate_connection()
-        self._conn.increment_flow_control_window(RECEIVE_WINDOW - 65_535)
+        self._encoder = StatelessEncoder()
+        self._decoder = MemoDecoder(MAX_HEADER_LIST)
+        self._decoder.max_allowed_table_size = 0  # HEADER_TABLE_SIZE 0 is in the preface: it binds every answer
         self._max_body = max_body
         self._label = label
         self._streams: dict[int, _Stream] = {}
+        self._next_id = 1
         self._stream_limit = INITIAL_STREAMS
+        self._window = f.DEFAULT_WINDOW
+        """What the peer lets us send on the connection now."""
+        self._stream_window = f.DEFAULT_WINDOW
+        """The peer's INITIAL_WINDOW_SIZE: each new stream's send window."""
+        self._max_frame = f.DEFAULT_MAX_FRAME
+        """The peer's MAX_FRAME_SIZE: the largest frame payload we may send."""
+        self._unacknowledged = 0
+        """Bytes of DATA read on the connection and not yet given back with WINDOW_UPDATE."""
+        self._block = bytearray()
+        self._block_stream = 0
+        """The stream whose header block continues in CONTINUATION frames, or 0."""
+        self._block_flags = 0
+        self._ended = False
+        """GOAWAY came or the peer broke the protocol: nothing more is read or sent on this connection."""
         self._peer_spoke = False
-        """Set by the first frame read: until then, bytes h2 cannot parse mean the peer is not HTTP/2."""
+        """Set by the peer's first frame, its SETTINGS: until then, bytes that are not a frame mean the peer is
+        not HTTP/2."""
         self._first_bytes = bytearray()
         self.usable = True
         """False once the connection can take no new stream (GOAWAY, an error, stream ids used up)."""
@@ -146,36 +187,53 @@ class H2Session:
         return not self._streams
 
     def start(self, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
-        """Opens a stream with this request; its answer comes out of `feed` under the returned stream id (h2
-        knows from `:method` that an answer to HEAD has no body)."""
-        conn = self._conn
-        stream_id = conn.get_next_available_stream_id()
-        conn.send_headers(stream_id, headers, end_stream=not body)
-        self._streams[stream_id] = _Stream(RawAnswer(http_version=HTTP2), time.monotonic(), memoryview(body))
+        """Opens a stream with this request; its answer comes out of `feed` under the returned stream id (an
+        answer to HEAD, known from `:method`, has no body). The fields are sent as given: the replay builds them
+        lower-case, without connection headers."""
+        if self._ended or self.failure is not None:
+            raise ConnectionReset(f"{self._label}'s HTTP/2 connection is closed: it takes no new stream")
+        stream_id = self._next_id
+        self._next_id = stream_id + 2
+        block = self._encoder.encode(headers)
+        if len(block) <= self._max_frame:
+            self._out += (len(block) << 48 | (_HEADERS_FRAME if body else _HEADERS_LAST_FRAME) | stream_id).to_bytes(
+                9, "big"
+            )
+            self._out += block
+        else:
+            self._continued(stream_id, block, bool(body))
+        stream = self._streams[stream_id] = _Stream(time.monotonic(), self._stream_window, _HEAD in headers)
         if body:
-            self._send_body(stream_id)
+            stream.body = memoryview(body)
+            self._send_body(stream_id, stream)
         if stream_id >= LAST_STREAM_ID - 2:
             self.usable = False
         return stream_id
 
     def data_to_send(self) -> bytes:
-        return self._conn.data_to_send()
+        if not self._out:
+            return b""
+        data = bytes(self._out)
+        self._out.clear()
+        return data
 
     def feed(self, data: bytes) -> list[tuple[int, RawAnswer | HttpClientError]]:
         """The streams these bytes finished, each with its answer or failure."""
+        if self._ended:
+            return []
         if not self._peer_spoke and len(self._first_bytes) < 32:
             self._first_bytes += data[: 32 - len(self._first_bytes)]
-        try:
-            events = self._conn.receive_data(data)
-        except h2.exceptions.H2Error as exc:
-            return self.fail_all(self._not_http2() if not self._peer_spoke else ProtocolViolation(
-                f"{self._label} broke the HTTP/2 protocol: {exc}"
-            ))  # fmt: skip
-        if events:
-            self._peer_spoke = True
+        self._in += data
         finished: list[tuple[int, RawAnswer | HttpClientError]] = []
-        for event in events:
-            self._handle(event, finished)
+        try:
+            self._read_frames(finished)
+        except _Broken as exc:
+            self._ended = True
+            self._in.clear()
+            self._out += f.goaway(0, f.PROTOCOL_ERROR)
+            finished.extend(self.fail_all(self._not_http2() if not self._peer_spoke else ProtocolViolation(
+                f"{self._label} broke the HTTP/2 protocol: {exc}"
+            )))  # fmt: skip
         return finished
 
     def expire(self, now: float, timeout: float) -> list[tuple[int, RawAnswer | HttpClientError]]:
@@ -184,10 +242,10 @@ class H2Session:
         expired: list[tuple[int, RawAnswer | HttpClientError]] = []
         for stream_id in late:
             del self._streams[stream_id]
-            try:
-                self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
-            except h2.exceptions.ProtocolError:
+            if self._ended:
                 self.usable = False  # the connection itself is gone
+            else:
+                self._out += f.rst_stream(stream_id, f.CANCEL)
             expired.append((stream_id, ReadTimeout.after(timeout)))
         return expired
 
@@ -212,75 +270,263 @@ class H2Session:
             f"{self._label} does not speak HTTP/2: to the connection preface it answered {bytes(self._first_bytes)!r}"
         )
 
-    # h2's events
-    def _handle(self, event: h2.events.Event, finished: list[tuple[int, RawAnswer | HttpClientError]]) -> None:
-        stream_id = getattr(event, "stream_id", 0)
-        stream = self._streams.get(stream_id) if stream_id else None
-        if isinstance(event, h2.events.DataReceived):
-            if event.flow_controlled_length:
-                self._conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
-            if stream is not None:
-                stream.answer.add_body(event.data, self._max_body)
-        elif isinstance(event, h2.events.ResponseReceived):
-            if stream is not None:
-                answer = stream.answer
-                answer.ttfb_ns = time.perf_counter_ns()
-                for name, value in event.headers:
-                    if name == b":status":
-                        answer.status = int(value)
-                    else:
-                        answer.headers.append((name, value))
-        elif isinstance(event, h2.events.TrailersReceived):
-            if stream is not None:
-                stream.answer.trailers.extend(event.headers)
-        elif isinstance(event, h2.events.StreamEnded):
-            if stream is not None:
-                del self._streams[stream_id]
-                if stream.body:  # answered before the whole request went: stop sending it, free the stream
-                    self._conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
-                stream.answer.done_ns = time.perf_counter_ns()
-                finished.append((stream_id, stream.answer))
-        elif isinstance(event, h2.events.StreamReset):
-            if stream is not None:
-                del self._streams[stream_id]
-                finished.append((stream_id, StreamReset(
-                    f"{self._label} reset the stream ({_code_name(event.error_code)})"
-                )))  # fmt: skip
-        elif isinstance(event, h2.events.WindowUpdated):
-            for waiting in [stream_id] if stream_id else list(self._streams):
-                if waiting in self._streams and self._streams[waiting].body:
-                    self._send_body(waiting)
-        elif isinstance(event, h2.events.RemoteSettingsChanged):
-            self.settled = True
-            self._stream_limit = self._conn.remote_settings.max_concurrent_streams
-            if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
-                for waiting in list(self._streams):
-                    if self._streams[waiting].body:
-                        self._send_body(waiting)
-        elif isinstance(event, h2.events.ConnectionTerminated):
-            finished.extend(self._gone_away(event))
+    # frames read
+    def _read_frames(self, finished: list[tuple[int, RawAnswer | HttpClientError]]) -> None:
+        """Every whole frame in the buffer, in order; a partial one waits there for the rest."""
+        buffer = self._in
+        size = len(buffer)
+        streams = self._streams
+        unpack = f.FRAME_HEADER.unpack_from
+        pos = 0
+        while size - pos >= 9:
+            length_kind, flags, stream_id = unpack(buffer, pos)
+            length = length_kind >> 8
+            if length > f.DEFAULT_MAX_FRAME:  # the largest we allow, and we never allow more
+                raise _Broken(f"a frame of {length} bytes, above the {f.DEFAULT_MAX_FRAME} allowed")
+            end = pos + 9 + length
+            if end > size:
+                break
+            kind = length_kind & 0xFF
+            stream_id &= LAST_STREAM_ID
+            payload = buffer[pos + 9 : end]
+            pos = end
+            if self._block_stream and kind != f.CONTINUATION:
+                raise _Broken(f"a header block on stream {self._block_stream} interrupted by a frame of type {kind}")
+            if not self._peer_spoke:
+                if kind != f.SETTINGS or flags & f.ACK:
+                    raise _Broken("the first frame is not SETTINGS")
+                self._peer_spoke = True
+            if kind == f.DATA:
+                self._data(stream_id, flags, payload, streams.get(stream_id), finished)
+            elif kind == f.HEADERS:
+                if flags & (f.PADDED | f.PRIORITY_FLAG):
+                    payload = _unpadded(payload, flags, skip=5 if flags & f.PRIORITY_FLAG else 0)
+                if flags & f.END_HEADERS:
+                    self._headers(stream_id, flags, payload, finished)
+                elif not stream_id:
+                    raise _Broken("HEADERS on stream 0")
+                else:
+                    self._block_stream, self._block_flags, self._block = stream_id, flags, payload
+            elif kind == f.CONTINUATION:
+                if not stream_id or stream_id != self._block_stream:
+                    raise _Broken(f"CONTINUATION on stream {stream_id}, not after a HEADERS frame of it")
+                self._block += payload
+                if len(self._block) > MAX_HEADER_BLOCK:
+                    raise _Broken(f"a header block above {MAX_HEADER_BLOCK} bytes")
+                if flags & f.END_HEADERS:
+                    self._block_stream = 0
+                    self._headers(stream_id, self._block_flags, self._block, finished)
+            elif kind == f.RST_STREAM:
+                if length != 4 or not stream_id:
+                    raise _Broken(f"RST_STREAM of {length} bytes on stream {stream_id}")
+                if streams.pop(stream_id, None) is not None:
+                    code = f.code_name(int.from_bytes(payload, "big"))
+                    finished.append((stream_id, StreamReset(f"{self._label} reset the stream ({code})")))
+            elif kind == f.SETTINGS:
+                self._settings(stream_id, flags, payload)
+            elif kind == f.PING:
+                if length != 8 or stream_id:
+                    raise _Broken(f"PING of {length} bytes on stream {stream_id}")
+                if not flags & f.ACK:
+                    self._out += f.frame(f.PING, f.ACK, 0, payload)
+            elif kind == f.GOAWAY:
+                if length < 8 or stream_id:
+                    raise _Broken(f"GOAWAY of {length} bytes on stream {stream_id}")
+                last = int.from_bytes(payload[:4], "big") & LAST_STREAM_ID
+                finished.extend(self._gone_away(last, int.from_bytes(payload[4:8], "big")))
+                self._ended = True
+                buffer.clear()
+                return
+            elif kind == f.WINDOW_UPDATE:
+                self._window_update(stream_id, payload)
+            elif kind == f.PUSH_PROMISE:
+                raise _Broken("PUSH_PROMISE, though the client's SETTINGS disabled push")
+            # PRIORITY and unknown frame types: nothing for a client to do (RFC 9113 5.5)
+        del buffer[:pos]
 
-    def _gone_away(self, event: h2.events.ConnectionTerminated) -> Iterable[tuple[int, HttpClientError]]:
-        """h2 closes its state machine on any GOAWAY, so even the streams the peer said it would still answer
-        (ids up to `last_stream_id`) cannot be read on: each fails, saying whether the target processed it."""
+    def _data(self, stream_id: int, flags: int, payload: bytearray, stream: _Stream | None,
+              finished: list[tuple[int, RawAnswer | HttpClientError]]) -> None:  # fmt: skip
+        length = len(payload)  # flow control counts the padding too
+        if length:
+            self._unacknowledged += length
+            if self._unacknowledged >= WINDOW_UPDATE_AFTER:
+                self._out += f.window_update(0, self._unacknowledged)
+                self._unacknowledged = 0
+        if stream is None:  # reset or timed out by us, its frames still in flight: nothing to read
+            self._idle(stream_id)
+            return
+        if not stream.answered:
+            raise _Broken(f"DATA on stream {stream_id} before its answer's headers")
+        if flags & f.PADDED:
+            payload = _unpadded(payload, flags, skip=0)
+        if payload and not stream.head:
+            stream.answer.add_body(payload, self._max_body)
+        if flags & f.END_STREAM:
+            self._end(stream_id, stream, finished)
+        elif length:
+            stream.unacknowledged += length
+            if stream.unacknowledged >= WINDOW_UPDATE_AFTER:
+                self._out += f.window_update(stream_id, stream.unacknowledged)
+                stream.unacknowledged = 0
+
+    def _headers(self, stream_id: int, flags: int, block: bytes | bytearray,
+                 finished: list[tuple[int, RawAnswer | HttpClientError]]) -> None:  # fmt: skip
+        """A whole header block: the answer's headers, an informational answer to skip, or the trailers."""
+        try:
+            fields = self._decoder.decode(block, raw=True)  # every block, even a dropped stream's: HPACK's state
+        except HPACKError as exc:
+            raise _Broken(f"a header block that does not decode ({type(exc).__name__}: {exc})") from None
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            self._idle(stream_id)
+            return
+        answer = stream.answer
+        if stream.answered:
+            if not flags & f.END_STREAM:
+                raise _Broken(f"trailers without END_STREAM on stream {stream_id}")
+            answer.trailers.extend(fields)
+            self._end(stream_id, stream, finished)
+            return
+        status = b""
+        headers = []
+        for name, value in fields:
+            if name == b":status":
+                status = value
+            else:
+                headers.append((name, value))
+        if not status.isdigit():
+            raise _Broken(f"an answer without a :status on stream {stream_id}")
+        code = int(status)
+        if code < 200:  # informational (100 Continue, 103 Early Hints): the answer is still to come
+            if flags & f.END_STREAM:
+                raise _Broken(f"an informational answer ending stream {stream_id}")
+            return
+        answer.ttfb_ns = time.perf_counter_ns()
+        answer.status = code
+        answer.headers = headers
+        stream.answered = True
+        if flags & f.END_STREAM:
+            self._end(stream_id, stream, finished)
+
+    def _end(self, stream_id: int, stream: _Stream, finished: list[tuple[int, RawAnswer | HttpClientError]]) -> None:
+        del self._streams[stream_id]
+        if stream.body:  # answered before the whole request went: stop sending it, free the stream
+            self._out += f.rst_stream(stream_id, f.CANCEL)
+        stream.answer.done_ns = time.perf_counter_ns()
+        finished.append((stream_id, stream.answer))
+
+    def _idle(self, stream_id: int) -> int:
+        """A frame for a stream not in flight: one we reset, or that timed out, may still have frames on the way
+        (ignored), but one never opened (idle, or even: pushed) is a protocol error."""
+        if not stream_id or stream_id >= self._next_id or not stream_id & 1:
+            raise _Broken(f"a frame for stream {stream_id}, which the client never opened")
+        return stream_id
+
+    def _settings(self, stream_id: int, flags: int, payload: bytearray) -> None:
+        if stream_id or len(payload) % 6 or (flags & f.ACK and payload):
+            raise _Broken(f"SETTINGS of {len(payload)} bytes on stream {stream_id}")
+        if flags & f.ACK:
+            return
+        limit = NO_STREAM_LIMIT if not self.settled else self._stream_limit
+        resend = False
+        for offset in range(0, len(payload), 6):
+            key = int.from_bytes(payload[offset : offset + 2], "big")
+            value = int.from_bytes(payload[offset + 2 : offset + 6], "big")
+            if key == f.MAX_CONCURRENT_STREAMS:
+                limit = value
+            elif key == f.INITIAL_WINDOW_SIZE:
+                if value > f.MAX_WINDOW:
+                    raise _Broken(f"INITIAL_WINDOW_SIZE {value}, above 2^31-1")
+                delta = value - self._stream_window
+                self._stream_window = value
+                for stream in self._streams.values():
+                    stream.window += delta
+                resend = True
+            elif key == f.MAX_FRAME_SIZE:
+                if not f.DEFAULT_MAX_FRAME <= value <= 0xFFFFFF:
+                    raise _Broken(f"MAX_FRAME_SIZE {value}, outside 2^14 to 2^24-1")
+                self._max_frame = value
+            elif key == f.ENABLE_PUSH and value > 1:
+                raise _Broken(f"ENABLE_PUSH {value}, neither 0 nor 1")
+            # HEADER_TABLE_SIZE: our encoder uses no dynamic table, whatever size the peer allows
+        self._out += f.SETTINGS_ACK
+        self._stream_limit = limit
+        self.settled = True
+        if resend:
+            self._send_waiting()
+
+    def _window_update(self, stream_id: int, payload: bytearray) -> None:
+        if len(payload) != 4:
+            raise _Broken(f"WINDOW_UPDATE of {len(payload)} bytes")
+        increment = int.from_bytes(payload, "big") & LAST_STREAM_ID
+        if not increment:
+            raise _Broken(f"WINDOW_UPDATE of 0 on stream {stream_id}")
+        if not stream_id:
+            self._window += increment
+            if self._window > f.MAX_WINDOW:
+                raise _Broken("WINDOW_UPDATE beyond 2^31-1 for the connection")
+            self._send_waiting()
+        elif (stream := self._streams.get(stream_id)) is not None:
+            stream.window += increment
+            if stream.window > f.MAX_WINDOW:
+                raise _Broken(f"WINDOW_UPDATE beyond 2^31-1 on stream {stream_id}")
+            if stream.body:
+                self._send_body(stream_id, stream)
+
+    def _gone_away(self, last: int, error_code: int) -> Iterable[tuple[int, HttpClientError]]:
+        """Every stream in flight fails, saying whether the target processed it (ids up to `last`): the
+        connection is done, as h2 left it on any GOAWAY."""
         self.usable = False
-        code = _code_name(event.error_code)
+        code = f.code_name(error_code)
         self.failure = self.failure or GoneAway(f"{self._label} sent GOAWAY ({code})")
-        last = event.last_stream_id
         for stream_id in list(self._streams):
             del self._streams[stream_id]
-            if last is not None and stream_id > last:
+            if stream_id > last:
                 yield stream_id, GoneAway(f"{self._label} sent GOAWAY ({code}) without processing the stream")
             else:
                 yield stream_id, GoneAway(f"{self._label} sent GOAWAY ({code}) before the answer was complete")
 
-    def _send_body(self, stream_id: int) -> None:
+    # frames sent
+    def _continued(self, stream_id: int, block: bytes, has_body: bool) -> None:
+        """A header block larger than the peer's largest frame: HEADERS, then CONTINUATION frames."""
+        size = self._max_frame
+        chunks = [block[offset : offset + size] for offset in range(0, len(block), size)]
+        self._out += f.frame(f.HEADERS, 0 if has_body else f.END_STREAM, stream_id, chunks[0])
+        for chunk in chunks[1:-1]:
+            self._out += f.frame(f.CONTINUATION, 0, stream_id, chunk)
+        self._out += f.frame(f.CONTINUATION, f.END_HEADERS, stream_id, chunks[-1])
+
+    def _send_waiting(self) -> None:
+        for stream_id, stream in list(self._streams.items()):
+            if stream.body:
+                self._send_body(stream_id, stream)
+
+    def _send_body(self, stream_id: int, stream: _Stream) -> None:
         """As much of the body as the flow-control windows allow; the rest goes when the peer opens them."""
-        stream = self._streams[stream_id]
-        conn = self._conn
-        while stream.body:
-            size = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size, len(stream.body))
+        body = stream.body
+        out = self._out
+        while body:
+            size = min(self._window, stream.window, self._max_frame, len(body))
             if size <= 0:
-                return
-            chunk, stream.body = stream.body[:size], stream.body[size:]
-            conn.send_data(stream_id, chunk.tobytes(), end_stream=not stream.body)
+                break
+            last = size == len(body)
+            out += (size << 48 | (_DATA_LAST_FRAME if last else 0) | stream_id).to_bytes(9, "big")
+            out += body[:size]
+            body = body[size:]
+            self._window -= size
+            stream.window -= size
+        stream.body = body
+
+
+def _unpadded(payload: bytearray, flags: int, *, skip: int) -> bytearray:
+    """A frame's content without its padding (PADDED: a length byte first, then that many bytes at the end)
+    and without the `skip` bytes after (HEADERS' priority fields)."""
+    start, stop = 0, len(payload)
+    if flags & f.PADDED:
+        if not payload:
+            raise _Broken("a PADDED frame without its pad length")
+        start, stop = 1, stop - payload[0]
+    start += skip
+    if stop < start:
+        raise _Broken("a frame's padding longer than the frame")
+    return payload[start:stop]
