@@ -9,7 +9,6 @@ can tell a complete file from one whose writer died.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import threading
@@ -43,18 +42,14 @@ WRITER_NICENESS = 19
 
 
 def _yield_the_cpu() -> None:
-    """Run the background writer at the lowest priority (Linux: scheduling policy and niceness are per thread).
+    """Run the background writer at the lowest priority (Linux: niceness is per thread).
 
     Its compression and fsync run beside the event loop that produced the records; at equal priority, when every
     core is busy (a replay, its targets, this thread), the loop's wake-up can wait a whole scheduler slice behind
-    it, which is a request sent milliseconds late. `SCHED_IDLE` runs it only on a core nothing else wants, and
-    any thread that wakes takes the core from it at once; where that policy is refused, niceness 19 gives it
-    1/70 of the loop's weight. The frame still reaches disk within its second when the loop is idle in between."""
-    thread = threading.get_native_id()
-    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed: niceness alone
-        os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+    it, which is a request sent milliseconds late. At niceness 19 its weight is 1/70 of the loop's, so the loop
+    preempts it on waking; the frame still reaches disk within its second when the loop is idle in between."""
     try:
-        os.setpriority(os.PRIO_PROCESS, thread, WRITER_NICENESS)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
     except (AttributeError, OSError):  # not Linux, or not allowed: the writer keeps the loop's priority
         pass
 
