@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import struct
 import subprocess
 import sys
 from dataclasses import replace
@@ -234,3 +236,37 @@ def test_a_replay_falling_behind_says_so_while_it_runs(tmp_path: Path, engine: l
     assert len(list(results)) == 3 * 2400  # baseline, baseline2, candidate; the end record is read last
     late = results.end["late"]
     assert late >= 600 and f"{late} of 2400 requests" in " ".join(result.stderr.split())  # and at the end
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.geteuid() != 0,
+                    reason="raising a priority and holding PM QoS take root on Linux")
+@pytest.mark.parametrize("timed", [True, False], ids=["recorded timing", "closed loop"])
+def test_a_timed_replay_asks_for_prompt_wakeups_while_it_runs(tmp_path: Path, timed: bool) -> None:
+    """While a replay keeps a schedule, its process runs at `LOOP_NICENESS` and holds the PM QoS request (as the
+    target sees it while it answers); a closed-loop replay keeps no schedule and asks for neither."""
+    from replaydiff.replaying import LOOP_NICENESS, PM_QOS_DEVICE
+
+    replay: list[subprocess.Popen[str]] = []
+    seen: list[tuple[int, int]] = []
+
+    async def observe(request: web.Request) -> web.Response:
+        pid = replay[0].pid
+        seen.append((os.getpriority(os.PRIO_PROCESS, pid), struct.unpack("i", PM_QOS_DEVICE.read_bytes()[:4])[0]))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/echo", observe)
+    corpus = _corpus(tmp_path / "c.jsonl.zst", [_exchange(i, f"s{i % 5}") for i in range(20)])
+    mode = [] if timed else ["--concurrency", "4"]
+    with serve(app) as url:
+        replay.append(subprocess.Popen(
+            [*REPLAYDIFF, "replay", str(corpus), "--baseline", url, "--candidate", url, "-o", str(tmp_path / "r.jsonl.zst"),
+             *mode], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))  # fmt: skip
+        _, stderr = replay[0].communicate(timeout=120)
+    assert replay[0].returncode == 0, stderr
+    assert len(seen) == 60
+    if timed:
+        assert {niceness for niceness, _ in seen} == {LOOP_NICENESS} and {qos for _, qos in seen} == {0}
+    else:
+        assert {niceness for niceness, _ in seen} == {0}
