@@ -40,12 +40,17 @@ def blocks() -> tuple[bytes, bytes]:
     return encoder.encode(fields), encoder.encode(fields)
 
 
+def answer_stream(requests: int) -> list[bytes]:
+    """The bytes of each stream's answer, in the order the streams are started (ids 1, 3, 5, ...)."""
+    first, later = blocks()
+    return [answer_bytes(1 + 2 * n, first if n == 0 else later) for n in range(requests)]
+
+
 def ours(requests: int) -> float:
     session = H2Session(1 << 20, label="the target")
     session.data_to_send()
     session.feed(f.settings({f.MAX_CONCURRENT_STREAMS: 1 << 20}))
-    first, later = blocks()
-    answers = [answer_bytes(1 + 2 * n, first if n == 0 else later) for n in range(requests)]
+    answers = answer_stream(requests)
     started = time.process_time()
     for n in range(requests):
         session.start(FIELDS, b"")
@@ -71,8 +76,7 @@ def h2_reference(requests: int) -> float:
     conn.increment_flow_control_window(RECEIVE_WINDOW - 65_535)
     conn.data_to_send()
     conn.receive_data(f.settings({f.MAX_CONCURRENT_STREAMS: 1 << 20}))
-    first, later = blocks()
-    answers = [answer_bytes(1 + 2 * n, first if n == 0 else later) for n in range(requests)]
+    answers = answer_stream(requests)
     started = time.process_time()
     for n in range(requests):
         stream_id = conn.get_next_available_stream_id()
