@@ -147,13 +147,11 @@ class EncodedRequest:
     body: bytes
 
     @classmethod
-    def shared(cls, request: Request) -> Request | EncodedRequest:
-        """Encoded, or the request itself when it cannot be sent (each target's `begin` then says why) or goes
-        out as HTTP/2 (whose headers each target's HTTP/2 connection encodes)."""
-        if is_http2(request.http_version):
-            return request
+    def shared(cls, request: Request) -> Sendable:
+        """Encoded (as HTTP/2 header fields when it was recorded in HTTP/2), or the request itself when it
+        cannot be sent (each target's `begin` then says why)."""
         try:
-            return cls.of(request)
+            return EncodedHttp2Request.of(request) if is_http2(request.http_version) else cls.of(request)
         except UnsendableRequest:
             return request
 
@@ -171,6 +169,52 @@ class EncodedRequest:
             method, _wire(method), _wire(f"{request.target} HTTP/1.1"), headers,
             any(lowered == "host" for lowered, _ in headers), request.body,
         )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedHttp2Request:
+    """The recorded part of an HTTP/2 request's header fields, encoded once and shared by every target it goes
+    to (`TargetCodec.http2_request` adds each target's pseudo-headers and headers)."""
+
+    request: Request
+    """As recorded: what a target that is sent HTTP/1.1 (`--http1`) encodes."""
+    method: str
+    method_bytes: bytes
+    path: bytes
+    authority: bytes
+    """The recorded authority, or the recorded `Host` header's value."""
+    fields: list[tuple[str, tuple[bytes, bytes]]]
+    """(lowercased name, field) of the recorded headers HTTP/2 forwards, unless a target replaces the name."""
+    content_length: bool
+    """The recording had a `content-length`: one is sent, for the body sent."""
+    grpc: bool
+
+    @classmethod
+    def of(cls, request: Request) -> EncodedHttp2Request:
+        authority = _authority(request)
+        fields: list[tuple[str, tuple[bytes, bytes]]] = []
+        content_length = False
+        for name, value in request.headers:
+            lowered = name.lower()
+            if lowered == "content-length":
+                content_length = True
+            elif lowered == "host":
+                authority = value  # a corpus that kept Host among the headers: it is HTTP/2's :authority
+            elif lowered.startswith(":"):
+                continue
+            elif lowered not in _NOT_FORWARDED:
+                fields.append((lowered, _field(lowered, value)))
+            elif lowered == "te" and value.strip().lower() == "trailers":
+                fields.append((lowered, _TE_TRAILERS))
+        method = request.method.upper()
+        return cls(
+            request, method, _wire(method), _field("path", request.target)[1], _field("host", authority)[1], fields,
+            content_length, is_grpc(request.headers),
+        )  # fmt: skip
+
+
+Sendable = Request | EncodedRequest | EncodedHttp2Request
+"""A request as `TargetClient.begin` takes it: as recorded, or its recorded part encoded once per exchange."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,13 +243,19 @@ class TargetCodec:
         # The target's own headers, encoded once: they replace same-named recorded ones on every request.
         self._replaced = frozenset(name.lower() for name, _ in target.headers)
         self._target_lines = [_header_line(name, value) for name, value in target.headers]
+        self._target_fields = [_field(name.lower(), value) for name, value in target.headers if name.lower() != "host"]
+        hosts = [_field("host", value)[1] for name, value in target.headers if name.lower() == "host"]
+        self._target_authority = hosts[-1] if hosts else None
+        """A `Host` among the target's headers is HTTP/2's :authority."""
 
     def origin(self, tls: TLSOptions, *, http2: bool = False) -> Origin:
         """Where to connect; for HTTP/2 over TLS the handshake offers only `h2` (ALPN)."""
         context = tls.context(["h2"] if http2 else None) if self.https else None
         return Origin(self.target.host, self.target.port, context)
 
-    def http2_request(self, request: Request, extra_headers: Headers) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    def http2_request(
+        self, request: Request | EncodedHttp2Request, extra_headers: Headers
+    ) -> tuple[list[tuple[bytes, bytes]], bytes]:
         """The request as HTTP/2 header fields and body: the pseudo-headers from the recorded request (the
         recorded authority, as HTTP/1.1 keeps the recorded Host; this target's scheme and path prefix), the
         recorded headers, then the target's and `extra_headers`, which replace same-named recorded ones.
@@ -213,41 +263,30 @@ class TargetCodec:
         HTTP/2 forbids connection-specific headers, so those are not sent, except `te: trailers`, which gRPC
         servers require (and get, for a gRPC call, even when the recording dropped it as hop-by-hop);
         `content-length` is sent, for the body sent, when the recording had one."""
-        added = [*self.target.headers, *extra_headers]
-        replaced = {name.lower() for name, _ in added}
-        authority = _authority(request)
-        fields: list[tuple[bytes, bytes]] = []
-        had_length = had_te = False
-        for name, value in request.headers:
+        encoded = request if isinstance(request, EncodedHttp2Request) else EncodedHttp2Request.of(request)
+        replaced = self._replaced.union(name.lower() for name, _ in extra_headers) if extra_headers else self._replaced
+        fields = [field for lowered, field in encoded.fields if lowered not in replaced]
+        had_te = "te" not in replaced and any(lowered == "te" for lowered, _ in encoded.fields)
+        authority = self._target_authority or encoded.authority
+        fields.extend(self._target_fields)
+        for name, value in extra_headers:
             lowered = name.lower()
-            if lowered == "content-length":
-                had_length = True
-            elif lowered == "host":
-                authority = value  # a corpus that kept Host among the headers: it is HTTP/2's :authority
-            elif lowered in replaced or lowered.startswith(":"):
-                continue
-            elif lowered not in _NOT_FORWARDED:
-                fields.append(_field(lowered, value))
-            elif lowered == "te" and value.strip().lower() == "trailers":
-                fields.append(_TE_TRAILERS)
-                had_te = True
-        for name, value in added:
-            if name.lower() == "host":
-                authority = value
+            if lowered == "host":
+                authority = _field("host", value)[1]
             else:
-                fields.append(_field(name.lower(), value))
-        if had_length:
-            fields.append((b"content-length", b"%d" % len(request.body)))
-        if not had_te and "te" not in replaced and is_grpc(request.headers):
+                fields.append(_field(lowered, value))
+        body = encoded.request.body
+        if encoded.content_length:
+            fields.append((b"content-length", b"%d" % len(body)))
+        if not had_te and "te" not in replaced and encoded.grpc:
             fields.append(_TE_TRAILERS)
-        method = request.method.upper()
         pseudo = [
-            (b":method", _wire(method)),
+            (b":method", encoded.method_bytes),
             (b":scheme", self._scheme),
-            (b":authority", _field("host", authority)[1]),
-            (b":path", self._path_prefix + _field("path", request.target)[1]),
+            (b":authority", authority),
+            (b":path", self._path_prefix + encoded.path),
         ]
-        return pseudo + fields, request.body
+        return pseudo + fields, body
 
     def wire_request(self, request: Request | EncodedRequest, extra_headers: Headers) -> bytes:
         """The request as bytes: recorded request line and headers, then the target's and `extra_headers`,
@@ -352,17 +391,20 @@ class TargetClient:
         """For the exchanges recorded in HTTP/2: h2c with prior knowledge to http://, ALPN h2 to https://."""
 
     def begin(
-        self, request: Request | EncodedRequest, *, extra_headers: Headers = (), span_id: str = ""
+        self, request: Sendable, *, extra_headers: Headers = (), span_id: str = ""
     ) -> PendingAttempt:
         """Puts the request on the wire now (on a kept-alive connection, before returning); `finish` waits
         for the answer. Two steps so that one exchange reaches every target in the same instant."""
         method = request.method.upper()
         started = time.perf_counter_ns()
         try:
-            if self._speaks_http2 and isinstance(request, Request) and is_http2(request.http_version):
-                fields, body = self.codec.http2_request(request, extra_headers)
-                answer = self._http2.request(fields, body)
-                return PendingAttempt(started, b"", method, span_id, answer, None)
+            if isinstance(request, EncodedHttp2Request) or (isinstance(request, Request) and is_http2(request.http_version)):
+                if self._speaks_http2:
+                    fields, body = self.codec.http2_request(request, extra_headers)
+                    answer = self._http2.request(fields, body)
+                    return PendingAttempt(started, b"", method, span_id, answer, None)
+                if isinstance(request, EncodedHttp2Request):
+                    request = request.request
             wire = self.codec.wire_request(request, extra_headers)
         except UnsendableRequest as exc:
             return PendingAttempt(started, b"", method, span_id, None, exc)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replaydiff.corpora import Attempt, Exchange, ReplayRecord, Request, Response
-from replaydiff.replayer.client import EncodedRequest, PendingAttempt, TargetClient, Timeouts, TLSOptions
+from replaydiff.replayer.client import EncodedRequest, PendingAttempt, Sendable, TargetClient, Timeouts, TLSOptions
 from replaydiff.replayer.correlate import Carried, CarryCounts, CarryRules
 from replaydiff.replayer.credentials import Credentials
 from replaydiff.replayer.deadline_timer import DeadlineTimer
@@ -82,7 +82,10 @@ class ReplaySummary:
 
     def count(self, target: str, attempt: Attempt) -> None:
         outcome = attempt.error or f"{attempt.status // 100}xx"
-        self.outcomes.setdefault(target, Counter())[outcome] += 1
+        counts = self.outcomes.get(target)
+        if counts is None:  # not setdefault: it would build a Counter per request, a few µs each
+            counts = self.outcomes[target] = Counter()
+        counts[outcome] += 1
 
     def to_message(self) -> dict[str, Any]:
         """The whole summary, every lag included, from a process that replayed one shard to the one merging."""
@@ -283,15 +286,15 @@ class Replayer:
         self._on_progress()
 
     def _begin(
-        self, planned: PlannedRequest, client: TargetClient, session: ReplaySession, encoded: EncodedRequest
-    ) -> tuple[str, Request | EncodedRequest, PendingAttempt, Carried]:
+        self, planned: PlannedRequest, client: TargetClient, session: ReplaySession, encoded: Sendable
+    ) -> tuple[str, Sendable, PendingAttempt, Carried]:
         trace_id, carried = self._loop.request_for(planned, session, client.target.name)
         # unchanged for this target: the bytes encoded once for all targets
-        wire: Request | EncodedRequest = encoded if carried.request is planned.exchange.request else carried.request
+        wire: Sendable = encoded if carried.request is planned.exchange.request else carried.request
         return trace_id, wire, self._send(client, wire, trace_id), carried
 
     async def _relogin(
-        self, client: TargetClient, request: Request | EncodedRequest, exchange: Exchange
+        self, client: TargetClient, request: Sendable, exchange: Exchange
     ) -> Request | None:
         """The request with fresh credentials of its account, after logging it in again; None without a login."""
         credentials = self.options.credentials
@@ -305,12 +308,12 @@ class Replayer:
         await credentials.relogin(exchange, client.target, send, credentials.generation(exchange, name))
         return credentials.rewrite(exchange, request if isinstance(request, Request) else exchange.request, name)
 
-    def _send(self, client: TargetClient, request: Request | EncodedRequest, trace_id: str) -> PendingAttempt:
+    def _send(self, client: TargetClient, request: Sendable, trace_id: str) -> PendingAttempt:
         span_id = new_span_id()
         return client.begin(request, extra_headers=[("traceparent", traceparent(trace_id, span_id))], span_id=span_id)
 
     async def _attempts(
-        self, client: TargetClient, first: tuple[str, Request | EncodedRequest, PendingAttempt, Carried],
+        self, client: TargetClient, first: tuple[str, Sendable, PendingAttempt, Carried],
         exchange: Exchange,
     ) -> AttemptLog:
         """Every attempt at one target under the retry policy; the last one's response is final. A 401 to an

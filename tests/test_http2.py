@@ -343,3 +343,28 @@ def test_the_locust_engine_records_the_same_http2_outcomes(tmp_path: Path) -> No
     assert outcomes["asyncio"][("e3", "baseline")] == (None, "reset", None)
     assert outcomes["asyncio"][("e4", "baseline")] == (200, None, [("grpc-status", "0")])
     assert outcomes["asyncio"][("e5", "baseline")] == (None, "timeout", None)
+
+
+def test_one_encoding_per_exchange_gives_each_target_its_own_authority_headers_and_recorded_rest() -> None:
+    """The recorded part is encoded once per exchange (`EncodedHttp2Request`) and each target adds its own: a
+    `Host` among a target's or the per-request headers is that target's :authority; a header a target sets
+    replaces the recorded one, `te: trailers` included."""
+    from replaydiff.replayer.client import EncodedHttp2Request, TargetCodec
+
+    recorded = _h2_request("/v1/items", headers=[("te", "trailers"), ("x-tenant", "t1"), ("accept", "*/*"),
+                                                 ("content-type", "application/grpc")])  # fmt: skip
+    shared = EncodedHttp2Request.of(recorded)
+    plain = TargetCodec(Target("baseline", "http://127.0.0.1:1"))
+    hosted = TargetCodec(Target("candidate", "http://127.0.0.1:2/prefix", [("Host", "sandbox.internal"),
+                                                                           ("X-Tenant", "sandbox")]))
+    fields, _ = plain.http2_request(shared, [("traceparent", "00-a-b-01")])
+    assert fields == plain.http2_request(recorded, [("traceparent", "00-a-b-01")])[0]  # as from the recording
+    assert dict(fields)[b":authority"] == b"api.internal:8443" and dict(fields)[b"x-tenant"] == b"t1"
+    assert fields.count((b"te", b"trailers")) == 1
+    fields, _ = hosted.http2_request(shared, [("traceparent", "00-a-c-01")])
+    assert dict(fields)[b":authority"] == b"sandbox.internal" and dict(fields)[b":path"] == b"/prefix/v1/items"
+    assert (b"x-tenant", b"sandbox") in fields and (b"x-tenant", b"t1") not in fields
+    assert (b"host", b"sandbox.internal") not in fields and fields.count((b"te", b"trailers")) == 1
+    fields, _ = plain.http2_request(shared, [("Host", "per-request.internal"), ("TE", "gzip")])
+    assert dict(fields)[b":authority"] == b"per-request.internal" and (b"te", b"gzip") in fields
+    assert (b"te", b"trailers") not in fields
