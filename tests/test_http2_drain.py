@@ -1,5 +1,7 @@
 """A target shutting down gracefully while a replay's calls are in flight: grpcio's `server.stop(grace)` sends
-GOAWAY (NO_ERROR) and answers the calls it already took; those answers are the calls' records, not resets."""
+GOAWAY (NO_ERROR) and answers the calls it already took; those answers are the calls' records, not resets. The
+pools of both engines read a draining connection until its streams end and send new streams elsewhere (the h2
+server of tests/h2server.py drains one connection on demand while it still accepts new ones)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,20 @@ from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import asyncio
+
 import grpc
 
 from replaydiff.corpora import Exchange, ReplayRecord, Request, Response
 from replaydiff.corpora.grpc import GrpcMessage, grpc_status, join_messages, split_messages
 from replaydiff.eventloop import run_fast
+from replaydiff.replayer.blocking import BlockingH2Pool
 from replaydiff.replayer.engine import Replayer
+from replaydiff.replayer.h2pool import Http2Pool
+from replaydiff.replayer.http1 import Origin, RawAnswer
 from replaydiff.replayer.plan import plan
 from replaydiff.replayer.targets import Target
+from tests.h2server import Reply, Stream, h2_server
 from tests.waiting import wait_until
 
 SERVICE = "test.Drain"
@@ -108,3 +116,59 @@ def test_calls_in_flight_when_a_grpc_server_stops_gracefully_keep_their_answers(
     for n in range(2):
         final = by_id[f"later{n}"].final
         assert final and final.error == "refused" and "cannot connect to 127.0.0.1" in (final.error_detail or "")
+
+
+def _fields(path: str) -> list[tuple[bytes, bytes]]:
+    return [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"api.internal"), (b":path", path.encode())]
+
+
+def _origin(url: str) -> Origin:
+    return Origin("127.0.0.1", int(url.rsplit(":", 1)[1]), None)
+
+
+def test_the_asyncio_pool_reads_a_draining_connection_to_its_end_and_opens_another_for_new_streams() -> None:
+    """With a limit of one connection: the connection draining after GOAWAY holds /slow, whose answer waits until
+    /next was answered; /next must go to a second connection at once, not wait for the first to close."""
+    next_answered = threading.Event()
+
+    def respond(stream: Stream) -> Reply:
+        if stream.header(":path") == "/slow":
+            return Reply(action="drain", body=b"slow answer", until=next_answered)
+        return Reply(body=b"next answer")
+
+    async def replay(url: str) -> tuple[RawAnswer, RawAnswer]:
+        pool = Http2Pool(_origin(url), limit=1, connect_timeout=5, read_timeout=10, max_body=1 << 20)
+        try:
+            slow = pool.request(_fields("/slow"), b"")
+            await asyncio.to_thread(wait_until, lambda: observed.streams, "the server to read /slow", timeout_s=10)
+            async with asyncio.timeout(5):  # the server holds /slow for up to 10 s
+                while pool._least_loaded() is not None:  # until the GOAWAY came: no connection takes a stream
+                    await asyncio.sleep(0.01)
+                following = await pool.request(_fields("/next"), b"")
+            assert not slow.done()  # answered while the first connection still drains
+            next_answered.set()
+            return await slow, following
+        finally:
+            next_answered.set()
+            pool.close()
+
+    with h2_server(respond) as (url, observed):
+        slow, following = asyncio.run(replay(url))
+        assert (slow.status, bytes(slow.body)) == (200, b"slow answer")
+        assert (following.status, bytes(following.body)) == (200, b"next answer")
+        assert [stream.connection for stream in observed.streams] == [0, 1]
+
+
+def test_the_locust_workers_pool_reads_its_stream_to_the_end_on_a_draining_connection() -> None:
+    """`replayer.blocking` (plain blocking sockets here): the stream the GOAWAY covers is answered, the connection
+    is not kept, and the next request goes on a new one."""
+    with h2_server(lambda stream: Reply(action="drain", body=stream.header(":path").encode(), delay_s=0.05)) as (
+        url, observed,
+    ):
+        pool = BlockingH2Pool(_origin(url), connect_timeout=5, read_timeout=10, max_body=1 << 20)
+        try:
+            answers = [pool.request(_fields(path), b"") for path in ("/first", "/second")]
+        finally:
+            pool.close()
+    assert [(answer.status, bytes(answer.body)) for answer in answers] == [(200, b"/first"), (200, b"/second")]
+    assert [stream.connection for stream in observed.streams] == [0, 1]
