@@ -7,6 +7,8 @@ waiting differs (a greenlet blocks in `recv` where the asyncio engine awaits a
 future). An HTTP/2 connection here carries one stream at a time, taken by one
 greenlet as an HTTP/1.1 one is: a locust worker's concurrency is its
 greenlets, and a stream per connection keeps each greenlet's reads its own.
+After a graceful GOAWAY that covers its stream, a connection is read until
+that stream's answer came, then closed.
 """
 
 from __future__ import annotations

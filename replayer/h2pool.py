@@ -3,7 +3,9 @@
 Each connection carries many streams at once, as many as the peer's
 MAX_CONCURRENT_STREAMS allows (`H2Session.capacity`); the pool spreads streams
 over at most `limit` connections, opening another only while every open one
-is busy, and queues a request when all are full. As in the HTTP/1.1 pool
+is busy, and queues a request when all are full. A connection the target
+sends GOAWAY on takes no new stream and no longer counts against `limit`: it
+is read until the streams the GOAWAY covers end, then closed. As in the HTTP/1.1 pool
 (`replayer.aiopool`), `request` hands back a future and, with a connection
 open, the request is on the wire when it returns: one exchange reaches every
 target in one synchronous step. Read timeouts are one sweep over the
@@ -42,6 +44,7 @@ class Http2Connection(asyncio.Protocol):
             self._flush()
 
     def data_received(self, data: bytes) -> None:
+        was_usable = self.session.usable
         finished = self.session.feed(data)
         self._flush()
         self._settle(finished)
@@ -50,8 +53,11 @@ class Http2Connection(asyncio.Protocol):
                 self.ready.set_result(None)
             elif self.session.failure is not None:
                 self.ready.set_exception(self.session.failure)
-        if not self.session.usable and self.session.idle:
-            self.close()
+        if not self.session.usable:
+            if self.session.idle:
+                self.close()  # a GOAWAY's last stream ended (or none was left): nothing more comes
+            elif was_usable:
+                self._pool.retired()  # a graceful GOAWAY: read on until its streams end, new ones go elsewhere
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -107,7 +113,8 @@ class Http2Connection(asyncio.Protocol):
 
 
 class Http2Pool:
-    """At most `limit` HTTP/2 connections to one origin (h2c prior knowledge, or TLS with ALPN `h2`)."""
+    """At most `limit` HTTP/2 connections taking streams to one origin (h2c prior knowledge, or TLS with ALPN
+    `h2`), besides those draining after a GOAWAY."""
 
     def __init__(
         self, origin: Origin, *, limit: int, connect_timeout: float, read_timeout: float, max_body: int
@@ -126,7 +133,7 @@ class Http2Pool:
     def request(self, headers: list[tuple[bytes, bytes]], body: bytes) -> asyncio.Future[RawAnswer]:
         connection = self._least_loaded()
         if connection is not None:
-            if connection.load and len(self._connections) + self._opening < self._limit:
+            if connection.load and self._room():
                 self._open_in_background()  # every connection is busy: spread the next streams wider
             return self._start_on(connection, headers, body)
         task = asyncio.ensure_future(self._request_when_free(headers, body))
@@ -141,6 +148,12 @@ class Http2Pool:
                 best = connection
         return best
 
+    def _room(self) -> bool:
+        """Whether another connection may open: one draining after a GOAWAY takes no stream, so it does not
+        count against the limit (it closes when its last stream ends)."""
+        usable = sum(1 for connection in self._connections if connection.session.usable)
+        return usable + self._opening < self._limit
+
     def _start_on(
         self, connection: Http2Connection, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> asyncio.Future[RawAnswer]:
@@ -151,7 +164,7 @@ class Http2Pool:
 
     async def _request_when_free(self, headers: list[tuple[bytes, bytes]], body: bytes) -> RawAnswer:
         while (connection := self._least_loaded()) is None:
-            if len(self._connections) + self._opening < self._limit:
+            if self._room():
                 await self._open()  # when it fails, its error is this request's outcome
                 continue
             waiter = asyncio.get_running_loop().create_future()
@@ -179,6 +192,10 @@ class Http2Pool:
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+    def retired(self) -> None:
+        """A connection took its last stream (GOAWAY): the requests waiting for room may open another."""
+        self._wake_all()
 
     def lost(self, connection: Http2Connection) -> None:
         if connection in self._connections:

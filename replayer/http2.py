@@ -18,7 +18,9 @@ itself, takes no pushes, and records answers as they came.
 Failures are the HTTP/1.1 client's types, so the outcome mapping stays one
 (`client.TargetCodec.outcome`): a stream reset by the target is a
 `StreamReset` (kind `reset`, with its error code), a GOAWAY fails the streams
-in flight (`GoneAway`, kind `reset`), bytes that are not HTTP/2 are a
+it did not process (`GoneAway`, kind `reset`) and, when graceful (NO_ERROR: a
+server draining), leaves the others to be answered, while one with an error
+code fails every stream in flight; bytes that are not HTTP/2 are a
 `ProtocolViolation`, and a stream without its whole answer in time a
 `ReadTimeout`, cancelled with RST_STREAM so the connection stays usable.
 """
@@ -106,7 +108,8 @@ class StreamReset(ConnectionReset):
 
 
 class GoneAway(ConnectionReset):
-    """The target sent GOAWAY: the streams in flight on that connection ended without their answer."""
+    """The target sent GOAWAY: a stream it did not process, or any stream in flight when the GOAWAY carries an
+    error code, ended without its answer."""
 
 
 class _Broken(Exception):
@@ -164,7 +167,8 @@ class H2Session:
         """The stream whose header block continues in CONTINUATION frames, or 0."""
         self._block_flags = 0
         self._ended = False
-        """GOAWAY came or the peer broke the protocol: nothing more is read or sent on this connection."""
+        """A GOAWAY with an error code came or the peer broke the protocol: nothing more is read or sent on this
+        connection (after a graceful GOAWAY the streams it covers are still read)."""
         self._peer_spoke = False
         """Set by the peer's first frame, its SETTINGS: until then, bytes that are not a frame mean the peer is
         not HTTP/2."""
@@ -333,10 +337,12 @@ class H2Session:
                 if length < 8 or stream_id:
                     raise _Broken(f"GOAWAY of {length} bytes on stream {stream_id}")
                 last = int.from_bytes(payload[:4], "big") & LAST_STREAM_ID
-                finished.extend(self._gone_away(last, int.from_bytes(payload[4:8], "big")))
-                self._ended = True
-                buffer.clear()
-                return
+                code = int.from_bytes(payload[4:8], "big")
+                finished.extend(self._gone_away(last, code))
+                if code != f.NO_ERROR:  # a connection error: nothing more comes on this connection
+                    self._ended = True
+                    buffer.clear()
+                    return
             elif kind == f.WINDOW_UPDATE:
                 self._window_update(stream_id, payload)
             elif kind == f.PUSH_PROMISE:
@@ -474,16 +480,19 @@ class H2Session:
                 self._send_body(stream_id, stream)
 
     def _gone_away(self, last: int, error_code: int) -> Iterable[tuple[int, HttpClientError]]:
-        """Every stream in flight fails, saying whether the target processed it (ids up to `last`): the
-        connection is done, as h2 left it on any GOAWAY."""
+        """The connection takes no new stream; the streams above `last` fail at once, unprocessed (safe to
+        retry). A graceful GOAWAY (NO_ERROR: a server draining, RFC 9113 6.8) leaves the others open, to be
+        answered as their frames come, and a later one may lower `last`; an error one fails them too."""
         self.usable = False
         code = f.code_name(error_code)
         self.failure = self.failure or GoneAway(f"{self._label} sent GOAWAY ({code})")
+        graceful = error_code == f.NO_ERROR
         for stream_id in list(self._streams):
-            del self._streams[stream_id]
             if stream_id > last:
+                del self._streams[stream_id]
                 yield stream_id, GoneAway(f"{self._label} sent GOAWAY ({code}) without processing the stream")
-            else:
+            elif not graceful:
+                del self._streams[stream_id]
                 yield stream_id, GoneAway(f"{self._label} sent GOAWAY ({code}) before the answer was complete")
 
     # frames sent

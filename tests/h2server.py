@@ -8,6 +8,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -16,6 +17,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+from hyperframe.frame import GoAwayFrame
 
 from tests.servers import socket_server
 
@@ -40,9 +42,13 @@ class Reply:
     body: bytes = b""
     trailers: list[tuple[str, str]] = field(default_factory=list)
     delay_s: float = 0.0
-    action: Literal["answer", "reset", "goaway", "silence"] = "answer"
+    action: Literal["answer", "reset", "goaway", "silence", "drain"] = "answer"
+    """"drain": a graceful shutdown, as grpcio's stop(grace), Go or Envoy do it: GOAWAY (NO_ERROR) naming this
+    stream the last, then the answer, then the connection closes once its streams are answered."""
     error_code: int = 0
     """RST_STREAM's or GOAWAY's error code."""
+    until: threading.Event | None = None
+    """The answer waits for this (a slow handler the test lets go)."""
 
 
 @dataclass
@@ -93,6 +99,7 @@ def _serve_connection(
     sending: dict[int, tuple[memoryview, list[tuple[str, str]]]] = {}
     open_streams: set[int] = set()
     closing = threading.Event()
+    draining = threading.Event()
 
     def flush() -> None:
         if data := conn.data_to_send():
@@ -131,7 +138,7 @@ def _serve_connection(
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 return
-            elif answer.action == "answer":
+            elif answer.action in ("answer", "drain"):
                 headers = [(":status", str(answer.status)), *answer.headers]
                 done = not answer.body and not answer.trailers
                 conn.send_headers(stream_id, headers, end_stream=done)
@@ -139,6 +146,17 @@ def _serve_connection(
                     sending[stream_id] = (memoryview(answer.body), answer.trailers)
                     pump()
             flush()
+            if draining.is_set() and not open_streams and not sending:
+                closing.set()
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def later(stream_id: int, answer: Reply) -> None:
+        if answer.until is not None:
+            answer.until.wait(10)
+        else:
+            time.sleep(answer.delay_s)
+        reply(stream_id, answer)
 
     with guard:
         flush()
@@ -167,10 +185,13 @@ def _serve_connection(
                     stream = Stream(headers, bytes(body), number)
                     observed.streams.append(stream)
                     answer = respond(stream)
-                    if answer.delay_s:
-                        timer = threading.Timer(answer.delay_s, reply, (event.stream_id, answer))
-                        timer.daemon = True
-                        timer.start()
+                    if answer.action == "drain":  # by hand: h2 sends nothing after its own GOAWAY
+                        flush()
+                        with contextlib.suppress(OSError):
+                            sock.sendall(GoAwayFrame(0, last_stream_id=event.stream_id).serialize())
+                        draining.set()
+                    if answer.delay_s or answer.until is not None:
+                        threading.Thread(target=later, args=(event.stream_id, answer), daemon=True).start()
                     else:
                         reply(event.stream_id, answer)
                 elif isinstance(event, h2.events.WindowUpdated):

@@ -15,11 +15,13 @@ import h2.events
 import h2.settings
 import hpack
 import pytest
-from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, PushPromiseFrame, SettingsFrame
+from hyperframe.frame import (
+    ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame, PushPromiseFrame, SettingsFrame,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replaydiff.replayer.http1 import HttpClientError, ProtocolViolation, RawAnswer
+from replaydiff.replayer.http1 import ConnectionReset, HttpClientError, ProtocolViolation, RawAnswer
 from replaydiff.replayer.http2 import GoneAway, H2Session, StreamReset
 
 Result = RawAnswer | HttpClientError
@@ -60,6 +62,9 @@ class Peer:
         self.sending: dict[int, tuple[memoryview, Reply]] = {}
         self.events: list[h2.events.Event] = []
         self.wire = bytearray()
+        self.holding = False
+        """Whole requests wait in `held` for the test to answer them (a slow handler)."""
+        self.held: list[int] = []
 
     def receive(self, data: bytes) -> None:
         for event in self.conn.receive_data(data):
@@ -70,6 +75,9 @@ class Peer:
                 self.requests[event.stream_id][1].extend(event.data)
                 self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             elif isinstance(event, h2.events.StreamEnded):
+                if self.holding:
+                    self.held.append(event.stream_id)
+                    continue
                 headers, body = self.requests[event.stream_id]
                 self.answer(event.stream_id, self.respond(headers, bytes(body)))
             elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
@@ -265,6 +273,108 @@ def test_goaway_fails_the_streams_in_flight_saying_which_were_processed() -> Non
         second: (GoneAway, "the target sent GOAWAY (INTERNAL_ERROR) without processing the stream"),
     }
     assert not session.usable and isinstance(session.failure, GoneAway)
+
+
+_OK = Reply(body=b"ok", trailers=[(b"grpc-status", b"0")])
+_OK_ANSWER = (200, [], b"ok", [(b"grpc-status", b"0")])
+_UNPROCESSED = "the target sent GOAWAY (NO_ERROR) without processing the stream"
+
+
+def _goaway(last_stream_id: int, error_code: int = 0) -> bytes:
+    """GOAWAY built by hand: h2's server side sends nothing after its own, but a draining server answers on."""
+    return GoAwayFrame(0, last_stream_id=last_stream_id, error_code=error_code).serialize()
+
+
+def _held(count: int) -> tuple[H2Session, Peer, list[int]]:
+    """A session with `count` requests the peer read whole and has not answered yet."""
+    peer = Peer(lambda headers, _: _OK)
+    peer.holding = True
+    session = H2Session(1 << 20, label="the target")
+    settled(session, peer)
+    ids = [session.start(request(b"/%d" % n), b"") for n in range(count)]
+    assert converse(session, peer) == {} and peer.held == ids
+    return session, peer, ids
+
+
+def _answer_held(session: H2Session, peer: Peer) -> dict[int, Result]:
+    for stream_id in peer.held:
+        peer.answer(stream_id, _OK)
+    return converse(session, peer)
+
+
+def test_a_graceful_goaway_fails_only_the_streams_above_its_last_id_and_the_rest_are_answered() -> None:
+    """GOAWAY(NO_ERROR) covering two of three open streams, as a server draining its connections sends it (grpcio's
+    stop(grace), Go, Envoy): the third was not processed and fails at once; the two are answered as they come."""
+    session, peer, (first, second, third) = _held(3)
+    results = session.feed(_goaway(second))
+    assert [(stream_id, type(error), str(error)) for stream_id, error in results] == [
+        (third, GoneAway, _UNPROCESSED)]
+    assert not session.usable and session.capacity == 0 and not session.idle
+    with pytest.raises(ConnectionReset, match="takes no new stream"):
+        session.start(request(b"/later"), b"")
+    answers = _answer_held(session, peer)  # the peer answers the third too: its frames are dropped
+    assert sorted(answers) == [first, second]
+    assert answered(answers[first]) == answered(answers[second]) == _OK_ANSWER
+    assert session.idle and not session.usable
+
+
+def test_a_second_goaway_lowers_the_last_stream_id() -> None:
+    """The two-step drain of RFC 9113 6.8: GOAWAY with 2^31-1 fails nothing, the next names the real last id."""
+    session, peer, (first, second, third) = _held(3)
+    assert session.feed(_goaway(2**31 - 1)) == []
+    assert [(stream_id, str(error)) for stream_id, error in session.feed(_goaway(first))] == [
+        (second, _UNPROCESSED), (third, _UNPROCESSED)]
+    assert session.feed(_goaway(third)) == []  # a last id may not rise again: nothing comes back to life
+    answers = _answer_held(session, peer)
+    assert list(answers) == [first] and answered(answers[first]) == _OK_ANSWER
+
+
+def test_streams_left_open_by_a_graceful_goaway_fail_when_the_connection_closes() -> None:
+    session, _, (first, second) = _held(2)
+    assert session.feed(_goaway(second)) == []
+    closed = session.closed()
+    assert [(stream_id, type(error), str(error)) for stream_id, error in closed] == [
+        (stream_id, ConnectionReset, "the target closed the connection before the answer was complete")
+        for stream_id in (first, second)]
+
+
+def test_an_error_goaway_still_fails_every_stream_in_flight() -> None:
+    session, peer, (first, second, third) = _held(3)
+    assert session.feed(_goaway(2**31 - 1)) == []
+    results = session.feed(_goaway(second, error_code=0x2))  # INTERNAL_ERROR: a connection error
+    assert [(stream_id, str(error)) for stream_id, error in results] == [
+        (first, "the target sent GOAWAY (INTERNAL_ERROR) before the answer was complete"),
+        (second, "the target sent GOAWAY (INTERNAL_ERROR) before the answer was complete"),
+        (third, "the target sent GOAWAY (INTERNAL_ERROR) without processing the stream")]
+    assert _answer_held(session, peer) == {} and session.idle
+
+
+@settings(max_examples=80)
+@given(count=st.integers(1, 8), lasts=st.lists(st.integers(0, 20) | st.just(2**31 - 1), min_size=1, max_size=3),
+       error=st.sampled_from([None, 0x1, 0x2, 0xB]))
+def test_any_goaways_leave_exactly_the_streams_they_cover_to_be_answered(
+    count: int, lasts: list[int], error: int | None
+) -> None:
+    """Whatever streams are open and whatever last ids the GOAWAYs name: each stream ends once, those above the
+    lowest last id unprocessed, those under it answered after a graceful GOAWAY and failed after an error one."""
+    session, peer, ids = _held(count)
+    results: dict[int, Result] = {}
+    for last in lasts:
+        for stream_id, result in session.feed(_goaway(last)):
+            assert stream_id not in results
+            results[stream_id] = result
+    if error is not None:
+        results.update(session.feed(_goaway(lasts[-1], error_code=error)))
+    results.update(_answer_held(session, peer))
+    assert sorted(results) == ids and session.idle and not session.usable
+    for stream_id in ids:
+        result = results[stream_id]
+        if stream_id > min(lasts):
+            assert isinstance(result, GoneAway) and str(result).endswith("without processing the stream")
+        elif error is not None:
+            assert isinstance(result, GoneAway) and str(result).endswith("before the answer was complete")
+        else:
+            assert answered(result) == _OK_ANSWER
 
 
 def _by_hand(*frames: Frame) -> bytes:
