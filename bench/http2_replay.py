@@ -15,8 +15,11 @@ compares with). Goal: at least 0.5× h2load.
 a process of its own), `GetItem` calls replayed from a corpus of framed
 requests, against a plain `grpc.aio` client loop in a process of its own:
 3 N coroutines each awaiting one call after another on one channel, the same
-request bytes (no (de)serialization on either side). Only calls answered
-`grpc-status 0` count. Goal: at least 1× the grpc.aio loop.
+request bytes (no (de)serialization on either side); and a grpc.aio loop making
+the replay's very calls (N coroutines, each call to 3 channels at once). Only
+calls answered `grpc-status 0` count. Goal: at least 1× the grpc.aio loop. Both
+clients' CPU time per call is printed too: the catalog (Python grpcio, one
+core) sets the rate of either, so the CPU says which client is cheaper.
 
 Run: .venv/bin/python bench/http2_replay.py [--exchanges N] [--concurrency N] [--parts h2,grpc]
      [--servers nghttpd,h2]
@@ -30,12 +33,14 @@ import asyncio
 import contextlib
 import json
 import re
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from replaydiff.corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
@@ -95,16 +100,30 @@ def _wait_for_port(port: int, timeout_s: float = 10.0) -> None:
             time.sleep(0.05)
 
 
-def replay_rate(corpus: Path, url: str, concurrency: int, tmp: Path, *, grpc: bool = False) -> float:
+@dataclass(frozen=True)
+class Rate:
+    per_s: float
+    cpu_us: float
+    """CPU time (user + system) of the client's process per answered call, its start-up included."""
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def replay_rate(corpus: Path, url: str, concurrency: int, tmp: Path, *, grpc: bool = False) -> Rate:
     output = tmp / "results.jsonl.zst"
+    cpu_before = children_cpu_s()
     timed_run([sys.executable, "-m", "replaydiff.cli", "replay", str(corpus), "--baseline", url, "--candidate", url,
                "--concurrency", str(concurrency), "--no-correlate", "-o", str(output)])
+    cpu_s = children_cpu_s() - cpu_before
     reader = ResultsReader(output)
     if grpc:
         answered = sum(1 for record in reader if record.response and grpc_status(record.response) == 0)
     else:
         answered = sum(1 for record in reader if record.final and record.final.status and record.final.status < 400)
-    return answered / reader.end["elapsed_s"]
+    return Rate(answered / reader.end["elapsed_s"], cpu_s / max(answered, 1) * 1e6)
 
 
 def h2load_rate(url: str, connections: int, streams: int) -> float:
@@ -131,11 +150,13 @@ def grpc_corpus(path: Path, count: int, sessions: int = 500) -> tuple[Path, byte
     return path, payload
 
 
-def grpc_aio_rate(url: str, loops: int, payload: bytes, *, fan_out: int = 1) -> float:
+def grpc_aio_rate(url: str, loops: int, payload: bytes, *, fan_out: int = 1) -> Rate:
     """The grpc.aio loop, in a process of its own (as the replay is)."""
+    cpu_before = children_cpu_s()
     result, _ = timed_run([sys.executable, __file__, "--aio-client", url, str(loops), payload.hex(), str(fan_out)],
                           timeout=DURATION_S * 3)
-    return float(result.stdout.strip())
+    per_s = float(result.stdout.strip())
+    return Rate(per_s, (children_cpu_s() - cpu_before) / max(per_s * DURATION_S, 1) * 1e6)
 
 
 async def _aio_client(url: str, loops: int, payload: bytes, fan_out: int) -> float:
@@ -202,12 +223,12 @@ def main() -> None:
             print(f"(a) HTTP/2, {args.exchanges} exchanges; h2load -c {connections} -m {streams}, {DURATION_S} s")
             for server in args.servers.split(","):
                 with (nghttpd(tmp) if server == "nghttpd" else fast_server(server)) as url:
-                    replay = replay_rate(corpus, url, args.concurrency, tmp)
+                    replay = replay_rate(corpus, url, args.concurrency, tmp).per_s
                     h2load = h2load_rate(url, connections, streams)
                 print(f"  {server:8s} replaydiff replay {replay:10,.0f} req/s   h2load {h2load:10,.0f} req/s"
                       f"   ÷ h2load {replay / h2load:5.2f} (goal ≥ 0.5)", flush=True)
         if "grpc" in parts:
-            count = max(1000, args.exchanges // 4)
+            count = max(1000, args.exchanges // 2)  # about as long as the grpc.aio loop runs: start-ups weigh alike
             corpus, payload = grpc_corpus(tmp / "grpc.jsonl.zst", count)
             calls_at_once = 3 * args.concurrency
             print(f"(b) gRPC unary GetItem, {count} exchanges; grpc.aio loop with {calls_at_once} calls at once, "
@@ -216,12 +237,14 @@ def main() -> None:
                 replay = replay_rate(corpus, url, args.concurrency, tmp, grpc=True)
                 aio = grpc_aio_rate(url, calls_at_once, payload)
                 aio_fan_out = grpc_aio_rate(url, args.concurrency, payload, fan_out=3)
-            print(f"  catalog  replaydiff replay {replay:10,.0f} calls/s   grpc.aio {aio:10,.0f} calls/s"
-                  f"   ÷ grpc.aio {replay / aio:5.2f} (goal ≥ 1)", flush=True)
-            print(f"  catalog  replaydiff replay {replay:10,.0f} calls/s   grpc.aio × 3 channels {aio_fan_out:10,.0f}"
-                  f" calls/s   ÷ {replay / aio_fan_out:5.2f} (the same calls: {args.concurrency} at once, each to 3"
-                  " targets)", flush=True)
-
+            print(f"  catalog  replaydiff replay {replay.per_s:10,.0f} calls/s   grpc.aio {aio.per_s:10,.0f} calls/s"
+                  f"   ÷ grpc.aio {replay.per_s / aio.per_s:5.2f} (goal ≥ 1)", flush=True)
+            print(f"  catalog  replaydiff replay {replay.per_s:10,.0f} calls/s   grpc.aio × 3 channels "
+                  f"{aio_fan_out.per_s:10,.0f} calls/s   ÷ {replay.per_s / aio_fan_out.per_s:5.2f} (the same calls: "
+                  f"{args.concurrency} at once, each to 3 targets)", flush=True)
+            print(f"  client CPU per call (start-up included): replay {replay.cpu_us:.0f} µs, grpc.aio {aio.cpu_us:.0f} µs,"
+                  f" grpc.aio × 3 channels {aio_fan_out.cpu_us:.0f} µs; ÷ grpc.aio {replay.cpu_us / aio.cpu_us:.2f}",
+                  flush=True)
 
 if __name__ == "__main__":
     main()
