@@ -126,7 +126,32 @@ async def _serve_h2() -> None:
     await server.serve_forever()
 
 
-SERVERS = {"protocol": _serve_protocol, "aiohttp": _serve_aiohttp, "h2": _serve_h2}
+async def _serve_grpc_aio() -> None:
+    """A grpc.aio server answering every unary call of any method with the same bytes (no (de)serialization):
+    the cheapest grpcio server per call, so that a gRPC client's own cost shows in its rate."""
+    import grpc
+
+    answer = _GRPC_ANSWER
+
+    async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return answer
+
+    class AnyMethod(grpc.GenericRpcHandler):
+        def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(unary)
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((AnyMethod(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(f"http://127.0.0.1:{port}", flush=True)
+    await server.wait_for_termination()
+
+
+_GRPC_ANSWER = b"\n\x05sku-3\x12\x06item 3\x18\xe7\x07"
+"""A small protobuf message (fields 1, 2 and 3), about what the demo catalog answers to GetItem."""
+
+SERVERS = {"protocol": _serve_protocol, "aiohttp": _serve_aiohttp, "h2": _serve_h2, "grpc-aio": _serve_grpc_aio}
 
 
 @contextlib.contextmanager

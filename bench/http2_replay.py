@@ -11,18 +11,20 @@ so h2load's rate is the server's and the client is what is measured) and `h2`
 (`fixtures.py h2`: a Python server on h2, the kind of server the client's cost
 compares with). Goal: at least 0.5× h2load.
 
-(b) gRPC unary: the demo's grpcio catalog (`replaydiff.demo.grpc_catalog`, in
-a process of its own), `GetItem` calls replayed from a corpus of framed
+(b) gRPC unary, against two servers each in a process of its own: the demo's
+grpcio catalog (`replaydiff.demo.grpc_catalog`, a thread pool) and `grpc-aio`
+(`fixtures.py`: a grpc.aio server answering fixed bytes, several times cheaper
+per call), `GetItem` calls replayed from a corpus of framed
 requests, against a plain `grpc.aio` client loop in a process of its own:
 3 N coroutines each awaiting one call after another on one channel, the same
 request bytes (no (de)serialization on either side); and a grpc.aio loop making
 the replay's very calls (N coroutines, each call to 3 channels at once). Only
 calls answered `grpc-status 0` count. Goal: at least 1× the grpc.aio loop. Both
 clients' CPU time per call is printed too: the catalog (Python grpcio, one
-core) sets the rate of either, so the CPU says which client is cheaper.
+core) sets the rate of either client, so there the CPU says which is cheaper.
 
 Run: .venv/bin/python bench/http2_replay.py [--exchanges N] [--concurrency N] [--parts h2,grpc]
-     [--servers nghttpd,h2]
+     [--servers nghttpd,h2] [--grpc-servers catalog,grpc-aio]
 (`make bench` installs nghttp2-client and nghttp2-server first.)
 """
 
@@ -200,6 +202,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--parts", default="h2,grpc")
     parser.add_argument("--servers", default="nghttpd,h2", help="HTTP/2 servers for part (a), comma-separated")
+    parser.add_argument("--grpc-servers", default="catalog,grpc-aio",
+                        help="gRPC servers for part (b): the demo's catalog (grpcio, a thread pool), grpc-aio "
+                             "(fixtures.py: a grpc.aio server answering fixed bytes)")
     parser.add_argument("--aio-client", nargs=4, metavar=("URL", "LOOPS", "PAYLOAD_HEX", "FAN_OUT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -233,18 +238,19 @@ def main() -> None:
             calls_at_once = 3 * args.concurrency
             print(f"(b) gRPC unary GetItem, {count} exchanges; grpc.aio loop with {calls_at_once} calls at once, "
                   f"{DURATION_S} s")
-            with grpc_catalog() as url:
-                replay = replay_rate(corpus, url, args.concurrency, tmp, grpc=True)
-                aio = grpc_aio_rate(url, calls_at_once, payload)
-                aio_fan_out = grpc_aio_rate(url, args.concurrency, payload, fan_out=3)
-            print(f"  catalog  replaydiff replay {replay.per_s:10,.0f} calls/s   grpc.aio {aio.per_s:10,.0f} calls/s"
-                  f"   ÷ grpc.aio {replay.per_s / aio.per_s:5.2f} (goal ≥ 1)", flush=True)
-            print(f"  catalog  replaydiff replay {replay.per_s:10,.0f} calls/s   grpc.aio × 3 channels "
-                  f"{aio_fan_out.per_s:10,.0f} calls/s   ÷ {replay.per_s / aio_fan_out.per_s:5.2f} (the same calls: "
-                  f"{args.concurrency} at once, each to 3 targets)", flush=True)
-            print(f"  client CPU per call (start-up included): replay {replay.cpu_us:.0f} µs, grpc.aio {aio.cpu_us:.0f} µs,"
-                  f" grpc.aio × 3 channels {aio_fan_out.cpu_us:.0f} µs; ÷ grpc.aio {replay.cpu_us / aio.cpu_us:.2f}",
-                  flush=True)
+            for server in args.grpc_servers.split(","):
+                with (grpc_catalog() if server == "catalog" else fast_server(server)) as url:
+                    replay = replay_rate(corpus, url, args.concurrency, tmp, grpc=True)
+                    aio = grpc_aio_rate(url, calls_at_once, payload)
+                    aio_fan_out = grpc_aio_rate(url, args.concurrency, payload, fan_out=3)
+                print(f"  {server:8s} replaydiff replay {replay.per_s:10,.0f} calls/s   grpc.aio {aio.per_s:10,.0f} "
+                      f"calls/s   ÷ grpc.aio {replay.per_s / aio.per_s:5.2f} (goal ≥ 1)", flush=True)
+                print(f"  {server:8s} replaydiff replay {replay.per_s:10,.0f} calls/s   grpc.aio × 3 channels "
+                      f"{aio_fan_out.per_s:10,.0f} calls/s   ÷ {replay.per_s / aio_fan_out.per_s:5.2f} (the same "
+                      f"calls: {args.concurrency} at once, each to 3 targets)", flush=True)
+                print(f"  {server:8s} client CPU per call (start-up included): replay {replay.cpu_us:.0f} µs, grpc.aio "
+                      f"{aio.cpu_us:.0f} µs, grpc.aio × 3 channels {aio_fan_out.cpu_us:.0f} µs; ÷ grpc.aio "
+                      f"{replay.cpu_us / aio.cpu_us:.2f}", flush=True)
 
 if __name__ == "__main__":
     main()
