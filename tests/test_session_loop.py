@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from replaydiff.corpora import Exchange, Request
@@ -72,6 +72,7 @@ sessions = st.lists(st.tuples(st.floats(0, 5), st.floats(0, 2)), min_size=1, max
 durations = st.lists(st.floats(0, 1), min_size=12, max_size=12)
 
 
+@example(planned=_planned([(0.001, 0.0), (1.0, 1.0)]), answers_s=[0.0] * 12, late_s=[1.0] + [0.0] * 11)
 @given(planned=sessions, answers_s=durations, late_s=durations)
 def test_a_request_never_leaves_before_its_due_time_nor_before_its_think_time(
     planned: list[PlannedRequest], answers_s: list[float], late_s: list[float]
@@ -84,7 +85,9 @@ def test_a_request_never_leaves_before_its_due_time_nor_before_its_think_time(
         if number:
             previous_sent_s, previous_lag_s = sent[number - 1]
             on_time_answers_s = previous_sent_s - previous_lag_s + answers_s[number - 1]
-            assert sent_s - lag_s >= on_time_answers_s + request.think_s - 1e-6
+            # lags are kept in whole microseconds: the previous one may be short by up to 1 µs, and a punctual
+            # engine sends exactly when due, with no slack left to hide that
+            assert sent_s - lag_s >= on_time_answers_s + request.think_s - 2e-6
 
 
 @given(planned=sessions, answers_s=durations, late_s=durations)
