@@ -147,11 +147,12 @@ class EncodedRequest:
     body: bytes
 
     @classmethod
-    def shared(cls, request: Request) -> Sendable:
-        """Encoded (as HTTP/2 header fields when it was recorded in HTTP/2), or the request itself when it
-        cannot be sent (each target's `begin` then says why)."""
+    def shared(cls, request: Request, *, http2: bool = True) -> Sendable:
+        """Encoded as it goes out (HTTP/2 header fields when it was recorded in HTTP/2 and `http2` allows it,
+        HTTP/1.1 bytes otherwise), or the request itself when it cannot be sent (each target's `begin` then says
+        why)."""
         try:
-            return EncodedHttp2Request.of(request) if is_http2(request.http_version) else cls.of(request)
+            return EncodedHttp2Request.of(request) if http2 and is_http2(request.http_version) else cls.of(request)
         except UnsendableRequest:
             return request
 
@@ -266,7 +267,6 @@ class TargetCodec:
         encoded = request if isinstance(request, EncodedHttp2Request) else EncodedHttp2Request.of(request)
         replaced = self._replaced.union(name.lower() for name, _ in extra_headers) if extra_headers else self._replaced
         fields = [field for lowered, field in encoded.fields if lowered not in replaced]
-        had_te = "te" not in replaced and any(lowered == "te" for lowered, _ in encoded.fields)
         authority = self._target_authority or encoded.authority
         fields.extend(self._target_fields)
         for name, value in extra_headers:
@@ -278,7 +278,7 @@ class TargetCodec:
         body = encoded.request.body
         if encoded.content_length:
             fields.append((b"content-length", b"%d" % len(body)))
-        if not had_te and "te" not in replaced and encoded.grpc:
+        if encoded.grpc and "te" not in replaced and not any(lowered == "te" for lowered, _ in encoded.fields):
             fields.append(_TE_TRAILERS)
         pseudo = [
             (b":method", encoded.method_bytes),

@@ -258,7 +258,7 @@ class Replayer:
 
     async def _fan_out(self, send: Send, session: ReplaySession) -> None:
         planned = send.planned
-        encoded = EncodedRequest.shared(planned.exchange.request)
+        encoded = EncodedRequest.shared(planned.exchange.request, http2=self.options.http2)
         # All sent now, in an order that turns with every request: the target written last wakes last, a few
         # ms later on a busy machine, and a fixed order made the candidate's timestamps differ from the
         # baseline's more often than baseline2's did (false divergences the noise rule could not cancel).
