@@ -84,7 +84,7 @@ def test_without_the_demo_rules_the_tolerated_changes_are_reported(tmp_path: Pat
     """The same kind of replay, diffed with an empty rules file: the rules are what hides the drift and the order."""
     empty = tmp_path / "none.toml"
     empty.write_text("# no rules\n")
-    result, report = _demo(tmp_path, "--rules", str(empty), "--limit", "1200")
+    result, report = _demo(tmp_path, "--rules", str(empty), "--limit", "1200", "--speed", "4")
     assert result.returncode == 1  # the demo's self-check: more than the planted set
     found = {d["fingerprint"] for d in report["divergences"]}
     assert {"GET /api/categories|body|$.categories", "GET /api/products/{id}|body|$.rating"} <= found
