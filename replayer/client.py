@@ -393,8 +393,9 @@ class TargetClient:
     def begin(
         self, request: Sendable, *, extra_headers: Headers = (), span_id: str = ""
     ) -> PendingAttempt:
-        """Puts the request on the wire now (on a kept-alive connection, before returning); `finish` waits
-        for the answer. Two steps so that one exchange reaches every target in the same instant."""
+        """Puts the request on the wire now: HTTP/1.1 before returning (on a kept-alive connection), HTTP/2 at
+        the end of this loop turn with the other streams started in it; `finish` waits for the answer. Two
+        steps so that one exchange reaches every target in the same instant."""
         method = request.method.upper()
         started = time.perf_counter_ns()
         try:
