@@ -2,7 +2,7 @@
 
 What the stateful-replay test and bench (`bench/stateful_replay.py`) share:
 - `kinto_command()`: Kinto installed once into a cached venv outside the repository
-  (~/.cache/replaydiff-apps/kinto-VERSION), reused afterwards; `KintoUnavailable` when it cannot be installed;
+  (`tests.apps`), reused afterwards; `tests.apps.AppUnavailable` when it cannot be installed;
 - `kinto_server()`: one fresh Kinto process (in-memory backend, basic auth) on a free loopback port;
 - `drive_clients()`: the traffic of N clients, each on its own connection pool and credentials: a bucket and a
   collection with server-made names, records with server-made ids, conditional GET/PATCH/DELETE with
@@ -37,10 +37,10 @@ import httpx
 from replaydiff.corpora import CorpusReader, ResultsReader
 from replaydiff.corpora.ports import free_port
 
+from tests.apps import installed
 from tests.waiting import wait_until
 
 KINTO_VERSION = "26.5.0"
-APPS_CACHE = Path(os.environ.get("REPLAYDIFF_APPS_CACHE", Path.home() / ".cache" / "replaydiff-apps"))
 
 _INI = """\
 [app:main]
@@ -89,34 +89,9 @@ random hash seeds: a real difference between any two processes, which an A/A dif
 three targets happen to agree on it. One seed for all, as for processes of one deployment started alike."""
 
 
-class KintoUnavailable(RuntimeError):
-    """Kinto could not be installed (no package registry): the caller skips, saying so."""
-
-
 def kinto_command() -> Path:
-    """The `kinto` executable of the cached venv, installed on first use (about 10 s)."""
-    venv = APPS_CACHE / f"kinto-{KINTO_VERSION}"
-    executable = venv / "bin" / "kinto"
-    done = venv / ".installed"
-    if done.exists():
-        return executable
-    APPS_CACHE.mkdir(parents=True, exist_ok=True)
-    with open(APPS_CACHE / f".kinto-{KINTO_VERSION}.lock", "w") as lock:
-        import fcntl
-
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two test processes installing at once would break each other's venv
-        if done.exists():
-            return executable
-        steps = [
-            [sys.executable, "-m", "venv", "--clear", str(venv)],
-            [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", f"kinto=={KINTO_VERSION}"],
-        ]
-        for step in steps:
-            result = subprocess.run(step, capture_output=True, text=True, timeout=600)
-            if result.returncode != 0:
-                raise KintoUnavailable(f"cannot install kinto {KINTO_VERSION}: {result.stderr.strip()[-300:]}")
-        done.touch()
-    return executable
+    """The `kinto` executable of the cached venv, installed on first use (`tests.apps`, about 10 s)."""
+    return installed("kinto", KINTO_VERSION)
 
 
 @contextlib.contextmanager

@@ -1,8 +1,7 @@
 """A real application for end-to-end report checks: Datasette from PyPI, two released versions, one small database.
 
-Each version is installed once into a venv outside the repository
-(`~/.cache/replaydiff-apps/datasette-VERSION`, or under `$REPLAYDIFF_APPS`) and
-reused afterwards; a failed install raises `AppUnavailable` so a test can skip
+Each version is installed once into a cached venv outside the repository
+(`tests.apps`); a failed install raises `AppUnavailable` so a test can skip
 with the reason (no registry), and runs otherwise. The traffic is recorded
 through `replaydiff record` in reverse-proxy mode, as a user would, then
 replayed with `replaydiff run` against old, a second old and new.
@@ -16,11 +15,9 @@ serves the same JSON as 0.64.x for this traffic (only version strings differ).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import random
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -32,9 +29,10 @@ from pathlib import Path
 import httpx
 from replaydiff.corpora.ports import free_port
 
+from tests.apps import installed
+
 OLD = "0.64.8"
 NEW = "1.0a41"
-APPS = Path(os.environ.get("REPLAYDIFF_APPS", Path.home() / ".cache" / "replaydiff-apps"))
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
 ROOT = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(r"replaydiff: recording (http://127\.0\.0\.1:\d+)")
@@ -45,43 +43,9 @@ SUBJECTS = [f"{a}-{b}" for a in ("war", "love", "sea", "city", "night", "winter"
 """81 text primary keys: record names in one path position, which only a learned template recognises."""
 
 
-class AppUnavailable(Exception):
-    """The application could not be installed (no package registry): a test skips with this reason."""
-
-
 def datasette(version: str) -> Path:
-    """The `datasette` executable of `version`, installed on first use under a lock (parallel tests share it).
-
-    A venv's scripts name their interpreter by absolute path, so it is built in place; a marker file written
-    last tells a complete install from one that was interrupted.
-    """
-    venv = APPS / f"datasette-{version}"
-    executable, complete = venv / "bin" / "datasette", venv / ".replaydiff-complete"
-    if complete.exists() or (executable.exists() and _runs(executable)):
-        return executable
-    APPS.mkdir(parents=True, exist_ok=True)
-    with open(APPS / f".datasette-{version}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if complete.exists():
-            return executable
-        shutil.rmtree(venv, ignore_errors=True)
-        try:
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
-            subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", f"datasette=={version}"],
-                           check=True, capture_output=True, text=True, timeout=600)  # fmt: skip
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-            shutil.rmtree(venv, ignore_errors=True)
-            raise AppUnavailable(f"cannot install datasette=={version}: {str(exc.stderr or '').strip()[-300:]}") from exc
-        complete.touch()
-    return executable
-
-
-def _runs(executable: Path) -> bool:
-    """An install made before the marker existed (or by hand) counts when it runs."""
-    try:
-        return subprocess.run([str(executable), "--version"], capture_output=True, timeout=60).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    """The `datasette` executable of `version`, installed on first use (`tests.apps`)."""
+    return installed("datasette", version)
 
 
 def library_db(path: Path) -> Path:

@@ -28,7 +28,8 @@ import httpx
 import pytest
 from replaydiff.corpora import CorpusReader, CorpusWriter, Exchange, Request, Response
 
-from tests.realapp import AppUnavailable, datasette
+from tests.apps import AppUnavailable
+from tests.realapp import datasette
 from tests.test_curation_demo import REDUCTION, _fingerprints, _untested
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests import realapp
+from tests.apps import AppUnavailable
 
 REQUESTS = 240
 RECORD_NAME = re.compile(r"/\d+(\.|/|$)|/[a-z]+-[a-z]+(\.|/|$)")
@@ -26,7 +27,7 @@ def upgrade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     try:
         for version in (realapp.OLD, realapp.NEW):
             realapp.datasette(version)
-    except realapp.AppUnavailable as exc:
+    except AppUnavailable as exc:
         pytest.skip(str(exc))
     scratch = tmp_path_factory.mktemp("datasette")
     db = realapp.library_db(scratch / "library.db")

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.kinto_app import KintoUnavailable, kinto_command, kinto_server, record, replay_aa
+from tests.apps import AppUnavailable
+from tests.kinto_app import kinto_command, kinto_server, record, replay_aa
 
 
 @pytest.fixture(scope="module")
 def kinto() -> None:
     try:
         kinto_command()
-    except KintoUnavailable as exc:
+    except AppUnavailable as exc:
         pytest.skip(f"Kinto could not be installed (no package registry?): {exc}")
 
 
