@@ -7,9 +7,14 @@ connections and streams: the replay opens up to `HTTP2_CONNECTIONS` (4)
 connections per target, so 12, carrying 3 N streams at once; h2load gets
 `-c 12 -m N/4`. Only answered requests (2xx/3xx) count for both. Two servers:
 `nghttpd` (nghttp2-server, C: far cheaper per request than any Python client,
-so h2load's rate is the server's and the client is what is measured) and `h2`
-(`fixtures.py h2`: a Python server on h2, the kind of server the client's cost
-compares with). Goal: at least 0.5× h2load.
+so h2load's rate is the server's and the client is what is measured),
+`granian` (PyPI: a Rust server on hyper, here running a small ASGI app: how a
+Python service may serve HTTP/2), `h2` (`fixtures.py h2`: a Python server on
+h2) and, by request, `hypercorn` (PyPI: the common Python HTTP/2 server, so slow
+per request that every client gets its rate). granian and hypercorn install
+once into cached venvs (`tests.apps`). Beside them, the ceiling of any Python
+client: `h2_bare_client.py`, a bare uvloop loop of pre-encoded GETs, the same
+connections and streams as h2load. Goal: at least 0.5× h2load.
 
 (b) gRPC unary, against two servers each in a process of its own: the demo's
 grpcio catalog (`replaydiff.demo.grpc_catalog`, a thread pool) and `grpc-aio`
@@ -24,7 +29,7 @@ clients' CPU time per call is printed too: the catalog (Python grpcio, one
 core) sets the rate of either client, so there the CPU says which is cheaper.
 
 Run: .venv/bin/python bench/http2_replay.py [--exchanges N] [--concurrency N] [--parts h2,grpc]
-     [--servers nghttpd,h2] [--grpc-servers catalog,grpc-aio]
+     [--servers nghttpd,granian,h2,hypercorn] [--grpc-servers catalog,grpc-aio]
 (`make bench` installs nghttp2-client and nghttp2-server first.)
 """
 
@@ -51,6 +56,7 @@ from replaydiff.corpora.ports import free_port
 from replaydiff.replayer.client import HTTP2_CONNECTIONS
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.apps: the cached installs
 from fixtures import fast_server, machine_note, synthetic_corpus, timed_run  # noqa: E402
 
 DURATION_S = 10
@@ -73,6 +79,53 @@ def nghttpd(tmp: Path) -> Iterator[str]:
     finally:
         process.kill()
         process.wait()
+
+
+ASGI_APP = f"""
+BODY = {BODY!r}
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "http":
+        await send({{"type": "http.response.start", "status": 200, "headers": HEADERS}})
+        await send({{"type": "http.response.body", "body": BODY}})
+"""
+ASGI_SERVERS = {
+    "granian": ("granian", "2.8.7", ["--interface", "asgi", "--http", "2", "--workers", "1", "--no-ws",
+                                     "--host", "127.0.0.1", "--port", "{port}", "h2app:app"]),
+    "hypercorn": ("hypercorn", "0.18.0", ["--bind", "127.0.0.1:{port}", "--config", "hypercorn.toml", "h2app:app"]),
+}
+"""Third-party HTTP/2 servers (h2c with prior knowledge) running `ASGI_APP`: package, release, arguments."""
+
+
+@contextlib.contextmanager
+def asgi_server(name: str, tmp: Path) -> Iterator[str]:
+    """`ASGI_SERVERS[name]` in a process of its own, serving `ASGI_APP` from `tmp`."""
+    from tests.apps import installed
+
+    package, version, arguments = ASGI_SERVERS[name]
+    executable = installed(package, version)
+    (tmp / "h2app.py").write_text(ASGI_APP)
+    # hypercorn ends a connection with GOAWAY after 1,000 requests by default, and h2load does not reconnect
+    (tmp / "hypercorn.toml").write_text("keep_alive_max_requests = 1000000000\n")
+    port = free_port()
+    process = subprocess.Popen([str(executable), *(a.format(port=port) for a in arguments)], cwd=tmp,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def http2_server(name: str, tmp: Path) -> contextlib.AbstractContextManager[str]:
+    if name == "nghttpd":
+        return nghttpd(tmp)
+    if name in ASGI_SERVERS:
+        return asgi_server(name, tmp)
+    return fast_server(name)
 
 
 @contextlib.contextmanager
@@ -138,6 +191,12 @@ def h2load_rate(url: str, connections: int, streams: int) -> float:
     return (int(codes.group(1)) + int(codes.group(2))) / seconds
 
 
+def bare_client_rate(url: str, connections: int, streams: int) -> float:
+    result, _ = timed_run([sys.executable, str(Path(__file__).parent / "h2_bare_client.py"), url + PATH,
+                           str(connections), str(streams), str(DURATION_S)], timeout=DURATION_S * 3)
+    return float(result.stdout.strip())
+
+
 def grpc_corpus(path: Path, count: int, sessions: int = 500) -> tuple[Path, bytes]:
     from replaydiff.demo.grpc_catalog import message_classes
 
@@ -201,7 +260,8 @@ def main() -> None:
     parser.add_argument("--exchanges", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--parts", default="h2,grpc")
-    parser.add_argument("--servers", default="nghttpd,h2", help="HTTP/2 servers for part (a), comma-separated")
+    parser.add_argument("--servers", default="nghttpd,granian,h2",
+                        help="HTTP/2 servers for part (a), comma-separated: nghttpd, granian, h2, hypercorn")
     parser.add_argument("--grpc-servers", default="catalog,grpc-aio",
                         help="gRPC servers for part (b): the demo's catalog (grpcio, a thread pool), grpc-aio "
                              "(fixtures.py: a grpc.aio server answering fixed bytes)")
@@ -227,11 +287,14 @@ def main() -> None:
                                       http_version="HTTP/2.0", path_of=PATH)
             print(f"(a) HTTP/2, {args.exchanges} exchanges; h2load -c {connections} -m {streams}, {DURATION_S} s")
             for server in args.servers.split(","):
-                with (nghttpd(tmp) if server == "nghttpd" else fast_server(server)) as url:
+                with http2_server(server, tmp) as url:
                     replay = replay_rate(corpus, url, args.concurrency, tmp).per_s
                     h2load = h2load_rate(url, connections, streams)
-                print(f"  {server:8s} replaydiff replay {replay:10,.0f} req/s   h2load {h2load:10,.0f} req/s"
+                    bare = bare_client_rate(url, connections, streams)
+                print(f"  {server:9s} replaydiff replay {replay:9,.0f} req/s   h2load {h2load:9,.0f} req/s"
                       f"   ÷ h2load {replay / h2load:5.2f} (goal ≥ 0.5)", flush=True)
+                print(f"  {server:9s} bare Python loop  {bare:9,.0f} req/s   ÷ h2load {bare / h2load:5.2f} (the "
+                      f"ceiling of a Python client); the replay ÷ it {replay / bare:5.2f}", flush=True)
         if "grpc" in parts:
             count = max(1000, args.exchanges // 2)  # about as long as the grpc.aio loop runs: start-ups weigh alike
             corpus, payload = grpc_corpus(tmp / "grpc.jsonl.zst", count)

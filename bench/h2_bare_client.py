@@ -1,0 +1,137 @@
+"""The fastest HTTP/2 client this interpreter runs: the ceiling any Python replay could reach (issue 15, part a).
+
+Not replaydiff: a loop on uvloop and asyncio protocols that sends one
+pre-encoded GET (only its stream id changes), reads frames with one `struct`
+unpack each, decodes each answer's header block once per distinct block (the
+peer may keep no hpack table: SETTINGS_HEADER_TABLE_SIZE 0, the replay's
+trick), counts answers below 400 and sends the next GET at once (after a
+GOAWAY, on a new connection). No future, no
+record, no fan-out, no timeout: what is left of a request's cost is Python's
+own per-frame work and the kernel's. `http2_replay.py` runs it beside h2load
+and the replay, same server, same connections and streams.
+
+Run: .venv/bin/python bench/h2_bare_client.py URL CONNECTIONS STREAMS SECONDS  (prints answered requests/s)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import sys
+import time
+from urllib.parse import urlsplit
+
+import hpack
+import uvloop
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+SETTINGS_NO_TABLE = struct.pack(">IBI", 6 << 8 | 0x4, 0, 0) + struct.pack(">HI", 0x1, 0)
+WINDOW_UPDATE_MAX = struct.pack(">IBII", 4 << 8 | 0x8, 0, 0, 2**31 - 1 - 65_535)
+SETTINGS_ACK = struct.pack(">IBI", 0x4, 0x1, 0)
+HEADER = struct.Struct(">IBI")  # length (24 bits) and type, flags, stream id (31 bits)
+DATA, HEADERS, SETTINGS, GOAWAY = 0x0, 0x1, 0x4, 0x7
+END_STREAM, END_HEADERS = 0x1, 0x4
+
+
+def get_block(authority: str, path: str) -> bytes:
+    """A GET's header block: static-table fields and literals never indexed."""
+    return hpack.Encoder().encode(
+        [hpack.NeverIndexedHeaderTuple(name, value)
+         for name, value in ((":method", "GET"), (":scheme", "http"), (":path", path), (":authority", authority))]
+    )
+
+
+class BareClient(asyncio.Protocol):
+    def __init__(self, block: bytes, streams: int, end: float, counts: list[int]) -> None:
+        self._frame_head = struct.pack(">I", len(block) << 8 | HEADERS) + bytes([END_STREAM | END_HEADERS])
+        self._block = block
+        self._streams = streams
+        self._end = end
+        self._counts = counts
+        self._next_id = 1
+        self._buffer = b""
+        self._decoder = hpack.Decoder()
+        self._blocks: dict[bytes, int] = {}
+        self._status: dict[int, int] = {}
+        self._transport: asyncio.Transport | None = None
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        """Done when the time is up, or a GOAWAY came, and every stream sent was answered (or refused)."""
+        self._open: set[int] = set()
+        self._goaway = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        transport.write(PREFACE + SETTINGS_NO_TABLE + WINDOW_UPDATE_MAX  # type: ignore[attr-defined]
+                        + b"".join(self._get() for _ in range(self._streams)))
+
+    def _get(self) -> bytes:
+        stream_id, self._next_id = self._next_id, self._next_id + 2
+        self._open.add(stream_id)
+        return self._frame_head + stream_id.to_bytes(4, "big") + self._block
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data if self._buffer else data
+        offset, size, out = 0, len(buffer), []
+        now_done = time.perf_counter() >= self._end
+        while size - offset >= 9:
+            length_type, flags, stream_id = HEADER.unpack_from(buffer, offset)
+            length, kind = length_type >> 8, length_type & 0xFF
+            if size - offset - 9 < length:
+                break
+            payload = buffer[offset + 9:offset + 9 + length]
+            offset += 9 + length
+            if kind == HEADERS:
+                status = self._blocks.get(payload)
+                if status is None:
+                    headers = dict(self._decoder.decode(payload))
+                    status = self._blocks[payload] = int(headers[":status"])
+                self._status[stream_id] = status
+            elif kind == SETTINGS and not flags & 0x1:
+                out.append(SETTINGS_ACK)
+            elif kind == GOAWAY:  # e.g. hypercorn's 1,000 requests per connection: the caller opens another
+                self._goaway = True
+                last_stream_id = int.from_bytes(payload[:4], "big") & 0x7FFF_FFFF
+                self._open = {stream for stream in self._open if stream <= last_stream_id}
+            if flags & END_STREAM and kind in (HEADERS, DATA):
+                self._open.discard(stream_id)
+                if self._status.pop(stream_id, 500) < 400:
+                    self._counts[0] += 1
+                if not now_done and not self._goaway:
+                    out.append(self._get())
+        self._buffer = buffer[offset:]
+        if out and self._transport is not None:
+            self._transport.write(b"".join(out))
+        if (now_done or self._goaway) and not self._open and not self.done.done():
+            self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def run(url: str, connections: int, streams: int, seconds: float) -> float:
+    parts = urlsplit(url)
+    block = get_block(parts.netloc, parts.path or "/")
+    counts = [0]
+    loop = asyncio.get_running_loop()
+    started = time.perf_counter()
+    end = started + seconds
+
+    async def one_connection_at_a_time() -> None:
+        while time.perf_counter() < end:
+            transport, protocol = await loop.create_connection(
+                lambda: BareClient(block, streams, end, counts), parts.hostname, parts.port)
+            await protocol.done
+            transport.close()
+
+    await asyncio.gather(*(one_connection_at_a_time() for _ in range(connections)))
+    return counts[0] / (time.perf_counter() - started)
+
+
+def main() -> None:
+    url, connections, streams, seconds = sys.argv[1:5]
+    print(uvloop.run(run(url, int(connections), int(streams), float(seconds))))
+
+
+if __name__ == "__main__":
+    main()
