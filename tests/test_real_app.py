@@ -50,7 +50,14 @@ def test_an_aa_replay_of_the_real_application_is_clean(upgrade: dict[str, Any]) 
     aa = upgrade["aa"]
     assert aa.returncode == 0, aa.stdout + aa.stderr
     report = json.loads((upgrade["scratch"] / "aa.json").read_text())
-    assert (report["verdict"], report["findings"], report["divergences"]) == ("same", [], [])
+    assert not report["failed"]
+    # /-/threads.json lists the process's asyncio tasks in set order: per-process state, which the confirmation
+    # resends call noise when the baselines disagree on one, and flaky (reported, never failing) when, by chance,
+    # they agree on every resend; nothing else may diverge
+    divergent = {d["fingerprint"] for d in report["divergences"]}
+    assert divergent <= {f for f, verdict in report["confirmations"].items() if verdict == "flaky"}, divergent
+    assert all(f.startswith("GET /-/threads.json|") for f in divergent), divergent
+    assert report["verdict"] == ("divergent" if divergent else "same")
 
 
 @pytest.mark.slow
