@@ -9,8 +9,9 @@ is read until the streams the GOAWAY covers end, then closed. As in the HTTP/1.1
 (`replayer.aiopool`), `request` hands back a future and, with a connection
 open, the request's frames are queued on it when it returns; a connection
 writes what was queued in one loop turn with one `write` at the start of the
-next (a syscall per request was a quarter of an HTTP/2 replay's CPU against a
-fast server), so one exchange still reaches every target in the same turn.
+next (a syscall per request per target cost an HTTP/2 replay to nghttpd 12% of
+its CPU and 15% of its rate, bench/README.md), so one exchange still reaches
+every target in the same turn.
 Read timeouts are one sweep over the connections every tenth of the timeout.
 """
 
