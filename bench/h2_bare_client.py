@@ -15,9 +15,9 @@ Run: .venv/bin/python bench/h2_bare_client.py URL CONNECTIONS STREAMS SECONDS  (
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import struct
-import sys
 import time
 from urllib.parse import urlsplit
 
@@ -129,8 +129,13 @@ async def run(url: str, connections: int, streams: int, seconds: float) -> float
 
 
 def main() -> None:
-    url, connections, streams, seconds = sys.argv[1:5]
-    print(uvloop.run(run(url, int(connections), int(streams), float(seconds))))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("url", help="http:// URL of a GET the server answers (h2c, prior knowledge)")
+    parser.add_argument("connections", type=int)
+    parser.add_argument("streams", type=int, help="streams in flight per connection")
+    parser.add_argument("seconds", type=float)
+    args = parser.parse_args()
+    print(uvloop.run(run(args.url, args.connections, args.streams, args.seconds)))
 
 
 if __name__ == "__main__":
