@@ -188,7 +188,9 @@ class EncodedHttp2Request:
     """(lowercased name, field) of the recorded headers HTTP/2 forwards, unless a target replaces the name."""
     content_length: bool
     """The recording had a `content-length`: one is sent, for the body sent."""
-    grpc: bool
+    needs_te: bool
+    """A gRPC call recorded without `te: trailers` (dropped as hop-by-hop): one is added, unless a target sets
+    `te` itself."""
 
     @classmethod
     def of(cls, request: Request) -> EncodedHttp2Request:
@@ -208,9 +210,10 @@ class EncodedHttp2Request:
             elif lowered == "te" and value.strip().lower() == "trailers":
                 fields.append((lowered, _TE_TRAILERS))
         method = request.method.upper()
+        needs_te = is_grpc(request.headers) and not any(lowered == "te" for lowered, _ in fields)
         return cls(
             request, method, _wire(method), _field("path", request.target)[1], _field("host", authority)[1], fields,
-            content_length, is_grpc(request.headers),
+            content_length, needs_te,
         )  # fmt: skip
 
 
@@ -278,7 +281,7 @@ class TargetCodec:
         body = encoded.request.body
         if encoded.content_length:
             fields.append((b"content-length", b"%d" % len(body)))
-        if encoded.grpc and "te" not in replaced and not any(lowered == "te" for lowered, _ in encoded.fields):
+        if encoded.needs_te and "te" not in replaced:
             fields.append(_TE_TRAILERS)
         pseudo = [
             (b":method", encoded.method_bytes),
