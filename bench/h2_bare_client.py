@@ -2,7 +2,7 @@
 
 Not replaydiff: a loop on uvloop and asyncio protocols that sends one
 pre-encoded GET (only its stream id changes), reads frames with one `struct`
-unpack each, decodes each answer's header block once per distinct block (the
+unpack each (frame numbers and builders from `replayer/h2frames.py`), decodes each answer's header block once per distinct block (the
 peer may keep no hpack table: SETTINGS_HEADER_TABLE_SIZE 0, the replay's
 trick), counts answers below 400 and sends the next GET at once (after a
 GOAWAY, on a new connection). No future, no
@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import struct
 import time
 from urllib.parse import urlsplit
 
 import hpack
 import uvloop
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-SETTINGS_NO_TABLE = struct.pack(">IBI", 6 << 8 | 0x4, 0, 0) + struct.pack(">HI", 0x1, 0)
-WINDOW_UPDATE_MAX = struct.pack(">IBII", 4 << 8 | 0x8, 0, 0, 2**31 - 1 - 65_535)
-SETTINGS_ACK = struct.pack(">IBI", 0x4, 0x1, 0)
-HEADER = struct.Struct(">IBI")  # length (24 bits) and type, flags, stream id (31 bits)
-DATA, HEADERS, SETTINGS, GOAWAY = 0x0, 0x1, 0x4, 0x7
-END_STREAM, END_HEADERS = 0x1, 0x4
+from replaydiff.replayer import h2frames as f
+from replaydiff.replayer.http2 import LAST_STREAM_ID
+
+OPENING = f.PREFACE + f.settings({f.HEADER_TABLE_SIZE: 0}) + f.window_update(0, f.MAX_WINDOW - f.DEFAULT_WINDOW)
+"""The preface, no hpack table for the peer, and a connection window that never runs out in a run."""
 
 
 def get_block(authority: str, path: str) -> bytes:
@@ -43,7 +40,7 @@ def get_block(authority: str, path: str) -> bytes:
 
 class BareClient(asyncio.Protocol):
     def __init__(self, block: bytes, streams: int, end: float, counts: list[int]) -> None:
-        self._frame_head = struct.pack(">I", len(block) << 8 | HEADERS) + bytes([END_STREAM | END_HEADERS])
+        self._frame_head = f.frame_header(len(block), f.HEADERS, f.END_STREAM | f.END_HEADERS, 0)[:5]
         self._block = block
         self._streams = streams
         self._end = end
@@ -61,8 +58,7 @@ class BareClient(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        transport.write(PREFACE + SETTINGS_NO_TABLE + WINDOW_UPDATE_MAX  # type: ignore[attr-defined]
-                        + b"".join(self._get() for _ in range(self._streams)))
+        transport.write(OPENING + b"".join(self._get() for _ in range(self._streams)))  # type: ignore[attr-defined]
 
     def _get(self) -> bytes:
         stream_id, self._next_id = self._next_id, self._next_id + 2
@@ -73,26 +69,27 @@ class BareClient(asyncio.Protocol):
         buffer = self._buffer + data if self._buffer else data
         offset, size, out = 0, len(buffer), []
         now_done = time.perf_counter() >= self._end
+        unpack = f.FRAME_HEADER.unpack_from
         while size - offset >= 9:
-            length_type, flags, stream_id = HEADER.unpack_from(buffer, offset)
+            length_type, flags, stream_id = unpack(buffer, offset)
             length, kind = length_type >> 8, length_type & 0xFF
             if size - offset - 9 < length:
                 break
             payload = buffer[offset + 9:offset + 9 + length]
             offset += 9 + length
-            if kind == HEADERS:
+            if kind == f.HEADERS:
                 status = self._blocks.get(payload)
                 if status is None:
                     headers = dict(self._decoder.decode(payload))
                     status = self._blocks[payload] = int(headers[":status"])
                 self._status[stream_id] = status
-            elif kind == SETTINGS and not flags & 0x1:
-                out.append(SETTINGS_ACK)
-            elif kind == GOAWAY:  # e.g. hypercorn's 1,000 requests per connection: the caller opens another
+            elif kind == f.SETTINGS and not flags & f.ACK:
+                out.append(f.SETTINGS_ACK)
+            elif kind == f.GOAWAY:  # e.g. hypercorn's 1,000 requests per connection: the caller opens another
                 self._goaway = True
-                last_stream_id = int.from_bytes(payload[:4], "big") & 0x7FFF_FFFF
+                last_stream_id = int.from_bytes(payload[:4], "big") & LAST_STREAM_ID
                 self._open = {stream for stream in self._open if stream <= last_stream_id}
-            if flags & END_STREAM and kind in (HEADERS, DATA):
+            if flags & f.END_STREAM and kind in (f.HEADERS, f.DATA):
                 self._open.discard(stream_id)
                 if self._status.pop(stream_id, 500) < 400:
                     self._counts[0] += 1

@@ -5,7 +5,7 @@
 server, against `h2load` (nghttp2-client) on the same server with the same
 connections and streams: the replay opens up to `HTTP2_CONNECTIONS` (4)
 connections per target, so 12, carrying 3 N streams at once; h2load gets
-`-c 12 -m N/4`. Only answered requests (2xx/3xx) count for both. Two servers:
+`-c 12 -m N/4`. Only answered requests (2xx/3xx) count for both. The servers:
 `nghttpd` (nghttp2-server, C: far cheaper per request than any Python client,
 so h2load's rate is the server's and the client is what is measured),
 `granian` (PyPI: a Rust server on hyper, here running a small ASGI app: how a
@@ -65,20 +65,24 @@ BODY = b'{"id": 1, "name": "item 1"}'
 
 
 @contextlib.contextmanager
-def nghttpd(tmp: Path) -> Iterator[str]:
-    """nghttpd serving one small file over h2c, in a process of its own."""
-    root = tmp / "www"
-    root.mkdir(exist_ok=True)
-    (root / PATH.lstrip("/")).write_bytes(BODY)
-    port = free_port()
-    process = subprocess.Popen(["nghttpd", "--no-tls", "-d", str(root), str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def serving(command: list[str], port: int, cwd: Path | None = None) -> Iterator[str]:
+    """`command`, a server listening on `port`, in a process of its own until the block ends: its base URL."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.kill()
         process.wait()
+
+
+def nghttpd(tmp: Path) -> contextlib.AbstractContextManager[str]:
+    """nghttpd serving one small file over h2c."""
+    root = tmp / "www"
+    root.mkdir(exist_ok=True)
+    (root / PATH.lstrip("/")).write_bytes(BODY)
+    port = free_port()
+    return serving(["nghttpd", "--no-tls", "-d", str(root), str(port)], port)
 
 
 ASGI_APP = f"""
@@ -99,9 +103,8 @@ ASGI_SERVERS = {
 """Third-party HTTP/2 servers (h2c with prior knowledge) running `ASGI_APP`: package, release, arguments."""
 
 
-@contextlib.contextmanager
-def asgi_server(name: str, tmp: Path) -> Iterator[str]:
-    """`ASGI_SERVERS[name]` in a process of its own, serving `ASGI_APP` from `tmp`."""
+def asgi_server(name: str, tmp: Path) -> contextlib.AbstractContextManager[str]:
+    """`ASGI_SERVERS[name]` serving `ASGI_APP` from `tmp`."""
     from tests.apps import installed
 
     package, version, arguments = ASGI_SERVERS[name]
@@ -110,14 +113,7 @@ def asgi_server(name: str, tmp: Path) -> Iterator[str]:
     # hypercorn ends a connection with GOAWAY after 1,000 requests by default, and h2load does not reconnect
     (tmp / "hypercorn.toml").write_text("keep_alive_max_requests = 1000000000\n")
     port = free_port()
-    process = subprocess.Popen([str(executable), *(a.format(port=port) for a in arguments)], cwd=tmp,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.kill()
-        process.wait()
+    return serving([str(executable), *(a.format(port=port) for a in arguments)], port, cwd=tmp)
 
 
 def http2_server(name: str, tmp: Path) -> contextlib.AbstractContextManager[str]:
