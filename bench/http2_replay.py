@@ -14,7 +14,12 @@ h2) and, by request, `hypercorn` (PyPI: the common Python HTTP/2 server, so slow
 per request that every client gets its rate). granian and hypercorn install
 once into cached venvs (`tests.apps`). Beside them, the ceiling of any Python
 client: `h2_bare_client.py`, a bare uvloop loop of pre-encoded GETs, the same
-connections and streams as h2load. Goal: at least 0.5× h2load.
+connections and streams as h2load. Goal: at least 0.5× h2load. Last, per
+server, what that goal leaves per request on one core (2 / the h2load rate),
+beside what no replay can skip: reading and planning the corpus and writing a
+result record per answer (timed in this process on the replay's own records),
+and how often the bare loop sends one (against nghttpd, which answers faster
+than any Python client asks, that is the framing's own cost).
 
 (b) gRPC unary, against two servers each in a process of its own: the demo's
 grpcio catalog (`replaydiff.demo.grpc_catalog`, a thread pool) and `grpc-aio`
@@ -50,14 +55,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from replaydiff.corpora import CorpusWriter, Exchange, Request, Response, ResultsReader
+from replaydiff.corpora import (
+    CorpusReader,
+    CorpusWriter,
+    Exchange,
+    Request,
+    Response,
+    ResultsReader,
+    ResultsWriter,
+)
 from replaydiff.corpora.grpc import GrpcMessage, grpc_status, join_messages
 from replaydiff.corpora.ports import free_port
 from replaydiff.replayer.client import HTTP2_CONNECTIONS
+from replaydiff.replayer.plan import plan
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.apps: the cached installs
-from fixtures import fast_server, machine_note, synthetic_corpus, timed_run  # noqa: E402
+from fixtures import fast_server, machine_note, synthetic_corpus, timed_run
 
 DURATION_S = 10
 PATH = "/item.json"
@@ -177,6 +191,22 @@ def replay_rate(corpus: Path, url: str, concurrency: int, tmp: Path, *, grpc: bo
     return Rate(answered / reader.end["elapsed_s"], cpu_s / max(answered, 1) * 1e6)
 
 
+def bookkeeping_us(corpus: Path, results: Path, targets: int = 3) -> float:
+    """CPU per request of what any replay does besides the HTTP/2 work: reading and planning the corpus (once
+    per exchange, shared by its `targets` requests) and writing one result record per answer, timed here in
+    this process over the corpus and the records of a replay just made."""
+    started = time.process_time()
+    exchanges = sum(1 for _ in plan([CorpusReader(corpus)]))
+    read_us = (time.process_time() - started) / exchanges * 1e6
+    records = list(ResultsReader(results))
+    started = time.process_time()
+    with ResultsWriter(results.with_name("rewritten.jsonl.zst")) as writer:
+        for record in records:
+            writer.write(record)
+    write_us = (time.process_time() - started) / len(records) * 1e6
+    return read_us / targets + write_us
+
+
 def h2load_rate(url: str, connections: int, streams: int) -> float:
     result, _ = timed_run(["h2load", "-c", str(connections), "-m", str(streams), "-D", str(DURATION_S), url + PATH],
                           timeout=DURATION_S * 3)
@@ -291,6 +321,10 @@ def main() -> None:
                       f"   ÷ h2load {replay / h2load:5.2f} (goal ≥ 0.5)", flush=True)
                 print(f"  {server:9s} bare Python loop  {bare:9,.0f} req/s   ÷ h2load {bare / h2load:5.2f} (the "
                       f"ceiling of a Python client); the replay ÷ it {replay / bare:5.2f}", flush=True)
+                floor_us = bookkeeping_us(corpus, tmp / "results.jsonl.zst")
+                print(f"  {server:9s} per request, on one core: the goal leaves {2e6 / h2load:5.1f} µs; reading the "
+                      f"corpus and writing the results take {floor_us:4.1f} µs; the bare loop sends one every "
+                      f"{1e6 / bare:4.1f} µs", flush=True)
         if "grpc" in parts:
             count = max(1000, args.exchanges // 2)  # about as long as the grpc.aio loop runs: start-ups weigh alike
             corpus, payload = grpc_corpus(tmp / "grpc.jsonl.zst", count)
