@@ -44,9 +44,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,13 +82,16 @@ BODY = b'{"id": 1, "name": "item 1"}'
 
 @contextlib.contextmanager
 def serving(command: list[str], port: int, cwd: Path | None = None) -> Iterator[str]:
-    """`command`, a server listening on `port`, in a process of its own until the block ends: its base URL."""
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """`command`, a server listening on `port`, in a process group of its own until the block ends: its base URL.
+    The whole group is killed: granian serves from worker processes that outlive a killed parent (and then
+    take CPU from every later measurement)."""
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     try:
         _wait_for_port(port)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
 
