@@ -57,15 +57,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from replaydiff.corpora import (
-    CorpusReader,
-    CorpusWriter,
-    Exchange,
-    Request,
-    Response,
-    ResultsReader,
-    ResultsWriter,
-)
+from replaydiff.corpora import CorpusReader, CorpusWriter, Exchange, Request, Response, ResultsReader, ResultsWriter
 from replaydiff.corpora.grpc import GrpcMessage, grpc_status, join_messages
 from replaydiff.corpora.ports import free_port
 from replaydiff.replayer.client import HTTP2_CONNECTIONS
@@ -73,7 +65,7 @@ from replaydiff.replayer.plan import plan
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.apps: the cached installs
-from fixtures import fast_server, machine_note, synthetic_corpus, timed_run
+from fixtures import fast_server, machine_note, synthetic_corpus, timed_run  # noqa: E402
 
 DURATION_S = 10
 PATH = "/item.json"

@@ -153,9 +153,12 @@ class Http2Pool:
     def _least_loaded(self) -> Http2Connection | None:
         """The least loaded connection that can take a stream now."""
         best: Http2Connection | None = None
+        lightest = 0
         for connection in self._connections:
-            if connection.session.capacity and (best is None or connection.load < best.load):
-                best = connection
+            if connection.session.capacity:
+                load = connection.load
+                if best is None or load < lightest:
+                    best, lightest = connection, load
         return best
 
     def _room(self) -> bool:

@@ -169,13 +169,15 @@ class SessionLoop:
         endpoint = planned.endpoint
         if self.options.correlate:  # a segment the session learned as server-made is a parameter
             endpoint = session.correlator.endpoint(endpoint, planned.exchange.request.path)
+        recorded = planned.exchange.response
+        recorded_status = recorded.status if recorded else None
+        recorded_grpc_status = grpc_status(recorded) if recorded and is_grpc(recorded.headers) else None
         records = [
             ReplayRecord(
                 exchange_id=planned.exchange.id, target=target, endpoint=endpoint, attempts=log.attempts,
                 response=log.response, schedule_lag_us=send.lag_us, trace_id=trace_id,
                 carried=carried.carried, not_carried=list(carried.missing),
-                recorded_status=recorded.status if (recorded := planned.exchange.response) else None,
-                recorded_grpc_status=grpc_status(recorded) if recorded and is_grpc(recorded.headers) else None,
+                recorded_status=recorded_status, recorded_grpc_status=recorded_grpc_status,
             )
             for target, trace_id, log, carried in outcomes
         ]
