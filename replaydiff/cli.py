@@ -7,8 +7,10 @@ reported as one line on stderr; a traceback means a bug in replaydiff.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 import warnings
+from types import FrameType
 from typing import Any
 
 import click
@@ -69,11 +71,24 @@ def _show_warning(message: Warning | str, category: type[Warning], *_: object, *
     click.echo(f"replaydiff: warning: {message}", err=True)
 
 
+def _terminated_as_interrupted(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (`timeout`, a cancelled CI job, a stopped container) ends a command as Ctrl-C does: through
+    whatever handles SIGINT now (asyncio's, which cancels the replay so it closes its results, while a replay
+    runs), or as a KeyboardInterrupt where nothing does (a job started with `&` ignores SIGINT, not SIGTERM).
+    A handler that ignores SIGINT on purpose ignores SIGTERM with it (`replaydiff.sharded`)."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="replaydiff")
 def main() -> None:
     """Record HTTP traffic, replay it through a baseline and a candidate, and report how they diverge."""
     warnings.showwarning = _show_warning  # type: ignore[assignment]
+    signal.signal(signal.SIGTERM, _terminated_as_interrupted)
 
 
 if __name__ == "__main__":

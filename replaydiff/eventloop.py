@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator, Coroutine
 from typing import TypeVar
 
@@ -17,9 +18,38 @@ T = TypeVar("T")
 def run_fast(coroutine: Coroutine[None, None, T]) -> T:
     """uvloop: the same asyncio API at about half the event loop's cost per request, which a replay
     otherwise spends on every socket read, write and timer. (Its timers count whole milliseconds: due
-    times are waited for on `replayer.deadline_timer` instead.)"""
+    times are waited for on `replayer.deadline_timer` instead.)
+
+    SIGTERM stops the coroutine as Ctrl-C does (asyncio cancels it, and the caller gets KeyboardInterrupt), so
+    what it was writing is closed: a KeyboardInterrupt raised by a plain signal handler inside uvloop's
+    protocol callbacks is taken as that connection's error, and the replay went on."""
+    terminated = False
+
+    async def stoppable() -> T:
+        nonlocal terminated
+        loop, main = asyncio.get_running_loop(), asyncio.current_task()
+        assert main is not None
+
+        def terminate() -> None:
+            nonlocal terminated
+            terminated = True
+            main.cancel()
+
+        before = signal.getsignal(signal.SIGTERM)
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+        try:
+            return await coroutine
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, before)
+
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coroutine)
+        try:
+            return runner.run(stoppable())
+        except asyncio.CancelledError:
+            if terminated:
+                raise KeyboardInterrupt from None
+            raise
 
 
 @contextlib.asynccontextmanager

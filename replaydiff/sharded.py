@@ -125,7 +125,8 @@ def _replay_shard(
         with contextlib.suppress(KeyboardInterrupt):
             run_fast(replay())
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the part short
+        for stop in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C (or SIGTERM) must not cut the part short
+            signal.signal(stop, signal.SIG_IGN)
         writer.close()
         report.send(replayer.summary.to_message())
 
@@ -147,11 +148,12 @@ def _follow(
 
 
 def _interrupt(children: list[multiprocessing.process.BaseProcess]) -> None:
-    """Ctrl-C reaches the whole process group from a terminal, but `kill -INT` only this process: pass it on."""
+    """Ctrl-C reaches the whole process group from a terminal, but `kill` only this process: pass it on, as
+    SIGTERM (a replay stops on it as on Ctrl-C; a process started with `&` ignores SIGINT)."""
     for child in children:
         if child.is_alive() and child.pid is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, signal.SIGINT)
+                os.kill(child.pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
     for child in children:
         child.join(max(0.0, deadline - time.monotonic()))

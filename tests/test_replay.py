@@ -184,8 +184,20 @@ def test_bad_corpus_is_one_line_exit_2(tmp_path: Path, args: list[str], message:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+IGNORING_SIGINT = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]
+"""As a job started with `&` from a script runs: SIGINT ignored from the start (and by asyncio, then)."""
+
+
 @pytest.mark.parametrize("processes", ["1", "2"])
-def test_ctrl_c_leaves_a_valid_results_file(tmp_path: Path, processes: str) -> None:
+@pytest.mark.parametrize(
+    ("stop", "launcher"),
+    [(signal.SIGINT, []), (signal.SIGTERM, []), (signal.SIGTERM, IGNORING_SIGINT)],
+    ids=["ctrl-c", "sigterm", "sigterm-to-a-background-job"],
+)
+def test_ctrl_c_leaves_a_valid_results_file(
+    tmp_path: Path, processes: str, stop: signal.Signals, launcher: list[str]
+) -> None:
+    """Ctrl-C, or SIGTERM as `timeout`, a CI job's cancel or a container's stop sends it: the same clean end."""
     exchanges = [_exchange(i, f"s{i % 4}") for i in range(400)]
     for i, exchange in enumerate(exchanges):
         exchange.start_us = i * 20_000  # 8 s of traffic at speed 1
@@ -195,12 +207,12 @@ def test_ctrl_c_leaves_a_valid_results_file(tmp_path: Path, processes: str) -> N
     app[NAME] = "any"
     with serve(app) as url:
         proc = subprocess.Popen(
-            [*REPLAYDIFF, "replay", str(corpus), "--baseline", url, "--candidate", url, "-o", "r.jsonl.zst",
-             "--processes", processes],
+            [*launcher, *REPLAYDIFF, "replay", str(corpus), "--baseline", url, "--candidate", url, "-o",
+             "r.jsonl.zst", "--processes", processes],
             cwd=tmp_path, stderr=subprocess.PIPE, text=True,
-        )
+        )  # fmt: skip
         wait_until(lambda: len(seen) >= 150, "the replay to be well under way (50 exchanges sent to 3 targets)")
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr

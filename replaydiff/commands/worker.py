@@ -34,5 +34,8 @@ def worker(master: str) -> None:
     try:
         raise SystemExit(process.wait())
     except KeyboardInterrupt:
-        process.wait()  # the worker got the same SIGINT from the terminal and says goodbye to its master
+        # From a terminal the worker got the same SIGINT; a SIGTERM (or `kill -INT`) came to this process alone.
+        # Either way it says goodbye to its master before it exits: locust quits cleanly on SIGTERM.
+        process.terminate()
+        process.wait()
         raise SystemExit(EXIT_INTERRUPTED) from None
