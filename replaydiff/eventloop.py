@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 from collections.abc import AsyncIterator, Coroutine
 from typing import TypeVar
 
@@ -20,15 +21,18 @@ def run_fast(coroutine: Coroutine[None, None, T]) -> T:
     otherwise spends on every socket read, write and timer. (Its timers count whole milliseconds: due
     times are waited for on `replayer.deadline_timer` instead.)
 
-    SIGTERM stops the coroutine as Ctrl-C does (asyncio cancels it, and the caller gets KeyboardInterrupt), so
-    what it was writing is closed: a KeyboardInterrupt raised by a plain signal handler inside uvloop's
-    protocol callbacks is taken as that connection's error, and the replay went on."""
+    In the main thread SIGTERM stops the coroutine as Ctrl-C does (asyncio cancels it, and the caller gets
+    KeyboardInterrupt), so what it was writing is closed. The loop's own handler, because a KeyboardInterrupt
+    raised by a plain signal handler inside uvloop's protocol callbacks would be taken as that connection's
+    error, and the replay would go on."""
     terminated = False
 
     async def stoppable() -> T:
         nonlocal terminated
         loop, main = asyncio.get_running_loop(), asyncio.current_task()
         assert main is not None
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            return await coroutine
 
         def terminate() -> None:
             nonlocal terminated
