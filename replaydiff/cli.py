@@ -22,24 +22,25 @@ from replaydiff.replaying import ReplayInterrupted
 
 
 COMMANDS = {
-    "record": "record:record",
-    "inspect": "corpus:inspect",
-    "corpus": "curate:corpus",
-    "import": "convert:import_file",
-    "export": "convert:export_har",
-    "replay": "replay:replay",
-    "diff": "diffing:diff",
-    "run": "replay:run",
-    "demo": "demo:demo",
-    "nightly": "nightly:nightly",
-    "history": "nightly:history",
-    "accept": "nightly:accept",
-    "tap": "tap:tap",
-    "fuzz": "fuzz:fuzz",
-    "worker": "worker:worker",
+    "record": ("record:record", "Record traffic through a proxy into a sanitized corpus."),
+    "inspect": ("corpus:inspect", "Show what a corpus holds: exchanges, sessions, endpoints."),
+    "corpus": ("curate:corpus", "Curate: stats, sample, dedup, minimize, merge, split, filter."),
+    "import": ("convert:import_file", "Import a HAR, pcap or mitmproxy capture as a sanitized corpus."),
+    "export": ("convert:export_har", "Export a corpus as a HAR 1.2 file."),
+    "replay": ("replay:replay", "Replay a corpus through baseline, second baseline and candidate."),
+    "diff": ("diffing:diff", "Report how the candidate diverges in a results file."),
+    "run": ("replay:run", "Replay, then diff: exit 0 same, 1 divergent."),
+    "demo": ("demo:demo", "Run the demo system; check it finds its planted divergences."),
+    "nightly": ("nightly:nightly", "Replay and diff a suite's entries, judged by accepted divergences."),
+    "history": ("nightly:history", "Trends per endpoint over the nightly runs."),
+    "accept": ("nightly:accept", "Accept a divergence by its fingerprint, with a reason."),
+    "tap": ("tap:tap", "Record and fault the calls a service makes to its dependencies."),
+    "fuzz": ("fuzz:fuzz", "Send generated requests to the baseline and the candidate."),
+    "worker": ("worker:worker", "Join a locust replay as one more worker."),
 }
-"""Command name → `replaydiff.commands` module and attribute. Imported when used: the recorder's mitmproxy
-alone takes most of a second to import, which `replay`, `diff` and every forked process need not pay."""
+"""Command name → (`replaydiff.commands` module and attribute, its line in `replaydiff --help`). Imported when
+used: the recorder's mitmproxy alone takes most of a second to import, which `replay`, `diff`, every forked
+process and the list of commands need not pay."""
 
 
 class _Group(click.Group):
@@ -51,10 +52,17 @@ class _Group(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        module, attribute = COMMANDS[name].split(":")
+        where, summary = COMMANDS[name]
+        module, attribute = where.split(":")
         command = getattr(importlib.import_module(f"replaydiff.commands.{module}"), attribute)
         assert isinstance(command, click.Command)
+        command.short_help = summary
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The list from the table, without importing every command (and mitmproxy with the recorder)."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, summary) in COMMANDS.items()])
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
