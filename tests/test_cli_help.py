@@ -46,3 +46,13 @@ def test_every_listed_command_is_a_command_whose_short_help_is_its_line() -> Non
         command = main.get_command(context, name)
         assert isinstance(command, click.Command), name
         assert command.get_short_help_str(limit=200) == summary
+
+
+def test_the_corpus_commands_are_listed_each_on_one_whole_line() -> None:
+    """Click cuts a docstring's first sentence to fit, mid-phrase; each curation command has a line of its own."""
+    result = subprocess.run([sys.executable, "-m", "replaydiff.cli", "corpus", "--help"], capture_output=True,
+                            text=True, env={"COLUMNS": "80", "PATH": ""})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    listed = [line.split(None, 1) for line in result.stdout.split("Commands:", 1)[1].splitlines() if line.strip()]
+    assert [name for name, _ in listed] == ["dedup", "filter", "merge", "minimize", "sample", "split", "stats"]
+    assert not [line for _, line in listed if line.endswith("...")]

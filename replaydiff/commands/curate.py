@@ -33,7 +33,7 @@ def _ratio(before: int, after: int) -> str:
     return f"{before / after:.1f}× fewer" if after else "nothing kept"
 
 
-@corpus.command()
+@corpus.command(short_help="Endpoints, sessions, statuses, shapes, sizes and coverage items.")
 @_corpus_argument
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON, every shape included.")
 @click.option("--shapes", type=click.IntRange(min=0), default=3, show_default=True, metavar="N",
@@ -101,7 +101,7 @@ def _print_stats(statistics: CorpusStatistics, shapes: int) -> None:
                     console.print(f"  {label:8} ×{count:<6} {shape}", soft_wrap=True, highlight=False, markup=False)
 
 
-@corpus.command()
+@corpus.command(short_help="Keep whole sessions chosen by a seeded hash.")
 @_corpus_argument
 @_output_option
 @click.option("--rate", type=click.FloatRange(min=0, max=1, min_open=True), metavar="FRACTION",
@@ -119,7 +119,7 @@ def sample(corpus: Path, output: Path, rate: float | None, sessions: int | None,
                f"({_ratio(result.exchanges_before, result.exchanges_kept)}); wrote {output}")  # fmt: skip
 
 
-@corpus.command()
+@corpus.command(short_help="Keep one weighted representative of requests alike.")
 @_corpus_argument
 @_output_option
 def dedup(corpus: Path, output: Path) -> None:
@@ -136,7 +136,7 @@ def dedup(corpus: Path, output: Path) -> None:
                f"wrote {output}")  # fmt: skip
 
 
-@corpus.command()
+@corpus.command(short_help="The fewest whole sessions that keep every coverage item.")
 @_corpus_argument
 @_output_option
 @click.option("--max-exchanges", type=click.IntRange(min=1), metavar="N",
@@ -171,7 +171,7 @@ def minimize_report(result: Minimized, corpus: Path) -> list[str]:
     return lines
 
 
-@corpus.command()
+@corpus.command(short_help="Merge recordings into one corpus.")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_output_option
 @click.option("--overlay", is_flag=True,
@@ -182,7 +182,7 @@ def merge(inputs: tuple[Path, ...], output: Path, overlay: bool) -> None:
     click.echo(f"merge: {len(inputs)} corpora → {written} exchanges; wrote {output}")
 
 
-@corpus.command()
+@corpus.command(short_help="Split a corpus into parts.")
 @_corpus_argument
 @click.option("--by", type=click.Choice(["endpoint", "session", "hour"]), required=True,
               help="One file per endpoint, per hour of the recording, or --parts files of whole sessions.")
@@ -197,7 +197,7 @@ def split(corpus: Path, by: str, directory: Path, parts: int) -> None:
         click.echo(f"{part.path}  {part.exchanges} exchanges")
 
 
-@corpus.command(name="filter")
+@corpus.command(name="filter", short_help="Keep the exchanges the replay's --filter would select.")
 @_corpus_argument
 @_output_option
 @click.option("--filter", "patterns", multiple=True, required=True, metavar="PATTERN",
