@@ -189,7 +189,8 @@ def test_a_down_target_fails_its_entry_and_a_corrupt_corpus_is_skipped(tmp_path:
     assert "Traceback" not in result.stderr
 
 
-def test_ctrl_c_leaves_whole_entries_and_an_unfinished_run(tmp_path: Path, demo: DemoSystem) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_leaves_whole_entries_and_an_unfinished_run(tmp_path: Path, demo: DemoSystem, stop: int) -> None:
     corpus = str(sample_path("demo-shop"))
     suite = write_suite(tmp_path, {"shop": (demo.baseline, demo.baseline)}, [(corpus, "shop")])
     (tmp_path / "long.jsonl.zst").symlink_to(corpus)
@@ -202,7 +203,7 @@ def test_ctrl_c_leaves_whole_entries_and_an_unfinished_run(tmp_path: Path, demo:
     wait_until(lambda: night.poll() is not None or readable_records(second), "the second, long entry's first records",
                timeout_s=60)
     assert night.poll() is None, "the long entry is still replaying"
-    night.send_signal(signal.SIGINT)
+    night.send_signal(stop)
     _, stderr = night.communicate(timeout=30)
     assert night.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
