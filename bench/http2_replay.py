@@ -10,11 +10,14 @@ connections per target, so 12, carrying 3 N streams at once; h2load gets
 so h2load's rate is the server's and the client is what is measured),
 `granian` (PyPI: a Rust server on hyper, here running a small ASGI app: how a
 Python service may serve HTTP/2), `h2` (`fixtures.py h2`: a Python server on
-h2) and, by request, `hypercorn` (PyPI: the common Python HTTP/2 server, so slow
-per request that every client gets its rate). granian and hypercorn install
+h2) and `hypercorn` (PyPI: the common Python HTTP/2 server, so slow per request
+that every client gets its rate: to HTTP/2 what aiohttp is to HTTP/1.1 in
+`replay_throughput.py`, the server issue 4 stated its wrk goal against). granian and hypercorn install
 once into cached venvs (`tests.apps`). Beside them, the ceiling of any Python
 client: `h2_bare_client.py`, a bare uvloop loop of pre-encoded GETs, the same
-connections and streams as h2load. Goal: at least 0.5× h2load. Last, per
+connections and streams as h2load. Goal: at least 0.5× h2load. Against granian
+and hypercorn, the same replay in HTTP/1.1 (`--http1`, same corpus and server):
+what HTTP/2 costs the replay beside HTTP/1.1. Last, per
 server, what that goal leaves per request on one core (2 / the h2load rate),
 beside what no replay can skip: reading and planning the corpus and writing a
 result record per answer (timed in this process on the replay's own records),
@@ -107,11 +110,12 @@ async def app(scope, receive, send):
         await send({{"type": "http.response.body", "body": BODY}})
 """
 ASGI_SERVERS = {
-    "granian": ("granian", "2.8.7", ["--interface", "asgi", "--http", "2", "--workers", "1", "--no-ws",
+    "granian": ("granian", "2.8.7", ["--interface", "asgi", "--http", "auto", "--workers", "1", "--no-ws",
                                      "--host", "127.0.0.1", "--port", "{port}", "h2app:app"]),
     "hypercorn": ("hypercorn", "0.18.0", ["--bind", "127.0.0.1:{port}", "--config", "hypercorn.toml", "h2app:app"]),
 }
-"""Third-party HTTP/2 servers (h2c with prior knowledge) running `ASGI_APP`: package, release, arguments."""
+"""Third-party HTTP/2 servers (h2c with prior knowledge) running `ASGI_APP`: package, release, arguments. Both
+also serve HTTP/1.1 on the same port, so the same replay in HTTP/1.1 (`--http1`) is measured beside."""
 
 
 def asgi_server(name: str, tmp: Path) -> contextlib.AbstractContextManager[str]:
@@ -174,11 +178,13 @@ def children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def replay_rate(corpus: Path, url: str, concurrency: int, tmp: Path, *, grpc: bool = False) -> Rate:
-    output = tmp / "results.jsonl.zst"
+def replay_rate(corpus: Path, url: str, concurrency: int, tmp: Path, *, grpc: bool = False,
+                http1: bool = False) -> Rate:
+    """`http1`: the HTTP/2 corpus sent in HTTP/1.1 (`--http1`)."""
+    output = tmp / ("results-http1.jsonl.zst" if http1 else "results.jsonl.zst")
     cpu_before = children_cpu_s()
     timed_run([sys.executable, "-m", "replaydiff.cli", "replay", str(corpus), "--baseline", url, "--candidate", url,
-               "--concurrency", str(concurrency), "--no-correlate", "-o", str(output)])
+               "--concurrency", str(concurrency), "--no-correlate", "-o", str(output), *(["--http1"] if http1 else [])])
     cpu_s = children_cpu_s() - cpu_before
     reader = ResultsReader(output)
     if grpc:
@@ -283,7 +289,7 @@ def main() -> None:
     parser.add_argument("--exchanges", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--parts", default="h2,grpc")
-    parser.add_argument("--servers", default="nghttpd,granian,h2",
+    parser.add_argument("--servers", default="nghttpd,granian,h2,hypercorn",
                         help="HTTP/2 servers for part (a), comma-separated: nghttpd, granian, h2, hypercorn")
     parser.add_argument("--grpc-servers", default="catalog,grpc-aio",
                         help="gRPC servers for part (b): the demo's catalog (grpcio, a thread pool), grpc-aio "
@@ -314,10 +320,15 @@ def main() -> None:
                     replay = replay_rate(corpus, url, args.concurrency, tmp).per_s
                     h2load = h2load_rate(url, connections, streams)
                     bare = bare_client_rate(url, connections, streams)
+                    http1 = (replay_rate(corpus, url, args.concurrency, tmp, http1=True).per_s
+                             if server in ASGI_SERVERS else None)
                 print(f"  {server:9s} replaydiff replay {replay:9,.0f} req/s   h2load {h2load:9,.0f} req/s"
                       f"   ÷ h2load {replay / h2load:5.2f} (goal ≥ 0.5)", flush=True)
                 print(f"  {server:9s} bare Python loop  {bare:9,.0f} req/s   ÷ h2load {bare / h2load:5.2f} (the "
                       f"ceiling of a Python client); the replay ÷ it {replay / bare:5.2f}", flush=True)
+                if http1 is not None:
+                    print(f"  {server:9s} the same replay in HTTP/1.1 (--http1) {http1:9,.0f} req/s; in HTTP/2 ÷ it "
+                          f"{replay / http1:5.2f} (what HTTP/2 costs the replay beside HTTP/1.1)", flush=True)
                 floor_us = bookkeeping_us(corpus, tmp / "results.jsonl.zst")
                 print(f"  {server:9s} per request, on one core: the goal leaves {2e6 / h2load:5.1f} µs; reading the "
                       f"corpus and writing the results take {floor_us:4.1f} µs; the bare loop sends one every "
