@@ -30,6 +30,9 @@ from replaydiff.diff.behaviour import MOCK_LOCATIONS
 from replaydiff.diff.findings import DivergenceGroup, Example, Finding, Severity
 from replaydiff.diff.messages import WIRE_NOTE
 
+WIRE_MARK = " (gRPC wire format, no schema)"
+"""Ends the title of a finding on gRPC messages read without a schema (fields by number, not by name)."""
+
 SAME_CAUSE_OVERLAP = 0.5
 """Jaccard overlap of two endpoints' changed locations above which one document change explains both."""
 MAX_EXAMPLES = 3
@@ -133,7 +136,7 @@ def _documents(groups: list[DivergenceGroup]) -> list[Finding]:
         worst = min(classes, key=lambda c: _RANKS[c][0])
         title = _document_title(classes, members)
         if any(group.detail == WIRE_NOTE for group in members):
-            title += " (gRPC wire format, no schema)"
+            title += WIRE_MARK
         findings.append(_finding(title, "body", worst, members, dict(classes)))
     return findings
 

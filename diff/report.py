@@ -24,6 +24,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from replaydiff.diff.causes import WIRE_MARK
 from replaydiff.diff.findings import DiffReport, DivergenceGroup, EndpointStats, Finding
 from replaydiff.diff.latency import Percentiles
 
@@ -192,12 +193,48 @@ def _finding_lines(number: int, digits: int, finding: Finding, console: Console)
     severity = f"{finding.severity:<8} "
     room = console.width - len(lead) - len(severity) - len(reach) - len(confirmed)
     title = Text.assemble(
-        lead, (severity, _SEVERITY_STYLE[finding.severity]), (middle(finding.title, max(room, 20)), "bold"),
+        lead, (severity, _SEVERITY_STYLE[finding.severity]),
+        (_fitted_title(finding.title.removesuffix(WIRE_MARK), finding.endpoints, max(room, 20)), "bold"),
         (confirmed, "magenta"), (reach, "dim"),
     )  # fmt: skip
     indent = " " * (len(lead) + len(severity))
     detail = Text(indent + _fit(_detail(finding), max(console.width - len(indent), 20)), style="dim")
     return [_line(title, console), _line(detail, console)]
+
+
+def _fitted_title(title: str, endpoints: list[str], width: int) -> str:
+    """The title in `width` characters with its endpoint still named: the endpoint cut to its method and
+    operation first (`grpc …Catalog/GetItem`), then what changed, in the middle (the line below shows the
+    values)."""
+    endpoint = endpoints[0] if len(endpoints) == 1 else ""
+    at = title.rfind(f" on {endpoint}") if endpoint else -1
+    if len(title) <= width or at < 0:
+        return middle(title, width)
+    head, rest = title[:at], title[at + len(" on ") + len(endpoint) :]
+    shown = endpoint_tail(endpoint, max(width - len(head) - len(" on ") - len(rest), TITLE_ENDPOINT))
+    return middle(middle(head, max(width - len(" on ") - len(shown) - len(rest), 12)) + f" on {shown}{rest}", width)
+
+
+TITLE_ENDPOINT = 16
+"""Characters a finding's title keeps for its endpoint at least, before it cuts what changed."""
+
+
+def endpoint_tail(endpoint: str, width: int) -> str:
+    """`endpoint` in `width` characters by its method and its end, where the operation is named
+    (`grpc …Catalog/GetItem`, `GET …/records/{id}`): cut at a `.` or before a `/` when one is near the cut,
+    and shortened by `middle` when that would leave fewer than 8 characters of it."""
+    if len(endpoint) <= width:
+        return endpoint
+    method, _, rest = endpoint.partition(" ")
+    keep = width - len(method) - len(" …")
+    if not rest or keep < 8:
+        return middle(endpoint, width)
+    tail = rest[len(rest) - keep :]
+    separators = [i for i in (tail.find("/"), tail.find(".")) if 0 <= i < keep // 2]
+    if separators:
+        cut = min(separators)
+        tail = tail[cut:] if tail[cut] == "/" else tail[cut + 1 :]
+    return f"{method} …{tail}"
 
 
 def _fit(parts: list[str], width: int) -> str:
@@ -223,6 +260,8 @@ def _detail(finding: Finding) -> list[str]:
         parts = [finding.members[0].detail]
     else:
         parts = [f"{_shown(example.baseline)} → {_shown(example.candidate)}"]
+    if finding.title.endswith(WIRE_MARK):  # said here, where the title's line has no room for it
+        parts.append(WIRE_MARK.strip(" ()"))
     if len(finding.endpoints) > 1:
         parts.append(_listed(finding.endpoints, 3))
     if example.exchange_id:

@@ -13,7 +13,7 @@ from rich.console import Console
 from replaydiff.corpora import ReplayRecord
 from replaydiff.diff import analyze, render_html, render_text
 from replaydiff.diff.causes import EXAMPLE_CHARS, MAX_EXAMPLES, change_class, find_causes
-from replaydiff.diff.report import distinct_middles, middle
+from replaydiff.diff.report import distinct_middles, endpoint_tail, middle
 from tests.test_diff import doc, record
 
 OLD_TABLE = {"database": "lib", "table": "t", "columns": ["id"], "rows": [[1]], "query_ms": 1.5, "truncated": False}
@@ -186,3 +186,14 @@ def test_sibling_endpoints_that_differ_inside_stay_apart_in_the_latency_table() 
     names = [f"GET /v1/buckets/client-{n}/collections/{{id}}/records/{{id}}" for n in range(3)]
     assert len(set(distinct_middles(names, 24))) == 3
     assert len({middle(name, 24) for name in names}) == 1  # the plain cut made them one
+
+
+@given(st.sampled_from(["GET", "grpc", "DELETE"]), st.lists(segments, min_size=1, max_size=6), st.integers(1, 60))
+def test_an_endpoint_cut_for_a_title_keeps_its_method_and_its_end(method, path, width) -> None:
+    endpoint = f"{method} /{'/'.join(path)}" if method != "grpc" else f"grpc {'.'.join(path)}/Method"
+    shown = endpoint_tail(endpoint, width)
+    assert len(shown) <= width
+    if len(endpoint) <= width:
+        assert shown == endpoint
+    elif width >= len(method) + 10:
+        assert shown.startswith(f"{method} …") and endpoint.endswith(shown.removeprefix(f"{method} …"))

@@ -111,6 +111,13 @@ def test_without_a_schema_the_wire_format_finds_the_same_changes_labelled(plante
     assert retyped["detail"] == WIRE_NOTE
     assert any(f["title"].endswith("(gRPC wire format, no schema)") for f in data["findings"])
     assert "wire format: fields by number" in retyped["examples"][0]["candidate_body"]
+    # on an 80-column terminal the finding still names its method; the line below says how it was read
+    narrow = subprocess.run([REPLAYDIFF, "diff", planted], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "COLUMNS": "80"})  # fmt: skip
+    lines = narrow.stdout.splitlines()
+    [at] = [n for n, line in enumerate(lines) if '`$["3"]`' in line]
+    assert lines[at].endswith("/GetItem  12/16 (75%)") and len(lines[at]) <= 80, lines[at]
+    assert "gRPC wire format, no schema" in lines[at + 1], lines[at + 1]
 
 
 def test_a_baseline_without_reflection_is_a_note_and_the_wire_format(tmp_path: Path) -> None:
