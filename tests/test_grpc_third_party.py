@@ -1,0 +1,110 @@
+"""A gRPC service nobody here wrote, end to end as the README has a user do it: grpcio's own health service
+(grpcio-health-checking) with grpcio's server reflection, recorded in cleartext through `replaydiff record` from a
+real grpcio client, then `replaydiff run` against a baseline, a second baseline and a candidate that reports one
+of its services NOT_SERVING; the report names the message's field, which `run` learnt by reflection."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from replaydiff.corpora import CorpusReader
+from tests.test_record_grpc import start_recorder
+from tests.waiting import readable_records, wait_until
+
+REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
+SERVICES = ["", "shop.Catalog", "shop.Orders"]
+"""The names a health client asks about ("" is the server as a whole); any other is NOT_FOUND."""
+ROUNDS = 5
+CHECK = "grpc grpc.health.v1.Health/Check"
+
+
+@contextmanager
+def health_server(not_serving: frozenset[str] = frozenset()) -> Iterator[str]:
+    """grpcio's health servicer, every service in `SERVICES` SERVING but `not_serving`, with reflection; its URL."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    servicer = health.HealthServicer()
+    status = health_pb2.HealthCheckResponse
+    for name in SERVICES:
+        servicer.set(name, status.NOT_SERVING if name in not_serving else status.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    reflection.enable_server_reflection([health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop(0)
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[dict[str, str]]:
+    with ExitStack() as stack:
+        yield {
+            "baseline": stack.enter_context(health_server()),
+            "baseline2": stack.enter_context(health_server()),
+            "same": stack.enter_context(health_server()),
+            "changed": stack.enter_context(health_server(not_serving=frozenset({"shop.Orders"}))),
+        }
+
+
+@pytest.fixture(scope="module")
+def corpus(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Health checks from a grpcio client through the recorder: each service, and one the server does not know."""
+    tmp_path = tmp_path_factory.mktemp("health")
+    proxy, url, corpus = start_recorder(tmp_path, servers["baseline"])
+    expected = (len(SERVICES) + 1) * ROUNDS
+    try:
+        with grpc.insecure_channel(url.removeprefix("http://")) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            for _ in range(ROUNDS):
+                for name in SERVICES:
+                    answer = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=10)
+                    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+                with pytest.raises(grpc.RpcError) as unknown:
+                    stub.Check(health_pb2.HealthCheckRequest(service="shop.Unknown"), timeout=10)
+                assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+        wait_until(lambda: readable_records(corpus, CorpusReader) == expected, f"the recorder to flush {expected} calls")
+        assert proxy.stop() == 0, "".join(proxy.lines)
+    finally:
+        proxy.kill()
+    return corpus
+
+
+def run(corpus: Path, servers: dict[str, str], candidate: str) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[type-arg]
+    report = corpus.with_name(f"{candidate}.json")
+    result = subprocess.run(
+        [*REPLAYDIFF, "run", corpus, "--baseline", servers["baseline"], "--baseline2", servers["baseline2"],
+         "--candidate", servers[candidate], "-o", corpus.with_name(f"{candidate}.jsonl.zst"), "--json", report],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr, result.stderr
+    return result, json.loads(report.read_text())
+
+
+def test_the_candidate_that_stopped_serving_is_found_by_field_name(corpus: Path, servers: dict[str, str]) -> None:
+    result, data = run(corpus, servers, "changed")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "decoded by schema: server reflection of 127.0.0.1:" in result.stdout
+    [finding] = data["findings"]
+    assert finding["title"] == f"`$.status` changed on {CHECK}"
+    [divergence] = data["divergences"]
+    assert (divergence["location"], divergence["count"], divergence["total"]) == ("$.status", ROUNDS, 4 * ROUNDS)
+    example = divergence["examples"][0]
+    assert (example["baseline"], example["candidate"]) == ('"SERVING"', '"NOT_SERVING"')
+
+
+def test_a_candidate_like_the_baseline_is_the_same(corpus: Path, servers: dict[str, str]) -> None:
+    result, data = run(corpus, servers, "same")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert data["divergences"] == [] and data["verdict"] == "same"
