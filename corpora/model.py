@@ -45,8 +45,9 @@ non-standard Proxy-Connection): a replay does not resend them as recorded, a dif
 def header_value(headers: Headers, name: str) -> str | None:
     """First value of a header, matched case-insensitively as HTTP requires."""
     wanted = name.lower()
+    size = len(wanted)
     for key, value in headers:
-        if key.lower() == wanted:
+        if len(key) == size and key.lower() == wanted:  # a name of another length is not lower-cased to compare
             return value
     return None
 

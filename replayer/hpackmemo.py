@@ -32,8 +32,9 @@ from hpack.table import HeaderTable
 MEMO_SIZE = 4096
 """Fields and blocks remembered at most, per connection; the memo starts afresh when full."""
 
-_PER_REQUEST = frozenset({b"traceparent"})
-"""Fields unique to one request: not worth remembering."""
+_PER_REQUEST = {b"traceparent": b"\x00" + len(b"traceparent").to_bytes(1, "big") + b"traceparent"}
+"""Fields unique to one request, not worth remembering: the start of each one's literal (without indexing, its
+name as a literal too: not in the static table)."""
 
 _SENSITIVE = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
 """Encoded as never-indexed literals (RFC 7541 7.1.3): intermediaries must not index them either."""
@@ -83,11 +84,13 @@ class StatelessEncoder(hpack.Encoder):
             try:
                 parts.append(fields[(name, value)])
             except KeyError:
+                if (start := _PER_REQUEST.get(name)) is not None:
+                    parts.append(start + _string(value))
+                    continue
                 encoded = encode_field(name, value)
-                if name not in _PER_REQUEST:
-                    if len(fields) >= MEMO_SIZE:
-                        fields.clear()
-                    fields[(name, value)] = encoded
+                if len(fields) >= MEMO_SIZE:
+                    fields.clear()
+                fields[(name, value)] = encoded
                 parts.append(encoded)
         return b"".join(parts)
 
