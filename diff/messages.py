@@ -254,11 +254,16 @@ def call_text(response: Response, method: GrpcMethod | None) -> str:
     return f"{how}:\n{json.dumps(call.document, indent=2, ensure_ascii=False)}"
 
 
-def request_messages_text(body: bytes) -> str:
-    """A gRPC request's messages for reading, by wire format (a request's schema is rarely at hand where it is shown)."""
+def request_messages_text(body: bytes, message_type: descriptor.Descriptor | None = None) -> str:
+    """A gRPC request's messages for reading: by `message_type` (the method's input) when the schema is known, else
+    by wire format."""
     try:
-        documents = [wire_document(message.payload) for message in split_messages(body)]
+        if message_type is not None:
+            documents = [schema_document(message.payload, message_type) for message in split_messages(body)]
+        else:
+            documents = [wire_document(message.payload) for message in split_messages(body)]
     except (GrpcFramingError, MessageError) as error:
         return f"<{error}>"
     shown = documents[0] if len(documents) == 1 else documents
-    return f"{WIRE_NOTE.partition(';')[0]}:\n{json.dumps(shown, indent=2, ensure_ascii=False)}"
+    how = f"gRPC messages of {message_type.full_name}" if message_type is not None else WIRE_NOTE.partition(";")[0]
+    return f"{how}:\n{json.dumps(shown, indent=2, ensure_ascii=False)}"

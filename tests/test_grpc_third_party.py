@@ -1,7 +1,8 @@
 """A gRPC service nobody here wrote, end to end as the README has a user do it: grpcio's own health service
 (grpcio-health-checking) with grpcio's server reflection, recorded in cleartext through `replaydiff record` from a
-real grpcio client, then `replaydiff run` against a baseline, a second baseline and a candidate that reports one
-of its services NOT_SERVING; the report names the message's field, which `run` learnt by reflection."""
+real grpcio client, then `replaydiff run` and `replaydiff fuzz` against a baseline, a second baseline and a
+candidate that reports one of its services NOT_SERVING; the reports name the messages' fields, learnt by
+reflection."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from replaydiff.corpora import CorpusReader
+from tests.test_fuzz_grpc import run_fuzz_command
 from tests.test_record_grpc import start_recorder
 from tests.waiting import readable_records, wait_until
 
@@ -108,3 +110,13 @@ def test_a_candidate_like_the_baseline_is_the_same(corpus: Path, servers: dict[s
     result, data = run(corpus, servers, "same")
     assert result.returncode == 0, result.stdout + result.stderr
     assert data["divergences"] == [] and data["verdict"] == "same"
+
+
+def test_fuzzing_finds_the_service_that_stopped_serving(corpus: Path, servers: dict[str, str]) -> None:
+    changed = run_fuzz_command(corpus, {**servers, "candidate": servers["changed"]}, corpus.parent)
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    assert f"✗ {CHECK}: body $.status" in changed.stdout
+    # the minimal request asks about the service the candidate changed, read by the schema reflection gave
+    assert 'gRPC messages of grpc.health.v1.HealthCheckRequest:\n{\n  "service": "shop.Orders"' in changed.stdout
+    same = run_fuzz_command(corpus, {**servers, "candidate": servers["same"]}, corpus.parent)
+    assert same.returncode == 0, same.stdout + same.stderr

@@ -13,7 +13,8 @@ from rich.text import Text
 
 from replaydiff.corpora import ReplayRecord, Request, header_value
 from replaydiff.corpora.grpc import grpc_status, is_grpc, status_name
-from replaydiff.diff.compare import is_call
+from replaydiff.corpora.protobuf import GrpcMethod, ProtoSchema
+from replaydiff.diff.compare import grpc_method, is_call
 from replaydiff.diff.excerpt import body_text
 from replaydiff.diff.messages import call_text, request_messages_text
 from replaydiff.fuzz.curl import curl_command
@@ -32,11 +33,13 @@ def screen_text(body: bytes) -> str:
     return "\n".join(line if len(line) <= 200 else line[:200] + "…" for line in clipped)
 
 
-def request_text(request: Request) -> Text:
+def request_text(request: Request, method: GrpcMethod | None = None) -> Text:
+    """`method`: the gRPC method the schema says the request calls, to read its messages by field name."""
     lines = [f"{request.method} {request.target}", *(f"{name}: {value}" for name, value in request.headers)]
     if request.body:
         grpc = is_grpc(request.headers)
-        lines += ["", _clipped(request_messages_text(request.body)) if grpc else screen_text(request.body)]
+        messages = request_messages_text(request.body, method.input if method else None)
+        lines += ["", _clipped(messages) if grpc else screen_text(request.body)]
     return Text("\n".join(lines))
 
 
@@ -45,7 +48,7 @@ def _clipped(text: str) -> str:
     return "\n".join(lines[:BODY_LINES] + ([f"… {len(lines) - BODY_LINES} more lines"] if len(lines) > BODY_LINES else []))
 
 
-def answer_text(record: ReplayRecord) -> Text:
+def answer_text(record: ReplayRecord, method: GrpcMethod | None = None) -> Text:
     response = record.response
     if response is None:
         final = record.final
@@ -54,21 +57,23 @@ def answer_text(record: ReplayRecord) -> Text:
     head = f"{response.status} {response.reason}" + (f"\ncontent-type: {content_type}" if content_type else "")
     if is_call(response):  # the call's outcome, and its messages decoded
         head += f"\ngrpc-status: {status_name(grpc_status(response))}"
-        return Text(f"{head}\n\n{_clipped(call_text(response, None))}", style="red" if failed(record) else "")
+        return Text(f"{head}\n\n{_clipped(call_text(response, method))}", style="red" if failed(record) else "")
     return Text(f"{head}\n\n{screen_text(response.body)}", style="red" if failed(record) else "")
 
 
-def failure_view(failure: Failure, targets: FuzzTargets) -> Group:
+def failure_view(failure: Failure, targets: FuzzTargets, schema: ProtoSchema | None = None) -> Group:
+    """`schema`: the one the messages were compared by, so they read here as the differences name them."""
+    method = grpc_method(failure.baseline, schema)
     answers = Table(expand=True)
     answers.add_column(f"baseline {targets.baseline.base_url}")
     answers.add_column(f"candidate {targets.candidate.base_url}")
-    answers.add_row(answer_text(failure.baseline), answer_text(failure.candidate))
+    answers.add_row(answer_text(failure.baseline, method), answer_text(failure.candidate, method))
     differences = Text("\n".join(f"  {d.kind}{' ' + d.location if d.location else ''}: {d.left} → {d.right}" for d in failure.differences))
     curls = Text("\n".join(f"  {t.name}: {curl_command(failure.request, t)}" for t in (targets.baseline, targets.candidate)))
     return Group(
         Text(f"✗ {failure.endpoint}: {failure.signature}", style="bold red"),
         Text("minimal diverging request:", style="bold"),
-        request_text(failure.request),
+        request_text(failure.request, method),
         answers,
         Text("differences:", style="bold"),
         differences,
@@ -89,5 +94,5 @@ def summary_text(result: SessionResult) -> Text:
 
 def print_report(result: SessionResult, targets: FuzzTargets, console: Console) -> None:
     for failure in result.failures:
-        console.print(failure_view(failure, targets), soft_wrap=True)
+        console.print(failure_view(failure, targets, result.schema), soft_wrap=True)
     console.print(summary_text(result), soft_wrap=True)

@@ -29,6 +29,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.strategies import SearchStrategy
 
 from replaydiff.corpora import ReplayRecord, Request
+from replaydiff.corpora.protobuf import ProtoSchema
 from replaydiff.diff.difference import Difference
 from replaydiff.fuzz.infer import EndpointShape
 from replaydiff.fuzz.sender import Sender
@@ -75,6 +76,9 @@ class SessionResult:
     examples: int = 0
     elapsed_s: float = 0.0
     failures: list[Failure] = field(default_factory=list)
+    schema: ProtoSchema | None = None
+    """The schema gRPC messages were compared by (given, or the baseline's by reflection): the report reads them by
+    it too."""
 
     @property
     def rate(self) -> float:

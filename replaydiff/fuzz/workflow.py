@@ -96,6 +96,7 @@ def run_fuzz(job: FuzzJob, progress: Progress, note: Callable[[str], None] = lam
         sender.check_reachable()
         sender.log_in()
         result = FuzzSession(shapes, sender, NoiseJudge(job.rules, job.schema), job.options, progress).run()
+    result.schema = job.schema
     if job.save_failures is not None and result.failures:
         append_failures(job.save_failures, result.failures)
     return result
