@@ -119,7 +119,10 @@ def _field(name: str, value: str) -> tuple[bytes, bytes]:
     """An HTTP/2 header field; a line break is refused as in HTTP/1.1 (no server would take it either)."""
     if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
         raise UnsendableRequest(f"header {name!r} has a line break; not sent")
-    return _wire(name), _wire(value)
+    try:  # `_wire`, inline: several fields of every request pass here
+        return name.encode("latin-1"), value.encode("latin-1")
+    except UnicodeEncodeError:
+        return _wire(name), _wire(value)
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
