@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
@@ -167,20 +168,32 @@ class ReflectionUnavailable(Exception):
     """The server does not answer gRPC server reflection (or could not be reached): decode by wire format."""
 
 
+REFLECTION_SERVICES = ("grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection")
+"""Server reflection as servers offer it, asked in this order: v1 (grpc-java's `ProtoReflectionServiceV1`, one
+of the two grpc-go registers) then v1alpha (grpcio's, and older servers'). The two speak the same messages."""
+
+
 def reflect_schema(address: str, *, timeout_s: float = 5.0) -> ProtoSchema:
-    """The schema a running server describes by gRPC server reflection (grpcio-reflection's descriptor database),
-    every service it lists and all their files; `ReflectionUnavailable` with a one-line reason otherwise.
+    """The schema a running server describes by gRPC server reflection (grpcio-reflection's descriptor database,
+    over v1 or else v1alpha), every service it lists and all their files; `ReflectionUnavailable` with a one-line
+    reason otherwise.
 
     `address` is `host:port`; the channel is cleartext (h2c), as the replay's `http://` targets are.
     """
     import grpc  # imported here: only a replay of gRPC traffic without a given schema talks to reflection
-    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
     with grpc.insecure_channel(address) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=timeout_s)
-            database = ProtoReflectionDescriptorDatabase(channel)
-            services = [name for name in database.get_services() if not name.startswith("grpc.reflection.")]
+            for service_name in REFLECTION_SERVICES:
+                database = _reflection_database(channel, service_name)
+                try:
+                    listed = database.get_services()
+                    break
+                except grpc.RpcError as error:  # the next version, if this one is not served
+                    if service_name == REFLECTION_SERVICES[-1] or error.code() != grpc.StatusCode.UNIMPLEMENTED:  # type: ignore[attr-defined]
+                        raise
+            services = [name for name in listed if not name.startswith("grpc.reflection.")]
             pool = descriptor_pool.DescriptorPool(database)
             files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
             for service in services:
@@ -196,6 +209,30 @@ def reflect_schema(address: str, *, timeout_s: float = 5.0) -> ProtoSchema:
         raise ReflectionUnavailable(f"{address} lists no service by reflection")
     return ProtoSchema(descriptor_pb2.FileDescriptorSet(file=list(files.values())).SerializeToString(),
                        f"server reflection of {address}")
+
+
+def _reflection_database(channel: Any, service_name: str) -> Any:
+    """grpcio-reflection's descriptor database, asking `service_name`."""
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    return ProtoReflectionDescriptorDatabase(_ReflectionChannel(channel, service_name))
+
+
+class _ReflectionChannel:
+    """A channel whose calls to v1alpha's reflection go to `service_name` instead: grpcio-reflection's database
+    knows only v1alpha's path, and v1 speaks the same messages."""
+
+    _V1ALPHA = "/grpc.reflection.v1alpha.ServerReflection/"
+
+    def __init__(self, channel: Any, service_name: str) -> None:
+        self._channel = channel
+        self._prefix = f"/{service_name}/"
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._channel.stream_stream(method.replace(self._V1ALPHA, self._prefix), *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._channel, name)
 
 
 def _collect(file: descriptor.FileDescriptor, files: dict[str, descriptor_pb2.FileDescriptorProto]) -> None:

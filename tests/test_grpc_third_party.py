@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from replaydiff.corpora import CorpusReader
 from tests.test_fuzz_grpc import run_fuzz_command
@@ -31,16 +31,32 @@ ROUNDS = 5
 CHECK = "grpc grpc.health.v1.Health/Check"
 
 
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
 @contextmanager
-def health_server(not_serving: frozenset[str] = frozenset()) -> Iterator[str]:
-    """grpcio's health servicer, every service in `SERVICES` SERVING but `not_serving`, with reflection; its URL."""
+def health_server(not_serving: frozenset[str] = frozenset(), *, reflection_v1_only: bool = False) -> Iterator[str]:
+    """grpcio's health servicer, every service in `SERVICES` SERVING but `not_serving`, with reflection; its URL.
+
+    `reflection_v1_only`: grpcio's reflection servicer offered only as v1, as grpc-java's `ProtoReflectionServiceV1`
+    is (grpcio itself offers v1alpha; the two speak the same messages)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     servicer = health.HealthServicer()
     status = health_pb2.HealthCheckResponse
     for name in SERVICES:
         servicer.set(name, status.NOT_SERVING if name in not_serving else status.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    reflection.enable_server_reflection([health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    if reflection_v1_only:
+        reflecting = reflection.ReflectionServicer([health.SERVICE_NAME, REFLECTION_V1])
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(REFLECTION_V1, {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                reflecting.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            ),
+        })])  # fmt: skip
+    else:
+        reflection.enable_server_reflection([health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
@@ -57,6 +73,7 @@ def servers() -> Iterator[dict[str, str]]:
             "baseline2": stack.enter_context(health_server()),
             "same": stack.enter_context(health_server()),
             "changed": stack.enter_context(health_server(not_serving=frozenset({"shop.Orders"}))),
+            "baseline_v1": stack.enter_context(health_server(reflection_v1_only=True)),
         }
 
 
@@ -83,21 +100,25 @@ def corpus(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
     return corpus
 
 
-def run(corpus: Path, servers: dict[str, str], candidate: str) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[type-arg]
-    report = corpus.with_name(f"{candidate}.json")
+def run(corpus: Path, servers: dict[str, str], candidate: str, baseline: str = "baseline") -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[type-arg]
+    report = corpus.with_name(f"{candidate}-{baseline}.json")
     result = subprocess.run(
-        [*REPLAYDIFF, "run", corpus, "--baseline", servers["baseline"], "--baseline2", servers["baseline2"],
-         "--candidate", servers[candidate], "-o", corpus.with_name(f"{candidate}.jsonl.zst"), "--json", report],
+        [*REPLAYDIFF, "run", corpus, "--baseline", servers[baseline], "--baseline2", servers["baseline2"],
+         "--candidate", servers[candidate], "-o", corpus.with_name(f"{candidate}-{baseline}.jsonl.zst"), "--json", report],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert "Traceback" not in result.stderr, result.stderr
     return result, json.loads(report.read_text())
 
 
-def test_the_candidate_that_stopped_serving_is_found_by_field_name(corpus: Path, servers: dict[str, str]) -> None:
-    result, data = run(corpus, servers, "changed")
+@pytest.mark.parametrize("baseline", ["baseline", "baseline_v1"])
+def test_the_candidate_that_stopped_serving_is_found_by_field_name(
+    corpus: Path, servers: dict[str, str], baseline: str
+) -> None:
+    """Reflection v1alpha (grpcio's) or v1 alone (grpc-java's `ProtoReflectionServiceV1`) gives the field names."""
+    result, data = run(corpus, servers, "changed", baseline)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "decoded by schema: server reflection of 127.0.0.1:" in result.stdout
+    assert f"decoded by schema: server reflection of {servers[baseline].removeprefix('http://')}" in result.stdout
     [finding] = data["findings"]
     assert finding["title"] == f"`$.status` changed on {CHECK}"
     [divergence] = data["divergences"]
