@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from google.protobuf import descriptor, descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
@@ -173,16 +174,33 @@ REFLECTION_SERVICES = ("grpc.reflection.v1.ServerReflection", "grpc.reflection.v
 of the two grpc-go registers) then v1alpha (grpcio's, and older servers'). The two speak the same messages."""
 
 
-def reflect_schema(address: str, *, timeout_s: float = 5.0) -> ProtoSchema:
+def reflect_schema(url: str, *, ca_file: str | Path | None = None, insecure: bool = False,
+                   timeout_s: float = 5.0) -> ProtoSchema:
     """The schema a running server describes by gRPC server reflection (grpcio-reflection's descriptor database,
     over v1 or else v1alpha), every service it lists and all their files; `ReflectionUnavailable` with a one-line
     reason otherwise.
 
-    `address` is `host:port`; the channel is cleartext (h2c), as the replay's `http://` targets are.
+    `url` is the target's base URL: `http://` in cleartext (h2c), `https://` over TLS, trusting `ca_file` (else
+    the system's CAs), as the replay does. grpcio always verifies a certificate, so `insecure` without `ca_file`
+    cannot be honoured: that is said at once rather than after a failed handshake.
     """
     import grpc  # imported here: only a replay of gRPC traffic without a given schema talks to reflection
 
-    with grpc.insecure_channel(address) as channel:
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    tls = parts.scheme == "https"
+    address = f"{parts.hostname}:{parts.port or (443 if tls else 80)}"
+    if tls and insecure and ca_file is None:
+        raise ReflectionUnavailable(f"{address} is https and --insecure skips verification, which grpcio's "
+                                    "reflection client cannot; give --ca-cert to ask it")  # fmt: skip
+    if tls:
+        try:
+            roots = Path(ca_file).read_bytes() if ca_file is not None else None
+        except OSError as error:
+            raise ReflectionUnavailable(f"cannot read the CA bundle {ca_file}: {error.strerror}") from None
+        opened = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=roots))
+    else:
+        opened = grpc.insecure_channel(address)
+    with opened as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=timeout_s)
             for service_name in REFLECTION_SERVICES:
@@ -199,7 +217,10 @@ def reflect_schema(address: str, *, timeout_s: float = 5.0) -> ProtoSchema:
             for service in services:
                 _collect(pool.FindServiceByName(service).file, files)
         except grpc.FutureTimeoutError:
-            raise ReflectionUnavailable(f"{address} did not accept a gRPC connection within {timeout_s:g} s") from None
+            trust = " (is its certificate trusted? --ca-cert)" if tls else ""
+            raise ReflectionUnavailable(
+                f"{address} did not accept a gRPC connection{' over TLS' if tls else ''} within {timeout_s:g} s{trust}"
+            ) from None
         except grpc.RpcError as error:
             code = error.code().name if hasattr(error, "code") else "error"  # type: ignore[attr-defined]
             raise ReflectionUnavailable(f"{address} does not answer gRPC server reflection ({code})") from None

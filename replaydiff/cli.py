@@ -7,6 +7,7 @@ reported as one line on stderr; a traceback means a bug in replaydiff.
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 import warnings
@@ -14,6 +15,10 @@ from types import FrameType
 from typing import Any
 
 import click
+
+# Before grpc is first imported (a command may import it): gRPC's C core logs every failed TLS handshake on
+# stderr at INFO level, where reflection's one-line note already says what failed. A user's own setting stays.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from replaydiff.corpora import CorpusError
 from replaydiff.replayer.targets import ReplayError

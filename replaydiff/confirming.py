@@ -34,7 +34,7 @@ from replaydiff.diff.difference import Key
 from replaydiff.diff.findings import DiffReport, DivergenceGroup, Finding, SuppressedLocation
 from replaydiff.diff.rules import Rules
 from replaydiff.fuzz.sender import Answers, FuzzTargets, Sender
-from replaydiff.replayer.client import Timeouts
+from replaydiff.replayer.client import Timeouts, TLSOptions
 
 FEW = 5
 """Divergences on at most this many exchanges are resent: beyond, the replay's own sample is large enough."""
@@ -101,8 +101,10 @@ def confirm(
     times: int,
     rules: Rules,
     timeouts: Timeouts = Timeouts(connect_s=5.0, read_s=30.0),
+    tls: TLSOptions = TLSOptions(),
 ) -> DiffReport:
-    """Resends what is worth resending and returns the report with the verdicts applied."""
+    """Resends what is worth resending and returns the report with the verdicts applied; `tls`: how the https
+    targets are trusted, as the replay trusted them."""
     groups = sorted((g for g in report.divergences if worth_resending(g)), key=lambda g: g.count)[:MOST]
     if times < 1:
         return report
@@ -111,7 +113,7 @@ def confirm(
     wanted = {example.divergence.exchange_id for group in groups for example in group.examples}
     requests = _requests(corpus, wanted)
     verdicts: dict[str, Resent] = {}
-    with Sender(targets, timeouts=timeouts) as sender:
+    with Sender(targets, timeouts=timeouts, tls=tls) as sender:
         sender.check_reachable()  # a target gone since the replay: one line, not a timeout per resend
         for group in groups:
             answers = [

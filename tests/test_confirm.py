@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import ssl
 import subprocess
 import sys
 from collections import Counter
@@ -17,7 +18,7 @@ from replaydiff.confirming import judge
 from replaydiff.corpora import CorpusWriter, Exchange, Request, Response
 from replaydiff.diff import Rules
 from replaydiff.fuzz.sender import Answers
-from tests.servers import serve
+from tests.servers import self_signed_certificate, serve
 from tests.test_diff import doc
 
 REPLAYDIFF = [sys.executable, "-m", "replaydiff.cli"]
@@ -61,9 +62,12 @@ def corpus(path: Path, *, mutating: bool = True) -> Path:
     return path
 
 
-def run(tmp_path: Path, recorded: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+def run(
+    tmp_path: Path, recorded: Path, *extra: str, tls: ssl.SSLContext | None = None
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`tls`: the three servers speak https with this context."""
     report = tmp_path / "report.json"
-    with serve(app(False)) as baseline, serve(app(False)) as baseline2, serve(app(True)) as candidate:
+    with serve(app(False), tls) as baseline, serve(app(False), tls) as baseline2, serve(app(True), tls) as candidate:
         result = subprocess.run(
             [*REPLAYDIFF, "run", str(recorded), "--baseline", baseline, "--baseline2", baseline2,
              "--candidate", candidate, "--concurrency", "4", "-o", str(tmp_path / "r.jsonl.zst"),
@@ -93,6 +97,20 @@ def test_run_resends_rare_divergences_and_tells_change_from_noise_and_fluke(tmp_
     assert titles["`$.ok` changed on POST /write"] is None
     assert "1 confirmed, 1 noise (suppressed), 1 flaky (does not fail the run)" in result.stdout
     assert "[flaky]" in result.stdout
+
+
+def test_resends_reach_https_targets_trusting_the_ca_the_replay_trusts(tmp_path: Path) -> None:
+    certificate, key = self_signed_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate, key)
+    result, report = run(tmp_path, corpus(tmp_path / "c.jsonl.zst", mutating=False), "--ca-cert", str(certificate),
+                         tls=context)  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert report["confirmations"] == {
+        "GET /real/{id}|body|$.v": "confirmed",
+        "GET /flaky/{id}|body|$.v": "flaky",
+        "GET /state/{id}|body|$.s": "noise",
+    }
 
 
 def test_a_flaky_divergence_alone_does_not_fail_the_run_and_without_resends_it_does(tmp_path: Path) -> None:

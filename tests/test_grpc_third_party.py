@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from replaydiff.corpora import CorpusReader
+from tests.servers import self_signed_certificate
 from tests.test_fuzz_grpc import run_fuzz_command
 from tests.test_record_grpc import start_recorder
 from tests.waiting import readable_records, wait_until
@@ -35,11 +36,13 @@ REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
 @contextmanager
-def health_server(not_serving: frozenset[str] = frozenset(), *, reflection_v1_only: bool = False) -> Iterator[str]:
+def health_server(not_serving: frozenset[str] = frozenset(), *, reflection_v1_only: bool = False,
+                  tls: tuple[Path, Path] | None = None) -> Iterator[str]:
     """grpcio's health servicer, every service in `SERVICES` SERVING but `not_serving`, with reflection; its URL.
 
     `reflection_v1_only`: grpcio's reflection servicer offered only as v1, as grpc-java's `ProtoReflectionServiceV1`
-    is (grpcio itself offers v1alpha; the two speak the same messages)."""
+    is (grpcio itself offers v1alpha; the two speak the same messages). `tls`: (certificate, key) to serve over
+    TLS instead of cleartext."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     servicer = health.HealthServicer()
     status = health_pb2.HealthCheckResponse
@@ -57,10 +60,15 @@ def health_server(not_serving: frozenset[str] = frozenset(), *, reflection_v1_on
         })])  # fmt: skip
     else:
         reflection.enable_server_reflection([health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    if tls is None:
+        port, scheme = server.add_insecure_port("127.0.0.1:0"), "http"
+    else:
+        certificate, key = tls
+        credentials = grpc.ssl_server_credentials([(key.read_bytes(), certificate.read_bytes())])
+        port, scheme = server.add_secure_port("127.0.0.1:0", credentials), "https"
     server.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.stop(0)
 
@@ -100,11 +108,24 @@ def corpus(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
     return corpus
 
 
-def run(corpus: Path, servers: dict[str, str], candidate: str, baseline: str = "baseline") -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[type-arg]
-    report = corpus.with_name(f"{candidate}-{baseline}.json")
+@pytest.fixture(scope="module")
+def tls_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Path]]:
+    """The same service over TLS, with a certificate of a private CA: the URLs, and the CA's file."""
+    certificate, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
+    with ExitStack() as stack:
+        yield {
+            "baseline": stack.enter_context(health_server(tls=(certificate, key))),
+            "baseline2": stack.enter_context(health_server(tls=(certificate, key))),
+            "changed": stack.enter_context(health_server(frozenset({"shop.Orders"}), tls=(certificate, key))),
+        }, certificate
+
+
+def run(corpus: Path, servers: dict[str, str], candidate: str, baseline: str = "baseline", *extra: str | Path) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[type-arg]
+    """`replaydiff run` of the corpus; its JSON report."""
+    report = corpus.with_name(f"{candidate}-{baseline}-{len(extra)}.json")
     result = subprocess.run(
         [*REPLAYDIFF, "run", corpus, "--baseline", servers[baseline], "--baseline2", servers["baseline2"],
-         "--candidate", servers[candidate], "-o", corpus.with_name(f"{candidate}-{baseline}.jsonl.zst"), "--json", report],
+         "--candidate", servers[candidate], "-o", report.with_suffix(".jsonl.zst"), "--json", report, *extra],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert "Traceback" not in result.stderr, result.stderr
@@ -141,3 +162,31 @@ def test_fuzzing_finds_the_service_that_stopped_serving(corpus: Path, servers: d
     assert 'gRPC messages of grpc.health.v1.HealthCheckRequest:\n{\n  "service": "shop.Orders"' in changed.stdout
     same = run_fuzz_command(corpus, {**servers, "candidate": servers["same"]}, corpus.parent)
     assert same.returncode == 0, same.stdout + same.stderr
+
+
+def test_over_tls_the_schema_comes_by_reflection_trusting_the_ca_the_replay_trusts(
+    corpus: Path, tls_servers: tuple[dict[str, str], Path]
+) -> None:
+    servers, ca = tls_servers
+    result, data = run(corpus, servers, "changed", "baseline", "--ca-cert", ca)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"decoded by schema: server reflection of {servers['baseline'].removeprefix('https://')}" in result.stdout
+    assert [finding["title"] for finding in data["findings"]] == [f"`$.status` changed on {CHECK}"]
+    # --insecure: grpcio cannot skip verification, which is said at once, in one line; the diff goes on by field number
+    insecure, data = run(corpus, servers, "changed", "baseline", "--insecure")
+    assert insecure.returncode == 1, insecure.stdout + insecure.stderr
+    [note] = [line for line in insecure.stdout.splitlines() if line.startswith("schema:")]
+    assert "--insecure skips verification" in note and "compared by wire format" in note
+    assert [finding["title"] for finding in data["findings"]] == [f'`$["1"]` changed on {CHECK} (gRPC wire format, no schema)']
+    assert "Handshake" not in insecure.stderr + result.stderr  # grpc's own TLS log lines stay quiet
+
+
+def test_fuzzing_over_tls_trusts_the_ca_given(corpus: Path, tls_servers: tuple[dict[str, str], Path]) -> None:
+    servers, ca = tls_servers
+    found = subprocess.run(
+        [*REPLAYDIFF, "fuzz", corpus, "--baseline", servers["baseline"], "--baseline2", servers["baseline2"],
+         "--candidate", servers["changed"], "--ca-cert", ca, "--no-database", "--examples", "25", "--seed", "1"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=corpus.parent,
+    )  # fmt: skip
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert f"✗ {CHECK}: body $.status" in found.stdout

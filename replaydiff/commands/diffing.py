@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
@@ -39,7 +38,9 @@ from replaydiff.diff.findings import INCONCLUSIVE
 from replaydiff.commands.schema import SchemaFiles, schema_file_options
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_INCONCLUSIVE, EXIT_SAME, UserError
 from replaydiff.fuzz.sender import FuzzTargets
+from replaydiff.commands.tlsoptions import tls_options
 from replaydiff.replayer.targets import ReplayError, Target
+from replaydiff.replayer.client import TLSOptions
 
 _NOISE = NoiseThresholds()
 _LATENCY = LatencyThresholds()
@@ -62,6 +63,8 @@ class DiffSettings:
     """Resend the idempotent requests behind rare divergences this many times (`replaydiff.confirming`); 0: never."""
     reflection: bool = False
     """Without a schema given, fetch one by gRPC server reflection from the baseline when the results hold gRPC."""
+    tls: TLSOptions = TLSOptions()
+    """How https targets are trusted when the diff talks to them: reflection and confirmation resends."""
 
 
 def diff_results(
@@ -97,7 +100,7 @@ def report_results(
     their per-target headers) receive the confirmation resends; by default
     the URLs the results file names.
     """
-    schema_source = (lambda targets: _reflected(targets, console)) if settings.reflection else None
+    schema_source = (lambda targets: _reflected(targets, console, settings.tls)) if settings.reflection else None
     report = analyze_results(path, options=settings.options, schema_source=schema_source)
     if report.options.schema is not None:
         console.print(f"gRPC messages decoded by schema: {report.options.schema.source}", soft_wrap=True)
@@ -123,7 +126,7 @@ def report_results(
     return report
 
 
-def _reflected(targets: Mapping[str, str], console: Console) -> ProtoSchema | None:
+def _reflected(targets: Mapping[str, str], console: Console, tls: TLSOptions) -> ProtoSchema | None:
     """The baseline's schema by server reflection, or None with a one-line note: messages are then read by wire
     format, which still finds every difference, by field number."""
     url = targets.get("baseline")
@@ -131,9 +134,8 @@ def _reflected(targets: Mapping[str, str], console: Console) -> ProtoSchema | No
         console.print("schema: the results name no baseline URL to ask by reflection; gRPC messages are compared "
                       "by wire format", soft_wrap=True)  # fmt: skip
         return None
-    address = urlsplit(url).netloc or url
     try:
-        return reflect_schema(address)
+        return reflect_schema(url, ca_file=tls.ca_file, insecure=tls.insecure)
     except ReflectionUnavailable as exc:
         console.print(f"schema: {exc}; gRPC messages are compared by wire format (give --proto-descriptor-set or "
                       "--proto for field names)", soft_wrap=True)  # fmt: skip
@@ -157,7 +159,8 @@ def _confirmed(report: DiffReport, path: Path, settings: DiffSettings, targets: 
         )
     except (KeyError, ReplayError) as exc:
         raise UserError(f"{path}: --confirm needs the baseline and candidate URLs in the results file ({exc})") from None
-    return confirm(report, corpus=corpus, targets=chosen, times=settings.confirm, rules=settings.options.rules)
+    return confirm(report, corpus=corpus, targets=chosen, times=settings.confirm, rules=settings.options.rules,
+                   tls=settings.tls)
 
 
 def _write(path: Path, what: str, text: str) -> None:
@@ -294,11 +297,13 @@ def _settings(
 @click.command("diff")
 @click.argument("results", type=click.Path(path_type=Path))
 @diff_options()
+@tls_options
 @click.pass_context
-def diff(ctx: click.Context, results: Path, diff_settings: DiffSettings) -> None:
+def diff(ctx: click.Context, results: Path, diff_settings: DiffSettings, ca_cert: str | None, insecure: bool) -> None:
     """Compare baseline and candidate in a RESULTS file; exit 0 same, 1 divergent, 2 bad input, 3 inconclusive.
 
     Differences that baseline2 shows as often as the candidate (timestamps,
     request ids) are noise and are not reported.
     """
-    ctx.exit(diff_results(results, console=Console(), settings=diff_settings))
+    settings = replace(diff_settings, tls=TLSOptions(ca_file=ca_cert, insecure=insecure))
+    ctx.exit(diff_results(results, console=Console(), settings=settings))

@@ -13,8 +13,9 @@ from hypothesis import configuration
 from rich.console import Console
 
 from replaydiff.diff.rules import Rules, RulesError, load_rules
-from replaydiff.replayer.client import Timeouts
+from replaydiff.replayer.client import Timeouts, TLSOptions
 from replaydiff.commands.schema import SchemaFiles, schema_options
+from replaydiff.commands.tlsoptions import tls_options
 from replaydiff.errors import EXIT_DIVERGENT, EXIT_SAME, UserError
 from replaydiff.fuzz.live import LiveView
 from replaydiff.fuzz.report import print_report
@@ -93,11 +94,12 @@ def _rules(path: Path | None) -> Rules:
 @click.option("--proto-reflection/--no-proto-reflection", default=True, show_default=True,
               help="Without a schema given, ask the baseline for it by gRPC server reflection when the corpus holds "
                    "gRPC calls; else requests follow the recorded messages' wire shape.")
+@tls_options
 @_credential_options
 def fuzz(corpus: Path, baseline: str, candidate: str, baseline2: str | None, examples: int, seed: int | None,
          endpoints: tuple[str, ...], time_budget: float, save_failures: Path | None, allowed_hosts: tuple[str, ...],
          rules_file: Path | None, database: Path, no_database: bool, timeout: float, headers: tuple[str, ...],
-         schema_files: SchemaFiles, proto_reflection: bool,
+         schema_files: SchemaFiles, proto_reflection: bool, ca_cert: str | None, insecure: bool,
          identities: Path | None, jwt_key: Path | None) -> None:
     """Generate requests like those in CORPUS, send each to baseline, baseline#2 and candidate; exit 1 on divergence."""
     targets = FuzzTargets.parse(baseline, candidate, baseline2, [header_pair(h) for h in headers])
@@ -114,6 +116,7 @@ def fuzz(corpus: Path, baseline: str, candidate: str, baseline2: str | None, exa
         credentials=load_credentials(identities, jwt_key),
         schema=schema_files.load(),
         reflection=proto_reflection,
+        tls=TLSOptions(ca_file=ca_cert, insecure=insecure),
     )
     try:
         with _hypothesis_home(database), LiveView(Console(stderr=True)) as view:

@@ -11,6 +11,7 @@ import click
 from rich.console import Console
 
 from replaydiff.replayer.client import Timeouts, TLSOptions
+from replaydiff.commands.tlsoptions import CA_CERT, INSECURE
 from replaydiff.replayer.correlate import CarryRules, CarryRulesError, load_carry_rules
 from replaydiff.replayer.accounts import load_identities
 from replaydiff.replayer.credentials import Credentials
@@ -98,9 +99,8 @@ def replay_options(command: Callable[..., Any]) -> Callable[..., Any]:
                           "'baggage' and 'tracestate' headers to sd-routing-key=KEY."),
         click.option("--host-header", metavar="HOST",
                      help="Send this Host header to every target instead of the recorded one."),
-        click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-                     help="Trust this CA bundle for https targets."),
-        click.option("--insecure", is_flag=True, help="Do not verify https certificates of the targets."),
+        CA_CERT,
+        INSECURE,
         click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Client retries per request (every attempt is recorded)."),
         click.option("--retry-on", default=",".join(sorted(DEFAULT_RETRY_ON)), show_default=True,
@@ -242,6 +242,7 @@ def run(diff_settings: DiffSettings, mock_upstreams: Path | None, routes: tuple[
     """Replay CORPUS, then diff the results: exit 0 same, 1 divergent, 3 inconclusive (could not test)."""
     job = build_job(**params)
     job = replace(job, endpoints=diff_settings.options.rules.patterns)  # stamped as the report will name them
+    diff_settings = replace(diff_settings, tls=job.options.tls)  # reflection and resends trust as the replay does
     console = Console(stderr=True)
     if mock_upstreams is None:
         if routes:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Iterable
 from typing import NamedTuple, TypeVar
 
 from replaydiff.corpora import Exchange, ReplayRecord, Request, Response
-from replaydiff.replayer.client import TargetClient, Timeouts
+from replaydiff.replayer.client import TargetClient, Timeouts, TLSOptions
 from replaydiff.replayer.credentials import Credentials
 from replaydiff.replayer.targets import Target, check_reachable
 
@@ -55,17 +55,18 @@ async def _all(awaitables: Iterable[Awaitable[T]]) -> list[T]:
 
 class Sender:
     def __init__(
-        self, targets: FuzzTargets, *, timeouts: Timeouts = Timeouts(), credentials: Credentials | None = None
+        self, targets: FuzzTargets, *, timeouts: Timeouts = Timeouts(), credentials: Credentials | None = None,
+        tls: TLSOptions = TLSOptions(),
     ) -> None:
         self.targets = targets
         self.credentials = credentials
         self._loop = asyncio.new_event_loop()
-        self._clients = self._loop.run_until_complete(self._open(timeouts))
+        self._clients = self._loop.run_until_complete(self._open(timeouts, tls))
         self._epoch_ns = time.perf_counter_ns()
 
-    async def _open(self, timeouts: Timeouts) -> list[TargetClient]:
+    async def _open(self, timeouts: Timeouts, tls: TLSOptions) -> list[TargetClient]:
         """On the sender's loop: a client's connection pool belongs to the loop it was made on."""
-        return [TargetClient(target, timeouts=timeouts, max_connections=4) for target in self.targets]
+        return [TargetClient(target, timeouts=timeouts, tls=tls, max_connections=4) for target in self.targets]
 
     def check_reachable(self) -> None:
         """A TCP connect to each target, so a typo in a URL is one line before the session, not N failures."""

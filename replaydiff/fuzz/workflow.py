@@ -15,7 +15,7 @@ from replaydiff.corpora import CorpusReader
 from replaydiff.corpora.endpoints import corpus_endpoints
 from replaydiff.corpora.protobuf import ProtoSchema, ReflectionUnavailable, reflect_schema
 from replaydiff.diff.rules import Rules
-from replaydiff.replayer.client import Timeouts
+from replaydiff.replayer.client import Timeouts, TLSOptions
 from replaydiff.replayer.targets import MUTATING_METHODS, check_write_safety
 from replaydiff.errors import UserError
 from replaydiff.fuzz.infer import EndpointShape, infer_endpoints, select
@@ -43,6 +43,8 @@ class FuzzJob:
     """`--proto-descriptor-set`, `--proto`: gRPC requests are generated from their methods' input types."""
     reflection: bool = True
     """Without `schema`, ask the baseline for it by server reflection when the corpus holds gRPC calls."""
+    tls: TLSOptions = TLSOptions()
+    """`--ca-cert`, `--insecure`: how https targets are trusted (the requests and reflection)."""
 
 
 def endpoint_shapes(job: FuzzJob) -> list[EndpointShape]:
@@ -77,7 +79,7 @@ def grpc_schema(job: FuzzJob, note: Callable[[str], None]) -> ProtoSchema | None
         return job.schema
     baseline = job.targets.baseline
     try:
-        return reflect_schema(f"{baseline.host}:{baseline.port}")
+        return reflect_schema(baseline.base_url, ca_file=job.tls.ca_file, insecure=job.tls.insecure)
     except ReflectionUnavailable as exc:
         note(f"schema: {exc}; gRPC requests are generated from the recorded messages' wire shape")
         return None
@@ -92,7 +94,7 @@ def run_fuzz(job: FuzzJob, progress: Progress, note: Callable[[str], None] = lam
     check_write_safety(list(job.targets), set(job.allowed_hosts), corpus_mutates=mutates)
     if job.save_failures is not None:
         check_regression_corpus(job.save_failures)
-    with Sender(job.targets, timeouts=job.timeouts, credentials=job.credentials) as sender:
+    with Sender(job.targets, timeouts=job.timeouts, credentials=job.credentials, tls=job.tls) as sender:
         sender.check_reachable()
         sender.log_in()
         result = FuzzSession(shapes, sender, NoiseJudge(job.rules, job.schema), job.options, progress).run()
