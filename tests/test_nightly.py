@@ -22,6 +22,7 @@ from aiohttp import web
 
 from replaydiff.demo.samples import sample_path
 from replaydiff.demo.system import DemoSystem
+from replaydiff.nightly.suite import load_suite
 from tests.servers import serve
 from tests.waiting import readable_records, wait_until
 
@@ -261,3 +262,12 @@ def test_a_bad_fail_on_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_a_mistyped_fingerprint_is_refused(tmp_path: Path) -> None:
     result = replaydiff("accept", "GET /api/x|bodie|$.y", "--reason", "r", cwd=tmp_path)
     assert result.returncode == 2 and "is not a fingerprint" in result.stderr
+
+
+def test_an_entrys_diff_trusts_https_targets_as_its_replay_does(tmp_path: Path) -> None:
+    """`ca-cert` and `insecure` in a suite reach the diff's resends and reflection, not only the replay."""
+    (tmp_path / "ca.pem").write_text("a private CA's certificate\n")
+    suite = tmp_path / "suite.toml"
+    suite.write_text('[replay]\nca-cert = "ca.pem"\n' + VALID.replace("http://", "https://"))
+    [entry] = load_suite(suite).entries
+    assert entry.job.options.tls.ca_file == entry.diff.tls.ca_file == str(tmp_path / "ca.pem")

@@ -32,7 +32,7 @@ line naming the file and the key, and no target has been touched.
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +129,8 @@ def _expanded(
     for corpus in _corpora(table, base, where):
         name = f"{target}/{_stem(corpus)}"
         job = replay_job(corpus, Path(f"{name}.results.jsonl.zst"), replay, base=base, where=where)
-        entries.append(Entry(name, corpus, target, job, settings, minimize))
+        # the diff's resends and reflection trust https targets as the replay does (`ca-cert`, `insecure`)
+        entries.append(Entry(name, corpus, target, job, replace(settings, tls=job.options.tls), minimize))
     return entries
 
 
