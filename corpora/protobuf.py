@@ -188,7 +188,8 @@ def reflect_schema(url: str, *, ca_file: str | Path | None = None, insecure: boo
 
     parts = urlsplit(url if "://" in url else f"http://{url}")
     tls = parts.scheme == "https"
-    address = f"{parts.hostname}:{parts.port or (443 if tls else 80)}"
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname  # an IPv6 address in brackets
+    address = f"{host}:{parts.port or (443 if tls else 80)}"
     if tls and insecure and ca_file is None:
         raise ReflectionUnavailable(f"{address} is https and --insecure skips verification, which grpcio's "
                                     "reflection client cannot; give --ca-cert to ask it")  # fmt: skip
