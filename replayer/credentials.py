@@ -24,12 +24,15 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from http.cookies import CookieError, SimpleCookie
+from typing import TYPE_CHECKING
 
 from replaydiff.corpora import Exchange, Headers, ReplayRecord, Request, Response
 from replaydiff.replayer.accounts import Account, CredentialsError, Identities, render_login_body
 from replaydiff.replayer.correlate import CarryRules, harvest
-from replaydiff.replayer.jwtsign import JwtSigner
 from replaydiff.replayer.targets import Target
+
+if TYPE_CHECKING:  # PyJWT and cryptography load only when a key is given: a tenth of a replay's start-up
+    from replaydiff.replayer.jwtsign import JwtSigner
 
 LoginSender = Callable[[Target, Request], Awaitable["Response | None"]]
 """How a login goes out: the replay's own client for that target; its answer, or None when there was none."""

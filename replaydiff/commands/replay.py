@@ -15,7 +15,6 @@ from replaydiff.commands.tlsoptions import CA_CERT, INSECURE
 from replaydiff.replayer.correlate import CarryRules, CarryRulesError, load_carry_rules
 from replaydiff.replayer.accounts import load_identities
 from replaydiff.replayer.credentials import Credentials
-from replaydiff.replayer.jwtsign import JwtSigner
 from replaydiff.replayer.engine import ReplayOptions
 from replaydiff.replayer.plan import Pacing, Selection
 from replaydiff.replayer.retry import DEFAULT_RETRY_ON, RetryPolicy
@@ -54,6 +53,8 @@ def load_credentials(identities: Path | None, jwt_key: Path | None) -> Credentia
     """The credentials `--identities` and `--jwt-key` describe; bad files are one-line errors (exit 2)."""
     if identities is None and jwt_key is None:
         return None
+    from replaydiff.replayer.jwtsign import JwtSigner  # PyJWT and cryptography: only when a key is given
+
     return Credentials(
         load_identities(identities) if identities else None, JwtSigner.from_file(jwt_key) if jwt_key else None
     )
