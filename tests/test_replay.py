@@ -184,6 +184,18 @@ def test_bad_corpus_is_one_line_exit_2(tmp_path: Path, args: list[str], message:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", ["replay", "run", "fuzz", "diff"])
+def test_a_ca_bundle_that_is_not_one_is_one_line_exit_2(tmp_path: Path, command: str) -> None:
+    """Checked before anything starts: it was a traceback from the replay's first TLS context."""
+    corpus = _corpus(tmp_path / "c.jsonl.zst", [_exchange(0, "a")])
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    targets = [] if command == "diff" else ["--baseline", "https://127.0.0.1:9", "--candidate", "https://127.0.0.1:9"]
+    result = _run(command, corpus, *targets, "--ca-cert", tmp_path / "ca.pem", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "--ca-cert" in result.stderr and "not a readable PEM bundle of CA certificates" in result.stderr
+
+
 IGNORING_SIGINT = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]
 """As a job started with `&` from a script runs: SIGINT ignored from the start (and by asyncio, then)."""
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from replaydiff.commands.record import Sanitizing, sanitize_options
+from replaydiff.commands.tlsoptions import check_ca_bundle
 from replaydiff.recorder.mock_tap import ON_MISS_CHOICES
 from replaydiff.recorder.proxy import DEFAULT_CONFDIR, ProxyError
 from replaydiff.recorder.tap_proxy import TapSettings, check_routes, parse_route, run_tap
@@ -67,7 +67,7 @@ def tap(routes: tuple[str, ...], listen_host: str, forward_port: int, output: Pa
             why = "no such file; give the corpus `replaydiff record` wrote" if mock else "is for --mock"
             raise UserError(f"--mock-corpus {mock_corpus}: {why}")
         if ca_cert is not None:
-            _check_ca_bundle(ca_cert)
+            check_ca_bundle(ca_cert)  # mitmproxy would only say so at each https call
         settings = TapSettings(
             output=output,
             routes={name: url for name, url, _ in parsed},
@@ -94,14 +94,6 @@ def tap(routes: tuple[str, ...], listen_host: str, forward_port: int, output: Pa
         raise UserError(str(exc)) from None
     answered = f" (mock: {result.mock.summary() or 'no call'})" if result.mock is not None else ""
     click.echo(f"replaydiff: tap wrote {result.calls} upstream calls to {output}{answered}", err=True)
-
-
-def _check_ca_bundle(path: Path) -> None:
-    """mitmproxy would only say so on the first https call, once per call; the user hears it now."""
-    try:
-        ssl.create_default_context(cafile=path)
-    except (OSError, ssl.SSLError) as exc:
-        raise UserError(f"--ca-cert {path}: not a readable PEM bundle of CA certificates ({exc})") from None
 
 
 def _announce(output: Path) -> Callable[[dict[str, str]], None]:
