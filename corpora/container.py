@@ -126,6 +126,15 @@ class ContainerWriter:
             self._pending = bytearray()
         self._last_flush = time.monotonic()
 
+    def mark_flushed(self) -> bool:
+        """When every record written so far is on disk, sets the file's modification time to now and returns
+        True: a reader of the live file (a replay attaching a tap's calls) waits for a time after its own end
+        rather than guessing how long a busy writer takes to flush."""
+        if self._file is None or self._pending or (self._in_flight is not None and not self._in_flight.done()):
+            return False
+        os.utime(self.path)
+        return True
+
     def _write_frame(self, data: bytes | bytearray) -> None:
         assert self._file is not None
         self._file.write(self._compressor.compress(data))
@@ -271,6 +280,14 @@ class ContainerReader:
             if raw.startswith(_END_PREFIX):
                 return
             yield raw
+
+    def closed_cleanly(self) -> bool:
+        """Its writer closed it (the last complete line is the end marker), read without parsing the records: a
+        live file's reader tells a finished one from one still being written."""
+        last = b""
+        for raw in self._raw_lines():
+            last = raw
+        return last.startswith(_END_PREFIX)
 
     def count(self) -> int:
         """Records in the file, counted without parsing them: cheap enough to size a progress bar."""

@@ -48,6 +48,9 @@ class _TypedWriter(Generic[RecordT]):
     def flush_if_due(self) -> None:
         self._container.flush_if_due()
 
+    def mark_flushed(self) -> bool:
+        return self._container.mark_flushed()
+
     def copy_from(self, reader: _TypedReader[RecordT]) -> int:
         """Appends every complete record of `reader`'s file as stored; returns how many."""
         copied = 0
@@ -100,6 +103,9 @@ class _TypedReader(Generic[RecordT]):
 
     def raw_records(self) -> Iterator[bytes]:
         return self._container.raw_records()
+
+    def closed_cleanly(self) -> bool:
+        return self._container.closed_cleanly()
 
     def __iter__(self) -> Iterator[RecordT]:
         decode = type(self)._decode

@@ -121,10 +121,13 @@ class Tap:
             self._on_running()
 
     async def _flush_every_half_second(self) -> None:
+        """Writes what is due, then marks the log flushed (its mtime) when nothing waits: a replay attaching the
+        calls waits for a mark after its end (`replayer.upstream`)."""
         while self.writer is not None:
             await asyncio.sleep(0.5)
             if self.writer is not None:
                 self.writer.flush_if_due()
+                self.writer.mark_flushed()
 
     def _dependency(self, flow: http.HTTPFlow) -> str:
         """By listener: two routes to the same upstream (one per target) stay apart."""

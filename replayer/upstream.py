@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from replaydiff.corpora import (
+    CorpusError,
     CorpusTruncated,
     NoCompleteRecord,
     ResultsReader,
@@ -28,8 +29,11 @@ from replaydiff.corpora import (
 )
 from replaydiff.corpora.windows import in_flight
 
-TAP_FLUSH_WAIT_S = 1.2
-"""The tap writes a frame at least every second; waiting a little longer sees every call of the replay."""
+TAP_FLUSH_WAIT_S = 10.0
+"""The longest a replay waits for the tap to mark its log flushed after the replay ended. The tap marks it
+(the file's modification time) every half second while nothing waits to be written, so an idle tap takes
+half a second and a busy machine's as long as it needs; a log nobody marks (a tap stopped, or an older one)
+is read after this wait, with a warning if it was not closed."""
 
 
 def read_calls(log: Path, *, since_unix_us: int = 0) -> tuple[dict[str, list[UpstreamCall]], list[UpstreamCall]]:
@@ -58,7 +62,9 @@ def read_calls(log: Path, *, since_unix_us: int = 0) -> tuple[dict[str, list[Ups
 
 def attach_upstream(results: Path, log: Path, *, wait_s: float = TAP_FLUSH_WAIT_S) -> int:
     """Rewrites `results` with each record's upstream calls; returns how many calls were attached."""
-    time.sleep(wait_s)
+    if not _flushed_since(log, time.time_ns(), wait_s):
+        warnings.warn(f"{log}: the tap did not mark its log flushed within {wait_s:g} s of the replay's end (is "
+                      "it still running?); calls it had not written yet are not attached", stacklevel=2)  # fmt: skip
     reader = ResultsReader(results)
     traced, untraced = read_calls(log, since_unix_us=int(reader.header.get("started_unix_us", 0)))
     approximate = _attribute_by_time(results, untraced) if untraced else {}
@@ -73,6 +79,36 @@ def attach_upstream(results: Path, log: Path, *, wait_s: float = TAP_FLUSH_WAIT_
         writer.close(**reader.end, upstream_calls=attached)
     os.replace(staged, results)
     return attached
+
+
+def _flushed_since(log: Path, since_ns: int, wait_s: float) -> bool:
+    """Polls the log's modification time until the tap marks it at or after `since_ns` (`recorder.tap`: every
+    call it saw before then is on disk), or finds it closed; False after `wait_s` without either. A running tap
+    marks it every half second, so the log is read for its end marker (once) only after a second without one."""
+    started = time.monotonic()
+    looked_for_end = False
+    while True:
+        try:
+            if os.stat(log).st_mtime_ns >= since_ns:
+                return True
+        except OSError:
+            pass  # not created yet: a tap that saw no call so far
+        waited = time.monotonic() - started
+        if not looked_for_end and waited >= 1.0:
+            looked_for_end = True
+            if _closed(log):
+                return True
+        if waited >= wait_s:
+            return False
+        time.sleep(0.05)
+
+
+def _closed(log: Path) -> bool:
+    """The tap closed its log (it has its end marker): everything it saw is in it."""
+    try:
+        return UpstreamLogReader(log).closed_cleanly()
+    except (OSError, CorpusError):  # not there yet, or nothing readable in it yet
+        return False
 
 
 def _attribute_by_time(results: Path, calls: list[UpstreamCall]) -> dict[tuple[str, str], list[UpstreamCall]]:
