@@ -23,7 +23,7 @@ from aiohttp import web
 from replaydiff.demo.samples import sample_path
 from replaydiff.demo.system import DemoSystem
 from replaydiff.nightly.suite import load_suite
-from tests.servers import serve
+from tests.servers import self_signed_certificate, serve
 from tests.waiting import readable_records, wait_until
 
 REPLAYDIFF = Path(sys.executable).parent / "replaydiff"
@@ -239,6 +239,7 @@ VALID = (
          "`corpus` '*.nothing' matches no file"),
         ('accepted = "missing.toml"\n' + VALID, "missing.toml: cannot read the accepted divergences"),
         (VALID.replace('target = "shop"', 'target = "nope"'), "entry 1: `target` 'nope' is not one of the suite"),
+        ('[replay]\nca-cert = "suite.toml"\n' + VALID, "not a readable PEM bundle of CA certificates"),
     ],
 )  # fmt: skip
 def test_a_bad_suite_is_one_line_exit_2(tmp_path: Path, text: str, message: str) -> None:
@@ -266,8 +267,8 @@ def test_a_mistyped_fingerprint_is_refused(tmp_path: Path) -> None:
 
 def test_an_entrys_diff_trusts_https_targets_as_its_replay_does(tmp_path: Path) -> None:
     """`ca-cert` and `insecure` in a suite reach the diff's resends and reflection, not only the replay."""
-    (tmp_path / "ca.pem").write_text("a private CA's certificate\n")
+    certificate, _ = self_signed_certificate(tmp_path)
     suite = tmp_path / "suite.toml"
-    suite.write_text('[replay]\nca-cert = "ca.pem"\n' + VALID.replace("http://", "https://"))
+    suite.write_text(f'[replay]\nca-cert = "{certificate.name}"\n' + VALID.replace("http://", "https://"))
     [entry] = load_suite(suite).entries
-    assert entry.job.options.tls.ca_file == entry.diff.tls.ca_file == str(tmp_path / "ca.pem")
+    assert entry.job.options.tls.ca_file == entry.diff.tls.ca_file == str(certificate)
