@@ -1,6 +1,7 @@
 """Attaching a tap's calls to replay results: the replay waits for the tap to mark its live log flushed after the
-replay's end, however long a busy machine makes that take, instead of a fixed guess; a closed log is read within a second,
-and a log nobody marks is read after the wait with a warning. Real files; the tap's writer in a thread of its own."""
+replay's end, however long a busy machine makes that take, instead of a fixed guess; a closed log is read within a
+second, and a log nobody marks is read after the wait with a warning. Real files; the tap's writer in a thread of
+its own."""
 
 from __future__ import annotations
 
