@@ -210,7 +210,8 @@ def reflect_schema(url: str, *, ca_file: str | Path | None = None, insecure: boo
                     listed = database.get_services()
                     break
                 except grpc.RpcError as error:  # the next version, if this one is not served
-                    if service_name == REFLECTION_SERVICES[-1] or error.code() != grpc.StatusCode.UNIMPLEMENTED:  # type: ignore[attr-defined]
+                    unserved = error.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+                    if service_name == REFLECTION_SERVICES[-1] or not unserved:
                         raise
             services = [name for name in listed if not name.startswith("grpc.reflection.")]
             pool = descriptor_pool.DescriptorPool(database)

@@ -101,7 +101,8 @@ def corpus(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) ->
                 with pytest.raises(grpc.RpcError) as unknown:
                     stub.Check(health_pb2.HealthCheckRequest(service="shop.Unknown"), timeout=10)
                 assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
-        wait_until(lambda: readable_records(corpus, CorpusReader) == expected, f"the recorder to flush {expected} calls")
+        wait_until(lambda: readable_records(corpus, CorpusReader) == expected,
+                   f"the recorder to flush {expected} calls")
         assert proxy.stop() == 0, "".join(proxy.lines)
     finally:
         proxy.kill()
@@ -120,7 +121,9 @@ def tls_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict
         }, certificate
 
 
-def run(corpus: Path, servers: dict[str, str], candidate: str, baseline: str = "baseline", *extra: str | Path) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[type-arg]
+def run(
+    corpus: Path, servers: dict[str, str], candidate: str, baseline: str = "baseline", *extra: str | Path
+) -> tuple[subprocess.CompletedProcess[str], dict]:  # type: ignore[type-arg]
     """`replaydiff run` of the corpus; its JSON report."""
     report = corpus.with_name(f"{candidate}-{baseline}-{len(extra)}.json")
     result = subprocess.run(
@@ -177,7 +180,8 @@ def test_over_tls_the_schema_comes_by_reflection_trusting_the_ca_the_replay_trus
     assert insecure.returncode == 1, insecure.stdout + insecure.stderr
     [note] = [line for line in insecure.stdout.splitlines() if line.startswith("schema:")]
     assert "--insecure skips verification" in note and "compared by wire format" in note
-    assert [finding["title"] for finding in data["findings"]] == [f'`$["1"]` changed on {CHECK} (gRPC wire format, no schema)']
+    wire_title = f'`$["1"]` changed on {CHECK} (gRPC wire format, no schema)'
+    assert [finding["title"] for finding in data["findings"]] == [wire_title]
     assert "Handshake" not in insecure.stderr + result.stderr  # grpc's own TLS log lines stay quiet
 
 
