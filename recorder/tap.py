@@ -113,8 +113,11 @@ class Tap:
     def running(self) -> None:
         if not ctx.options.tap_output:
             raise exceptions.OptionsError("tap_output is required: where to write the upstream calls")
+        # compressed, written and fsynced in a thread of its own: an fsync on a busy disk stalled this loop, and
+        # with it every call the services made through the tap, into their timeouts
         self.writer = UpstreamLogWriter(
-            ctx.options.tap_output, routes=self._routes, seed=self.plan.seed, faults=len(self.plan.rules)
+            ctx.options.tap_output, routes=self._routes, seed=self.plan.seed, faults=len(self.plan.rules),
+            background=True,
         )
         self._ticker = asyncio.get_running_loop().create_task(self._flush_every_half_second())
         if self._on_running is not None:
