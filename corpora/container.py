@@ -284,19 +284,21 @@ class ContainerReader:
     def closed_cleanly(self) -> bool:
         """Its writer closed it (the last complete line is the end marker), read without parsing the records: a
         live file's reader tells a finished one from one still being written."""
-        last = b""
-        for raw in self._raw_lines():
-            last = raw
-        return last.startswith(_END_PREFIX)
+        return self._lines_and_end()[1]
 
     def count(self) -> int:
         """Records in the file, counted without parsing them: cheap enough to size a progress bar."""
+        lines, ended = self._lines_and_end()
+        return max(0, lines - 1 - ended)
+
+    def _lines_and_end(self) -> tuple[int, bool]:
+        """Complete lines (the header included), and whether the last of them is the end marker."""
         lines = 0
         last = b""
         for raw in self._raw_lines():
             lines += 1
             last = raw
-        return max(0, lines - 1 - (1 if last.startswith(_END_PREFIX) else 0))
+        return lines, last.startswith(_END_PREFIX)
 
     def numbered(self) -> Iterator[tuple[int, Any]]:
         """(line number, parsed JSON) of each record; the header is line 1. Stops at the end marker or the

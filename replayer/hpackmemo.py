@@ -85,7 +85,7 @@ class StatelessEncoder(hpack.Encoder):
                 parts.append(fields[(name, value)])
             except KeyError:
                 if (start := _PER_REQUEST.get(name)) is not None:
-                    parts.append(start + (len(value).to_bytes(1, "big") + value if len(value) < 0x7F else _string(value)))
+                    parts.append(start + _string(value))
                     continue
                 encoded = encode_field(name, value)
                 if len(fields) >= MEMO_SIZE:
