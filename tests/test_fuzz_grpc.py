@@ -135,11 +135,14 @@ def test_the_curl_line_of_a_grpc_request_speaks_h2c() -> None:
     assert "-H 'te: trailers'" in line and line.endswith("--data-binary @-")
 
 
-def run_fuzz_command(corpus: Path, urls: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_fuzz_command(
+    corpus: Path, urls: dict[str, str], cwd: Path, *extra: str | Path
+) -> subprocess.CompletedProcess[str]:
+    """`replaydiff fuzz` of `corpus` (25 examples, seed 1, no example database); `extra`: more options."""
     return subprocess.run(
         [Path(sys.executable).parent / "replaydiff", "fuzz", corpus, "--baseline", urls["baseline"],
          "--baseline2", urls["baseline2"], "--candidate", urls["candidate"], "--no-database", "--examples", "25",
-         "--seed", "1"],
+         "--seed", "1", *extra],
         capture_output=True, text=True, timeout=120, cwd=cwd, env={**os.environ, "COLUMNS": "160"},
     )  # fmt: skip
 

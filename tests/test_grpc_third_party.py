@@ -187,10 +187,6 @@ def test_over_tls_the_schema_comes_by_reflection_trusting_the_ca_the_replay_trus
 
 def test_fuzzing_over_tls_trusts_the_ca_given(corpus: Path, tls_servers: tuple[dict[str, str], Path]) -> None:
     servers, ca = tls_servers
-    found = subprocess.run(
-        [*REPLAYDIFF, "fuzz", corpus, "--baseline", servers["baseline"], "--baseline2", servers["baseline2"],
-         "--candidate", servers["changed"], "--ca-cert", ca, "--no-database", "--examples", "25", "--seed", "1"],
-        capture_output=True, text=True, timeout=120, check=False, cwd=corpus.parent,
-    )  # fmt: skip
+    found = run_fuzz_command(corpus, {**servers, "candidate": servers["changed"]}, corpus.parent, "--ca-cert", ca)
     assert found.returncode == 1, found.stdout + found.stderr
     assert f"✗ {CHECK}: body $.status" in found.stdout
